@@ -1,0 +1,90 @@
+'use strict';
+/** `bmad-data query <sql | --file f>`: run SQL through the sidecar's `query.run`. */
+const fs = require('node:fs/promises');
+const path = require('node:path');
+const { Option } = require('commander');
+const { BmadDataError } = require('../../errors');
+const { runCommand } = require('../session');
+const { renderResult } = require('./render');
+const { passedOptions, parseInteger } = require('./common');
+const { formatBytes, formatMs } = require('../format');
+
+function register(program) {
+  program
+    .command('query')
+    .description('Run SQL within the memory budget (results capped; big results go to a file with --save)')
+    .argument('[sql]', 'the SQL to run (or use --file)')
+    .option('-f, --file <path>', 'read the SQL from a file')
+    .option('-d, --database <path>', 'DuckDB database file (default: an in-memory database)')
+    .option('-m, --memory-limit <size>', 'memory budget for this query, e.g. 2GB or 2GiB')
+    .option('--threads <n>', 'DuckDB threads for this query', parseInteger)
+    .option('--max-rows <n>', 'rows to return at most (default 10000)', parseInteger)
+    .option('--timeout <ms>', 'stop the query after this many milliseconds', parseInteger)
+    .option('--save <path>', 'write the full result to this file, atomically')
+    .addOption(new Option('--format <format>', 'file format for --save').choices(['parquet', 'csv', 'json']))
+    .option('--overwrite', 'replace an existing --save file')
+    .addOption(new Option('-o, --output <format>', 'how to print the result').choices(['table', 'json', 'csv']).default('table'))
+    .action(async (sql, opts, cmd) => {
+      await runCommand('query', cmd.optsWithGlobals(), (ctx) => handle(ctx, sql, opts), {
+        options: passedOptions(cmd),
+      });
+    });
+}
+
+async function readSql(sql, file) {
+  if (sql && file) throw usage('give the SQL as an argument or with --file, not both');
+  if (file) {
+    try {
+      return await fs.readFile(file, 'utf8');
+    } catch (err) {
+      throw new BmadDataError('INPUT_ERROR', `cannot read SQL file ${file}: ${err.message}`, { hint: 'Check the path.', details: { path: file } });
+    }
+  }
+  if (!sql) throw usage('no SQL given');
+  return sql;
+}
+
+function usage(message) {
+  return new BmadDataError('USAGE', message, { hint: 'Run `bmad-data query --help` for the options.' });
+}
+
+function inferFormat(file) {
+  const ext = path.extname(file).toLowerCase().slice(1);
+  return { parquet: 'parquet', csv: 'csv', json: 'json', jsonl: 'json', ndjson: 'json' }[ext];
+}
+
+async function handle({ client, reporter, signal }, sqlArg, opts) {
+  const sql = await readSql(sqlArg, opts.file);
+  const params = { sql };
+  if (opts.database) params.database = opts.database;
+  if (opts.maxRows !== undefined) params.max_rows = opts.maxRows;
+  if (opts.timeout !== undefined) params.timeout_ms = opts.timeout;
+  const settings = {};
+  if (opts.memoryLimit) settings.memory_limit = opts.memoryLimit;
+  if (opts.threads !== undefined) settings.threads = opts.threads;
+  if (Object.keys(settings).length) params.settings = settings;
+  if (opts.save) {
+    const format = opts.format || inferFormat(opts.save);
+    if (!format) throw usage(`cannot tell the format of ${opts.save}; add --format parquet|csv|json`);
+    params.output = { path: path.resolve(opts.save), format, overwrite: Boolean(opts.overwrite) };
+  }
+  reporter.info('🔍 Running query...');
+  const onProgress = reporter.startProgress('query', 'Running query');
+  const result = await client.request('query.run', params, { signal, onProgress });
+  reporter.result('query', result, (data, r) => {
+    renderResult(data, opts.output, r);
+    if (data.truncated) r.warn(`showing the first ${data.rows.length} rows; write everything with --save <file>`);
+    if (data.output) r.success(`Wrote ${data.output.rows ?? data.row_count} rows to ${data.output.path}`);
+    r.success(`Query completed: ${data.row_count} rows${statsLine(data.stats)}`);
+  });
+}
+
+function statsLine(stats) {
+  if (!stats) return '';
+  const parts = [formatMs(stats.elapsed_ms)];
+  if (typeof stats.peak_rss_bytes === 'number') parts.push(`peak RSS ${formatBytes(stats.peak_rss_bytes)}`);
+  if (stats.peak_spill_bytes) parts.push(`spilled ${formatBytes(stats.peak_spill_bytes)}`);
+  return ` in ${parts.join(', ')}`;
+}
+
+module.exports = { register, statsLine };

@@ -1,0 +1,351 @@
+'use strict';
+/**
+ * SidecarClient: spawns `python -m sidecar`, speaks JSON-RPC 2.0 to it over stdio, supervises it.
+ *
+ * Nothing here blocks the event loop: the child is started with async `spawn`, stdout is split
+ * into lines as chunks arrive, and every request is a Promise settled by its response.
+ *
+ * Events
+ *   'ready'           (initializeResult)   after `initialize` answered (also after each restart)
+ *   'notification'    ({method, params})   every notification, plus one event named after it:
+ *   '$/progress', 'config/changed', 'config/error', '$/log', ...      (params)
+ *   'protocol-error'  (BmadDataError)      stdout carried a line that is not a JSON-RPC message,
+ *                                          or the sidecar rejected a line we sent (id null).
+ *                                          With no listener it is re-emitted as 'error'.
+ *   'stderr'          (text)               the sidecar's log output, as it arrives
+ *   'exit'            ({pid, exit_code, signal, stderr_tail, expected})
+ *   'restart'         ({attempt, delay_ms})  a restart is scheduled after an unexpected exit
+ *   'fatal'           (BmadDataError)      restarts exhausted; requests now reject SIDECAR_UNAVAILABLE
+ */
+const { spawn } = require('node:child_process');
+const { EventEmitter } = require('node:events');
+const { BmadDataError } = require('./errors');
+const { repoRoot, resolvePython, sidecarEnv } = require('./locate');
+const { LineSplitter } = require('./lines');
+
+const STDERR_TAIL_CHARS = 8192;
+
+class SidecarClient extends EventEmitter {
+  /**
+   * @param {object} [options]
+   * @param {string} [options.root]         repository root (where `-m sidecar` resolves)
+   * @param {string} [options.python]       interpreter; default BMAD_DATA_PYTHON, .venv, python3
+   * @param {string[]} [options.args]       argv after the interpreter; default ['-m', 'sidecar']
+   * @param {object} [options.env]          environment; default process.env (+ PYTHONPATH)
+   * @param {object|false} [options.initialize]  `initialize` params, replayed on every restart;
+   *                                        false skips initialize (raw protocol use)
+   * @param {object} [options.restart]      {maxRestarts: 5, baseDelayMs: 200, maxDelayMs: 5000, stableMs: 10000}
+   * @param {number} [options.cancelGraceMs]  how long to wait for the answer to `$/cancelRequest`
+   */
+  constructor(options = {}) {
+    super();
+    this.root = options.root || repoRoot(options.env || process.env);
+    const python = options.python ? { command: options.python, source: 'option' } : resolvePython(this.root, options.env || process.env);
+    this.python = python.command;
+    this.pythonSource = python.source;
+    this.args = options.args || ['-m', 'sidecar'];
+    this.env = sidecarEnv(this.root, options.env || process.env);
+    this.initializeParams = options.initialize === false ? null : { client: { name: 'bmad-data-bridge' }, ...(options.initialize || {}) };
+    this.restartPolicy = { maxRestarts: 5, baseDelayMs: 200, maxDelayMs: 5000, stableMs: 10000, ...(options.restart || {}) };
+    this.cancelGraceMs = options.cancelGraceMs ?? 3000;
+    this.initializeResult = null;
+    this.restarts = 0;
+    this._nextId = 1;
+    this._pending = new Map();
+    this._abandoned = new Set();
+    this._child = null;
+    this._closing = false;
+    this._fatal = null;
+    this._attempt = 0;
+    this._restartTimer = null;
+    this._ready = null;
+    this._killOnParentExit = () => { if (this._child) this._child.kill('SIGKILL'); };
+  }
+
+  /** The running sidecar's pid, or null. */
+  get pid() {
+    return this._child ? this._child.pid : null;
+  }
+
+  /** Start the sidecar and initialize it; resolves with the `initialize` result. */
+  start() {
+    if (!this._ready) this._ready = this._launch();
+    return this._ready;
+  }
+
+  async _launch() {
+    this._spawn();
+    if (!this.initializeParams) return null;
+    const result = await this._send('initialize', this.initializeParams, {});
+    this.initializeResult = result;
+    this.emit('ready', result);
+    return result;
+  }
+
+  _spawn() {
+    const child = spawn(this.python, this.args, { cwd: this.root, env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    this._child = child;
+    this._startedAt = Date.now();
+    let stderrTail = '';
+    let spawnError = null;
+    const splitter = new LineSplitter((line, n) => this._onLine(line, n));
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => splitter.push(chunk));
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk) => {
+      stderrTail = (stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
+      this.emit('stderr', chunk);
+    });
+    // A write to a sidecar that just died fails with EPIPE; the 'close' handler reports the exit.
+    child.stdin.on('error', (err) => { this._lastStdinError = err; });
+    child.on('error', (err) => { spawnError = err; });
+    process.once('exit', this._killOnParentExit);
+    child.on('close', (exitCode, signal) => {
+      process.removeListener('exit', this._killOnParentExit);
+      splitter.end();
+      if (this._child === child) this._child = null;
+      const info = { pid: child.pid ?? null, exit_code: exitCode, signal, stderr_tail: stderrTail.slice(-2000), expected: this._closing };
+      this.emit('exit', info);
+      const error = spawnError ? unavailable(this, spawnError) : exited(info);
+      this._rejectAll(error);
+      if (spawnError) {
+        // No interpreter, or not executable: restarting cannot help.
+        this._fatal = error;
+        this.emit('fatal', error);
+      } else if (!this._closing) {
+        this._scheduleRestart();
+      }
+    });
+  }
+
+  /**
+   * Send a request; resolves with its result or rejects with a BmadDataError.
+   * @param {string} method
+   * @param {object} [params]
+   * @param {{signal?: AbortSignal, onProgress?: Function, timeoutMs?: number}} [options]
+   */
+  async request(method, params = {}, options = {}) {
+    if (options.signal && options.signal.aborted) throw cancelled(method, 'aborted before it was sent');
+    if (this._fatal) throw this._fatal;
+    if (this._closing) throw closedError();
+    await this.start();
+    if (this._fatal) throw this._fatal;
+    if (options.signal && options.signal.aborted) throw cancelled(method, 'aborted before it was sent');
+    return this._send(method, params, options);
+  }
+
+  _send(method, params, { signal, onProgress, timeoutMs }) {
+    const id = this._nextId++;
+    const sentParams = { ...params };
+    if (onProgress && sentParams.progress_token === undefined) sentParams.progress_token = `bridge-${id}`;
+    return new Promise((resolve, reject) => {
+      const entry = { id, method, token: sentParams.progress_token, onProgress, timers: [], cancelReason: null };
+      const finish = () => {
+        this._pending.delete(id);
+        for (const t of entry.timers) clearTimeout(t);
+        if (signal) signal.removeEventListener('abort', onAbort);
+      };
+      entry.resolve = (value) => { finish(); resolve(value); };
+      entry.reject = (error) => { finish(); reject(error); };
+      const onAbort = () => this._cancel(entry, 'aborted');
+      if (signal) signal.addEventListener('abort', onAbort, { once: true });
+      if (timeoutMs !== undefined && timeoutMs !== null) {
+        entry.timers.push(setTimeout(() => this._cancel(entry, 'timeout', timeoutMs), timeoutMs));
+      }
+      this._pending.set(id, entry);
+      this._write({ jsonrpc: '2.0', id, method, params: sentParams });
+    });
+  }
+
+  /** Ask the sidecar to stop a request; settle locally if it does not answer within the grace. */
+  _cancel(entry, reason, timeoutMs) {
+    if (entry.cancelReason || !this._pending.has(entry.id)) return;
+    entry.cancelReason = { reason, timeoutMs };
+    this.notify('$/cancelRequest', { id: entry.id });
+    entry.timers.push(setTimeout(() => {
+      this._abandoned.add(entry.id);
+      entry.reject(cancelError(entry, null));
+    }, this.cancelGraceMs));
+  }
+
+  /** Send a notification (no answer expected). */
+  notify(method, params) {
+    this._write(params === undefined ? { jsonrpc: '2.0', method } : { jsonrpc: '2.0', method, params });
+  }
+
+  /** Write one raw line to the sidecar's stdin: for protocol tests and debugging only. */
+  writeRaw(line) {
+    if (this._child) this._child.stdin.write(line.endsWith('\n') ? line : `${line}\n`);
+  }
+
+  _write(message) {
+    if (!this._child || !this._child.stdin.writable) return;
+    this._child.stdin.write(`${JSON.stringify(message)}\n`);
+  }
+
+  _onLine(line, lineNumber) {
+    if (line.trim() === '') return;
+    let message;
+    try {
+      message = JSON.parse(line);
+    } catch (err) {
+      this._protocolError(`the sidecar wrote a line that is not JSON: ${err.message}`, { line: line.slice(0, 300), line_number: lineNumber });
+      return;
+    }
+    if (Array.isArray(message) && message.length > 0) {
+      for (const item of message) this._onMessage(item, line, lineNumber); // a batch answer
+      return;
+    }
+    this._onMessage(message, line, lineNumber);
+  }
+
+  _onMessage(message, line, lineNumber) {
+    if (message === null || typeof message !== 'object' || Array.isArray(message) || message.jsonrpc !== '2.0') {
+      this._protocolError('the sidecar wrote JSON that is not a JSON-RPC 2.0 message', { line: line.slice(0, 300), line_number: lineNumber });
+      return;
+    }
+    if (typeof message.method === 'string' && message.id === undefined) {
+      this._onNotification(message.method, message.params);
+    } else if (message.id === null && message.error) {
+      const err = BmadDataError.fromRpc(message.error);
+      err.details = { ...err.details, direction: 'bridge->sidecar' };
+      this._emitProtocolError(err);
+    } else if ('result' in message || 'error' in message) {
+      this._onResponse(message, line, lineNumber);
+    } else {
+      this._protocolError('the sidecar wrote a message that is neither a response nor a notification', { line: line.slice(0, 300), line_number: lineNumber });
+    }
+  }
+
+  _onResponse(message, line, lineNumber) {
+    const entry = this._pending.get(message.id);
+    if (!entry) {
+      if (this._abandoned.delete(message.id)) return; // the answer to a request we gave up on
+      this._protocolError(`the sidecar answered unknown request id ${JSON.stringify(message.id)}`, { line: line.slice(0, 300), line_number: lineNumber });
+      return;
+    }
+    if (message.error) {
+      const err = BmadDataError.fromRpc(message.error);
+      entry.reject(entry.cancelReason && err.code === 'CANCELLED' ? cancelError(entry, err) : err);
+    } else {
+      entry.resolve(message.result);
+    }
+  }
+
+  _onNotification(method, params) {
+    if (method === '$/progress' && params) {
+      for (const entry of this._pending.values()) {
+        if (entry.onProgress && entry.token === params.token) entry.onProgress(params.value || {}, params);
+      }
+    }
+    this.emit('notification', { method, params });
+    this.emit(method, params);
+  }
+
+  _protocolError(message, details) {
+    this._emitProtocolError(new BmadDataError('PROTOCOL_ERROR', message, {
+      hint: 'The sidecar must write only JSON-RPC messages to stdout; something printed to it. Check the sidecar version and any code that prints.',
+      details,
+    }));
+  }
+
+  _emitProtocolError(error) {
+    this.protocolErrors = (this.protocolErrors || 0) + 1;
+    if (this.listenerCount('protocol-error') > 0) this.emit('protocol-error', error);
+    else this.emit('error', error);
+  }
+
+  _rejectAll(error) {
+    for (const entry of [...this._pending.values()]) {
+      entry.reject(new BmadDataError(error.code, error.message, {
+        hint: error.hint, retryable: error.retryable, details: { ...error.details, method: entry.method },
+      }));
+    }
+  }
+
+  _scheduleRestart() {
+    if (Date.now() - this._startedAt >= this.restartPolicy.stableMs) this._attempt = 0;
+    this._attempt += 1;
+    if (this._attempt > this.restartPolicy.maxRestarts) {
+      this._fatal = new BmadDataError('SIDECAR_UNAVAILABLE', `the sidecar exited ${this._attempt - 1} times in a row; giving up`, {
+        hint: 'Run `bmad-data doctor` to see why it cannot start.', details: { restarts: this.restarts },
+      });
+      this.emit('fatal', this._fatal);
+      return;
+    }
+    const delay = Math.min(this.restartPolicy.maxDelayMs, this.restartPolicy.baseDelayMs * 2 ** (this._attempt - 1));
+    this.emit('restart', { attempt: this._attempt, delay_ms: delay });
+    // Requests made while we wait queue on the new launch.
+    this._ready = new Promise((resolve, reject) => { this._pendingRestart = { resolve, reject }; })
+      .then(() => this._launch());
+    this._ready.catch(() => {}); // a failed relaunch ends in 'close', which schedules the next try
+    this._restartTimer = setTimeout(() => {
+      this._restartTimer = null;
+      this.restarts += 1;
+      this._pendingRestart.resolve();
+    }, delay);
+  }
+
+  /** Shut the sidecar down politely (shutdown, exit), then by force after timeoutMs. */
+  async close({ timeoutMs = 3000 } = {}) {
+    this._closing = true;
+    if (this._restartTimer) {
+      clearTimeout(this._restartTimer);
+      this._pendingRestart.reject(closedError());
+    }
+    const child = this._child;
+    if (!child) return;
+    const closed = new Promise((resolve) => child.once('close', resolve));
+    const force = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    try {
+      await Promise.race([this._send('shutdown', {}, { timeoutMs }), closed]);
+    } catch {
+      // The sidecar may already be gone or refuse; the exit notification and EOF still end it.
+    }
+    this.notify('exit');
+    if (child.stdin.writable) child.stdin.end();
+    await closed;
+    clearTimeout(force);
+  }
+}
+
+function exited(info) {
+  const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.exit_code}`;
+  return new BmadDataError('SIDECAR_EXITED', `the sidecar ${how} while the request was in flight`, {
+    hint: info.expected ? 'The client was closed.' : 'The bridge restarts it; retry the request. The stderr tail in details says why it stopped.',
+    retryable: !info.expected,
+    details: info,
+  });
+}
+
+function unavailable(client, err) {
+  return new BmadDataError('SIDECAR_UNAVAILABLE', `cannot start the sidecar with ${client.python} (${client.pythonSource}): ${err.message}`, {
+    hint: 'Set BMAD_DATA_PYTHON to a Python >= 3.11 with the sidecar installed, or run scripts/bootstrap.sh in the repository.',
+    details: { python: client.python, source: client.pythonSource, errno: err.code || null },
+  });
+}
+
+function closedError() {
+  return new BmadDataError('SIDECAR_UNAVAILABLE', 'the client was closed', { hint: 'Create a new SidecarClient.' });
+}
+
+function cancelled(method, why) {
+  return new BmadDataError('CANCELLED', `request '${method}' was cancelled: ${why}`, { severity: 'info', hint: 'Nothing was run.' });
+}
+
+/** The error for a request we cancelled: TIMEOUT for our own deadline, else CANCELLED. */
+function cancelError(entry, fromSidecar) {
+  const acknowledged = fromSidecar !== null;
+  const { reason, timeoutMs } = entry.cancelReason;
+  if (reason === 'timeout') {
+    return new BmadDataError('TIMEOUT', `request '${entry.method}' passed the client's ${timeoutMs} ms deadline and was cancelled`, {
+      hint: 'Raise timeoutMs, or narrow the query.', retryable: true, details: { source: 'client', timeout_ms: timeoutMs, acknowledged },
+    });
+  }
+  if (acknowledged) return fromSidecar;
+  return new BmadDataError('CANCELLED', `request '${entry.method}' was cancelled; the sidecar did not confirm it in time`, {
+    severity: 'info', hint: 'The sidecar may still be finishing the work; check `bmad-data status`.', details: { acknowledged },
+  });
+}
+
+module.exports = { SidecarClient };
