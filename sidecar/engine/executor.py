@@ -1,0 +1,303 @@
+"""The engine boundary: everything that runs DuckDB goes through `Engine`.
+
+Methods hand the engine a plain, serialisable `QuerySpec` plus the settings it runs under
+and a job context (cancellation); they get back a `QueryResult` or a `SidecarError`.
+Today the engine runs DuckDB in this process, on the caller's thread; supervised worker
+processes replace what sits behind this class without changing its callers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import duckdb
+import msgspec
+
+from sidecar.engine.database import MEMORY, Database, EngineSettings
+from sidecar.engine.encode import convert_rows
+from sidecar.engine.errors import map_duckdb_error
+from sidecar.engine.guard import checked_statements
+from sidecar.engine.monitor import JobContext, JobWatch, Sample, Sampler
+from sidecar.engine.outputs import atomic_target, copy_options, inside, pid_alive, remove_orphaned_outputs
+from sidecar.errors import AccessDenied, InputError, InvalidParams, SidecarError
+
+__all__ = ["OutputSpec", "QuerySpec", "Column", "OutputInfo", "QueryStats", "QueryResult", "Engine"]
+
+log = logging.getLogger(__name__)
+
+
+class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    path: str
+    format: Literal["parquet", "csv", "json"] = "parquet"
+    overwrite: bool = False
+
+
+class QuerySpec(msgspec.Struct, frozen=True):
+    sql: str
+    database: str | None = None
+    params: list[Any] | dict[str, Any] | None = None
+    max_rows: int = 10_000
+    output: OutputSpec | None = None
+    timeout_ms: int | None = None
+
+
+class Column(msgspec.Struct, frozen=True):
+    name: str
+    type: str
+
+
+class OutputInfo(msgspec.Struct, frozen=True):
+    path: str
+    format: str
+    bytes: int
+    rows: int
+
+
+class QueryStats(msgspec.Struct, frozen=True):
+    elapsed_ms: float
+    peak_rss_bytes: int
+    peak_buffer_bytes: int
+    peak_spill_bytes: int
+    statements: int
+    settings: dict[str, Any]
+
+
+class QueryResult(msgspec.Struct, frozen=True):
+    columns: list[Column]
+    rows: list[list[Any]] | list[tuple[Any, ...]]
+    row_count: int
+    truncated: bool
+    stats: QueryStats
+    output: OutputInfo | None = None
+
+
+class Engine:
+    """Opens databases on demand and runs work in them under a job's settings."""
+
+    def __init__(self) -> None:
+        self._databases: dict[str, Database] = {}
+        self._lock = threading.Lock()
+        self.sampler = Sampler()
+
+    # -- databases -----------------------------------------------------------------------
+
+    def database(self, name: str | None, settings: EngineSettings) -> Database:
+        key = MEMORY if name in (None, "", MEMORY) else str(Path(name).expanduser().resolve())
+        with self._lock:
+            db = self._databases.get(key)
+            if db is not None:
+                return db
+            if key != MEMORY and not inside(Path(key), list(settings.allowed_directories)):
+                raise AccessDenied(
+                    f"database {name!r} is outside the allowed directories",
+                    details={"database": key, "allowed_directories": list(settings.allowed_directories)},
+                )
+            if key != MEMORY and not Path(key).parent.is_dir():
+                raise InputError(f"the directory of database {name!r} does not exist", hint="Create it first.")
+            try:
+                db = Database(key, settings)
+            except duckdb.Error as exc:
+                raise map_duckdb_error(exc) from exc
+            self._databases[key] = db
+            log.info("opened database %s", key)
+            return db
+
+    def retune(self, settings: EngineSettings) -> None:
+        with self._lock:
+            databases = list(self._databases.values())
+        for db in databases:
+            db.retune(settings)
+
+    # -- queries -------------------------------------------------------------------------
+
+    @contextmanager
+    def _job(
+        self,
+        database: str | None,
+        settings: EngineSettings,
+        job: JobContext,
+        on_sample: Callable[[Sample], None] | None,
+        timeout_ms: int | None,
+        sql: str | None,
+    ) -> Iterator[_Run]:
+        """A cursor under the job's settings, watched, interruptible, errors mapped at one place."""
+        if job.cancel_event.is_set():
+            raise _interrupted(job)
+        db = self.database(database, settings)
+        with db.lease(settings):
+            cursor = db.acquire_cursor()
+            deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
+            run = _Run(db, cursor, JobWatch(job, db.memory, cursor, on_sample, deadline))
+            self.sampler.watch(run.watch)
+            unregister = job.on_cancel(cursor.interrupt)
+            try:
+                yield run
+            except duckdb.Error as exc:
+                raise map_duckdb_error(
+                    exc, sql=sql, settings=settings.instance_values(), cancel_reason=job.cancel_reason
+                ) from exc
+            finally:
+                unregister()
+                run.watch.set_phase("done")
+                run.final = self.sampler.unwatch(run.watch)
+                run.watch.report(run.final)
+                db.release_cursor(cursor, healthy=run.healthy and not job.cancel_event.is_set())
+        if job.cancel_event.is_set():  # cancelled after the last row arrived: still a cancellation
+            raise _interrupted(job)
+
+    def run_query(
+        self,
+        spec: QuerySpec,
+        settings: EngineSettings,
+        job: JobContext,
+        on_sample: Callable[[Sample], None] | None = None,
+    ) -> QueryResult:
+        started = time.perf_counter()
+        with self._job(spec.database, settings, job, on_sample, spec.timeout_ms, spec.sql) as run:
+            columns, rows, truncated, output, count, run.healthy = self._execute(run.cursor, spec, settings, run.watch)
+        stats = QueryStats(
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            peak_rss_bytes=run.peak_rss,
+            peak_buffer_bytes=run.watch.peak_buffer,
+            peak_spill_bytes=run.watch.peak_spill,
+            statements=count,
+            settings={**settings.instance_values(), "database": run.db.path},
+        )
+        return QueryResult(columns, rows, len(rows) if output is None else output.rows, truncated, stats, output)
+
+    def analyze(
+        self,
+        path: str,
+        *,
+        sample_rows: int | None,
+        exact: bool,
+        settings: EngineSettings,
+        job: JobContext,
+        on_sample: Callable[[Sample], None] | None = None,
+        timeout_ms: int | None = None,
+    ) -> Any:
+        """Profile a dataset file, glob or directory (see sidecar.engine.analyze)."""
+        from sidecar.engine.analyze import analyze_dataset
+
+        with self._job(None, settings, job, on_sample, timeout_ms, None) as run:
+            run.watch.set_phase("running")
+            result = analyze_dataset(run.cursor, path, sample_rows=sample_rows, exact=exact)
+            run.healthy = True
+        return result
+
+    def _execute(
+        self, cursor: duckdb.DuckDBPyConnection, spec: QuerySpec, settings: EngineSettings, watch: JobWatch
+    ) -> tuple[list[Column], Any, bool, OutputInfo | None, int, bool]:
+        statements = checked_statements(cursor, spec.sql)
+        if spec.params is not None and len(statements) > 1:
+            raise InvalidParams("`params` can only be used with a single SQL statement")
+        healthy = all(s.type.name != "TRANSACTION" for s in statements)
+        watch.set_phase("running")
+        for statement in statements[:-1]:
+            cursor.execute(statement)
+        last = statements[-1]
+        if spec.output is not None:
+            return (*self._write_output(cursor, last, spec, spec.output, settings, watch), len(statements), healthy)
+        cursor.execute(last, spec.params)
+        description = cursor.description or []
+        columns = [Column(d[0], str(d[1])) for d in description]
+        raw = cursor.fetchmany(spec.max_rows + 1) if description else []
+        truncated = len(raw) > spec.max_rows
+        if truncated:
+            raw = raw[: spec.max_rows]
+            healthy = False  # the rest of the result is still pending on this cursor: drop it
+        watch.set_phase("fetching")
+        rows = convert_rows(raw, [c.type for c in columns])
+        return columns, rows, truncated, None, len(statements), healthy
+
+    def _write_output(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        last: duckdb.Statement,
+        spec: QuerySpec,
+        output: OutputSpec,
+        settings: EngineSettings,
+        watch: JobWatch,
+    ) -> tuple[list[Column], list[Any], bool, OutputInfo]:
+        if last.type.name != "SELECT":
+            raise InvalidParams(
+                f"`output` needs the last statement to be a query (SELECT, FROM, WITH ...), got {last.type.name}",
+            )
+        query = last.query.strip().rstrip(";")
+        allowed = list(settings.allowed_directories)
+        journal = Path(settings.state_directory) / "pending-outputs"
+        with atomic_target(output.path, overwrite=output.overwrite, allowed=allowed, journal=journal) as temp:
+            description = cursor.execute(f"SELECT * FROM ({query}) LIMIT 0", spec.params).description or []
+            watch.set_phase("writing")
+            target = str(temp).replace("'", "''")
+            written = cursor.execute(f"COPY ({query}) TO '{target}' ({copy_options(output.format)})", spec.params).fetchone()
+            rows = int(written[0]) if written else 0
+            size = temp.stat().st_size if temp.exists() else 0
+        columns = [Column(d[0], str(d[1])) for d in description]
+        final = str(Path(output.path).expanduser().resolve())
+        return columns, [], False, OutputInfo(final, output.format, size, rows)
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def cleanup(self, settings: EngineSettings, *, aggressive: bool) -> tuple[int, int]:
+        """Remove what dead processes left: spill directories and temporary outputs.
+
+        Returns (bytes freed, files removed). Spill files of live databases belong to DuckDB,
+        which releases them as queries end; `aggressive` also drops idle pooled cursors.
+        """
+        freed, removed = remove_orphaned_outputs(Path(settings.state_directory) / "pending-outputs")
+        spill_root = Path(settings.temp_directory)
+        if spill_root.is_dir():
+            for entry in spill_root.iterdir():
+                if entry.is_dir() and _orphaned(entry.name):
+                    files = [f for f in entry.rglob("*") if f.is_file()]
+                    freed += sum(f.stat().st_size for f in files)
+                    removed += len(files)
+                    shutil.rmtree(entry, ignore_errors=True)
+        if aggressive:
+            with self._lock:
+                for db in self._databases.values():
+                    db.drop_idle_cursors()
+        return freed, removed
+
+    def close(self) -> None:
+        self.sampler.close()
+        with self._lock:
+            databases, self._databases = list(self._databases.values()), {}
+        for db in databases:
+            try:
+                db.close()
+            except (duckdb.Error, SidecarError):
+                log.warning("closing database %s failed", db.path, exc_info=True)
+
+
+class _Run:
+    """The state of one job while its cursor is held."""
+
+    def __init__(self, db: Database, cursor: duckdb.DuckDBPyConnection, watch: JobWatch) -> None:
+        self.db = db
+        self.cursor = cursor
+        self.watch = watch
+        self.healthy = False
+        self.final: Sample | None = None
+
+    @property
+    def peak_rss(self) -> int:
+        return max(self.watch.peak_rss, self.final.rss_bytes if self.final else 0)
+
+
+def _interrupted(job: JobContext) -> SidecarError:
+    return map_duckdb_error(duckdb.InterruptException("INTERRUPT Error: Interrupted!"), cancel_reason=job.cancel_reason)
+
+
+def _orphaned(name: str) -> bool:
+    """A spill directory named `<key>-<pid>` whose process is gone."""
+    _, _, pid = name.rpartition("-")
+    return pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))

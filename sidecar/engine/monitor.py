@@ -1,0 +1,152 @@
+"""Watching running jobs: memory, spill, progress and deadlines, from one thread.
+
+A single sampler thread visits every running job about ten times a second: it records
+peaks (process RSS, DuckDB buffer memory, spill bytes), reads DuckDB's progress for the
+job's cursor, hands a sample to the job's listener a few times a second, and stops a job
+whose deadline has passed. Short queries never wait for it: each job takes one sample of
+its own when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Protocol
+
+import duckdb
+import msgspec
+import psutil
+
+__all__ = ["JobContext", "Sample", "JobWatch", "Sampler"]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_INTERVAL_S = 0.1
+REPORT_INTERVAL_S = 0.25
+
+
+class JobContext(Protocol):
+    """What the engine needs from whoever asked for the work (a JSON-RPC call, a worker job)."""
+
+    cancel_event: threading.Event
+    cancel_reason: str | None
+
+    def cancel(self, reason: str = "cancelled") -> None: ...
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+
+
+class Sample(msgspec.Struct, frozen=True):
+    phase: str
+    percent: float | None
+    elapsed_ms: int
+    rss_bytes: int
+    buffer_bytes: int
+    spill_bytes: int
+
+
+class JobWatch:
+    """The sampler's record of one running job."""
+
+    def __init__(
+        self,
+        job: JobContext,
+        memory: Callable[[], tuple[int, int]],
+        cursor: duckdb.DuckDBPyConnection | None,
+        listener: Callable[[Sample], None] | None,
+        deadline: float | None,
+    ) -> None:
+        self.job = job
+        self.memory = memory
+        self.cursor = cursor
+        self.listener = listener
+        self.deadline = deadline
+        self.started = time.monotonic()
+        self.phase = "starting"
+        self.percent: float | None = None
+        self.peak_rss = 0
+        self.peak_buffer = 0
+        self.peak_spill = 0
+        self.last_report = 0.0
+        self.lock = threading.Lock()
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.percent = None
+
+    def _progress(self) -> float | None:
+        if self.cursor is None or self.phase != "running":
+            return None
+        try:
+            value = self.cursor.query_progress()
+        except duckdb.Error:
+            return None
+        if not 0.0 <= value <= 100.0:
+            return None  # DuckDB says -1 when it cannot tell
+        # DuckDB's estimate is per pipeline and can move backwards; never show a lie that moves back.
+        return max(value, self.percent or 0.0)
+
+    def sample(self, process: psutil.Process) -> Sample:
+        rss = process.memory_info().rss
+        try:
+            buffer, spill = self.memory()
+        except duckdb.Error:
+            buffer, spill = 0, 0
+        percent = self._progress()
+        with self.lock:
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_buffer = max(self.peak_buffer, buffer)
+            self.peak_spill = max(self.peak_spill, spill)
+            self.percent = percent
+        elapsed = int((time.monotonic() - self.started) * 1000)
+        return Sample(self.phase, percent, elapsed, rss, buffer, spill)
+
+    def report(self, sample: Sample) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(sample)
+            except Exception:  # a listener's failure must not stop the sampling
+                log.warning("progress listener failed", exc_info=True)
+
+
+class Sampler:
+    """One daemon thread sampling every watched job."""
+
+    def __init__(self) -> None:
+        self._jobs: set[JobWatch] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._process = psutil.Process()
+        self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
+        self._thread.start()
+
+    def watch(self, watch: JobWatch) -> JobWatch:
+        with self._lock:
+            self._jobs.add(watch)
+        return watch
+
+    def unwatch(self, watch: JobWatch) -> Sample:
+        """Stop watching; the job's final sample (taken now) completes its peaks."""
+        with self._lock:
+            self._jobs.discard(watch)
+        return watch.sample(self._process)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(SAMPLE_INTERVAL_S):
+            with self._lock:
+                jobs = list(self._jobs)
+            now = time.monotonic()
+            for watch in jobs:
+                if watch.deadline is not None and now >= watch.deadline and not watch.job.cancel_event.is_set():
+                    log.info("job ran past its deadline; stopping it")
+                    watch.job.cancel("timeout")
+                sample = watch.sample(self._process)
+                if watch.listener is not None and now - watch.last_report >= REPORT_INTERVAL_S:
+                    watch.last_report = now
+                    watch.report(sample)
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=2)

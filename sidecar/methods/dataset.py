@@ -1,0 +1,42 @@
+"""`dataset.analyze`: a fast profile of a CSV, Parquet or JSON dataset."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from sidecar.engine.analyze import DatasetAnalysis
+from sidecar.methods import registry
+from sidecar.methods.progress import progress_listener
+from sidecar.protocol.dispatcher import Call
+
+__all__ = ["AnalyzeParams"]
+
+
+class AnalyzeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    path: str
+    """A file, a glob, or a directory of CSV, Parquet or JSON files."""
+    sample_rows: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    """Rows to sample for the estimated figures (default chosen for interactive speed)."""
+    exact: bool = False
+    """Scan everything for exact figures (slower); the result says which figures are exact."""
+    timeout_ms: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    settings: dict[str, Any] | None = None
+
+
+@registry.method("dataset.analyze", params=AnalyzeParams, result=DatasetAnalysis)
+def analyze(call: Call, p: AnalyzeParams) -> DatasetAnalysis:
+    """Profile a dataset: rows, bytes, and per column type, nulls, distinct, min, max, mean, std."""
+    session = call.session
+    session.require()
+    settings = session.settings_for(p.settings)
+    return session.engine.analyze(
+        p.path,
+        sample_rows=p.sample_rows,
+        exact=p.exact,
+        settings=session.engine_settings(settings),
+        job=call,
+        on_sample=progress_listener(call),
+        timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
+    )

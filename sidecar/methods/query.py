@@ -1,0 +1,48 @@
+"""`query.run`: SQL in, rows (or an atomic output file) out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from sidecar.engine.executor import OutputSpec, QueryResult, QuerySpec
+from sidecar.methods import registry
+from sidecar.methods.progress import progress_listener
+from sidecar.protocol.dispatcher import Call
+
+__all__ = ["QueryParams"]
+
+
+class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    sql: str
+    """One or more statements; the last one's result is returned (or written to `output`)."""
+    database: str | None = None
+    """A DuckDB file inside the allowed directories; default: the sidecar's shared in-memory database."""
+    params: list[Any] | dict[str, Any] | None = None
+    """Values for `$1`/`?` or `$name` placeholders (single statement only)."""
+    max_rows: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+    """Rows returned inline (default from settings, 10,000); more sets `truncated`. Big results belong in `output`."""
+    output: OutputSpec | None = None
+    """Write the full result to a file, atomically."""
+    timeout_ms: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    """Stop the query after this long (default: the thresholds file's timeout_threshold)."""
+    settings: dict[str, Any] | None = None
+    """Per-request settings: memory_limit (the job's whole budget), threads, ... (see config.get)."""
+
+
+@registry.method("query.run", params=QueryParams, result=QueryResult)
+def run(call: Call, p: QueryParams) -> QueryResult:
+    """Run SQL against a database and return its rows, or write them to a file atomically."""
+    session = call.session
+    session.require()
+    settings = session.settings_for(p.settings)
+    spec = QuerySpec(
+        sql=p.sql,
+        database=p.database if p.database is not None else settings.database_path,
+        params=p.params,
+        max_rows=p.max_rows if p.max_rows is not None else settings.max_rows,
+        output=p.output,
+        timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
+    )
+    return session.engine.run_query(spec, session.engine_settings(settings), call, progress_listener(call))

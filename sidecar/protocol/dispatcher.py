@@ -1,0 +1,333 @@
+"""From a decoded line to one method call, and from its outcome to one answer.
+
+Cheap methods (`system.resources`, `config.get`, `$/cancelRequest`) are served inline on
+the reader thread, so they are never queued behind a long query; work methods run on a
+thread pool. Every bad line gets its error and the next line is served normally.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import msgspec
+
+from sidecar.errors import (
+    Cancelled,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+    SidecarError,
+    Timeout,
+    did_you_mean,
+)
+from sidecar.protocol.framing import MAX_LINE_BYTES, LineTooLong, MessageWriter
+from sidecar.protocol.messages import ProgressParams, ProgressValue
+
+__all__ = ["Call", "MethodSpec", "Registry", "Dispatcher", "error_message"]
+
+log = logging.getLogger(__name__)
+
+Reply = Callable[[dict[str, Any] | None], None]
+
+
+class Call:
+    """One request in flight: its id, its cancellation, its progress channel."""
+
+    def __init__(self, id: Any, method: str, progress_token: str | int | None, writer: MessageWriter, session: Any):
+        self.id = id
+        self.method = method
+        self.progress_token = progress_token
+        self.session = session
+        self.started = time.monotonic()
+        self.cancel_event = threading.Event()
+        self.cancel_reason: str | None = None
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._on_cancel: list[Callable[[], None]] = []
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the work to stop: `reason` is "cancelled", "timeout" or "shutdown"."""
+        with self._lock:
+            if self.cancel_event.is_set():
+                return
+            self.cancel_reason = reason
+            self.cancel_event.set()
+            callbacks = list(self._on_cancel)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # an interrupt racing the end of a query is harmless; report it
+                log.warning("cancel callback failed for request %r", self.id, exc_info=True)
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run `callback` on cancellation (now, if already cancelled); returns an unregister function."""
+        with self._lock:
+            already = self.cancel_event.is_set()
+            if not already:
+                self._on_cancel.append(callback)
+        if already:
+            callback()
+
+        def unregister() -> None:
+            with self._lock:
+                if callback in self._on_cancel:
+                    self._on_cancel.remove(callback)
+
+        return unregister
+
+    def cancelled_error(self) -> SidecarError:
+        elapsed = int((time.monotonic() - self.started) * 1000)
+        if self.cancel_reason == "timeout":
+            return Timeout(f"request {self.id!r} ran past its timeout and was stopped after {elapsed} ms")
+        if self.cancel_reason == "shutdown":
+            return Cancelled("the sidecar is shutting down; the request was stopped", hint="Resend it to a running sidecar.")
+        return Cancelled(f"request {self.id!r} was cancelled after {elapsed} ms")
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancel_event.is_set():
+            raise self.cancelled_error()
+
+    @property
+    def wants_progress(self) -> bool:
+        return self.progress_token is not None
+
+    def progress(self, value: ProgressValue) -> None:
+        if self.progress_token is not None:
+            notification = {"jsonrpc": "2.0", "method": "$/progress", "params": ProgressParams(self.progress_token, value)}
+            self._writer.send(notification)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    handler: Callable[[Call, Any], Any]
+    params: type | None
+    result: type | None
+    summary: str
+    inline: bool = False
+    """Served on the reader thread: must be fast and never block on DuckDB."""
+
+
+@dataclass
+class Registry:
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+
+    def method(
+        self, name: str, *, params: type | None, result: type | None, inline: bool = False
+    ) -> Callable[[Callable[[Call, Any], Any]], Callable[[Call, Any], Any]]:
+        def register(handler: Callable[[Call, Any], Any]) -> Callable[[Call, Any], Any]:
+            summary = (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else ""
+            self.methods[name] = MethodSpec(name, handler, params, result, summary, inline)
+            return handler
+
+        return register
+
+
+def error_message(id: Any, err: SidecarError) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": err.rpc_code, "message": err.message, "data": err.to_data()},
+    }
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, str)) and not isinstance(value, bool))
+
+
+class Dispatcher:
+    def __init__(self, registry: Registry, writer: MessageWriter, session: Any, *, max_workers: int = 32) -> None:
+        self.registry = registry
+        self.writer = writer
+        self.session = session
+        self.inflight: dict[Any, Call] = {}
+        self.accepting = True
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+        self._decoder = msgspec.json.Decoder()
+
+    # -- lines ---------------------------------------------------------------------------
+
+    def handle_line(self, line: bytes | LineTooLong) -> None:
+        if isinstance(line, LineTooLong):
+            err = ParseError(
+                f"a request line of {line.length} bytes exceeds the limit of {MAX_LINE_BYTES} bytes",
+                hint="Put large inputs in a file and pass its path; requests carry SQL and parameters only.",
+            )
+            self.writer.send(error_message(None, err))
+            return
+        if not line.strip():
+            return
+        try:
+            message = self._decoder.decode(line)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            self.writer.send(error_message(None, ParseError(f"not valid JSON: {exc}")))
+            return
+        if isinstance(message, list):
+            self._handle_batch(message)
+        else:
+            self._handle_one(message, self._send)
+
+    def _send(self, response: dict[str, Any] | None) -> None:
+        if response is not None:
+            self.writer.send(response)
+
+    def _handle_batch(self, items: list[Any]) -> None:
+        if not items:
+            self.writer.send(error_message(None, InvalidRequest("an empty batch array is not a request")))
+            return
+        responses: list[dict[str, Any] | None] = [None] * len(items)
+        remaining = [len(items)]
+        lock = threading.Lock()
+
+        def collector(index: int) -> Reply:
+            def reply(response: dict[str, Any] | None) -> None:
+                with lock:
+                    responses[index] = response
+                    remaining[0] -= 1
+                    done = remaining[0] == 0
+                if done:
+                    answers = [r for r in responses if r is not None]
+                    if answers:
+                        self.writer.send(answers)
+
+            return reply
+
+        for index, item in enumerate(items):
+            self._handle_one(item, collector(index))
+
+    # -- one request ---------------------------------------------------------------------
+
+    def _handle_one(self, message: Any, reply: Reply) -> None:
+        if not isinstance(message, dict):
+            reply(error_message(None, InvalidRequest(f"expected a JSON object, got {type(message).__name__}")))
+            return
+        is_notification = "id" not in message
+        id = message.get("id")
+        if not _valid_id(id):
+            reply(error_message(None, InvalidRequest("`id` must be a string, an integer or null")))
+            return
+        try:
+            call, spec, params = self._prepare(message, id)
+        except SidecarError as err:
+            reply(None if is_notification else error_message(id, err))
+            return
+        if spec is None:  # a notification handled on the spot
+            reply(None)
+            return
+        answer: Reply = (lambda response: reply(None)) if is_notification else reply
+        if spec.inline:
+            self._run(call, spec, params, answer)
+        else:
+            self._pool.submit(self._run, call, spec, params, answer)
+
+    def _prepare(self, message: dict[str, Any], id: Any) -> tuple[Call, MethodSpec | None, Any]:
+        if message.get("jsonrpc") != "2.0":
+            raise InvalidRequest('`jsonrpc` must be "2.0"')
+        method = message.get("method")
+        if not isinstance(method, str):
+            raise InvalidRequest("`method` must be a string")
+        raw_params = message.get("params", {})
+        if raw_params is None:
+            raw_params = {}
+        if not isinstance(raw_params, dict):
+            raise InvalidParams(f"`params` of {method} must be an object with named members")
+        if method == "$/cancelRequest":
+            self._cancel_request(raw_params)
+            return Call(id, method, None, self.writer, self.session), None, None
+        if method == "exit":
+            self.session.request_exit()
+            return Call(id, method, None, self.writer, self.session), None, None
+        spec = self.registry.methods.get(method)
+        if spec is None:
+            if "id" not in message and method.startswith("$/"):
+                return Call(id, method, None, self.writer, self.session), None, None  # optional notification
+            raise MethodNotFound(f"unknown method '{method}'{did_you_mean(method, self.registry.methods)}")
+        token = raw_params.pop("progress_token", None) if isinstance(raw_params, dict) else None
+        if token is not None and (not isinstance(token, (str, int)) or isinstance(token, bool)):
+            raise InvalidParams("`progress_token` must be a string or an integer")
+        params = self._convert(spec, raw_params)
+        call = Call(id, method, token, self.writer, self.session)
+        with self._lock:
+            if not self.accepting and method not in ("shutdown", "system.resources", "config.get"):
+                raise InvalidRequest("the sidecar is shutting down and accepts no new work")
+            if "id" in message and id in self.inflight:
+                raise InvalidRequest(f"a request with id {id!r} is still in flight; ids must be unique")
+            if "id" in message:
+                self.inflight[id] = call
+        return call, spec, params
+
+    def _convert(self, spec: MethodSpec, raw: dict[str, Any]) -> Any:
+        if spec.params is None:
+            if raw:
+                raise InvalidParams(f"{spec.name} takes no parameters, got {sorted(raw)}")
+            return None
+        try:
+            return msgspec.convert(raw, spec.params)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            hint = None
+            if text.startswith("Object contains unknown field"):
+                unknown = text.split("`")[1] if "`" in text else ""
+                known = getattr(spec.params, "__struct_fields__", ())
+                suggestion = did_you_mean(unknown, known)
+                text = f"{text}{suggestion}" if suggestion else text
+                hint = f"{spec.name} accepts: {', '.join(known)} (and progress_token)."
+            raise InvalidParams(f"invalid params for {spec.name}: {text}", hint=hint) from exc
+
+    def _run(self, call: Call, spec: MethodSpec, params: Any, reply: Reply) -> None:
+        try:
+            result = spec.handler(call, params)
+            response: dict[str, Any] = {"jsonrpc": "2.0", "id": call.id, "result": result}
+        except SidecarError as err:
+            response = error_message(call.id, err)
+        except Exception as exc:  # a bug: report it with a stable code, and keep serving
+            log.exception("internal error in %s", spec.name)
+            response = error_message(call.id, InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}"))
+        finally:
+            with self._lock:
+                if self.inflight.get(call.id) is call:
+                    del self.inflight[call.id]
+                self._idle.notify_all()
+        reply(response)
+
+    def _cancel_request(self, params: dict[str, Any]) -> None:
+        target = params.get("id")
+        with self._lock:
+            call = self.inflight.get(target)
+        if call is not None:
+            log.info("cancelling request %r", target)
+            call.cancel("cancelled")
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        with self._lock:
+            self.accepting = False
+
+    def cancel_all(self, reason: str) -> None:
+        with self._lock:
+            calls = list(self.inflight.values())
+        for call in calls:
+            call.cancel(reason)
+
+    def wait_idle(self, timeout: float, exclude: Call | None = None) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while any(c is not exclude for c in self.inflight.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)

@@ -1,0 +1,92 @@
+"""msgspec types for what crosses the wire besides method params and results.
+
+Method params and results live beside their methods (sidecar/methods/); the envelope,
+the error object and the notifications the sidecar sends live here. `schemas/` is
+generated from all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "ErrorData",
+    "ErrorObject",
+    "ProgressValue",
+    "ProgressParams",
+    "CancelParams",
+    "ConfigChangedParams",
+    "ConfigErrorParams",
+    "LogParams",
+    "Phase",
+]
+
+Phase = Literal["queued", "starting", "running", "fetching", "writing", "analyzing", "done"]
+
+
+class ErrorData(msgspec.Struct, frozen=True):
+    """`error.data` of every error answer: what went wrong and what to do next."""
+
+    code: str
+    message: str
+    hint: str
+    severity: Literal["info", "warning", "error", "critical"]
+    retryable: bool
+    details: dict[str, Any] = {}
+
+
+class ErrorObject(msgspec.Struct, frozen=True):
+    code: int
+    message: str
+    data: ErrorData
+
+
+class ProgressValue(msgspec.Struct, frozen=True):
+    """One progress sample of a running request.
+
+    `percent` is null when DuckDB cannot tell (it reports per-pipeline progress, which can be
+    badly wrong for fan-out joins and blocking operators): null means unknown, never zero.
+    """
+
+    phase: Phase
+    percent: float | None
+    elapsed_ms: int
+    rss_bytes: int
+    buffer_bytes: int
+    spill_bytes: int
+
+
+class ProgressParams(msgspec.Struct, frozen=True):
+    """`$/progress`: sent a few times a second for a request that carried `progress_token`."""
+
+    token: str | int
+    value: ProgressValue
+
+
+class CancelParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`$/cancelRequest` from the client: interrupt the request with this id."""
+
+    id: str | int
+
+
+class ConfigChangedParams(msgspec.Struct, frozen=True):
+    """`config/changed`: a valid edit of the config files now applies to new work."""
+
+    config_dir: str
+    profile: str
+    changed_files: list[str]
+    warnings: list[dict[str, Any]] = []
+
+
+class ConfigErrorParams(msgspec.Struct, frozen=True):
+    """`config/error`: an edit broke the config; the last good one stays in force."""
+
+    config_dir: str
+    diagnostics: list[dict[str, Any]]
+
+
+class LogParams(msgspec.Struct, frozen=True):
+    level: Literal["debug", "info", "warning", "error"]
+    message: str

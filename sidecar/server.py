@@ -1,0 +1,116 @@
+"""`python -m sidecar`: JSON-RPC 2.0 over stdio until EOF or `exit`.
+
+The main thread reads lines and dispatches them; work runs on a thread pool; answers and
+notifications go out through one writer. Ending:
+- `shutdown` (request): stop taking work, let running requests finish (cancelling them
+  after `--shutdown-grace` seconds), answer null; then `exit` (notification) ends the process.
+- EOF on stdin: no new work; running requests finish (each within its own timeout) and
+  their answers are written, so `cat requests.jsonl | python -m sidecar` answers them all.
+  If stdout is gone too (the client died), running requests are cancelled at once.
+- SIGTERM or SIGINT: running requests are cancelled at once.
+Either way the sidecar removes its spill files and temporary outputs and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import IO, Any, Mapping
+
+from sidecar import __version__
+from sidecar.methods import load_all
+from sidecar.protocol.dispatcher import Dispatcher
+from sidecar.protocol.framing import MessageWriter, claim_stdout, read_lines
+from sidecar.session import Session
+
+__all__ = ["Server", "main"]
+
+log = logging.getLogger("sidecar")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class Server:
+    def __init__(
+        self,
+        stdin: IO[bytes],
+        stdout: IO[bytes],
+        *,
+        env: Mapping[str, str] | None = None,
+        watch: bool = True,
+        shutdown_grace_s: float = 30.0,
+    ) -> None:
+        self.stdin = stdin
+        self.writer = MessageWriter(stdout)
+        self.shutdown_grace_s = shutdown_grace_s
+        self.session = Session(self.notify, env=env, watch=watch)
+        self.session.server = self  # type: ignore[attr-defined]
+        self.dispatcher = Dispatcher(load_all(), self.writer, self.session)
+
+    def notify(self, method: str, params: Any) -> None:
+        self.writer.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def serve(self) -> int:
+        settings = self.session.engine_settings(self.session.settings)
+        freed, removed = self.session.engine.cleanup(settings, aggressive=False)
+        if removed:
+            log.info("removed %d file(s), %d bytes, left behind by earlier runs", removed, freed)
+        log.info("bmad-data sidecar %s ready (pid %d)", __version__, os.getpid())
+        drain = True
+        try:
+            for line in read_lines(self.stdin):
+                self.dispatcher.handle_line(line)
+                if self.session.exit_requested.is_set():
+                    break
+        except (KeyboardInterrupt, SystemExit):
+            log.info("stopping on a signal")
+            drain = False
+        finally:
+            self.stop(drain=drain)
+        return 0
+
+    def stop(self, *, drain: bool) -> None:
+        """Stop: let running requests finish while someone reads their answers, else cancel them."""
+        self.dispatcher.stop_accepting()
+        while drain and not self.dispatcher.wait_idle(0.2):
+            if self.writer.closed:
+                break
+        self.dispatcher.cancel_all("shutdown")
+        self.dispatcher.wait_idle(10.0)
+        self.dispatcher.close()
+        self.session.close()
+        log.info("stopped")
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sidecar", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=os.environ.get("BMAD_DATA_LOG_LEVEL", "info").lower(),
+        help="stderr log level (env BMAD_DATA_LOG_LEVEL; default info)",
+    )
+    parser.add_argument("--config-dir", help="the expansion pack directory (env BMAD_DATA_CONFIG_DIR)")
+    parser.add_argument("--no-watch", action="store_true", help="do not reload config files when they change")
+    parser.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds `shutdown` waits for running work")
+    parser.add_argument("--version", action="version", version=__version__)
+    args = parser.parse_args(argv)
+    level = args.log_level if args.log_level in LOG_LEVELS else "info"
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    env = dict(os.environ)
+    if args.config_dir:
+        env["BMAD_DATA_CONFIG_DIR"] = args.config_dir
+    protocol_out = claim_stdout()
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    server = Server(sys.stdin.buffer, protocol_out, env=env, watch=not args.no_watch, shutdown_grace_s=args.shutdown_grace)
+    return server.serve()

@@ -1,0 +1,174 @@
+"""The sidecar's state for one client: its config, its settings, its engine.
+
+Config is read once at start and again on `initialize`, `config.reload` or a file edit
+(hot reload). A broken edit never replaces a good config: the last good one stays in
+force and the client is told what is wrong. Every data method first asks the session for
+its settings, which resolves the request's own `settings` on top of everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import msgspec
+
+from sidecar.config import (
+    ConfigWatcher,
+    Pack,
+    Settings,
+    default_config_dir,
+    load_pack,
+    require_feature,
+    resolve_settings,
+)
+from sidecar.engine.database import EngineSettings
+from sidecar.engine.executor import Engine
+from sidecar.errors import ConfigInvalid
+from sidecar.resources import Resources, detect_resources
+
+__all__ = ["Session", "DATA_FEATURE"]
+
+log = logging.getLogger(__name__)
+
+DATA_FEATURE = "duckdb_analytics"
+"""The flag every data method needs (with its dependencies)."""
+
+Notify = Callable[[str, Any], None]
+
+
+class Session:
+    def __init__(self, notify: Notify, *, env: Mapping[str, str] | None = None, watch: bool = True) -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.notify = notify
+        self.client: dict[str, Any] | None = None
+        self.profile: str | None = None
+        self.overrides: dict[str, Any] = {}
+        self.config_dir = default_config_dir(self.env).resolve()
+        self.resources: Resources = detect_resources()
+        self.engine = Engine()
+        self.exit_requested = threading.Event()
+        self.shutdown_requested = False
+        self._lock = threading.Lock()
+        self._watch = watch
+        self._watcher: ConfigWatcher | None = None
+        self.pack, self.settings = self._load(self.config_dir, strict=False)
+        self._start_watcher()
+
+    # -- config --------------------------------------------------------------------------
+
+    def _load(self, config_dir: Path, *, strict: bool) -> tuple[Pack, Settings]:
+        """Load and resolve; with `strict`, a config with errors raises instead of being kept."""
+        pack = load_pack(config_dir, self.env)
+        if strict and not pack.ok:
+            raise _invalid(pack)
+        if not pack.ok:
+            log.error("config in %s has errors; data methods will answer CONFIG_INVALID", config_dir)
+        settings = resolve_settings(pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env)
+        return pack, settings
+
+    def configure(self, *, config_dir: Path | None, profile: str | None, overrides: Mapping[str, Any] | None) -> None:
+        """Apply `initialize`'s choices; nothing changes if they are invalid."""
+        with self._lock:
+            previous = (self.config_dir, self.profile, self.overrides)
+            self.config_dir = (config_dir or self.config_dir).resolve()
+            self.profile = profile if profile is not None else self.profile
+            self.overrides = dict(overrides) if overrides is not None else self.overrides
+            try:
+                self.pack, self.settings = self._load(self.config_dir, strict=False)
+            except Exception:
+                self.config_dir, self.profile, self.overrides = previous
+                raise
+        self.engine.retune(self.engine_settings(self.settings))
+        self._start_watcher()
+
+    def reload(self) -> Pack:
+        """Re-read the files; keep the last good config when the new one has errors."""
+        with self._lock:
+            pack, settings = self._load(self.config_dir, strict=True)
+            self.pack, self.settings = pack, settings
+        self.engine.retune(self.engine_settings(settings))
+        return pack
+
+    def _start_watcher(self) -> None:
+        if not self._watch:
+            return
+        if self._watcher is not None:
+            self._watcher.stop()
+        self._watcher = ConfigWatcher(self.config_dir, on_change=self._on_change, on_error=self._on_error, env=self.env)
+        self._watcher.start()
+
+    def _on_change(self, pack: Pack) -> None:
+        try:
+            with self._lock:
+                settings = resolve_settings(pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env)
+                self.pack, self.settings = pack, settings
+            self.engine.retune(self.engine_settings(settings))
+        except ConfigInvalid as err:
+            self.notify("config/error", {"config_dir": str(self.config_dir), "diagnostics": err.details.get("diagnostics", [])})
+            return
+        warnings = [msgspec.to_builtins(d) for d in pack.diagnostics if d.severity == "warning"]
+        self.notify(
+            "config/changed",
+            {"config_dir": str(self.config_dir), "profile": settings.profile, "changed_files": sorted(pack.paths.values()), "warnings": warnings},
+        )
+
+    def _on_error(self, diagnostics: list[Any]) -> None:
+        self.notify(
+            "config/error",
+            {"config_dir": str(self.config_dir), "diagnostics": [msgspec.to_builtins(d) for d in diagnostics]},
+        )
+
+    # -- what methods ask ----------------------------------------------------------------
+
+    def require(self, feature: str = DATA_FEATURE) -> None:
+        """Data methods need a usable config and their feature flag (with its dependencies) on."""
+        pack = self.pack
+        if not pack.ok:
+            raise _invalid(pack)
+        require_feature(pack.flags, feature)
+
+    def settings_for(self, request: Mapping[str, Any] | None) -> Settings:
+        if not request:
+            return self.settings
+        return resolve_settings(
+            self.pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env, request=request
+        )
+
+    def engine_settings(self, settings: Settings) -> EngineSettings:
+        return EngineSettings(
+            memory_limit_bytes=settings.duckdb_memory_limit_bytes,
+            threads=settings.threads,
+            temp_directory=settings.temp_directory,
+            max_temp_directory_size_bytes=settings.max_temp_directory_size_bytes,
+            preserve_insertion_order=settings.preserve_insertion_order,
+            allowed_directories=tuple(settings.allowed_directories),
+            state_directory=settings.state_directory,
+        )
+
+    def refresh_resources(self) -> Resources:
+        self.resources = detect_resources(Path(self.settings.temp_directory))
+        return self.resources
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def request_exit(self) -> None:
+        self.exit_requested.set()
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.engine.close()
+
+
+def _invalid(pack: Pack) -> ConfigInvalid:
+    errors = pack.errors
+    first = errors[0] if errors else None
+    where = f" First: {first}" if first is not None else ""
+    return ConfigInvalid(
+        f"the config in {pack.config_dir} has {len(errors)} error(s).{where}",
+        details={"config_dir": pack.config_dir, "diagnostics": [msgspec.to_builtins(d) for d in errors]},
+    )
