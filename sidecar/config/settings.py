@@ -1,0 +1,105 @@
+"""The resolved settings of one job, the sizing constants, and the names users may set.
+
+Every sizing constant lives here, once, so the engineer who measures RSS against DuckDB's
+limit tunes one number (HEADROOM_RATIO) and everything derived from it follows.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from sidecar.config.diagnostics import Diagnostic
+
+__all__ = [
+    "Settings", "Thresholds", "HEADROOM_RATIO", "AUTO_BUDGET_SHARE", "AVAILABLE_SHARE", "MAX_BUDGET_SHARE",
+    "MIN_BUDGET_BYTES", "MIN_THREAD_MEMORY_BYTES", "SPILL_RESERVE_SHARE", "SPILL_RESERVE_MIN_BYTES",
+    "DEFAULT_TIMEOUT_MS", "DEFAULT_MAX_ROWS", "DEFAULT_CHECKPOINT_THRESHOLD_BYTES", "USER_KEYS", "ENV_VARS",
+    "STATE_DIR_ENV", "ALLOWED_DIRS_ENV",
+]
+
+MiB = 1024**2
+GiB = 1024**3
+
+# DuckDB's memory_limit bounds its buffer manager only; hash tables, sort runs, window and list
+# aggregate state, the Python heap and allocator slack sit on top. Measured RSS runs 1.2-1.35x the
+# limit on sorts, windows and list aggregates, so DuckDB gets this share of the job's budget.
+HEADROOM_RATIO = 0.70
+# auto budget: half the effective memory leaves the other half to the OS, page cache, the client
+# (editor, Node bridge) and a second job; never more than 90% of what was free at start.
+AUTO_BUDGET_SHARE = 0.50
+AVAILABLE_SHARE = 0.90
+# an explicit budget above this share of the effective memory is clamped (and a warning says so):
+# a budget the machine cannot give ends in the kernel's OOM killer, not in DuckDB's clean error.
+MAX_BUDGET_SHARE = 0.90
+MIN_BUDGET_BYTES = 128 * MiB
+# DuckDB gives each thread its own partitions for aggregates and sorts; below ~256 MiB of the
+# buffer-manager limit per thread, extra threads mostly add spilling, so auto lowers the count.
+MIN_THREAD_MEMORY_BYTES = 256 * MiB
+# spill may use the free disk minus a reserve for everything else on that disk.
+SPILL_RESERVE_SHARE = 0.10
+SPILL_RESERVE_MIN_BYTES = 2 * GiB
+DEFAULT_TIMEOUT_MS = 300_000
+DEFAULT_MAX_ROWS = 10_000
+DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 16 * MiB  # DuckDB's own default
+
+# keys a request's `settings` or the client's initialize `overrides` may carry
+USER_KEYS: tuple[str, ...] = (
+    "memory_limit", "threads", "temp_directory", "max_temp_directory_size", "preserve_insertion_order",
+    "timeout_ms", "max_rows", "profile",
+)
+
+# environment variable -> setting key (the env layer; see docs/configuration.md)
+ENV_VARS: dict[str, str] = {
+    "BMAD_DATA_PROFILE": "profile",
+    "BMAD_DATA_MEMORY_LIMIT": "memory_limit",
+    "BMAD_DATA_THREADS": "threads",
+    "BMAD_DATA_TEMP_DIRECTORY": "temp_directory",
+    "BMAD_DATA_MAX_TEMP_DIRECTORY_SIZE": "max_temp_directory_size",
+    "BMAD_DATA_PRESERVE_INSERTION_ORDER": "preserve_insertion_order",
+    "BMAD_DATA_TIMEOUT_MS": "timeout_ms",
+    "BMAD_DATA_MAX_ROWS": "max_rows",
+    "BMAD_DATA_LOG_LEVEL": "log_level",
+    "BMAD_DATA_DATABASE_PATH": "database_path",
+    "BMAD_DATA_CHECKPOINT_THRESHOLD": "checkpoint_threshold",
+    "BMAD_DATA_ENABLE_PROFILING": "enable_profiling",
+}
+STATE_DIR_ENV = "BMAD_DATA_STATE_DIR"
+ALLOWED_DIRS_ENV = "BMAD_DATA_ALLOWED_DIRECTORIES"
+
+
+class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
+    """Monitoring levels as fractions of 1, and spill levels in bytes."""
+
+    duckdb_memory_info: float = 0.50
+    duckdb_memory_warning: float = 0.75
+    duckdb_memory_critical: float = 0.90
+    duckdb_memory_emergency: float = 0.95
+    system_memory_warning: float = 0.80
+    system_memory_critical: float = 0.90
+    system_memory_emergency: float = 0.95
+    spill_warning_bytes: int = 0
+    spill_critical_bytes: int = 0
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything one job runs with, and where each value came from (`sources`)."""
+
+    profile: str
+    memory_budget_bytes: int
+    duckdb_memory_limit_bytes: int
+    threads: int
+    temp_directory: str
+    max_temp_directory_size_bytes: int
+    preserve_insertion_order: bool
+    timeout_ms: int
+    max_rows: int
+    database_path: str
+    checkpoint_threshold_bytes: int
+    enable_profiling: bool
+    log_level: str
+    thresholds: Thresholds
+    allowed_directories: list[str]
+    state_directory: str
+    effective_memory_bytes: int
+    sources: dict[str, str]
+    diagnostics: list[Diagnostic] = []
