@@ -167,11 +167,11 @@ def _walk_section(spec: Section, raw: MarkedDict, ctx: Ctx, path: str) -> Any:
             if converted is not MISSING:
                 values[key] = converted
     missing = [
-        k for k, v in spec.fields.items()
-        if isinstance(v, (Leaf, Section)) and v.required and k not in values and k not in raw
+        k for k, v in spec.fields.items() if isinstance(v, (Leaf, Section)) and v.required and k not in values
     ]
     for key in missing:
-        ctx.add("error", raw.pos, _join(path, key), f"required key '{key}' is missing")
+        if key not in raw:  # present but invalid was reported at its own position already
+            ctx.add("error", raw.pos, _join(path, key), f"required key '{key}' is missing")
     if missing:
         return MISSING
     if spec.check is not None:

@@ -1,0 +1,130 @@
+"""Feature flags: dependency chains, cycles, unknown dependencies, CLI flags, require_feature."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from sidecar.config import load_pack, require_feature
+from sidecar.errors import FeatureDisabled
+
+FLAGS = "feature-flags.yaml"
+CLI = "duckdb-cli-integration-config.yaml"
+
+
+def flags_pack(tmp_path: Path, flags: str, cli: str | None = None) -> Path:
+    root = tmp_path / "pack"
+    (root / "config").mkdir(parents=True)
+    (root / "config" / FLAGS).write_text(flags)
+    if cli is not None:
+        (root / "data").mkdir()
+        (root / "data" / CLI).write_text(cli)
+    return root
+
+
+CHAIN = """\
+features:
+  base:
+    enabled: false
+    dependencies: []
+  middle:
+    enabled: true
+    dependencies: [base]
+  top:
+    enabled: true
+    dependencies:
+      - middle
+  free:
+    enabled: true
+"""
+
+
+def test_transitive_dependency_names_the_root_cause(tmp_path: Path) -> None:
+    pack = load_pack(flags_pack(tmp_path, CHAIN))
+    assert pack.ok
+    flags_file = str(tmp_path / "pack" / "config" / FLAGS)
+    top = pack.flags.state("top")
+    assert top.declared_enabled and not top.enabled
+    assert (top.file, top.line) == (flags_file, 9)
+    assert "'middle'" in top.reason and f"'base' is disabled at {flags_file}:3" in top.reason
+    assert pack.flags.state("free").enabled
+    assert pack.flags.state("base").reason == f"'base' is disabled at {flags_file}:3"
+
+
+def test_require_feature_raises_with_details(tmp_path: Path) -> None:
+    pack = load_pack(flags_pack(tmp_path, CHAIN))
+    require_feature(pack.flags, "free")
+    with pytest.raises(FeatureDisabled) as info:
+        require_feature(pack.flags, "top")
+    err = info.value
+    assert "feature 'top' is disabled" in err.message and "'base' is disabled" in err.message
+    assert err.details["flag"] == "top" and err.details["line"] == 9
+    assert err.details["file"].endswith(FLAGS) and err.details["reason"] == pack.flags.state("top").reason
+    again = pickle.loads(pickle.dumps(err))
+    assert again.details == err.details
+
+
+def test_undeclared_flag_suggests_a_name(tmp_path: Path) -> None:
+    pack = load_pack(flags_pack(tmp_path, CHAIN))
+    with pytest.raises(FeatureDisabled, match="did you mean 'middle'"):
+        require_feature(pack.flags, "midle")
+
+
+def test_cycle_is_an_error_and_all_members_are_off(tmp_path: Path) -> None:
+    text = (
+        "features:\n"
+        "  a:\n    enabled: true\n    dependencies: [b]\n"
+        "  b:\n    enabled: true\n    dependencies: [c]\n"
+        "  c:\n    enabled: true\n    dependencies: [a]\n"
+        "  d:\n    enabled: true\n    dependencies: [a]\n"
+    )
+    pack = load_pack(flags_pack(tmp_path, text))
+    (err,) = pack.errors
+    assert "dependency cycle: a -> b -> c -> a" in err.message
+    for name in "abc":
+        assert not pack.flags.state(name).enabled
+        assert "cycle" in pack.flags.state(name).reason
+    assert not pack.flags.state("d").enabled and "'a'" in pack.flags.state("d").reason
+
+
+def test_unknown_dependency_is_an_error_at_its_item(tmp_path: Path) -> None:
+    text = "features:\n  a:\n    enabled: true\n    dependencies:\n      - duckdb_analytcs\n  duckdb_analytics:\n    enabled: true\n"
+    pack = load_pack(flags_pack(tmp_path, text))
+    (err,) = pack.errors
+    assert (err.line, err.column) == (5, 9)
+    assert "unknown flag 'duckdb_analytcs'; did you mean 'duckdb_analytics'?" in err.message
+    assert not pack.flags.state("a").enabled
+
+
+def test_cli_feature_dependencies_fold_in(tmp_path: Path) -> None:
+    flags = "features:\n  duckdb_analytics:\n    enabled: true\n  duckdb_monitoring:\n    enabled: false\n"
+    cli = (
+        "cli_integration:\n  feature_dependencies:\n"
+        "    duckdb_cli_integration:\n      enabled: true\n      dependencies: [duckdb_analytics]\n"
+        "    duckdb_cli_monitoring:\n      enabled: true\n      dependencies: [duckdb_cli_integration, duckdb_monitoring]\n"
+    )
+    pack = load_pack(flags_pack(tmp_path, flags, cli))
+    assert pack.ok, pack.diagnostics
+    assert pack.flags.state("duckdb_cli_integration").enabled
+    mon = pack.flags.state("duckdb_cli_monitoring")
+    assert not mon.enabled and mon.file is not None and mon.file.endswith(CLI) and mon.line == 7
+    assert "'duckdb_monitoring' is disabled" in mon.reason and f"{FLAGS}:5" in mon.reason
+
+
+def test_flag_declared_twice_keeps_the_flags_file(tmp_path: Path) -> None:
+    flags = "features:\n  x:\n    enabled: false\n"
+    cli = "cli_integration:\n  feature_dependencies:\n    x:\n      enabled: true\n"
+    pack = load_pack(flags_pack(tmp_path, flags, cli))
+    assert not pack.flags.state("x").enabled
+    assert any("also declared" in d.message and d.severity == "warning" for d in pack.diagnostics)
+
+
+def test_enabled_is_required_and_must_be_boolean(tmp_path: Path) -> None:
+    text = "features:\n  a:\n    description: no enabled key\n  b:\n    enabled: 'yes please'\n"
+    pack = load_pack(flags_pack(tmp_path, text))
+    messages = sorted(e.message for e in pack.errors)
+    assert any("required key 'enabled' is missing" in m for m in messages)
+    assert any("expected true or false" in m for m in messages)
+    assert "a" not in pack.flags.states and "b" not in pack.flags.states

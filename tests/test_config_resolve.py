@@ -1,0 +1,228 @@
+"""resolve_settings: precedence with provenance, sizes, auto-sizing, clamping, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidecar.config import HEADROOM_RATIO, Pack, load_pack, resolve_settings
+from sidecar.config.settings import MAX_BUDGET_SHARE, MIN_THREAD_MEMORY_BYTES
+from sidecar.errors import ConfigInvalid, InvalidParams
+from sidecar.resources import Resources, detect_resources
+
+GiB = 1024**3
+MiB = 1024**2
+REPO = Path(__file__).parents[1]
+ORIGINALS = REPO.parent / "shared/reference/original-pack"
+
+PROFILES = """\
+small:
+  duckdb_config:
+    memory_limit: "700MiB"
+    threads: 5
+    temp_directory: "spill-here"
+    preserve_insertion_order: true
+  monitoring:
+    memory_threshold_warning: 65
+    log_level: warn
+huge:
+  duckdb_config:
+    memory_limit: "64GB"
+share:
+  duckdb_config:
+    memory_limit: "25%"
+nospill:
+  spilling_config:
+    enabled: false
+production_small:
+  duckdb_config:
+    memory_limit: "1GB"
+"""
+THRESHOLDS = """\
+memory_thresholds:
+  duckdb_memory:
+    info: 40
+    warning: 60
+    critical: 80
+    emergency: 90
+performance_thresholds:
+  query_execution:
+    timeout_threshold: 120000
+"""
+
+
+def machine(*, total: int = 16 * GiB, limit: int | None = 4 * GiB, available: int = 3 * GiB, cpus: int = 8,
+            temp: str = "/tmp") -> Resources:
+    """A machine description: resolve_settings is a pure function of it (plus the temp disk)."""
+    return Resources(
+        total_memory_bytes=total, available_memory_bytes=available, cgroup_version=2 if limit else None,
+        cgroup_memory_limit_bytes=limit, cgroup_memory_usage_bytes=0 if limit else None, cgroup_cpu_quota=None,
+        logical_cpus=cpus, usable_cpus=cpus, temp_directory=temp, temp_total_bytes=0, temp_free_bytes=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory: pytest.TempPathFactory) -> Pack:
+    root = tmp_path_factory.mktemp("proj") / "pack"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "duckdb-memory-config-templates.yaml").write_text(PROFILES)
+    (root / "data" / "resource-thresholds-config.yaml").write_text(THRESHOLDS)
+    loaded = load_pack(root, env={})
+    assert loaded.ok, loaded.diagnostics
+    return loaded
+
+
+def test_auto_sizes_from_the_cgroup_limit(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(available=10 * GiB), env={})
+    assert s.profile == "auto" and s.sources["profile"] == "auto"
+    assert s.memory_budget_bytes == 2 * GiB  # 50% of the 4 GiB cgroup limit, not of 16 GiB
+    assert s.duckdb_memory_limit_bytes == int(2 * GiB * HEADROOM_RATIO)
+    assert "cgroup v2 limit" in s.sources["memory_budget_bytes"]
+    # 1.4 GiB of DuckDB limit allows 5 threads of 256 MiB, fewer than the 8 CPUs
+    assert s.threads == int(2 * GiB * HEADROOM_RATIO) // MIN_THREAD_MEMORY_BYTES == 5
+    assert s.preserve_insertion_order is False and s.max_rows == 10_000 and s.database_path == ":memory:"
+    assert s.timeout_ms == 120000 and "resource-thresholds-config.yaml:9" in s.sources["timeout_ms"]
+    assert s.thresholds.duckdb_memory_warning == 0.60
+    assert s.temp_directory.endswith("/spill") and s.max_temp_directory_size_bytes >= 0
+    assert str(Path.cwd()) in s.allowed_directories and s.temp_directory in s.allowed_directories
+
+
+def test_auto_budget_never_above_what_is_free(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(available=1 * GiB), env={})
+    assert s.memory_budget_bytes == int(1 * GiB * 0.9)
+    assert "available memory" in s.sources["memory_budget_bytes"]
+
+
+def test_profile_values_cite_file_and_line(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(), profile="small", env={})
+    src = s.sources["memory_budget_bytes"]
+    assert src.startswith("file:") and src.endswith("duckdb-memory-config-templates.yaml:3 (profile small)")
+    assert s.memory_budget_bytes == 700 * MiB and s.threads == 5
+    assert s.preserve_insertion_order is True and s.log_level == "warning"
+    assert s.temp_directory == str(Path(pack.config_dir).parent / "spill-here")
+    assert s.thresholds.duckdb_memory_warning == 0.65 and s.thresholds.duckdb_memory_info == 0.40
+    assert any(d.path == "threads" for d in s.diagnostics)  # 490 MiB over 5 threads is under 256 MiB each
+
+
+def test_profile_larger_than_the_machine_is_clamped(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(), profile="huge", env={})
+    assert s.memory_budget_bytes == int(4 * GiB * MAX_BUDGET_SHARE)
+    assert "clamped" in s.sources["memory_budget_bytes"]
+    (warn,) = [d for d in s.diagnostics if d.path == "memory_limit"]
+    assert warn.severity == "warning" and warn.file.endswith("duckdb-memory-config-templates.yaml") and warn.line == 12
+
+
+def test_percent_limit_is_a_share_of_effective_memory(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(), profile="share", env={})
+    assert s.memory_budget_bytes == GiB and "25% of effective memory" in s.sources["memory_budget_bytes"]
+
+
+def test_disabled_spilling(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(), profile="nospill", env={})
+    assert s.temp_directory == "" and s.max_temp_directory_size_bytes == 0
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1GB", 10**9), ("1GiB", GiB), (1500000000, 1500000000)])
+def test_sizes_decimal_and_binary(pack: Pack, text: Any, expected: int) -> None:
+    s = resolve_settings(pack, machine(), env={}, request={"memory_limit": text})
+    assert s.memory_budget_bytes == expected and s.sources["memory_budget_bytes"] == "request"
+
+
+def test_zero_and_false_are_values_not_absence(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(), profile="small", env={},
+                         request={"preserve_insertion_order": False, "max_rows": 0, "timeout_ms": 0})
+    assert s.preserve_insertion_order is False and s.sources["preserve_insertion_order"] == "request"
+    assert s.max_rows == 0 and s.timeout_ms == 0
+
+
+def test_unknown_and_invalid_request_keys(pack: Pack) -> None:
+    with pytest.raises(InvalidParams, match="unknown setting 'memroy_limit' in request; did you mean 'memory_limit'"):
+        resolve_settings(pack, machine(), env={}, request={"memroy_limit": "1GB"})
+    with pytest.raises(InvalidParams, match="invalid value for 'memory_limit' in overrides") as info:
+        resolve_settings(pack, machine(), env={}, overrides={"memory_limit": "lots"})
+    assert info.value.details["key"] == "memory_limit"
+    with pytest.raises(InvalidParams, match="'threads'"):
+        resolve_settings(pack, machine(), env={}, request={"threads": 0})
+    with pytest.raises(InvalidParams, match="'threads'"):
+        resolve_settings(pack, machine(), env={}, request={"threads": True})
+
+
+def test_unknown_profile_suggests(pack: Pack) -> None:
+    with pytest.raises(ConfigInvalid, match=r"unknown profile 'prodution_small'; did you mean 'production_small'\?"):
+        resolve_settings(pack, machine(), profile="prodution_small", env={})
+
+
+def test_bad_environment_variable(pack: Pack) -> None:
+    with pytest.raises(ConfigInvalid, match="BMAD_DATA_THREADS='many'"):
+        resolve_settings(pack, machine(), env={"BMAD_DATA_THREADS": "many"})
+
+
+def test_profile_selection_precedence(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(), profile="huge", overrides={"profile": "share"},
+                         env={"BMAD_DATA_PROFILE": "small"}, request={})
+    assert s.profile == "small" and s.sources["profile"] == "env:BMAD_DATA_PROFILE"
+    s = resolve_settings(pack, machine(), profile="huge", overrides={"profile": "share"}, env={},
+                         request={"profile": "nospill"})
+    assert s.profile == "nospill" and s.sources["profile"] == "request"
+
+
+LAYER_VALUES = {
+    "request": ({"threads": 4, "memory_limit": "1GiB"}, 4, GiB),
+    "env": ({"BMAD_DATA_THREADS": "3", "BMAD_DATA_MEMORY_LIMIT": "900MiB"}, 3, 900 * MiB),
+    "overrides": ({"threads": 2, "memory_limit": 800 * MiB}, 2, 800 * MiB),
+    "profile": ({}, 5, 700 * MiB),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(present=st.sets(st.sampled_from(sorted(LAYER_VALUES))))
+def test_highest_layer_present_wins_and_is_named(pack: Pack, present: set[str]) -> None:
+    kwargs: dict[str, Any] = {"env": {}}
+    if "request" in present:
+        kwargs["request"] = LAYER_VALUES["request"][0]
+    if "env" in present:
+        kwargs["env"] = LAYER_VALUES["env"][0]
+    if "overrides" in present:
+        kwargs["overrides"] = LAYER_VALUES["overrides"][0]
+    if "profile" in present:
+        kwargs["profile"] = "small"
+    s = resolve_settings(pack, machine(cpus=8), **kwargs)
+    winner = next((layer for layer in ("request", "env", "overrides", "profile") if layer in present), None)
+    if winner is None:
+        assert s.sources["threads"].startswith("auto") and s.sources["memory_budget_bytes"].startswith("auto")
+        return
+    _, threads, budget = LAYER_VALUES[winner]
+    assert (s.threads, s.memory_budget_bytes) == (threads, budget)
+    expected = {
+        "request": ("request", "request"),
+        "env": ("env:BMAD_DATA_THREADS", "env:BMAD_DATA_MEMORY_LIMIT"),
+        "overrides": ("overrides", "overrides"),
+    }.get(winner)
+    if expected is None:
+        assert "(profile small)" in s.sources["threads"] and "(profile small)" in s.sources["memory_budget_bytes"]
+    else:
+        assert (s.sources["threads"], s.sources["memory_budget_bytes"]) == expected
+
+
+def test_on_this_machine_with_the_repo_pack(tmp_path: Path) -> None:
+    res = detect_resources(tmp_path)
+    repo_pack = load_pack(REPO / "expansion-pack", env={})
+    s = resolve_settings(repo_pack, res, env={"BMAD_DATA_STATE_DIR": str(tmp_path / "state")})
+    assert 0 < s.duckdb_memory_limit_bytes < s.memory_budget_bytes <= res.total_memory_bytes
+    assert 1 <= s.threads <= res.usable_cpus
+    assert s.temp_directory == str(tmp_path / "state" / "spill")
+    assert set(s.sources) >= {"memory_budget_bytes", "threads", "temp_directory", "timeout_ms", "thresholds"}
+    for name in repo_pack.profile_names():
+        resolve_settings(repo_pack, res, profile=name, env={})
+
+
+@pytest.mark.skipif(not ORIGINALS.is_dir(), reason=f"the original BMad pack is not at {ORIGINALS}")
+def test_original_container_profile_uses_the_env_share(tmp_path: Path) -> None:
+    originals = load_pack(ORIGINALS, env={"CONTAINER_MEMORY_LIMIT_PCT": "40"})
+    s = resolve_settings(originals, machine(), profile="container", env={})
+    assert s.memory_budget_bytes == int(4 * GiB * 0.40)
+    assert "(profile container) (40% of effective memory" in s.sources["memory_budget_bytes"]
