@@ -30,7 +30,10 @@ class SidecarClient extends EventEmitter {
    * @param {object} [options]
    * @param {string} [options.root]         repository root (where `-m sidecar` resolves)
    * @param {string} [options.python]       interpreter; default BMAD_DATA_PYTHON, .venv, python3
-   * @param {string[]} [options.args]       argv after the interpreter; default ['-m', 'sidecar']
+   * @param {string[]} [options.args]       argv after the interpreter; default ['-P', '-m', 'sidecar']
+   *                                        (-P: the caller's cwd must not shadow the package)
+   * @param {string} [options.cwd]          the sidecar's working directory; default process.cwd(),
+   *                                        so relative dataset paths mean what the user typed
    * @param {object} [options.env]          environment; default process.env (+ PYTHONPATH)
    * @param {object|false} [options.initialize]  `initialize` params, replayed on every restart;
    *                                        false skips initialize (raw protocol use)
@@ -43,7 +46,8 @@ class SidecarClient extends EventEmitter {
     const python = options.python ? { command: options.python, source: 'option' } : resolvePython(this.root, options.env || process.env);
     this.python = python.command;
     this.pythonSource = python.source;
-    this.args = options.args || ['-m', 'sidecar'];
+    this.args = options.args || ['-P', '-m', 'sidecar'];
+    this.cwd = options.cwd || process.cwd();
     this.env = sidecarEnv(this.root, options.env || process.env);
     this.initializeParams = options.initialize === false ? null : { client: { name: 'bmad-data-bridge' }, ...(options.initialize || {}) };
     this.restartPolicy = { maxRestarts: 5, baseDelayMs: 200, maxDelayMs: 5000, stableMs: 10000, ...(options.restart || {}) };
@@ -83,7 +87,7 @@ class SidecarClient extends EventEmitter {
   }
 
   _spawn() {
-    const child = spawn(this.python, this.args, { cwd: this.root, env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(this.python, this.args, { cwd: this.cwd, env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
     this._child = child;
     this._startedAt = Date.now();
     let stderrTail = '';

@@ -26,7 +26,6 @@ const COMMAND_FLAGS = Object.freeze({
 /** Flags an option needs, per subcommand. */
 const OPTION_FLAGS = Object.freeze({
   'analyze --monitor': ['duckdb_monitoring'],
-  'monitor --web': ['duckdb_cli_web_dashboard'],
 });
 
 /** The sidecar's flags map as a list of {name, enabled, reason, file, line}. */

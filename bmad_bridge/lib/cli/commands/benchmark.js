@@ -11,7 +11,7 @@ function register(program) {
     .command('benchmark')
     .description('Run DuckDB benchmarks under the memory budget (arrives with the benchmark issue)')
     .addOption(new Option('-t, --test-type <type>', 'suite to run').choices(['load', 'query', 'memory', 'all']).default('all'))
-    .option('--output <file>', 'save the report as JSON')
+    .option('-o, --output <file>', 'save the report as JSON')
     .action(async (opts, cmd) => {
       await runCommand('benchmark', cmd.optsWithGlobals(), (ctx) => handle(ctx, opts), { options: passedOptions(cmd) });
     });

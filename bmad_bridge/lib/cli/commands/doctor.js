@@ -67,17 +67,13 @@ function spaceChecks(res, init) {
   else if (free < GOOD_SPILL_FREE) checks.push(warn('spill', `${formatBytes(free, { both: true })} free in ${dir}; big sorts and joins may hit SPILL_LIMIT`, 'Free disk space or move the spill directory to a larger disk'));
   else checks.push(ok('spill', `${formatBytes(free, { both: true })} free in ${dir}`));
   const avail = res.available_memory_bytes;
-  const budget = init && init.settings ? settingValue(init.settings.memory_limit) : null;
+  const budget = init && init.settings ? init.settings.memory_budget_bytes : null;
   if (typeof avail === 'number' && typeof budget === 'number' && avail < budget) {
     checks.push(warn('memory', `available memory ${formatBytes(avail)} is below the budget ${formatBytes(budget)}`, 'Close other programs, or lower memory_limit in the profile'));
   } else if (typeof avail === 'number') {
     checks.push(ok('memory', `${formatBytes(avail, { both: true })} available${typeof budget === 'number' ? `, budget ${formatBytes(budget, { both: true })}` : ''}`));
   }
   return checks;
-}
-
-function settingValue(v) {
-  return v !== null && typeof v === 'object' && 'value' in v ? v.value : v;
 }
 
 async function handle({ client, reporter }) {

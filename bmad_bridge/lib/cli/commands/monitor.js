@@ -12,7 +12,7 @@ function register(program) {
   program
     .command('monitor')
     .description('Sample memory and spill space every --interval seconds (Ctrl+C stops)')
-    .option('-i, --interval <seconds>', 'seconds between samples', parseInteger, 30)
+    .option('-i, --interval <seconds>', 'seconds between samples', parseInteger, 5)
     .option('-n, --count <n>', 'stop after this many samples', parseInteger)
     .option('-w, --web', 'web dashboard (arrives with the monitoring issue)')
     .action(async (opts, cmd) => {

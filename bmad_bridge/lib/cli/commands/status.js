@@ -20,10 +20,12 @@ async function handle({ client, reporter, init }) {
     server: init.server,
     protocol_version: init.protocol_version,
     duckdb_version: init.duckdb_version,
+    config_dir: config.config_dir,
+    profile: config.profile,
     resources,
     settings: config.settings,
-    sources: config.sources,
     flags: config.flags,
+    diagnostics: config.diagnostics,
   };
   reporter.result('status', data, (d, r) => render(d, r));
 }
@@ -33,24 +35,23 @@ const RESOURCE_SIZES = ['total_memory_bytes', 'available_memory_bytes', 'cgroup_
 function render(d, r) {
   const c = r.out;
   r.print(c.green('🦆 bmad-data status'));
+  r.print(`Config: ${c.cyan(d.config_dir ?? 'n/a')}  profile ${c.cyan(d.profile ?? 'n/a')}`);
   r.print(`Sidecar: ${c.cyan(`${d.server?.name ?? 'sidecar'} ${d.server?.version ?? ''}`)}  protocol ${d.protocol_version ?? 'n/a'}  DuckDB ${c.cyan(d.duckdb_version ?? 'n/a')}`);
   const res = Object.entries(d.resources || {}).map(([k, v]) => [k, RESOURCE_SIZES.includes(k) ? formatBytes(v, { both: true }) : cellText(v)]);
   r.print('\nResources');
   r.print(renderTable(['resource', 'value'], res, { paint: c.bold, maxCell: 60 }));
   r.print('\nSettings');
-  r.print(renderTable(['setting', 'value', 'source'], settingRows(d.settings, d.sources), { paint: c.bold, maxCell: 50 }));
+  r.print(renderTable(['setting', 'value', 'source'], settingRows(d.settings), { paint: c.bold, maxCell: 50 }));
   r.print('\nFeature flags');
   r.print(renderTable(['flag', 'enabled', 'why'], flagList(d.flags).map((f) => [f.name, f.enabled ? 'yes' : 'no', f.reason || '']), { paint: c.bold, maxCell: 60 }));
 }
 
-/** Settings as rows; each value may be plain or {value, source}; sources may be a parallel map. */
-function settingRows(settings = {}, sources = {}) {
-  return Object.entries(settings || {}).map(([name, v]) => {
-    const isBoxed = v !== null && typeof v === 'object' && 'value' in v;
-    const value = isBoxed ? v.value : v;
-    const source = isBoxed ? v.source : (sources || {})[name];
-    return [name, cellText(value), source === undefined ? '' : cellText(source)];
-  });
+/** Resolved settings as [name, value, source] rows; sizes (`*_bytes`) shown in both units. */
+function settingRows(settings = {}) {
+  const sources = settings.sources || {};
+  return Object.entries(settings)
+    .filter(([name]) => name !== 'sources' && name !== 'thresholds')
+    .map(([name, v]) => [name, name.endsWith('_bytes') ? formatBytes(v, { both: true }) : cellText(v), cellText(sources[name] ?? '')]);
 }
 
 module.exports = { register, settingRows };
