@@ -249,3 +249,14 @@ def test_distinct_estimate_stays_between_seen_and_possible(n, data):
 @pytest.mark.parametrize("module", [analyze_module, dataset_stats])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
+
+
+@pytest.mark.parametrize(("ext", "options"), [("csv", "FORMAT csv, HEADER true"), ("ndjson", "FORMAT json")])
+def test_large_text_glob_samples_the_head_of_every_file(con, tmp_path, monkeypatch, ext, options):
+    for i in range(3):
+        write(con, f"SELECT range + {i * 10_000} AS x FROM range(10000)", tmp_path / f"f{i}.{ext}", options)
+    monkeypatch.setattr(analyze_module, "SMALL_TEXT_BYTES", 0)
+    result = analyze_dataset(con, str(tmp_path / f"*.{ext}"), sample_rows=3000)
+    assert (result.row_count, result.row_count_exact, result.sampled_rows) == (30_000, False, 3000)
+    x = col(result, "x")  # 1000 head rows from each file
+    assert (x.min, x.max, x.min_max_exact, x.mean) == (0, 20_999, False, 10_499.5)
