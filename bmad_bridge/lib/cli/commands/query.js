@@ -72,7 +72,7 @@ async function handle({ client, reporter, signal }, sqlArg, opts) {
   const onProgress = reporter.startProgress('query', 'Running query');
   const result = await client.request('query.run', params, { signal, onProgress });
   reporter.result('query', result, (data, r) => {
-    renderResult(data, opts.output, r);
+    if (!data.output) renderResult(data, opts.output, r);
     if (data.truncated) r.warn(`showing the first ${data.rows.length} rows; write everything with --save <file>`);
     if (data.output) r.success(`Wrote ${data.output.rows ?? data.row_count} rows to ${data.output.path}`);
     r.success(`Query completed: ${data.row_count} rows${statsLine(data.stats)}`);
