@@ -112,7 +112,9 @@ def detect_resources(
     )
 
 
-def _read_cgroup(root: Path, proc_self_cgroup: Path) -> tuple[int | None, int | None, int | None, float | None]:
+def _read_cgroup(
+    root: Path, proc_self_cgroup: Path
+) -> tuple[int | None, int | None, int | None, float | None]:
     """(version, memory limit, memory usage, cpu quota); Nones where there is no cgroup or no limit."""
     memberships = _parse_proc_cgroup(proc_self_cgroup)
     if (root / "cgroup.controllers").is_file():

@@ -90,7 +90,10 @@ def test_cycle_is_an_error_and_all_members_are_off(tmp_path: Path) -> None:
 
 
 def test_unknown_dependency_is_an_error_at_its_item(tmp_path: Path) -> None:
-    text = "features:\n  a:\n    enabled: true\n    dependencies:\n      - duckdb_analytcs\n  duckdb_analytics:\n    enabled: true\n"
+    text = (
+        "features:\n  a:\n    enabled: true\n    dependencies:\n      - duckdb_analytcs\n"
+        "  duckdb_analytics:\n    enabled: true\n"
+    )
     pack = load_pack(flags_pack(tmp_path, text))
     (err,) = pack.errors
     assert (err.line, err.column) == (5, 9)
@@ -103,7 +106,8 @@ def test_cli_feature_dependencies_fold_in(tmp_path: Path) -> None:
     cli = (
         "cli_integration:\n  feature_dependencies:\n"
         "    duckdb_cli_integration:\n      enabled: true\n      dependencies: [duckdb_analytics]\n"
-        "    duckdb_cli_monitoring:\n      enabled: true\n      dependencies: [duckdb_cli_integration, duckdb_monitoring]\n"
+        "    duckdb_cli_monitoring:\n      enabled: true\n"
+        "      dependencies: [duckdb_cli_integration, duckdb_monitoring]\n"
     )
     pack = load_pack(flags_pack(tmp_path, flags, cli))
     assert pack.ok, pack.diagnostics

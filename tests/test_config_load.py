@@ -31,7 +31,9 @@ def write_pack(root: Path, **files: str) -> Path:
     return root
 
 
-def find(diags: list[Diagnostic], *, file: str, line: int, path_end: str, severity: str = "warning") -> Diagnostic:
+def find(
+    diags: list[Diagnostic], *, file: str, line: int, path_end: str, severity: str = "warning"
+) -> Diagnostic:
     hits = [
         d for d in diags
         if d.file.endswith(file) and d.line == line and d.path.endswith(path_end) and d.severity == severity
@@ -53,7 +55,8 @@ def test_loader_records_key_and_value_positions(tmp_path: Path) -> None:
 
 
 def test_yaml_syntax_error_has_file_line_column(tmp_path: Path) -> None:
-    pack = write_pack(tmp_path / "p", templates="development:\n  duckdb_config:\n    memory_limit: [2GB\n  x: 1\n")
+    broken = "development:\n  duckdb_config:\n    memory_limit: [2GB\n  x: 1\n"
+    pack = write_pack(tmp_path / "p", templates=broken)
     diags = validate_dir(pack)
     err = [d for d in diags if d.severity == "error"]
     assert len(err) == 1
@@ -108,7 +111,8 @@ def test_originals_load_with_precise_warnings() -> None:
     dev = tmpl.profiles["development"]
     assert dev.duckdb_config.memory_limit is not None and dev.duckdb_config.memory_limit.bytes == 2 * 10**9
     assert dev.monitoring.memory_threshold_warning == 0.70 and dev.monitoring.log_level == "debug"
-    assert tmpl.profiles["container"].duckdb_config.memory_limit.share == pytest.approx(0.60)  # type: ignore[union-attr]
+    container_limit = tmpl.profiles["container"].duckdb_config.memory_limit
+    assert container_limit is not None and container_limit.share == pytest.approx(0.60)
     assert pack.thresholds.memory_thresholds.duckdb_memory.emergency == 0.95
     assert pack.thresholds.memory_thresholds.spill_activity.critical == 1000 * 10**6
     assert pack.thresholds.performance_thresholds.query_execution.timeout_threshold == 300000

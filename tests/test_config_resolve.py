@@ -60,7 +60,8 @@ def machine(*, total: int = 16 * GiB, limit: int | None = 4 * GiB, available: in
     """A machine description: resolve_settings is a pure function of it (plus the temp disk)."""
     return Resources(
         total_memory_bytes=total, available_memory_bytes=available, cgroup_version=2 if limit else None,
-        cgroup_memory_limit_bytes=limit, cgroup_memory_usage_bytes=0 if limit else None, cgroup_cpu_quota=None,
+        cgroup_memory_limit_bytes=limit, cgroup_memory_usage_bytes=0 if limit else None,
+        cgroup_cpu_quota=None,
         logical_cpus=cpus, usable_cpus=cpus, temp_directory=temp, temp_total_bytes=0, temp_free_bytes=0,
     )
 
@@ -113,7 +114,8 @@ def test_profile_larger_than_the_machine_is_clamped(pack: Pack) -> None:
     assert s.memory_budget_bytes == int(4 * GiB * MAX_BUDGET_SHARE)
     assert "clamped" in s.sources["memory_budget_bytes"]
     (warn,) = [d for d in s.diagnostics if d.path == "memory_limit"]
-    assert warn.severity == "warning" and warn.file.endswith("duckdb-memory-config-templates.yaml") and warn.line == 12
+    assert warn.severity == "warning" and warn.line == 12
+    assert warn.file.endswith("duckdb-memory-config-templates.yaml")
 
 
 def test_percent_limit_is_a_share_of_effective_memory(pack: Pack) -> None:
@@ -140,7 +142,8 @@ def test_zero_and_false_are_values_not_absence(pack: Pack) -> None:
 
 
 def test_unknown_and_invalid_request_keys(pack: Pack) -> None:
-    with pytest.raises(InvalidParams, match="unknown setting 'memroy_limit' in request; did you mean 'memory_limit'"):
+    expected = "unknown setting 'memroy_limit' in request; did you mean 'memory_limit'"
+    with pytest.raises(InvalidParams, match=expected):
         resolve_settings(pack, machine(), env={}, request={"memroy_limit": "1GB"})
     with pytest.raises(InvalidParams, match="invalid value for 'memory_limit' in overrides") as info:
         resolve_settings(pack, machine(), env={}, overrides={"memory_limit": "lots"})
@@ -152,7 +155,8 @@ def test_unknown_and_invalid_request_keys(pack: Pack) -> None:
 
 
 def test_unknown_profile_suggests(pack: Pack) -> None:
-    with pytest.raises(ConfigInvalid, match=r"unknown profile 'prodution_small'; did you mean 'production_small'\?"):
+    expected = r"unknown profile 'prodution_small'; did you mean 'production_small'\?"
+    with pytest.raises(ConfigInvalid, match=expected):
         resolve_settings(pack, machine(), profile="prodution_small", env={})
 
 
@@ -203,7 +207,8 @@ def test_highest_layer_present_wins_and_is_named(pack: Pack, present: set[str]) 
         "overrides": ("overrides", "overrides"),
     }.get(winner)
     if expected is None:
-        assert "(profile small)" in s.sources["threads"] and "(profile small)" in s.sources["memory_budget_bytes"]
+        assert "(profile small)" in s.sources["threads"]
+        assert "(profile small)" in s.sources["memory_budget_bytes"]
     else:
         assert (s.sources["threads"], s.sources["memory_budget_bytes"]) == expected
 

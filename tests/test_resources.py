@@ -19,7 +19,9 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text + "\n")
 
 
-def _v2_tree(tmp_path: Path, *, leaf_max: str, parent_max: str, cpu_max: str, current: str = "1048576") -> tuple[Path, Path]:
+def _v2_tree(
+    tmp_path: Path, *, leaf_max: str, parent_max: str, cpu_max: str, current: str = "1048576"
+) -> tuple[Path, Path]:
     root = tmp_path / "cgroup"
     _write(root / "cgroup.controllers", "cpu io memory pids")
     _write(root / "kubepods" / "memory.max", parent_max)
@@ -84,7 +86,8 @@ def _v1_tree(tmp_path: Path, *, limit: int, quota: int, period: int = 100000) ->
     _write(cpu / "docker" / "abc" / "cpu.cfs_quota_us", str(quota))
     _write(cpu / "docker" / "abc" / "cpu.cfs_period_us", str(period))
     proc = tmp_path / "proc_self_cgroup"
-    _write(proc, "12:pids:/docker/abc\n4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n0::/")
+    _write(proc, "12:pids:/docker/abc\n4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n"
+                 "1:name=systemd:/docker/abc\n0::/")
     return root, proc
 
 
@@ -123,7 +126,8 @@ def test_this_machine() -> None:
         assert res.cgroup_memory_limit_bytes > 0
     assert 0 < effective_memory_bytes(res) <= res.total_memory_bytes
     affinity = len(os.sched_getaffinity(0))
-    expected = affinity if res.cgroup_cpu_quota is None else max(1, min(affinity, math.ceil(res.cgroup_cpu_quota)))
+    quota = res.cgroup_cpu_quota
+    expected = affinity if quota is None else max(1, min(affinity, math.ceil(quota)))
     assert res.usable_cpus == expected
     assert 0 <= res.temp_free_bytes <= res.temp_total_bytes
 

@@ -47,7 +47,8 @@ class Flags(msgspec.Struct, frozen=True, kw_only=True):
             return found
         return FlagState(
             name=name, enabled=False, declared_enabled=False, file=None, line=None,
-            reason=f"no flag named '{name}' is declared in the feature flags files{did_you_mean(name, self.states)}",
+            reason=(f"no flag named '{name}' is declared in the feature flags files"
+                    f"{did_you_mean(name, self.states)}"),
         )
 
     def enabled(self, name: str) -> bool:
@@ -65,7 +66,8 @@ def require_feature(flags: Flags, name: str) -> None:
     where = f" ({st.file}:{st.line})" if st.file is not None else ""
     raise FeatureDisabled(
         f"feature '{name}' is disabled: {st.reason}",
-        hint=f"Set `enabled: true` for the flag named in the reason{where}, then retry; the file is reloaded live.",
+        hint=(f"Set `enabled: true` for the flag named in the reason{where}, then retry; "
+              "the file is reloaded live."),
         details={"flag": name, "file": st.file, "line": st.line, "reason": st.reason},
     )
 
@@ -135,9 +137,11 @@ def build_flags(
             if dep not in decls:
                 file, pos_table, key = positions[name]
                 pos = pos_table.get(f"{key}.dependencies[{i}]")
+                others = [n for n in decls if n != name]
                 diagnostics.append(Diagnostic(
-                    "error", file, pos[0] if pos else decl.line, pos[1] if pos else None, f"{key}.dependencies",
-                    f"flag '{name}' depends on unknown flag '{dep}'{did_you_mean(dep, [n for n in decls if n != name])}",
+                    "error", file, pos[0] if pos else decl.line, pos[1] if pos else None,
+                    f"{key}.dependencies",
+                    f"flag '{name}' depends on unknown flag '{dep}'{did_you_mean(dep, others)}",
                     "Declare the flag in config/feature-flags.yaml or fix the name.",
                 ))
                 reason = reason or f"depends on '{dep}', which is not declared in any flags file"

@@ -17,11 +17,15 @@ import msgspec
 from sidecar.config import rules
 from sidecar.config.diagnostics import Diagnostic
 from sidecar.config.flags import Flags, build_flags
-from sidecar.config.schema import CliIntegration, FeatureFlagsFile, MemoryTemplates, Profile, ResourceThresholds
+from sidecar.config.schema import (
+    CliIntegration, FeatureFlagsFile, MemoryTemplates, Profile, ResourceThresholds,
+)
 from sidecar.config.validate import INFO, MISSING, Ctx, Ignore, Section, walk
 from sidecar.config.yamlload import MarkedDict, load_yaml, plain
 
-__all__ = ["Pack", "PACK_FILES", "load_pack", "validate_dir", "default_config_dir", "find_pack_file", "REPO_ROOT"]
+__all__ = [
+    "Pack", "PACK_FILES", "load_pack", "validate_dir", "default_config_dir", "find_pack_file", "REPO_ROOT",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +106,8 @@ def load_pack(config_dir: Path, env: Mapping[str, str] | None = None) -> Pack:
             found = find_pack_file(config_dir, role)
             if found is None:
                 diagnostics.append(Diagnostic(
-                    "warning", str(config_dir / rel), None, None, "", "file not found; built-in defaults apply",
+                    "warning", str(config_dir / rel), None, None, "",
+                    "file not found; built-in defaults apply",
                     f"Create {rel} (see docs/configuration.md) if you want to configure this part.",
                 ))
                 continue
@@ -112,7 +117,8 @@ def load_pack(config_dir: Path, env: Mapping[str, str] | None = None) -> Pack:
     pack = Pack(
         config_dir=str(config_dir), paths=paths,
         memory_templates=parsed.get("memory_templates"), thresholds=parsed.get("thresholds"),
-        cli=parsed.get("cli"), feature_flags=parsed.get("feature_flags"), flags=flags, diagnostics=diagnostics,
+        cli=parsed.get("cli"), feature_flags=parsed.get("feature_flags"), flags=flags,
+        diagnostics=diagnostics,
     )
     logger.debug("loaded pack %s: %d diagnostics", config_dir, len(diagnostics))
     return pack
@@ -135,7 +141,8 @@ def _load_file(role: str, path: Path, env: Mapping[str, str], diagnostics: list[
         doc = MarkedDict()
         ctx.add("warning", None, "", "file is empty; built-in defaults apply")
     if not isinstance(doc, MarkedDict):
-        ctx.add("error", (1, 1), "", f"expected a mapping of sections at the top level, got {type(doc).__name__}")
+        ctx.add("error", (1, 1), "", f"expected a mapping of sections at the top level, "
+                f"got {type(doc).__name__}")
         diagnostics.extend(ctx.diagnostics)
         return None
     if role == "memory_templates":

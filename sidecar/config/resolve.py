@@ -16,8 +16,9 @@ from sidecar.config.diagnostics import Diagnostic
 from sidecar.config.pack import REPO_ROOT, Pack
 from sidecar.config.schema import MemoryLimit, Profile
 from sidecar.config.settings import (
-    ALLOWED_DIRS_ENV, AUTO_BUDGET_SHARE, AVAILABLE_SHARE, DEFAULT_CHECKPOINT_THRESHOLD_BYTES, DEFAULT_MAX_ROWS,
-    DEFAULT_TIMEOUT_MS, ENV_VARS, HEADROOM_RATIO, MAX_BUDGET_SHARE, MIN_BUDGET_BYTES, MIN_THREAD_MEMORY_BYTES,
+    ALLOWED_DIRS_ENV, AUTO_BUDGET_SHARE, AVAILABLE_SHARE, DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
+    DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_MS, ENV_VARS, HEADROOM_RATIO, MAX_BUDGET_SHARE, MIN_BUDGET_BYTES,
+    MIN_THREAD_MEMORY_BYTES,
     SPILL_RESERVE_MIN_BYTES, SPILL_RESERVE_SHARE, STATE_DIR_ENV, USER_KEYS, Settings,
 )
 from sidecar.config.thresholds import merge_thresholds
@@ -93,7 +94,8 @@ def parse_user_settings(values: Mapping[str, Any] | None, layer: str) -> dict[st
             out[key] = _PARSERS[key](value)
         except ValueError as exc:
             raise InvalidParams(
-                f"invalid value for '{key}' in {layer}: {exc}", details={"key": key, "layer": layer, "value": value}
+                f"invalid value for '{key}' in {layer}: {exc}",
+                details={"key": key, "layer": layer, "value": value},
             ) from None
     return out
 
@@ -140,7 +142,8 @@ def resolve_settings(
             file_value,
         ]
 
-    profile_src, profile_name = _first(layers("profile", ("argument", profile if profile is not None else NOT_GIVEN)))
+    argument: _Candidate = ("argument", profile if profile is not None else NOT_GIVEN)
+    profile_src, profile_name = _first(layers("profile", argument))
     if profile_name is NOT_GIVEN:
         profile_src, profile_name = "auto", "auto"
     prof = _find_profile(pack, profile_name)
@@ -183,7 +186,8 @@ def resolve_settings(
     # directories ----------------------------------------------------------------------------
     state_dir = Path(env[STATE_DIR_ENV]) if env.get(STATE_DIR_ENV) else REPO_ROOT / ".bmad-data"
     state_src = f"env:{STATE_DIR_ENV}" if env.get(STATE_DIR_ENV) else "auto: <repo>/.bmad-data"
-    temp = pick("temp_directory", "temp_directory", lambda: ("auto: <state dir>/spill", str(state_dir / "spill")))
+    temp = pick("temp_directory", "temp_directory",
+                lambda: ("auto: <state dir>/spill", str(state_dir / "spill")))
     temp = _absolute(temp, sources["temp_directory"], pf.root)
 
     def auto_spill_size() -> tuple[str, Any]:
@@ -191,8 +195,9 @@ def resolve_settings(
             return "auto: spilling disabled", 0
         total, free = disk_space(Path(temp))
         reserve = max(int(total * SPILL_RESERVE_SHARE), SPILL_RESERVE_MIN_BYTES)
-        return (f"auto: free disk {format_size(free)} minus reserve {format_size(reserve)} "
-                f"(max of {SPILL_RESERVE_SHARE:.0%} of disk, {format_size(SPILL_RESERVE_MIN_BYTES)})"), max(0, free - reserve)
+        src = (f"auto: free disk {format_size(free)} minus reserve {format_size(reserve)} "
+               f"(max of {SPILL_RESERVE_SHARE:.0%} of disk, {format_size(SPILL_RESERVE_MIN_BYTES)})")
+        return src, max(0, free - reserve)
 
     spill_size = pick("max_temp_directory_size_bytes", "max_temp_directory_size", auto_spill_size)
     database = pick("database_path", "database_path", lambda: ("auto", ":memory:"))
@@ -217,8 +222,10 @@ def resolve_settings(
         timeout_ms=pick("timeout_ms", "timeout_ms", lambda: ("auto", DEFAULT_TIMEOUT_MS)),
         max_rows=pick("max_rows", "max_rows", lambda: ("auto", DEFAULT_MAX_ROWS)),
         database_path=database,
-        checkpoint_threshold_bytes=pick("checkpoint_threshold_bytes", "checkpoint_threshold",
-                                        lambda: ("auto: DuckDB's default", DEFAULT_CHECKPOINT_THRESHOLD_BYTES)),
+        checkpoint_threshold_bytes=pick(
+            "checkpoint_threshold_bytes", "checkpoint_threshold",
+            lambda: ("auto: DuckDB's default", DEFAULT_CHECKPOINT_THRESHOLD_BYTES),
+        ),
         enable_profiling=pick("enable_profiling", "enable_profiling", lambda: ("auto", False)),
         log_level=pick("log_level", "log_level", lambda: ("auto", "info")),
         thresholds=settings_thresholds,
@@ -270,29 +277,35 @@ class _ProfileFields:
         tmpl = pack.memory_templates
         if prof is not None and tmpl is not None:
             duck, spill, mon = prof.duckdb_config, prof.spilling_config, prof.monitoring
-            self._add(tmpl.path, tmpl.positions, name, "memory_limit", "duckdb_config.memory_limit", duck.memory_limit)
-            self._add(tmpl.path, tmpl.positions, name, "threads", "duckdb_config.threads", duck.threads)
+
+            def add(key: str, path: str, value: Any) -> None:
+                self._add(tmpl.path, tmpl.positions, name, key, path, value)
+
+            add("memory_limit", "duckdb_config.memory_limit", duck.memory_limit)
+            add("threads", "duckdb_config.threads", duck.threads)
             if spill.enabled is False:
-                self._add(tmpl.path, tmpl.positions, name, "temp_directory", "spilling_config.enabled", "")
-                self._add(tmpl.path, tmpl.positions, name, "max_temp_directory_size", "spilling_config.enabled", 0)
-            else:
-                for key, value in (("temp_directory", duck.temp_directory), ("spill_directory", spill.spill_directory)):
-                    sec = "duckdb_config" if key == "temp_directory" else "spilling_config"
-                    self._add(tmpl.path, tmpl.positions, name, "temp_directory", f"{sec}.{key}", value)
-                self._add(tmpl.path, tmpl.positions, name, "max_temp_directory_size",
-                          "duckdb_config.max_temp_directory_size", duck.max_temp_directory_size)
-                self._add(tmpl.path, tmpl.positions, name, "max_temp_directory_size",
-                          "spilling_config.max_spill_size", spill.max_spill_size)
-            for key in ("database_path", "checkpoint_threshold", "enable_profiling", "preserve_insertion_order"):
-                self._add(tmpl.path, tmpl.positions, name, key, f"duckdb_config.{key}", getattr(duck, key))
-            self._add(tmpl.path, tmpl.positions, name, "log_level", "monitoring.log_level", mon.log_level)
+                add("temp_directory", "spilling_config.enabled", "")
+                add("max_temp_directory_size", "spilling_config.enabled", 0)
+            else:  # the first one given wins: duckdb_config's, then spilling_config's
+                add("temp_directory", "duckdb_config.temp_directory", duck.temp_directory)
+                add("temp_directory", "spilling_config.spill_directory", spill.spill_directory)
+                add("max_temp_directory_size", "duckdb_config.max_temp_directory_size",
+                    duck.max_temp_directory_size)
+                add("max_temp_directory_size", "spilling_config.max_spill_size", spill.max_spill_size)
+            for key in ("database_path", "checkpoint_threshold", "enable_profiling",
+                        "preserve_insertion_order"):
+                add(key, f"duckdb_config.{key}", getattr(duck, key))
+            add("log_level", "monitoring.log_level", mon.log_level)
         th = pack.thresholds
         if th is not None and th.performance_thresholds.query_execution.timeout_threshold is not None:
             key_path = "performance_thresholds.query_execution.timeout_threshold"
             line = th.positions.get(key_path, (0, 0))[0]
-            self.values["timeout_ms"] = (f"file:{th.path}:{line}", th.performance_thresholds.query_execution.timeout_threshold)
+            timeout = th.performance_thresholds.query_execution.timeout_threshold
+            self.values["timeout_ms"] = (f"file:{th.path}:{line}", timeout)
 
-    def _add(self, file: str, positions: dict[str, tuple[int, int]], profile: str, key: str, path: str, value: Any) -> None:
+    def _add(
+        self, file: str, positions: dict[str, tuple[int, int]], profile: str, key: str, path: str, value: Any
+    ) -> None:
         if value is None or key in self.values:
             return
         line = positions.get(f"{profile}.{path}", (0, 0))[0]
@@ -307,7 +320,8 @@ def _auto_budget(res: Resources, effective: int) -> tuple[str, Any]:
     from_available = int(res.available_memory_bytes * AVAILABLE_SHARE)
     origin = _memory_origin(res)
     if from_available < share:
-        src = (f"auto: {AVAILABLE_SHARE:.0%} of available memory {format_size(res.available_memory_bytes)} at start "
+        src = (f"auto: {AVAILABLE_SHARE:.0%} of available memory "
+               f"{format_size(res.available_memory_bytes)} at start "
                f"(less than {AUTO_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}, {origin})")
         value = from_available
     else:
@@ -322,8 +336,8 @@ def _budget_bytes(limit: MemoryLimit, effective: int) -> tuple[int, str]:
     note = f" ({limit.text} of effective memory {format_size(effective)})" if limit.share is not None else ""
     ceiling = int(effective * MAX_BUDGET_SHARE)
     if asked > ceiling:
-        return ceiling, (f"{note}; clamped to {MAX_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}: "
-                         f"asked for {format_size(asked)}")
+        return ceiling, (f"{note}; clamped to {MAX_BUDGET_SHARE:.0%} of effective memory "
+                         f"{format_size(effective)}: asked for {format_size(asked)}")
     return asked, note
 
 

@@ -175,7 +175,9 @@ THRESHOLDS_FILE = Section(s.ResourceThresholds, {
                 "simple_query_warning", "simple_query_critical", "complex_query_warning",
                 "complex_query_critical", "timeout_threshold",
             )
-        }, check=check_order("simple_query_warning", "simple_query_critical", "timeout_threshold", strict=False)),
+        }, check=check_order(
+            "simple_query_warning", "simple_query_critical", "timeout_threshold", strict=False
+        )),
         "connections": Ignore(_NO_POOL),
         "throughput": Ignore(_NOT_SAMPLED),
     }),
@@ -189,7 +191,8 @@ THRESHOLDS_FILE = Section(s.ResourceThresholds, {
     "alerting_rules": Ignore(_CLIENT_SIDE),
     "notification_channels": Ignore(_CLIENT_SIDE),
     "scaling_triggers": Ignore(
-        "the sidecar never rescales memory or connections at run time; budgets are fixed per job — remove it"
+        "the sidecar never rescales memory or connections at run time; budgets are fixed per job "
+        "— remove it"
     ),
     "degradation_procedures": Ignore(
         "the sidecar's answer to memory pressure is its watchdog and retry ladder (docs/configuration.md), "
@@ -203,7 +206,9 @@ THRESHOLDS_FILE = Section(s.ResourceThresholds, {
     "environment_overrides": Entries(Section(s.EnvironmentOverride, {
         "memory_thresholds": MEMORY_THRESHOLDS,
         "alerting_rules": Ignore(_CLIENT_SIDE),
-        "monitoring_config": Ignore("monitoring_config is informational; per-profile overrides of it are not applied"),
+        "monitoring_config": Ignore(
+            "monitoring_config is informational; per-profile overrides of it are not applied"
+        ),
     })),
 })
 

@@ -57,7 +57,8 @@ def merge_thresholds(
     values: dict[str, Any] = msgspec.structs.asdict(Thresholds())
     values["spill_warning_bytes"] = int(spill_allowance * SPILL_WARNING_SHARE)
     values["spill_critical_bytes"] = int(spill_allowance * SPILL_CRITICAL_SHARE)
-    parts = [f"defaults (spill levels {SPILL_WARNING_SHARE:.0%}/{SPILL_CRITICAL_SHARE:.0%} of max_temp_directory_size)"]
+    parts = [f"defaults (spill levels {SPILL_WARNING_SHARE:.0%}/{SPILL_CRITICAL_SHARE:.0%} "
+             "of max_temp_directory_size)"]
     th = pack.thresholds
     if th is not None:
         if _apply(values, th.memory_thresholds):

@@ -25,7 +25,8 @@ from sidecar.units import format_size, parse_size
 
 __all__ = [
     "Ctx", "Noted", "Leaf", "Section", "Entries", "ListOf", "Ignore", "INFO", "MISSING", "walk", "substitute",
-    "to_size", "to_bool", "to_int", "to_str", "to_choice", "to_percent", "to_mb_or_size", "to_str_list", "to_path",
+    "to_size", "to_bool", "to_int", "to_str", "to_choice", "to_percent", "to_mb_or_size", "to_str_list",
+    "to_path",
 ]
 
 
@@ -249,7 +250,9 @@ def to_size(minimum: int = 0) -> Converter:
             raise ValueError("expected a size such as '4GB' or '4GiB'")
         n = parse_size(value)
         if n < minimum:
-            raise ValueError(f"{format_size(n)} is below the minimum {format_size(minimum)}; did you forget a unit?")
+            raise ValueError(
+                f"{format_size(n)} is below the minimum {format_size(minimum)}; did you forget a unit?"
+            )
         return n
 
     return convert
@@ -294,7 +297,9 @@ def to_percent(value: Any) -> float | Noted:
     if not (0 < number <= 100) or not math.isfinite(number):
         raise ValueError(f"a percentage must be above 0 and at most 100, got {number:g}")
     if number == 1 and not isinstance(value, str):
-        return Noted(0.01, "warning", "read as 1%; thresholds are percentages", "write 100 if you meant 100%, or '1%'")
+        return Noted(
+            0.01, "warning", "read as 1%; thresholds are percentages", "write 100 if you meant 100%, or '1%'"
+        )
     return round(number / 100, 10)
 
 
@@ -303,5 +308,8 @@ def to_mb_or_size(value: Any) -> int | Noted:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value < 0 or not math.isfinite(value):
             raise ValueError("must be zero or more")
-        return Noted(int(value * 1000**2), "info", f"bare number read as {value:g}MB", f"write '{value:g}MB' to be explicit")
+        return Noted(
+            int(value * 1000**2), "info", f"bare number read as {value:g}MB",
+            f"write '{value:g}MB' to be explicit",
+        )
     return to_size()(value)

@@ -90,7 +90,11 @@ def load_yaml(path: Path) -> tuple[Any, list[Diagnostic]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        return None, [Diagnostic("error", str(path), None, None, "", f"not UTF-8 text: {exc}", "Save the file as UTF-8.")]
+        return None, [
+            Diagnostic(
+                "error", str(path), None, None, "", f"not UTF-8 text: {exc}", "Save the file as UTF-8."
+            )
+        ]
     except OSError as exc:
         return None, [Diagnostic("error", str(path), None, None, "", f"cannot read: {exc.strerror}", "")]
     loader = MarkedLoader(text)
