@@ -27,7 +27,7 @@ from sidecar.config import (
 )
 from sidecar.engine.database import EngineSettings
 from sidecar.engine.executor import Engine
-from sidecar.errors import ConfigInvalid
+from sidecar.errors import ConfigInvalid, InvalidParams
 from sidecar.resources import Resources, detect_resources
 
 __all__ = ["Session", "DATA_FEATURE"]
@@ -132,8 +132,14 @@ class Session:
         require_feature(pack.flags, feature)
 
     def settings_for(self, request: Mapping[str, Any] | None) -> Settings:
+        """The settings for one request: its own `settings` on top of everything else."""
         if not request:
             return self.settings
+        if "temp_directory" in request:
+            raise InvalidParams(
+                "`temp_directory` cannot change per request: a database spills where it was opened",
+                hint="Set it in the profile, BMAD_DATA_TEMP_DIRECTORY or initialize's overrides.",
+            )
         return resolve_settings(
             self.pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env, request=request
         )

@@ -201,7 +201,9 @@ class Engine:
         healthy = all(s.type.name != "TRANSACTION" for s in statements)
         watch.set_phase("running")
         for statement in statements[:-1]:
+            _check(watch.job)
             cursor.execute(statement)
+        _check(watch.job)
         last = statements[-1]
         if spec.output is not None:
             return (*self._write_output(cursor, last, spec, spec.output, settings, watch), len(statements), healthy)
@@ -291,6 +293,11 @@ class _Run:
     @property
     def peak_rss(self) -> int:
         return max(self.watch.peak_rss, self.final.rss_bytes if self.final else 0)
+
+
+def _check(job: JobContext) -> None:
+    if job.cancel_event.is_set():
+        raise _interrupted(job)
 
 
 def _interrupted(job: JobContext) -> SidecarError:

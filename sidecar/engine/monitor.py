@@ -139,6 +139,10 @@ class Sampler:
                 jobs = list(self._jobs)
             now = time.monotonic()
             for watch in jobs:
+                if watch.job.cancel_event.is_set() and watch.cursor is not None:
+                    # An interrupt that lands between two statements, or just before one starts,
+                    # is lost by DuckDB; repeat it until the job has stopped.
+                    watch.cursor.interrupt()
                 if watch.deadline is not None and now >= watch.deadline and not watch.job.cancel_event.is_set():
                     log.info("job ran past its deadline; stopping it")
                     watch.job.cancel("timeout")

@@ -1,0 +1,197 @@
+"""The transport over real pipes: framing, bad input, concurrency, cancellation, progress."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import pytest
+
+from sidecar.client import RpcError, SidecarProcess
+
+SLOW_SQL = "SELECT count(*) FROM range(4000000000) t(i) WHERE hash(i) % 7 = 1"
+
+
+def answer(sc: SidecarProcess, timeout: float = 10.0) -> dict:
+    """The next answer to a raw line (one we sent without registering an id), in order."""
+    seen = getattr(sc, "answers_read", 0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        unmatched = [n for n in sc.notifications if "unmatched" in n]
+        if len(unmatched) > seen:
+            sc.answers_read = seen + 1  # type: ignore[attr-defined]
+            return unmatched[seen]["unmatched"]
+        time.sleep(0.01)
+    raise TimeoutError(f"no answer; stderr: {list(sc.stderr_tail)[-5:]}")
+
+
+def assert_alive(sc: SidecarProcess) -> None:
+    assert sc.request("query.run", {"sql": "SELECT 42 AS answer"})["rows"] == [[42]]
+
+
+@pytest.mark.parametrize(
+    ("line", "rpc_code", "code"),
+    [
+        (b"this is not json", -32700, "PARSE_ERROR"),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "query.run"', -32700, "PARSE_ERROR"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"x","params":"\xff\xfe"}', -32700, "PARSE_ERROR"),
+        (b"42", -32600, "INVALID_REQUEST"),
+        (b"null", -32600, "INVALID_REQUEST"),
+        (b'"query.run"', -32600, "INVALID_REQUEST"),
+        (b'{"id": 7, "method": "system.resources"}', -32600, "INVALID_REQUEST"),
+        (b'{"jsonrpc": "2.0", "id": 7}', -32600, "INVALID_REQUEST"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": 12}', -32600, "INVALID_REQUEST"),
+        (b'{"jsonrpc": "2.0", "id": 1.5, "method": "system.resources"}', -32600, "INVALID_REQUEST"),
+        (b'{"jsonrpc": "2.0", "id": true, "method": "system.resources"}', -32600, "INVALID_REQUEST"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.runn", "params": {"sql": "SELECT 1"}}', -32601, "METHOD_NOT_FOUND"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": 1}}', -32602, "INVALID_PARAMS"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {}}', -32602, "INVALID_PARAMS"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": ["SELECT 1"]}', -32602, "INVALID_PARAMS"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "max_rows": -1}}', -32602, "INVALID_PARAMS"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sqll": "SELECT 1"}}', -32602, "INVALID_PARAMS"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "progress_token": [1]}}', -32602, "INVALID_PARAMS"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "system.resources", "params": {"x": 1}}', -32602, "INVALID_PARAMS"),
+    ],
+)
+def test_every_bad_line_gets_its_error_and_the_next_request_is_served(sidecar, line, rpc_code, code):
+    sidecar.send_raw(line)
+    reply = answer(sidecar)
+    assert reply["error"]["code"] == rpc_code
+    assert reply["error"]["data"]["code"] == code
+    assert reply["error"]["data"]["hint"]
+    assert_alive(sidecar)
+
+
+def test_unknown_names_suggest_the_closest(sidecar):
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.runn", {"sql": "SELECT 1"})
+    assert "did you mean 'query.run'" in str(err.value)
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {"sqll": "SELECT 1"})
+    assert "did you mean 'sql'" in str(err.value)
+    assert "sql" in err.value.hint
+
+
+def test_a_50_mb_line_is_refused_without_taking_the_sidecar_down(sidecar):
+    big = b'{"jsonrpc": "2.0", "id": 1, "method": "query.run", "params": {"sql": "SELECT \'' + b"x" * (50 * 1024 * 1024) + b"'\"}}"
+    sidecar.send_raw(big)
+    reply = answer(sidecar, timeout=60)
+    assert reply["error"]["code"] == -32700
+    assert "exceeds the limit" in reply["error"]["message"]
+    assert_alive(sidecar)
+
+
+def test_batches(sidecar):
+    sidecar.send_raw(
+        b'[{"jsonrpc": "2.0", "id": "a", "method": "query.run", "params": {"sql": "SELECT 1 AS x"}},'
+        b' {"jsonrpc": "2.0", "method": "system.resources"},'
+        b' 5,'
+        b' {"jsonrpc": "2.0", "id": "c", "method": "nope"}]'
+    )
+    reply = answer(sidecar)
+    assert isinstance(reply, list) and len(reply) == 3  # the notification gets no answer
+    by_id = {r.get("id"): r for r in reply}
+    assert by_id["a"]["result"]["rows"] == [[1]]
+    assert by_id["c"]["error"]["code"] == -32601
+    assert by_id[None]["error"]["code"] == -32600
+    sidecar.send_raw(b"[]")
+    assert answer(sidecar)["error"]["code"] == -32600
+
+
+def test_notifications_get_no_answer(sidecar):
+    sidecar.send_raw(b'{"jsonrpc": "2.0", "method": "query.run", "params": {"sql": "CREATE TABLE n AS SELECT 1 AS x"}}')
+    sidecar.send_raw(b'{"jsonrpc": "2.0", "method": "$/someOptionalThing"}')
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the notification's work runs, silently
+        try:
+            assert sidecar.request("query.run", {"sql": "SELECT x FROM n"})["rows"] == [[1]]
+            break
+        except RpcError:
+            time.sleep(0.05)
+    assert not [n for n in sidecar.notifications if "unmatched" in n]
+
+
+def test_stdout_carries_only_protocol_messages(sidecar):
+    sidecar.request("query.run", {"sql": "SELECT 1"})
+    sidecar.send_raw(b"garbage")
+    answer(sidecar)
+    sidecar.close()
+    assert sidecar.raw_lines
+    for line in sidecar.raw_lines:
+        message = msgspec.json.decode(line)
+        assert isinstance(message, (dict, list))
+    assert any("ready" in line for line in sidecar.stderr_tail)
+
+
+def test_a_long_query_never_delays_system_resources(sidecar):
+    _, slow = sidecar.call("query.run", {"sql": SLOW_SQL})
+    time.sleep(0.3)
+    started = time.monotonic()
+    resources = sidecar.request("system.resources", timeout=5)
+    took = time.monotonic() - started
+    assert resources["total_memory_bytes"] > 0
+    assert not slow.done(), "the slow query should still be running"
+    assert took < 1.0
+    assert sidecar.request("config.get", timeout=5)["ok"] is True
+    request_id = [k for k in sidecar._pending][0]
+    sidecar.cancel(request_id)
+    with pytest.raises(RpcError):
+        slow.result(timeout=10)
+
+
+def test_cancel_interrupts_within_a_second_and_progress_flows(sidecar):
+    request_id, future = sidecar.call("query.run", {"sql": SLOW_SQL, "progress_token": "tok"})
+    note = sidecar.wait_for(lambda n: n.get("method") == "$/progress" and n["params"]["token"] == "tok")
+    value = note["params"]["value"]
+    assert set(value) == {"phase", "percent", "elapsed_ms", "rss_bytes", "buffer_bytes", "spill_bytes"}
+    assert value["percent"] is None or 0 <= value["percent"] <= 100
+    assert value["rss_bytes"] > 0
+    time.sleep(0.5)
+    sent = time.monotonic()
+    sidecar.cancel(request_id)
+    with pytest.raises(RpcError) as err:
+        future.result(timeout=5)
+    assert time.monotonic() - sent < 1.0
+    assert err.value.rpc_code == -32800
+    assert err.value.code == "CANCELLED"
+    progress = [n for n in sidecar.notifications if n.get("method") == "$/progress"]
+    assert len(progress) >= 2  # a few a second
+    assert_alive(sidecar)
+
+
+def test_timeout_stops_the_query_and_says_so(sidecar):
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {"sql": SLOW_SQL, "timeout_ms": 300}, timeout=10)
+    assert err.value.code == "TIMEOUT"
+    assert err.value.data["retryable"] is True
+    assert_alive(sidecar)
+
+
+def test_duplicate_ids_in_flight_are_refused(sidecar):
+    line = b'{"jsonrpc": "2.0", "id": "same", "method": "query.run", "params": {"sql": "%s"}}' % SLOW_SQL.encode()
+    sidecar.send_raw(line)
+    time.sleep(0.2)
+    sidecar.send_raw(b'{"jsonrpc": "2.0", "id": "same", "method": "system.resources"}')
+    reply = answer(sidecar)
+    assert reply["id"] == "same" and reply["error"]["code"] == -32600
+    assert "still in flight" in reply["error"]["message"]
+    sidecar.cancel("same")
+    assert answer(sidecar)["error"]["code"] == -32800
+
+
+def test_shutdown_then_exit(sidecar):
+    assert sidecar.request("shutdown") is None
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {"sql": "SELECT 1"})
+    assert err.value.code == "INVALID_REQUEST"
+    sidecar.notify("exit")
+    assert sidecar.proc.wait(timeout=10) == 0
+
+
+def test_eof_lets_running_work_finish_then_exits_clean(start_sidecar, tmp_path):
+    sc = start_sidecar()
+    _, future = sc.call("query.run", {"sql": "SELECT count(*) AS n FROM range(200000000)"})
+    assert sc.close() == 0
+    assert future.result(timeout=1)["rows"] == [[200000000]]
+    spill = tmp_path / "spill"
+    assert not spill.exists() or not any(spill.iterdir())
