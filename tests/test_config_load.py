@@ -102,9 +102,9 @@ def test_originals_load_with_precise_warnings() -> None:
     find(diags, file=CLI, line=106, path_end="tool_integration")
     find(diags, file=FLAGS, line=61, path_end="safety")
     # the CLI file depends on flags the original flags file never declares
-    e = find(diags, file=CLI, line=98, path_end="duckdb_cli_monitoring.dependencies", severity="error")
+    e = find(diags, file=CLI, line=98, path_end="duckdb_cli_monitoring.dependencies", severity="warning")
     assert "unknown flag 'duckdb_monitoring'" in e.message and e.column == 48
-    assert len(pack.errors) == 2
+    assert pack.errors == []  # unknown flag dependencies turn only those flags off
     # applied values are normalised
     tmpl = pack.memory_templates
     assert tmpl is not None and pack.thresholds is not None
@@ -219,4 +219,4 @@ def test_a_copy_of_the_originals_in_the_repo_layout(tmp_path: Path) -> None:
     shutil.copy(ORIGINALS / FLAGS, root / "config" / FLAGS)
     pack = load_pack(root, env={})
     assert pack.paths["feature_flags"] == str(root / "config" / FLAGS)
-    assert len(pack.errors) == 2
+    assert pack.errors == []  # unknown flag dependencies turn only those flags off

@@ -138,10 +138,12 @@ def build_flags(
                 file, pos_table, key = positions[name]
                 pos = pos_table.get(f"{key}.dependencies[{i}]")
                 others = [n for n in decls if n != name]
+                # A warning, not an error: the damage is local (this flag stays off), and an
+                # unrelated method should not stop working because of it.
                 diagnostics.append(Diagnostic(
-                    "error", file, pos[0] if pos else decl.line, pos[1] if pos else None,
+                    "warning", file, pos[0] if pos else decl.line, pos[1] if pos else None,
                     f"{key}.dependencies",
-                    f"flag '{name}' depends on unknown flag '{dep}'{did_you_mean(dep, others)}",
+                    f"flag '{name}' depends on unknown flag '{dep}'{did_you_mean(dep, others)}; '{name}' stays off",
                     "Declare the flag in config/feature-flags.yaml or fix the name.",
                 ))
                 reason = reason or f"depends on '{dep}', which is not declared in any flags file"
