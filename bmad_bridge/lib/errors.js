@@ -15,7 +15,6 @@
  *   SIDECAR_EXITED       the sidecar process ended while a request was in flight
  *   SIDECAR_UNAVAILABLE  it could not be started (no Python, module missing) or keeps dying
  *   PROTOCOL_ERROR       a line on the sidecar's stdout that is not a JSON-RPC message
- *   CLIENT_TIMEOUT       the caller's timeoutMs passed and the sidecar did not answer the cancel
  *   COMMAND_DISABLED     a CLI subcommand turned off in duckdb-cli-integration-config.yaml
  *   NOT_AVAILABLE        a CLI subcommand whose feature arrives with a later issue
  *   USAGE                bad command-line arguments
@@ -105,7 +104,6 @@ const EXIT_CODES = Object.freeze({
   OUT_OF_MEMORY: 9,
   SPILL_LIMIT: 10,
   TIMEOUT: 11,
-  CLIENT_TIMEOUT: 11,
   WORKER_CRASHED: 12,
   SIDECAR_EXITED: 12,
   SIDECAR_UNAVAILABLE: 13,

@@ -23,7 +23,7 @@ function resolvePython(root = repoRoot(), env = process.env) {
   const venv = process.platform === 'win32'
     ? path.join(root, '.venv', 'Scripts', 'python.exe')
     : path.join(root, '.venv', 'bin', 'python');
-  if (fs.existsSync(venv)) return { command: venv, source: `${path.relative(process.cwd(), venv) || venv} (project venv)` };
+  if (fs.existsSync(venv)) return { command: venv, source: 'the project .venv' };
   return { command: process.platform === 'win32' ? 'python' : 'python3', source: 'PATH' };
 }
 
