@@ -50,6 +50,8 @@ class Reporter {
 
   success(message) { this._say(this.err.green(`✅ ${message}`)); }
 
+  error(message) { this._say(this.err.red(`❌ ${message}`)); }
+
   warn(message, details = {}) {
     if (this.json) this.emit('warning', { message, ...details });
     else this._say(this.err.yellow(`⚠️  ${message}`));

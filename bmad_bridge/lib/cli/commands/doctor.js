@@ -102,7 +102,7 @@ async function handle({ client, reporter }) {
     if (reporter.json) reporter.emit('check', check);
     else if (check.status === 'ok') reporter.success(`${check.name}: ${check.message}`);
     else if (check.status === 'warn') reporter.warn(`${check.name}: ${check.message}\n   Fix: ${check.fix}`);
-    else reporter._say(reporter.err.red(`❌ ${check.name}: ${check.message}\n   Fix: ${check.fix}`));
+    else reporter.error(`${check.name}: ${check.message}\n   Fix: ${check.fix}`);
   }
   const failed = checks.filter((c) => c.status === 'fail');
   if (failed.length) {

@@ -1,0 +1,68 @@
+'use strict';
+/** Pure pieces: line splitting, tables, CSV, sizes, progress text, error mapping. */
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { LineSplitter } = require('../lib/lines');
+const { renderTable, toCsv, formatBytes, width } = require('../lib/cli/format');
+const { progressText, detailLines } = require('../lib/cli/output');
+const { BmadDataError, exitCodeFor, EXIT_CODES } = require('../lib/errors');
+
+test('LineSplitter joins chunks split mid-line, strips CR, and flushes a last unterminated line', () => {
+  const lines = [];
+  const s = new LineSplitter((line, n) => lines.push([n, line]));
+  s.push('{"a"');
+  s.push(':1}\r\n{"b":2}\n\n{"c"');
+  s.push(':3}');
+  s.end();
+  assert.deepEqual(lines, [[1, '{"a":1}'], [2, '{"b":2}'], [3, ''], [4, '{"c":3}']]);
+});
+
+test('renderTable right-aligns numeric columns, shows NULL, cuts long cells, counts wide characters', () => {
+  const out = renderTable(['name', 'n'], [['a', 1], ['日本', null], ['x'.repeat(50), 123]], { maxCell: 10 }).split('\n');
+  assert.equal(out[1], '│ name       │    n │');
+  assert.equal(out[3], '│ a          │    1 │');
+  assert.equal(out[4], '│ 日本       │ NULL │');
+  assert.equal(out[5], `│ ${'x'.repeat(9)}… │  123 │`);
+  assert.equal(width('日本'), 4);
+});
+
+test('toCsv quotes per RFC 4180 and writes NULL as an empty field', () => {
+  assert.equal(toCsv(['a', 'b'], [['x"y', null], ['p,q', 3], ['l1\nl2', true]]), 'a,b\n"x""y",\n"p,q",3\n"l1\nl2",true');
+});
+
+test('formatBytes gives decimal units and, on request, binary ones too', () => {
+  assert.equal(formatBytes(999), '999 B');
+  assert.equal(formatBytes(1073741824), '1.07 GB');
+  assert.equal(formatBytes(1073741824, { both: true }), '1.07 GB (1.00 GiB)');
+  assert.equal(formatBytes(undefined), 'n/a');
+});
+
+test('progressText says "progress unknown" rather than invent a percent', () => {
+  assert.match(progressText('Query', { percent: null, phase: 'running', rss_bytes: 2e9, spill_bytes: 0, elapsed_ms: 1500 }, 0),
+    /^Query {2}progress unknown · running · RSS 2.00 GB · spill 0 B · 1.5s$/);
+  assert.match(progressText('Query', { percent: 41.6 }, 2000), /42% · 2.0s/);
+});
+
+test('detailLines shows flag, file, diagnostics and the stderr tail', () => {
+  const lines = detailLines({
+    flag: 'duckdb_analytics', file: 'config/feature-flags.yaml', line: 6,
+    diagnostics: [{ severity: 'error', file: 'a.yaml', line: 3, column: 5, path: 'x.memory_limit', message: 'bad size', hint: 'use 4GB' }],
+    signal: 'SIGKILL', stderr_tail: 'one\ntwo\n',
+  });
+  assert.ok(lines.includes('Flag: duckdb_analytics'));
+  assert.ok(lines.includes('File: config/feature-flags.yaml:6'));
+  assert.ok(lines.includes('error a.yaml:3:5 (x.memory_limit): bad size — use 4GB'));
+  assert.ok(lines.includes('Sidecar: signal SIGKILL'));
+  assert.ok(lines.includes('  two'));
+});
+
+test('BmadDataError.fromRpc keeps the sidecar\'s data; numbers alone still map to a code', () => {
+  const full = BmadDataError.fromRpc({ code: -32006, message: 'oom', data: { code: 'OUT_OF_MEMORY', message: 'out of memory', hint: 'h', retryable: true, details: { x: 1 } } });
+  assert.equal(full.code, 'OUT_OF_MEMORY');
+  assert.equal(full.retryable, true);
+  assert.equal(full.rpcCode, -32006);
+  assert.equal(exitCodeFor(full), EXIT_CODES.OUT_OF_MEMORY);
+  assert.equal(BmadDataError.fromRpc({ code: -32601, message: 'nope' }).code, 'METHOD_NOT_FOUND');
+  assert.equal(exitCodeFor(new Error('plain')), EXIT_CODES.INTERNAL);
+  assert.equal(exitCodeFor(new BmadDataError('SOMETHING_NEW', 'x')), EXIT_CODES.INTERNAL);
+});
