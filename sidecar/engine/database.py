@@ -95,6 +95,7 @@ class Database:
         self.path = path
         self.settings = settings
         self.temp_directory = _temp_dir_for(settings.temp_directory, path)
+        Path(settings.temp_directory).mkdir(parents=True, exist_ok=True)  # DuckDB creates only the leaf
         extension_directory = Path(settings.state_directory) / "extensions"
         extension_directory.mkdir(parents=True, exist_ok=True)
         config = {

@@ -63,18 +63,19 @@ def checked_statements(con: duckdb.DuckDBPyConnection, sql: str) -> Sequence[duc
     """Parse `sql` into statements, refusing any that would escape the sidecar's control."""
     if not sql.strip():
         raise SqlError("the SQL text is empty", hint="Send at least one statement in `sql`.")
-    try:
-        statements = con.extract_statements(sql)
-    except ValueError as exc:  # a statement type this DuckDB build cannot even name
-        raise AccessDenied(
-            f"statement refused: its type could not be classified ({exc})",
-            hint="Only queries, DDL and DML that read and write inside the allowed directories are served.",
-        ) from exc
+    statements = con.extract_statements(sql)
     if not statements:
         raise SqlError("the SQL text holds no statement", hint="Send at least one statement in `sql`.")
     for statement in statements:
-        kind = statement.type.name
         text = statement.query
+        try:
+            kind = statement.type.name
+        except ValueError as exc:  # a statement type the Python binding cannot even name
+            raise AccessDenied(
+                f"statement refused: {text.strip()[:200]!r} is of a type that could not be classified ({exc})",
+                hint="Only queries, DDL and DML that read and write inside the allowed directories are served.",
+                details={"statement": text.strip()[:2000]},
+            ) from exc
         if kind == "SET" and _SET_VARIABLE.match(text):
             continue
         if kind in _REFUSED:

@@ -1,0 +1,81 @@
+"""Agents write SQL: after the sidecar applies its settings, SQL cannot undo them or escape."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.client import RpcError
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("SET memory_limit = '100GB'", "changes a setting"),
+        ("PRAGMA memory_limit = '100GB'", "changes a setting"),
+        ("SELECT 1; SET threads = 64", "changes a setting"),
+        ("RESET memory_limit", "changes a setting"),
+        ("SET temp_directory = '/tmp/elsewhere'", "changes a setting"),
+        ("SET enable_external_access = true", "changes a setting"),
+        ("USE memory", "changes a setting"),
+        ("INSTALL tpch", "extension"),
+        ("LOAD parquet", "extension"),
+        ("ATTACH '{data}/other.duckdb' AS other", "attaches another database"),
+        ("DETACH memory", "detaches"),
+        ("PRAGMA enable_profiling", "PRAGMA enable_profiling"),
+        ("IMPORT DATABASE '{data}'", "database-level"),
+        ("UPDATE EXTENSIONS", "could not be classified"),
+    ],
+)
+def test_statements_that_escape_control_are_refused_and_say_why(sidecar, data_dir, sql, why):
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {"sql": sql.format(data=data_dir)})
+    assert err.value.code == "ACCESS_DENIED"
+    assert why in str(err.value)
+    assert "settings" in err.value.hint or "allowed" in err.value.hint
+    limit = sidecar.request("query.run", {"sql": "SELECT current_setting('memory_limit') AS m"})["rows"][0][0]
+    assert "GiB" in limit or "MiB" in limit
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT 1) TO '/etc/bmad-x.csv'",
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT * FROM read_csv('{data}/../outside.csv')",
+        "SELECT * FROM glob('/etc/*')",
+        "CREATE TABLE t AS SELECT * FROM read_csv('/etc/hostname')",
+    ],
+)
+def test_files_outside_the_allowed_directories_are_refused(sidecar, data_dir, tmp_path, sql):
+    (tmp_path / "outside.csv").write_text("a\n1\n")
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {"sql": sql.format(data=data_dir)})
+    assert err.value.code == "ACCESS_DENIED", err.value
+    assert not (tmp_path / "etc").exists()
+
+
+def test_files_inside_the_allowed_directories_are_served(sidecar, data_dir):
+    (data_dir / "in.csv").write_text("a,b\n1,x\n2,y\n")
+    result = sidecar.request("query.run", {"sql": f"SELECT sum(a) AS s FROM '{data_dir / 'in.csv'}'"})
+    assert result["rows"] == [[3]]
+
+
+def test_harmless_statements_still_work(sidecar):
+    sidecar.request("query.run", {"sql": "SET VARIABLE answer = 42"})
+    assert sidecar.request("query.run", {"sql": "SELECT getvariable('answer') AS a"})["rows"] == [[42]]
+    assert sidecar.request("query.run", {"sql": "PRAGMA version"})["row_count"] == 1
+    assert sidecar.request("query.run", {"sql": "SHOW TABLES"})["rows"] == []
+
+
+def test_databases_outside_the_allowed_directories_are_refused(sidecar, tmp_path):
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {"sql": "SELECT 1", "database": str(tmp_path / "x.duckdb")})
+    assert err.value.code == "ACCESS_DENIED"
+    assert not (tmp_path / "x.duckdb").exists()
+
+
+def test_no_extension_is_fetched_and_nothing_lands_in_home(sidecar, tmp_path):
+    with pytest.raises(RpcError):
+        sidecar.request("query.run", {"sql": "INSTALL spatial"})
+    state = tmp_path / "state" / "extensions"
+    assert state.is_dir() and not any(state.rglob("*.duckdb_extension*"))
