@@ -61,6 +61,9 @@ class OutputInfo(msgspec.Struct, frozen=True):
 
 
 class QueryStats(msgspec.Struct, frozen=True):
+    """What the job cost. Peaks are sampled every 100 ms (and once at the end); a job shorter
+    than that reports its end-of-job RSS and the buffer and spill bytes last sampled (0 if none)."""
+
     elapsed_ms: float
     peak_rss_bytes: int
     peak_buffer_bytes: int
