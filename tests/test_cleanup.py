@@ -1,0 +1,67 @@
+"""What a killed sidecar leaves behind is found and removed; cleanup says what it freed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from sidecar.engine.outputs import TEMP_PREFIX
+
+SLOW_OUTPUT = (
+    "SELECT i, hash(i) AS h, repeat('x', 50) AS pad FROM range(400000000) t(i) "
+    "WHERE hash(i) % 3 = 0"
+)
+
+
+def wait_until(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_sigkilled_sidecar_leaves_nothing_visible_and_the_next_one_cleans_up(start_sidecar, data_dir, tmp_path):
+    target = data_dir / "result.parquet"
+    target.write_bytes(b"the earlier output")
+    first = start_sidecar()
+    first.call("query.run", {"sql": SLOW_OUTPUT, "output": {"path": str(target), "overwrite": True}})
+    temps = lambda: [p for p in data_dir.iterdir() if p.name.startswith(TEMP_PREFIX)]  # noqa: E731
+    assert wait_until(lambda: any(p.stat().st_size > 0 for p in temps())), list(first.stderr_tail)[-5:]
+    os.kill(first.pid, signal.SIGKILL)
+    first.kill()
+    assert target.read_bytes() == b"the earlier output"  # partial output never became visible
+    assert temps(), "the kill should have left the temporary file for cleanup to find"
+
+    second = start_sidecar()
+    second.request("system.resources")  # the new sidecar cleaned up on start
+    assert temps() == []
+    assert target.read_bytes() == b"the earlier output"
+    assert not any((tmp_path / "spill").iterdir())
+    assert second.close() == 0
+
+
+def test_cleanup_reports_orphaned_spill_and_outputs(sidecar, data_dir, tmp_path):
+    sidecar.request("system.resources")  # its own start-up cleanup is done; what follows is new
+    live = tmp_path / "spill" / f"memory-{sidecar.pid}"  # a live process's spill must survive
+    live.mkdir(parents=True, exist_ok=True)
+    (live / "in-use.block").write_bytes(b"z" * 10)
+    dead_pid = 2**22 - 7  # above the default pid_max: never a live process here
+    orphan = tmp_path / "spill" / f"memory-{dead_pid}"
+    orphan.mkdir(parents=True)
+    (orphan / "duckdb_temp_block-1.block").write_bytes(b"x" * 4096)
+    temp = data_dir / f"{TEMP_PREFIX}deadbeef-out.parquet"
+    temp.write_bytes(b"y" * 1000)
+    journal = tmp_path / "state" / "pending-outputs"
+    journal.mkdir(parents=True, exist_ok=True)
+    (journal / f"{dead_pid}-deadbeef").write_text(str(temp))
+    result = sidecar.request("cleanup", {"aggressive": True})
+    assert result == {"bytes_freed": 5096, "files_removed": 2, "spill_directory": str(tmp_path / "spill")}
+    assert not orphan.exists() and not temp.exists()
+    assert [p.name for p in (tmp_path / "spill").iterdir()] == [live.name]
+    assert (live / "in-use.block").exists()
+    assert sidecar.request("cleanup") == {"bytes_freed": 0, "files_removed": 0, "spill_directory": str(tmp_path / "spill")}
+    assert sidecar.request("query.run", {"sql": "SELECT 2 AS two"})["rows"] == [[2]]
