@@ -1,0 +1,418 @@
+"""Measure peak process RSS against DuckDB's `memory_limit`, to size HEADROOM_RATIO.
+
+    python -m sidecar.bench.headroom [--limits 256MiB,1GiB,4GiB] [--rows 50000000] [--threads 2]
+                                     [--dir /tmp/bmad-headroom] [--shapes sort,window,...] [--quick]
+                                     [--out docs/performance/headroom.md]
+
+DuckDB's limit bounds its buffer manager; the process also holds the interpreter, DuckDB's
+code and allocator caches, and operator state outside the buffer pool. Each (limit, shape)
+runs in a fresh child process that the parent samples every 20 ms (RSS, spill bytes on disk)
+and kills past `3 x limit + 1 GiB`. The peak is the child's VmHWM (read by the child before it
+exits), the kernel's `ru_maxrss` from `wait4`, and the sampled maximum, whichever is largest.
+The data is an H2O db-benchmark groupby table written once with DuckDB SQL and cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sidecar.units import duckdb_size, parse_size
+
+MiB = 1024**2
+GiB = 1024**3
+SAMPLE_S = 0.020
+GUARD_FACTOR = 3
+GUARD_SLACK = 1 * GiB
+SATURATED = 0.95
+
+# H2O db-benchmark groupby data (K=100): id1-id3 strings, id4-id6 integers, v1-v3 measures.
+# hash() keeps it deterministic; each column has its own salt.
+_GENERATE = """
+COPY (
+    SELECT
+        printf('id%03d', 1 + hash(range * 16 + 1) % 100) AS id1,
+        printf('id%03d', 1 + hash(range * 16 + 2) % 100) AS id2,
+        printf('id%010d', 1 + hash(range * 16 + 3) % {groups}) AS id3,
+        (1 + hash(range * 16 + 4) % 100)::INTEGER AS id4,
+        (1 + hash(range * 16 + 5) % 100)::INTEGER AS id5,
+        (1 + hash(range * 16 + 6) % {groups})::INTEGER AS id6,
+        (1 + hash(range * 16 + 7) % 5)::INTEGER AS v1,
+        (1 + hash(range * 16 + 8) % 15)::INTEGER AS v2,
+        round((hash(range * 16 + 9) % 100000000) / 1000000.0, 6)::DOUBLE AS v3
+    FROM range({rows})
+) TO '{target}' (FORMAT parquet)
+"""
+
+# Each shape reads the view `x`. Results go to a Parquet file (`{out}`) or are folded into one
+# row, so nothing large crosses into Python.
+SHAPES: dict[str, str] = {
+    "sort": "COPY (SELECT * FROM x ORDER BY v3, id3) TO '{out}' (FORMAT parquet)",
+    "window": (
+        "SELECT sum(rn), sum(s) FROM (SELECT row_number() OVER (PARTITION BY id3 ORDER BY v3) AS rn, "
+        "sum(v1) OVER (PARTITION BY id1, id2) AS s FROM x)"
+    ),
+    "list_agg": "COPY (SELECT id3, list(v1) AS l FROM x GROUP BY id3) TO '{out}' (FORMAT parquet)",
+    "string_agg": (
+        "COPY (SELECT id3, string_agg(id1, ',') AS s FROM x GROUP BY id3) TO '{out}' (FORMAT parquet)"
+    ),
+    "groupby_high": (
+        "SELECT count(*), sum(v) FROM (SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v, count(*) AS n "
+        "FROM x GROUP BY ALL)"
+    ),
+    "join_dim": (
+        "SELECT count(*), sum(x.v3 * d.a) "
+        "FROM x JOIN (SELECT id6, avg(v3) AS a FROM x GROUP BY id6) d USING (id6)"
+    ),
+    "join_big": (  # both sides carry every column, so either build side is ~the whole table
+        "SELECT count(*), sum(length(a.id1) + length(a.id3) + a.id4 + a.id6 + a.v1 + a.v3 "
+        "+ length(b.id2) + length(b.id3) + b.id5 + b.id6 + b.v2 + b.v3) "
+        "FROM xr a JOIN xr b ON a.file_row_number = b.file_row_number"
+    ),
+    "count_distinct": "SELECT id1, count(DISTINCT v3), count(DISTINCT id3) FROM x GROUP BY id1",
+    "quantile": "SELECT id4, id5, median(v3), quantile_cont(v3, 0.9), stddev(v3) FROM x GROUP BY id4, id5",
+    "scan_filter": "COPY (SELECT * FROM x WHERE v2 > 12 AND id4 <= 50) TO '{out}' (FORMAT parquet)",
+}
+QUICK_SHAPES = ("sort", "list_agg", "groupby_high", "join_big", "quantile", "scan_filter")
+
+
+# ---- child ------------------------------------------------------------------------------------
+
+
+def _proc_status(pid: int | str = "self") -> dict[str, int]:
+    """VmRSS/VmHWM in bytes from /proc/<pid>/status (empty once the process is gone)."""
+    values: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, kib, _ = line.split()
+                    values[key.rstrip(":")] = int(kib) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return values
+
+
+def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one query under the given limit; report what DuckDB's own accounting saw."""
+    import threading
+
+    import duckdb
+
+    con = duckdb.connect(config={
+        "memory_limit": spec["memory_limit"], "threads": spec["threads"],
+        "temp_directory": spec["temp_directory"], "max_temp_directory_size": spec["max_temp_directory_size"],
+        "preserve_insertion_order": False,
+    })  # fmt: skip
+    con.execute(f"CREATE VIEW x AS SELECT * FROM read_parquet('{spec['data']}')")
+    con.execute(f"CREATE VIEW xr AS SELECT * FROM read_parquet('{spec['data']}', file_row_number = true)")
+    report: dict[str, Any] = {"status": "ok", "error": "", "buffer_peak": 0, "duckdb_temp_peak": 0}
+    if spec["sql"] is None:  # baseline: connected and idle
+        con.execute("SELECT 1").fetchall()
+        report.update(wall=0.0, **_proc_status())
+        return report
+
+    stop = threading.Event()
+
+    def watch_buffer() -> None:  # duckdb_memory() from a second cursor, every 50 ms
+        cur = con.cursor()
+        while not stop.wait(0.05):
+            try:
+                used, temp = cur.execute(
+                    "SELECT sum(memory_usage_bytes), sum(temporary_storage_bytes) FROM duckdb_memory()"
+                ).fetchone() or (0, 0)
+            except duckdb.Error:
+                continue
+            report["buffer_peak"] = max(report["buffer_peak"], int(used or 0))
+            report["duckdb_temp_peak"] = max(report["duckdb_temp_peak"], int(temp or 0))
+
+    watcher = threading.Thread(target=watch_buffer, daemon=True)
+    watcher.start()
+    started = time.perf_counter()
+    try:
+        con.execute(spec["sql"]).fetchall()
+    except duckdb.OutOfMemoryException as exc:
+        text = str(exc).splitlines()[0]
+        report.update(status="spill_limit" if "temp" in text and "directory" in text else "oom", error=text)
+    except duckdb.Error as exc:
+        report.update(status="error", error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    report["wall"] = time.perf_counter() - started
+    stop.set()
+    watcher.join()
+    report.update(_proc_status())
+    return report
+
+
+# ---- parent -----------------------------------------------------------------------------------
+
+
+def _disk_bytes(directory: Path) -> int:
+    """Allocated bytes under `directory` (st_blocks, so punched holes do not count)."""
+    total = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
+                except FileNotFoundError:
+                    continue
+    except FileNotFoundError:
+        pass
+    return total
+
+
+def run_one(spec: dict[str, Any], limit: int, timeout_s: float) -> dict[str, Any]:
+    """One query in a fresh child; the parent samples RSS and spill, and enforces the guard."""
+    import psutil
+
+    temp = Path(spec["temp_directory"])
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir(parents=True)
+    guard = GUARD_FACTOR * limit + GUARD_SLACK
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.bench.headroom", "--child", json.dumps(spec)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    ps = psutil.Process(proc.pid)
+    sampled = hwm = spill = 0
+    verdict = ""
+    started = time.perf_counter()
+    tick = 0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            rss = ps.memory_info().rss
+        except psutil.NoSuchProcess:
+            rss = 0
+        sampled = max(sampled, rss)
+        hwm = max(hwm, _proc_status(proc.pid).get("VmHWM", 0))
+        if tick % 5 == 0:
+            spill = max(spill, _disk_bytes(temp))
+        tick += 1
+        if not verdict and rss > guard:
+            verdict = "killed"
+            proc.kill()
+        elif not verdict and time.perf_counter() - started > timeout_s:
+            verdict = "timeout"
+            proc.kill()
+        time.sleep(SAMPLE_S)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = proc.communicate()
+    wall_outside = time.perf_counter() - started
+    report: dict[str, Any] = {"status": verdict or "crashed", "error": "", "wall": wall_outside,
+                              "buffer_peak": 0, "duckdb_temp_peak": 0}  # fmt: skip
+    lines = out.decode().strip().splitlines()
+    if not verdict and proc.returncode == 0 and lines:
+        report.update(json.loads(lines[-1]))
+    elif not verdict:
+        report["error"] = f"exit {proc.returncode}: {err.decode().strip()[-300:]}"
+    report["peak_rss"] = max(sampled, hwm, report.get("VmHWM", 0), usage.ru_maxrss * 1024)
+    report["sampled_rss"] = sampled
+    report["ru_maxrss"] = usage.ru_maxrss * 1024
+    report["spill"] = max(spill, report["duckdb_temp_peak"])
+    shutil.rmtree(temp, ignore_errors=True)
+    return report
+
+
+def generate(root: Path, rows: int) -> Path:
+    """Write the table once; the rename makes a half-written file impossible to mistake for done."""
+    import duckdb
+
+    target = root / f"h2o_groupby_{rows}.parquet"
+    if target.exists():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    config = {"memory_limit": "4GB", "threads": os.cpu_count() or 2, "preserve_insertion_order": False,
+              "temp_directory": str(root / "gen-spill")}
+    with duckdb.connect(config=config) as con:
+        con.execute(_GENERATE.format(rows=rows, groups=max(1, rows // 100), target=partial))
+    os.replace(partial, target)
+    return target
+
+
+def fit(points: list[tuple[int, int]]) -> tuple[float, float]:
+    """Least-squares `rss = base + k * limit` through (limit, rss) points.
+
+    >>> fit([(1, 12), (2, 14), (3, 16)])
+    (10.0, 2.0)
+    """
+    n = len(points)
+    mx = sum(p[0] for p in points) / n
+    my = sum(p[1] for p in points) / n
+    sxx = sum((p[0] - mx) ** 2 for p in points)
+    k = sum((p[0] - mx) * (p[1] - my) for p in points) / sxx if sxx else 0.0
+    return my - k * mx, k
+
+
+def _mib(n: float) -> str:
+    return f"{n / MiB:,.0f}"
+
+
+def saturated(r: dict[str, Any]) -> bool:
+    """DuckDB's buffer manager reached ~its limit, so this peak says what a full limit costs."""
+    return bool(r["buffer_peak"] >= SATURATED * r["limit"] or r["status"] in ("oom", "killed"))
+
+
+def summarize(results: list[dict[str, Any]], base: int) -> dict[str, float]:
+    """The model `peak RSS = base + k x limit`: fitted on saturated runs, and its upper envelope."""
+    full = [r for r in results if saturated(r)] or results
+    points = [(r["limit"], r["peak_rss"]) for r in full]
+    fixed, k = fit(points) if len({p[0] for p in points}) > 1 else (0.0, 0.0)
+    k_env = max((r["peak_rss"] - base) / r["limit"] for r in full)
+    extra = max(r["peak_rss"] - base - r["limit"] for r in full)
+    return {"fit_base": fixed, "fit_k": k, "base": base, "k_envelope": k_env, "max_extra": extra}
+
+
+def render(results: list[dict[str, Any]], base: dict[str, Any], meta: dict[str, Any]) -> str:
+    b = base["VmHWM"]
+    lines = [
+        f"DuckDB {meta['duckdb']}, Python {meta['python']}, {meta['cpus']} CPUs, "
+        f"{meta['ram_gib']:.0f} GiB RAM, no swap; threads={meta['threads']}, rows={meta['rows']:,} "
+        f"({meta['data_mib']:,.0f} MiB Parquet), preserve_insertion_order=false.",
+        "",
+        f"Baseline (python + `import duckdb` + connect, idle): VmHWM {_mib(b)} MiB.",
+        "",
+        "| limit | shape | status | wall s | peak RSS MiB | RSS / limit | (RSS - base) / limit "
+        "| DuckDB buffer peak MiB | RSS - base - buffer MiB | spill MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        mark = "" if saturated(r) else " (not full)"
+        lines.append(
+            f"| {r['limit_text']} | {r['shape']} | {r['status']}{mark} | {r['wall']:.1f} "
+            f"| {_mib(r['peak_rss'])} | {r['peak_rss'] / r['limit']:.2f} "
+            f"| {(r['peak_rss'] - b) / r['limit']:.2f} "
+            f"| {_mib(r['buffer_peak'])} | {_mib(r['peak_rss'] - b - r['buffer_peak'])} "
+            f"| {_mib(r['spill'])} |"
+        )
+    errors = [r for r in results if r["error"]]
+    if errors:
+        lines += ["", "Errors:", ""]
+        lines += [f"- {r['limit_text']} {r['shape']}: `{r['error'][:200]}`" for r in errors]
+    lines += ["", "Worst case per limit (any status; a failed query's peak still counts):", "",
+              "| limit | worst shape | peak RSS MiB | RSS / limit | (RSS - base) / limit |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for limit in sorted({r["limit"] for r in results}):
+        top = max((r for r in results if r["limit"] == limit), key=lambda r: r["peak_rss"])
+        lines.append(f"| {top['limit_text']} | {top['shape']} | {_mib(top['peak_rss'])} "
+                     f"| {top['peak_rss'] / limit:.2f} | {(top['peak_rss'] - b) / limit:.2f} |")  # fmt: skip
+    if len({r["limit"] for r in results}) >= 2:
+        m = summarize(results, b)
+        lines += ["", f"Saturated runs (buffer peak >= {SATURATED:.0%} of the limit, or OOM): least-squares "
+                  f"peak RSS = {_mib(m['fit_base'])} MiB + {m['fit_k']:.3f} x limit; envelope with the "
+                  f"measured base: peak RSS <= {_mib(b)} MiB + {m['k_envelope']:.3f} x limit; largest RSS "
+                  f"above base + limit: {_mib(m['max_extra'])} MiB."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+BEGIN = "<!-- headroom:begin (written by sidecar.bench.headroom; edit outside the markers) -->"
+END = "<!-- headroom:end -->"
+
+
+def write_report(path: Path, table: str, command: str) -> None:
+    """Replace the generated block of `path`, keeping the prose around it (new file: block only)."""
+    block = f"{BEGIN}\n\nCommand:\n\n```\n{command}\n```\n\n{table}\n{END}"
+    text = path.read_text() if path.exists() else "# Headroom: process RSS against DuckDB's memory_limit\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def _progress(r: dict[str, Any]) -> None:
+    sys.stderr.write(
+        f"{r['limit_text']:>7} {r['shape']:<15} {r['status']:<11} {r['wall']:6.1f}s "
+        f"peak {_mib(r['peak_rss']):>7} MiB ratio {r['peak_rss'] / r['limit']:5.2f} "
+        f"buffer {_mib(r['buffer_peak']):>6} spill {_mib(r['spill'])} {r['error'][:120]}\n"
+    )
+    sys.stderr.flush()
+
+
+def run_matrix(args: argparse.Namespace, shapes: list[str], limit_texts: list[str]) -> None:
+    import duckdb
+    import psutil
+
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    data = generate(root, args.rows)
+    meta = {"duckdb": duckdb.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
+            "ram_gib": psutil.virtual_memory().total / GiB, "threads": args.threads, "rows": args.rows,
+            "data_mib": data.stat().st_size / MiB}  # fmt: skip
+
+    def spec(limit_text: str, sql: str | None) -> dict[str, Any]:
+        return {"memory_limit": duckdb_size(parse_size(limit_text)), "threads": args.threads,
+                "temp_directory": str(root / "spill"), "max_temp_directory_size": "40GiB",
+                "data": str(data), "sql": sql}  # fmt: skip
+
+    base = run_one(spec(limit_texts[0], None), parse_size(limit_texts[0]), 60)
+    sys.stderr.write(f"baseline: VmHWM {_mib(base['VmHWM'])} MiB\n")
+    results: list[dict[str, Any]] = []
+    for limit_text in limit_texts:
+        limit = parse_size(limit_text)
+        for shape in shapes:
+            out = root / "out.parquet"
+            runs = []
+            for _ in range(args.repeat):  # keep the run with the highest peak
+                runs.append(run_one(spec(limit_text, SHAPES[shape].format(out=out)), limit, args.timeout))
+                out.unlink(missing_ok=True)
+            r = max(runs, key=lambda run: run["peak_rss"])
+            r.update(limit=limit, limit_text=limit_text, shape=shape, runs=len(runs))
+            results.append(r)
+            _progress(r)
+    table = render(results, base, meta)
+    sys.stdout.write(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "base": base, "results": results}, indent=1))
+    if args.out:
+        write_report(Path(args.out), table, "python -m sidecar.bench.headroom " + " ".join(args.argv))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limits", default="256MiB,1GiB,4GiB", help="DuckDB memory_limits, comma-separated")
+    parser.add_argument("--rows", type=int, default=50_000_000, help="big enough that 4GiB spills")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dir", default="/tmp/bmad-headroom", help="where the data and the spill go")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="subset of " + ",".join(SHAPES))
+    parser.add_argument("--quick", action="store_true", help="10M rows, limits 256MiB,512MiB, six shapes")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per (limit, shape); max peak kept")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a run is killed")
+    parser.add_argument("--out", default="", help="also write the table into this markdown file")
+    parser.add_argument("--json", default="", help="also write the raw results to this file")
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        sys.stdout.write(json.dumps(_child(json.loads(args.child))) + "\n")
+        return
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.quick:
+        args.rows, args.limits, args.shapes = 10_000_000, "256MiB,512MiB", ",".join(QUICK_SHAPES)
+    shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        parser.error(f"unknown shape(s) {unknown}; known: {', '.join(SHAPES)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    try:
+        limits = [t.strip() for t in args.limits.split(",") if t.strip()]
+        for text in limits:
+            parse_size(text)
+    except ValueError as exc:
+        parser.error(str(exc))
+    run_matrix(args, shapes, limits)
+
+
+if __name__ == "__main__":
+    main()
