@@ -30,6 +30,7 @@ def test_analyze_errors_are_clear(sidecar, data_dir, tmp_path):
     with pytest.raises(RpcError) as err:
         sidecar.request("dataset.analyze", {"path": str(tmp_path / "outside.csv")})
     assert err.value.code == "ACCESS_DENIED"
+    assert "position" not in err.value.data["details"]  # positions in the sidecar's own SQL mean nothing
     with pytest.raises(RpcError) as err:
         sidecar.request("dataset.analyze", {"path": str(data_dir), "sample_rows": 0})
     assert err.value.code == "INVALID_PARAMS"

@@ -140,11 +140,19 @@ def map_duckdb_error(
         cls, hint = SpillLimit, "The disk is full. Free space, or point temp_directory at a larger disk."
     elif cls is InputError and "Could not set lock" in message:
         hint = "Another process holds this database file open for writing; close it, or use another file."
+    elif cls is AccessDenied and "Cannot access file" in message:
+        hint = (
+            "The file is outside the directories this sidecar may read and write "
+            "(config.get -> settings.allowed_directories). Move it inside one, or add its directory to "
+            "BMAD_DATA_ALLOWED_DIRECTORIES (separated by ':') and restart the sidecar."
+        )
     elif cls is AccessDenied and isinstance(exc, duckdb.HTTPException):
         hint = "The sidecar never reaches for the network; copy remote data to a local file first."
 
     position = details.get("position")
-    if sql and position is not None and str(position).isdigit():
+    if sql is None:
+        details.pop("position", None)  # a position in SQL the sidecar wrote means nothing to the user
+    elif position is not None and str(position).isdigit():
         details["position"] = int(position)
         details["context"] = caret_snippet(sql, int(position))
         message = f"{message}\n{details['context']}"
