@@ -1,0 +1,501 @@
+"""JSON Schemas of everything that crosses the wire, generated from the msgspec types.
+
+    python -m sidecar.schemas            write schemas/ (the committed copy)
+    python -m sidecar.schemas --check    exit 1, listing the files that differ from the types
+
+The files in schemas/ are never edited by hand: each is `msgspec.json.schema` of a registered
+method's params or result, a notification, the error object or a config file's type. Where the
+declared type cannot describe the wire (a union msgspec cannot express, an `Any` whose real type
+is known, loader bookkeeping that never appears in a file), `WIRE_TYPES` and `CONFIG_FILES`
+say so once, with the reason; an entry whose field has since been typed properly fails the
+generation, so it cannot outlive its cause. `validate` checks a value against the subset of
+JSON Schema that msgspec emits, so tests (and the bridge's tests) need no extra dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import json
+import operator
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterator, Literal, NamedTuple, Union, get_args, get_origin
+
+import msgspec
+
+from sidecar.config import Diagnostic, Settings
+
+__all__ = [
+    "SCHEMA_DIR", "WIRE_TYPES", "CONFIG_FILES", "NOTIFICATIONS", "SchemaError", "build", "write", "drifted",
+    "untyped_fields", "validate", "main",
+]
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+PROGRESS_TOKEN = {
+    "anyOf": [{"type": "string"}, {"type": "integer"}],
+    "description": "Ask for `$/progress` notifications carrying this token (every method accepts it).",
+}
+
+
+class SchemaError(Exception):
+    """The types cannot be turned into schemas as declared (a stale override, an unsupported type)."""
+
+
+class WireType(NamedTuple):
+    """A field whose declared type is not the best description of what is sent."""
+
+    owner: str
+    field: str
+    declared: Any
+    wire: Any
+    why: str
+
+
+WIRE_TYPES: tuple[WireType, ...] = (
+    WireType("QueryResult", "rows", list[list[Any]] | list[tuple[Any, ...]], list[list[Any]],
+             "msgspec cannot describe a union of two array types; both encode as arrays of rows"),
+    WireType("QueryStats", "settings", dict[str, Any], dict[str, str],
+             "DuckDB's instance values in force (memory_limit, threads, ...) and the database: strings"),
+    WireType("InitializeResult", "settings", Any, Settings, "typed Any; the value is the session's Settings"),
+    WireType("ConfigView", "settings", Any, Settings, "typed Any; the value is the session's Settings"),
+    WireType("ConfigChangedParams", "warnings", list[dict[str, Any]], list[Diagnostic],
+             "sent as Diagnostic objects turned into dicts"),
+    WireType("ConfigErrorParams", "diagnostics", list[dict[str, Any]], list[Diagnostic],
+             "sent as Diagnostic objects turned into dicts"),
+)  # fmt: skip
+"""Each field's declared type, and the type its schema is generated from instead."""
+
+CONFIG_FILES: dict[str, str] = {
+    "memory_templates": "MemoryTemplates",
+    "thresholds": "ResourceThresholds",
+    "cli": "CliIntegration",
+    "feature_flags": "FeatureFlagsFile",
+}
+"""Pack role (sidecar.config.PACK_FILES) -> its type in sidecar.config.schema."""
+CONFIG_BOOKKEEPING = ("path", "positions")
+"""Fields the loader adds to each file's Struct (where it was read, the line and column of each key)."""
+
+NOTIFICATIONS: dict[str, tuple[str, str]] = {
+    "$/progress": ("progress", "ProgressParams"),
+    "$/cancelRequest": ("cancelRequest", "CancelParams"),
+    "config/changed": ("config.changed", "ConfigChangedParams"),
+    "config/error": ("config.error", "ConfigErrorParams"),
+}
+"""Notification -> (file stem under notifications/, its params type in sidecar.protocol.messages)."""
+
+
+# -- declared types -> wire types ---------------------------------------------------------
+
+
+class _Rewriter:
+    """Rebuilds Structs with their wire types (and without dropped fields), everywhere they occur."""
+
+    def __init__(self, retype: dict[tuple[str, str], WireType], drop: dict[str, tuple[str, ...]]) -> None:
+        self.retype = retype
+        self.drop = drop
+        self.used: set[tuple[str, str]] = set()
+        self._memo: dict[type, type] = {}
+
+    def type(self, tp: Any) -> Any:
+        origin = get_origin(tp)
+        if origin is None:
+            if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+                return self.struct(tp)
+            return tp
+        args = get_args(tp)
+        if origin is Annotated:
+            return Annotated[(self.type(args[0]), *args[1:])]  # type: ignore[valid-type]
+        if origin is Literal:
+            return tp
+        new = tuple(a if a is Ellipsis else self.type(a) for a in args)
+        if new == args:
+            return tp
+        if origin in (Union, types.UnionType):
+            return functools.reduce(operator.or_, new)
+        return origin[new]
+
+    def struct(self, cls: type[msgspec.Struct]) -> type[msgspec.Struct]:
+        if cls in self._memo:
+            return self._memo[cls]
+        self._memo[cls] = cls  # a self-referencing Struct keeps its declared shape
+        fields: list[Any] = []
+        changed = False
+        for f in msgspec.structs.fields(cls):
+            if f.encode_name != f.name:
+                raise SchemaError(f"{cls.__name__}.{f.name}: renamed fields are not supported")
+            if f.name in self.drop.get(cls.__name__, ()):
+                changed = True
+                continue
+            key = (cls.__name__, f.name)
+            tp = f.type
+            if key in self.retype:
+                override = self.retype[key]
+                if tp != override.declared:
+                    raise SchemaError(
+                        f"{cls.__name__}.{f.name} is now typed {tp!r}, not {override.declared!r}: "
+                        "remove its entry from WIRE_TYPES in sidecar/schemas.py"
+                    )
+                self.used.add(key)
+                note = f"the schema of {key[0]}.{key[1]}, not its declared type: {override.why}"
+                tp = Annotated[override.wire, msgspec.Meta(extra_json_schema={"$comment": note})]
+            new = self.type(tp)
+            changed = changed or new is not f.type
+            if f.default is not msgspec.NODEFAULT:
+                fields.append((f.name, new, f.default))
+            elif f.default_factory is not msgspec.NODEFAULT:
+                fields.append((f.name, new, msgspec.field(default_factory=f.default_factory)))
+            else:
+                fields.append((f.name, new))
+        if not changed:
+            return cls
+        config = cls.__struct_config__
+        if config.tag is not None:
+            raise SchemaError(f"{cls.__name__}: tagged Structs are not supported by the rewriter")
+        rebuilt = msgspec.defstruct(
+            cls.__name__, fields, kw_only=True, forbid_unknown_fields=config.forbid_unknown_fields,
+            module=cls.__module__,
+        )
+        rebuilt.__doc__ = cls.__doc__
+        self._memo[cls] = rebuilt
+        return rebuilt
+
+
+# -- the set of schema files --------------------------------------------------------------
+
+
+class _Entry(NamedTuple):
+    path: str
+    title: str
+    description: str
+    type: Any
+    is_params: bool = False
+
+
+def _entries() -> Iterator[_Entry]:
+    from sidecar.config import schema as config_schema
+    from sidecar.config.pack import PACK_FILES
+    from sidecar.methods import load_all
+    from sidecar.protocol import messages
+
+    for name, spec in sorted(load_all().methods.items()):
+        params_doc = f"`params` of {name}: {spec.summary}"
+        if spec.params is None:
+            params_doc += " It takes no parameters: `params` may be omitted, null or {}."
+        yield _Entry(f"methods/{name}.params.json", f"{name} params", params_doc, spec.params, is_params=True)
+        result_doc = f"`result` of {name}: {spec.summary}"
+        yield _Entry(f"methods/{name}.result.json", f"{name} result", result_doc, spec.result)
+    for method, (stem, type_name) in NOTIFICATIONS.items():
+        cls = getattr(messages, type_name)
+        yield _Entry(f"notifications/{stem}.json", f"{method} params", _doc(cls), cls)
+    yield _Entry(
+        "protocol/error.json", "error", "The `error` member of every error answer; `data.code` is stable.",
+        messages.ErrorObject,
+    )
+    for role, type_name in CONFIG_FILES.items():
+        stem = Path(PACK_FILES[role]).stem
+        yield _Entry(
+            f"config/{stem}.json",
+            PACK_FILES[role],
+            f"{PACK_FILES[role]} after validation: sizes in bytes, thresholds as fractions of 1, "
+            "durations in ms, memory_limit split into text/bytes/share. The YAML itself may use unit "
+            "strings and percentages; `config.validate` checks it with file:line diagnostics.",
+            getattr(config_schema, type_name),
+        )
+
+
+def _doc(cls: type) -> str:
+    return inspect.cleandoc(cls.__doc__ or "").splitlines()[0] if cls.__doc__ else ""
+
+
+def _clean_descriptions(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean_descriptions(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(v) for v in node]
+    return node
+
+
+def _schema(entry: _Entry, rewriter: _Rewriter) -> dict[str, Any]:
+    if entry.is_params and entry.type is None:
+        body: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
+    else:
+        try:
+            body = msgspec.json.schema(rewriter.type(entry.type))
+        except TypeError as exc:
+            raise SchemaError(f"{entry.path}: msgspec cannot describe {entry.type!r}: {exc}") from exc
+    body = _clean_descriptions(body)
+    if entry.is_params:
+        target = body["$defs"][body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body
+        target["properties"]["progress_token"] = PROGRESS_TOKEN
+    return {"$schema": DIALECT, "title": entry.title, "description": entry.description, **body}
+
+
+def _render(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def build() -> dict[str, str]:
+    """Every schema file, relative path -> text (sorted keys, 2-space indent, trailing newline)."""
+    retype = {(w.owner, w.field): w for w in WIRE_TYPES}
+    rewriter = _Rewriter(retype, {name: CONFIG_BOOKKEEPING for name in CONFIG_FILES.values()})
+    files: dict[str, str] = {}
+    index: dict[str, Any] = {"methods": {}, "notifications": {}, "config": {}}
+    for entry in _entries():
+        files[entry.path] = _render(_schema(entry, rewriter))
+        if entry.path.startswith("methods/"):
+            method, kind = entry.path[len("methods/") :].rsplit(".", 2)[:2]
+            index["methods"].setdefault(method, {})[kind] = entry.path
+        elif entry.path.startswith("notifications/"):
+            index["notifications"][entry.title.rsplit(" ", 1)[0]] = entry.path
+        elif entry.path.startswith("config/"):
+            index["config"][entry.title] = entry.path
+        else:
+            index[entry.title] = entry.path
+    unused = sorted(set(retype) - rewriter.used)
+    if unused:
+        raise SchemaError(f"WIRE_TYPES entries for fields no schema reaches: {unused}; remove them")
+    files["index.json"] = _render(index)
+    return files
+
+
+def write(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Write the schemas into `directory`, removing stale .json files; returns what changed."""
+    files = build()
+    changed = drifted(directory, files)
+    for rel, text in files.items():
+        target = directory / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+    for stale in _existing(directory) - set(files):
+        (directory / stale).unlink()
+    return changed
+
+
+def _existing(directory: Path) -> set[str]:
+    if not directory.is_dir():
+        return set()
+    return {p.relative_to(directory).as_posix() for p in directory.rglob("*.json")}
+
+
+def drifted(directory: Path = SCHEMA_DIR, files: dict[str, str] | None = None) -> list[str]:
+    """Files under `directory` that differ from the types: changed, missing or no longer generated."""
+    files = build() if files is None else files
+    out = []
+    for rel in sorted(set(files) | _existing(directory)):
+        target = directory / rel
+        if rel not in files:
+            out.append(f"{rel} (no longer generated)")
+        elif not target.is_file():
+            out.append(f"{rel} (missing)")
+        elif target.read_text(encoding="utf-8") != files[rel]:
+            out.append(f"{rel} (changed)")
+    return out
+
+
+def untyped_fields() -> list[str]:
+    """`Owner.field` of every Struct field reachable from the schemas whose wire type still holds Any."""
+    retype = {(w.owner, w.field): w for w in WIRE_TYPES}
+    rewriter = _Rewriter(retype, {name: CONFIG_BOOKKEEPING for name in CONFIG_FILES.values()})
+    seen: set[type] = set()
+    found: set[str] = set()
+
+    def visit(tp: Any, where: str | None) -> None:
+        if tp is Any:
+            if where is not None:
+                found.add(where)
+            return
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            if tp in seen:
+                return
+            seen.add(tp)
+            for f in msgspec.structs.fields(tp):
+                visit(f.type, f"{tp.__name__}.{f.name}")
+            return
+        for arg in get_args(tp):
+            if arg is not Ellipsis and not isinstance(arg, (str, int, msgspec.Meta)):
+                visit(arg, where)
+
+    for entry in _entries():
+        if entry.type is not None:
+            visit(rewriter.type(entry.type), None)
+    return sorted(found)
+
+
+# -- validation ---------------------------------------------------------------------------
+
+_ANNOTATIONS = frozenset(
+    {"$schema", "$defs", "$comment", "title", "description", "default", "examples", "format"}
+)
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "null": lambda v: v is None,
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and v.is_integer()),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+_BOUNDS: dict[str, tuple[Callable[[Any, Any], bool], str, str]] = {
+    # keyword: (holds, the JSON type it applies to, what a violation says)
+    "minimum": (lambda v, r: v >= r, "number", "is below the minimum"),
+    "maximum": (lambda v, r: v <= r, "number", "is above the maximum"),
+    "exclusiveMinimum": (lambda v, r: v > r, "number", "must be greater than"),
+    "exclusiveMaximum": (lambda v, r: v < r, "number", "must be less than"),
+    "minLength": (lambda v, r: len(v) >= r, "string", "is shorter than"),
+    "maxLength": (lambda v, r: len(v) <= r, "string", "is longer than"),
+    "minItems": (lambda v, r: len(v) >= r, "array", "has fewer items than"),
+    "maxItems": (lambda v, r: len(v) <= r, "array", "has more items than"),
+    "minProperties": (lambda v, r: len(v) >= r, "object", "has fewer members than"),
+    "maxProperties": (lambda v, r: len(v) <= r, "object", "has more members than"),
+}
+_STRUCTURAL = frozenset(
+    {"type", "$ref", "anyOf", "enum", "const", "properties", "required", "additionalProperties", "items",
+     "prefixItems", "pattern"}
+)  # fmt: skip
+
+
+def validate(instance: Any, schema: dict[str, Any], *, closed: bool = False) -> list[str]:
+    """What is wrong with `instance` (decoded JSON) under `schema`; [] when it is valid.
+
+    Covers the keywords msgspec emits and raises SchemaError on any other, so a constraint is
+    never skipped in silence. `closed` treats an object schema listing `properties` as if it
+    said `additionalProperties: false`: an undocumented member of an answer is drift too.
+
+    >>> validate({"n": "1"}, {"type": "object", "properties": {"n": {"type": "integer"}}})
+    ["$.n: expected integer, got '1'"]
+    """
+    validator = _Validator(schema, closed)
+    validator.check(instance, schema, "$")
+    return validator.errors
+
+
+class _Validator:
+    def __init__(self, root: dict[str, Any], closed: bool) -> None:
+        self.root = root
+        self.closed = closed
+        self.errors: list[str] = []
+
+    def fail(self, text: str) -> None:
+        self.errors.append(text if len(text) <= 600 else text[:599] + "…")
+
+    def check(self, value: Any, schema: Any, at: str) -> None:
+        if schema is True:
+            return
+        if schema is False:
+            self.fail(f"{at}: no value is allowed here, got {value!r}")
+            return
+        unknown = set(schema) - _ANNOTATIONS - _STRUCTURAL - _BOUNDS.keys()
+        if unknown:
+            raise SchemaError(f"{at}: unsupported JSON Schema keyword(s) {sorted(unknown)}")
+        if "$ref" in schema:
+            self.check(value, self._resolve(schema["$ref"], at), at)
+        if "type" in schema:
+            names = [schema["type"]] if isinstance(schema["type"], str) else schema["type"]
+            if not any(_JSON_TYPES[name](value) for name in names):
+                self.fail(f"{at}: expected {' or '.join(names)}, got {value!r}")
+                return
+        if "anyOf" in schema:
+            self._any_of(value, schema["anyOf"], at)
+        for key in ("enum", "const"):
+            if key in schema:
+                options = schema[key] if key == "enum" else [schema[key]]
+                if not any(value == option and type(value) is type(option) for option in options):
+                    self.fail(f"{at}: {value!r} is not one of {options!r}")
+        for key, (holds, kind, text) in _BOUNDS.items():
+            if key in schema and _JSON_TYPES[kind](value) and not holds(value, schema[key]):
+                self.fail(f"{at}: {value!r} {text} {schema[key]}")
+        if isinstance(value, str) and "pattern" in schema and re.search(schema["pattern"], value) is None:
+            self.fail(f"{at}: {value!r} does not match /{schema['pattern']}/")
+        if isinstance(value, list):
+            self._array(value, schema, at)
+        if isinstance(value, dict):
+            self._object(value, schema, at)
+
+    def _resolve(self, ref: str, at: str) -> Any:
+        if not ref.startswith("#/$defs/"):
+            raise SchemaError(f"{at}: only local $defs references are supported, got {ref!r}")
+        target = self.root.get("$defs", {}).get(ref[len("#/$defs/") :])
+        if target is None:
+            raise SchemaError(f"{at}: dangling reference {ref!r}")
+        return target
+
+    def _any_of(self, value: Any, options: list[Any], at: str) -> None:
+        outer, branches = self.errors, []
+        for option in options:
+            self.errors = []
+            self.check(value, option, at)
+            if not self.errors:
+                self.errors = outer
+                return
+            branches.append("; ".join(self.errors))
+        self.errors = outer
+        self.fail(f"{at}: matches none of {len(options)} alternatives ({' | '.join(branches)})")
+
+    def _array(self, value: list[Any], schema: dict[str, Any], at: str) -> None:
+        prefix = schema.get("prefixItems", [])
+        for i, (item, sub) in enumerate(zip(value, prefix)):
+            self.check(item, sub, f"{at}[{i}]")
+        if "items" in schema:
+            for i in range(len(prefix), len(value)):
+                self.check(value[i], schema["items"], f"{at}[{i}]")
+
+    def _object(self, value: dict[str, Any], schema: dict[str, Any], at: str) -> None:
+        missing = [name for name in schema.get("required", []) if name not in value]
+        if missing:
+            self.fail(f"{at}: missing required member(s) {missing}")
+        known = schema.get("properties", {})
+        for name, sub in known.items():
+            if name in value:
+                self.check(value[name], sub, f"{at}.{name}")
+        extra = [name for name in value if name not in known]
+        rule = schema.get("additionalProperties")
+        if rule is None:
+            if self.closed and "properties" in schema and extra:
+                self.fail(f"{at}: members not in the schema: {sorted(extra)}")
+            return
+        for name in extra:
+            if rule is False:
+                self.fail(f"{at}: unknown member {name!r}")
+            else:
+                self.check(value[name], rule, f"{at}.{name}")
+
+
+# -- command line -------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sidecar.schemas", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if schemas/ differs from the types")
+    parser.add_argument("--out", type=Path, default=SCHEMA_DIR, help="target directory (default: schemas/)")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            stale = drifted(args.out)
+            if stale:
+                lines = "\n".join(f"  {line}" for line in stale)
+                sys.stderr.write(f"{len(stale)} schema file(s) drifted from the types:\n{lines}\n"
+                                 "run python -m sidecar.schemas\n")
+                return 1
+            sys.stderr.write(f"schemas in {args.out} match the types\n")
+            return 0
+        changed = write(args.out)
+    except SchemaError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    listing = "".join(f"  {line}\n" for line in changed)
+    sys.stderr.write(f"wrote {args.out}: {len(changed)} file(s) changed\n{listing}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
