@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 import msgspec
 
+from sidecar.config.settings import SIDECAR_WIDE_KEYS
 from sidecar.config import (
     ConfigWatcher,
     Pack,
@@ -135,10 +136,11 @@ class Session:
         """The settings for one request: its own `settings` on top of everything else."""
         if not request:
             return self.settings
-        if "temp_directory" in request:
+        wide = [key for key in SIDECAR_WIDE_KEYS if key in request]
+        if wide:
             raise InvalidParams(
-                "`temp_directory` cannot change per request: a database spills where it was opened",
-                hint="Set it in the profile, BMAD_DATA_TEMP_DIRECTORY or initialize's overrides.",
+                f"`{wide[0]}` holds for the whole sidecar and cannot change per request",
+                hint=f"Set it in initialize's overrides or BMAD_DATA_{wide[0].upper()}.",
             )
         return resolve_settings(
             self.pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env, request=request

@@ -18,7 +18,7 @@ from sidecar.config.schema import MemoryLimit, Profile
 from sidecar.config.settings import (
     ALLOWED_DIRS_ENV, AUTO_BUDGET_SHARE, AVAILABLE_SHARE, DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
     DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_MS, ENV_VARS, HEADROOM_RATIO, MAX_BUDGET_SHARE, MIN_BUDGET_BYTES,
-    MIN_THREAD_MEMORY_BYTES,
+    MIN_THREAD_MEMORY_BYTES, MACHINE_BUDGET_SHARE, DEFAULT_STALL_TIMEOUT_MS,
     SPILL_RESERVE_MIN_BYTES, SPILL_RESERVE_SHARE, STATE_DIR_ENV, USER_KEYS, Settings,
 )
 from sidecar.config.thresholds import merge_thresholds
@@ -74,6 +74,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "database_path": to_path,
     "checkpoint_threshold": to_size(1024),
     "enable_profiling": _to_bool,
+    "machine_budget": to_size(1024 * 1024),
+    "max_concurrent_jobs": _int_from(1),
+    "stall_timeout_ms": _int_from(0),
 }
 
 
@@ -210,6 +213,19 @@ def resolve_settings(
         f" + env:{ALLOWED_DIRS_ENV}" if env.get(ALLOWED_DIRS_ENV) else "")
     sources["state_directory"] = state_src
     sources["effective_memory_bytes"] = _memory_origin(resources)
+    machine = pick("machine_budget_bytes", "machine_budget", lambda: (
+        f"auto: {MACHINE_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}",
+        int(effective * MACHINE_BUDGET_SHARE)))
+    if machine > effective:
+        file, line = _file_of(sources["machine_budget_bytes"])
+        diags.append(Diagnostic("warning", file, line, None, "machine_budget",
+                                f"machine budget {format_size(machine)} exceeds the effective memory "
+                                f"{format_size(effective)}; clamped"))
+        machine = effective
+        sources["machine_budget_bytes"] += "; clamped to the effective memory"
+    max_jobs = pick("max_concurrent_jobs", "max_concurrent_jobs",
+                    lambda: (f"auto: {max(2, resources.usable_cpus)} (usable CPUs, at least 2)",
+                             max(2, resources.usable_cpus)))
     return Settings(
         profile=profile_name,
         memory_budget_bytes=budget,
@@ -232,6 +248,9 @@ def resolve_settings(
         allowed_directories=allowed,
         state_directory=str(state_dir),
         effective_memory_bytes=effective,
+        machine_budget_bytes=machine,
+        max_concurrent_jobs=max_jobs,
+        stall_timeout_ms=pick("stall_timeout_ms", "stall_timeout_ms", lambda: ("auto", DEFAULT_STALL_TIMEOUT_MS)),
         sources=sources,
         diagnostics=diags,
     )

@@ -14,7 +14,7 @@ __all__ = [
     "Settings", "Thresholds", "HEADROOM_RATIO", "AUTO_BUDGET_SHARE", "AVAILABLE_SHARE", "MAX_BUDGET_SHARE",
     "MIN_BUDGET_BYTES", "MIN_THREAD_MEMORY_BYTES", "SPILL_RESERVE_SHARE", "SPILL_RESERVE_MIN_BYTES",
     "DEFAULT_TIMEOUT_MS", "DEFAULT_MAX_ROWS", "DEFAULT_CHECKPOINT_THRESHOLD_BYTES", "USER_KEYS", "ENV_VARS",
-    "STATE_DIR_ENV", "ALLOWED_DIRS_ENV",
+    "STATE_DIR_ENV", "ALLOWED_DIRS_ENV", "MACHINE_BUDGET_SHARE", "DEFAULT_STALL_TIMEOUT_MS", "SIDECAR_WIDE_KEYS",
 ]
 
 MiB = 1024**2
@@ -38,6 +38,13 @@ MIN_THREAD_MEMORY_BYTES = 256 * MiB
 # spill may use the free disk minus a reserve for everything else on that disk.
 SPILL_RESERVE_SHARE = 0.10
 SPILL_RESERVE_MIN_BYTES = 2 * GiB
+# the machine budget: what all running jobs together may take. The rest is for the OS, the page
+# cache, the sidecar itself and the client (Node, an editor).
+MACHINE_BUDGET_SHARE = 0.80
+# a job that stops making progress and burns no CPU for this long is treated as hung
+DEFAULT_STALL_TIMEOUT_MS = 120_000
+# settings that hold for the whole sidecar, not for one request
+SIDECAR_WIDE_KEYS: tuple[str, ...] = ("temp_directory", "machine_budget", "max_concurrent_jobs", "stall_timeout_ms")
 DEFAULT_TIMEOUT_MS = 300_000
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 16 * MiB  # DuckDB's own default
@@ -45,7 +52,7 @@ DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 16 * MiB  # DuckDB's own default
 # keys a request's `settings` or the client's initialize `overrides` may carry
 USER_KEYS: tuple[str, ...] = (
     "memory_limit", "threads", "temp_directory", "max_temp_directory_size", "preserve_insertion_order",
-    "timeout_ms", "max_rows", "profile",
+    "timeout_ms", "max_rows", "profile", "machine_budget", "max_concurrent_jobs", "stall_timeout_ms",
 )
 
 # environment variable -> setting key (the env layer; see docs/configuration.md)
@@ -62,6 +69,9 @@ ENV_VARS: dict[str, str] = {
     "BMAD_DATA_DATABASE_PATH": "database_path",
     "BMAD_DATA_CHECKPOINT_THRESHOLD": "checkpoint_threshold",
     "BMAD_DATA_ENABLE_PROFILING": "enable_profiling",
+    "BMAD_DATA_MACHINE_BUDGET": "machine_budget",
+    "BMAD_DATA_MAX_CONCURRENT_JOBS": "max_concurrent_jobs",
+    "BMAD_DATA_STALL_TIMEOUT_MS": "stall_timeout_ms",
 }
 STATE_DIR_ENV = "BMAD_DATA_STATE_DIR"
 ALLOWED_DIRS_ENV = "BMAD_DATA_ALLOWED_DIRECTORIES"
@@ -101,5 +111,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     allowed_directories: list[str]
     state_directory: str
     effective_memory_bytes: int
+    machine_budget_bytes: int
+    """What all running jobs together may take (admission control shares it)."""
+    max_concurrent_jobs: int
+    stall_timeout_ms: int
+    """A job with no progress and no CPU for this long is treated like a timeout (0: never)."""
     sources: dict[str, str]
     diagnostics: list[Diagnostic] = []
