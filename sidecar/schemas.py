@@ -56,18 +56,7 @@ class WireType(NamedTuple):
     why: str
 
 
-WIRE_TYPES: tuple[WireType, ...] = (
-    WireType("QueryResult", "rows", list[list[Any]] | list[tuple[Any, ...]], list[list[Any]],
-             "msgspec cannot describe a union of two array types; both encode as arrays of rows"),
-    WireType("QueryStats", "settings", dict[str, Any], dict[str, str],
-             "DuckDB's instance values in force (memory_limit, threads, ...) and the database: strings"),
-    WireType("InitializeResult", "settings", Any, Settings, "typed Any; the value is the session's Settings"),
-    WireType("ConfigView", "settings", Any, Settings, "typed Any; the value is the session's Settings"),
-    WireType("ConfigChangedParams", "warnings", list[dict[str, Any]], list[Diagnostic],
-             "sent as Diagnostic objects turned into dicts"),
-    WireType("ConfigErrorParams", "diagnostics", list[dict[str, Any]], list[Diagnostic],
-             "sent as Diagnostic objects turned into dicts"),
-)  # fmt: skip
+WIRE_TYPES: tuple[WireType, ...] = ()
 """Each field's declared type, and the type its schema is generated from instead."""
 
 CONFIG_FILES: dict[str, str] = {

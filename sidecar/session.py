@@ -19,6 +19,7 @@ import msgspec
 from sidecar.config.settings import SIDECAR_WIDE_KEYS
 from sidecar.config import (
     ConfigWatcher,
+    Diagnostic,
     Pack,
     Settings,
     default_config_dir,
@@ -27,8 +28,9 @@ from sidecar.config import (
     resolve_settings,
 )
 from sidecar.engine.database import EngineSettings
-from sidecar.engine.executor import Engine
+from sidecar.workers.engine import SupervisedEngine
 from sidecar.errors import ConfigInvalid, InvalidParams
+from sidecar.protocol.messages import ConfigChangedParams, ConfigErrorParams
 from sidecar.resources import Resources, detect_resources
 
 __all__ = ["Session", "DATA_FEATURE"]
@@ -50,13 +52,13 @@ class Session:
         self.overrides: dict[str, Any] = {}
         self.config_dir = default_config_dir(self.env).resolve()
         self.resources: Resources = detect_resources()
-        self.engine = Engine()
         self.exit_requested = threading.Event()
         self.shutdown_requested = False
         self._lock = threading.Lock()
         self._watch = watch
         self._watcher: ConfigWatcher | None = None
         self.pack, self.settings = self._load(self.config_dir, strict=False)
+        self.engine = SupervisedEngine(self.settings, self.env)
         self._start_watcher()
 
     # -- config --------------------------------------------------------------------------
@@ -83,7 +85,7 @@ class Session:
             except Exception:
                 self.config_dir, self.profile, self.overrides = previous
                 raise
-        self.engine.retune(self.engine_settings(self.settings))
+        self.engine.retune(self.settings)
         self._start_watcher()
 
     def reload(self) -> Pack:
@@ -91,7 +93,7 @@ class Session:
         with self._lock:
             pack, settings = self._load(self.config_dir, strict=True)
             self.pack, self.settings = pack, settings
-        self.engine.retune(self.engine_settings(settings))
+        self.engine.retune(settings)
         return pack
 
     def _start_watcher(self) -> None:
@@ -107,21 +109,19 @@ class Session:
             with self._lock:
                 settings = resolve_settings(pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env)
                 self.pack, self.settings = pack, settings
-            self.engine.retune(self.engine_settings(settings))
+            self.engine.retune(settings)
         except ConfigInvalid as err:
-            self.notify("config/error", {"config_dir": str(self.config_dir), "diagnostics": err.details.get("diagnostics", [])})
+            diagnostics = msgspec.convert(err.details.get("diagnostics", []), list[Diagnostic])
+            self.notify("config/error", ConfigErrorParams(str(self.config_dir), diagnostics))
             return
-        warnings = [msgspec.to_builtins(d) for d in pack.diagnostics if d.severity == "warning"]
+        warnings = [d for d in pack.diagnostics if d.severity == "warning"]
         self.notify(
             "config/changed",
-            {"config_dir": str(self.config_dir), "profile": settings.profile, "changed_files": sorted(pack.paths.values()), "warnings": warnings},
+            ConfigChangedParams(str(self.config_dir), settings.profile, sorted(pack.paths.values()), warnings),
         )
 
-    def _on_error(self, diagnostics: list[Any]) -> None:
-        self.notify(
-            "config/error",
-            {"config_dir": str(self.config_dir), "diagnostics": [msgspec.to_builtins(d) for d in diagnostics]},
-        )
+    def _on_error(self, diagnostics: list[Diagnostic]) -> None:
+        self.notify("config/error", ConfigErrorParams(str(self.config_dir), list(diagnostics)))
 
     # -- what methods ask ----------------------------------------------------------------
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+
+import psutil
 from pathlib import Path
 
 from sidecar.engine.outputs import TEMP_PREFIX
@@ -24,23 +26,27 @@ def wait_until(predicate, timeout=20.0):
     return True
 
 
-def test_a_sigkilled_sidecar_leaves_nothing_visible_and_the_next_one_cleans_up(start_sidecar, data_dir, tmp_path):
+def test_a_sigkilled_sidecar_leaves_nothing_visible_and_its_worker_cleans_up(start_sidecar, data_dir, tmp_path):
     target = data_dir / "result.parquet"
     target.write_bytes(b"the earlier output")
     first = start_sidecar()
     first.call("query.run", {"sql": SLOW_OUTPUT, "output": {"path": str(target), "overwrite": True}})
     temps = lambda: [p for p in data_dir.iterdir() if p.name.startswith(TEMP_PREFIX)]  # noqa: E731
     assert wait_until(lambda: any(p.stat().st_size > 0 for p in temps())), list(first.stderr_tail)[-5:]
+    workers = psutil.Process(first.pid).children()
+    assert workers, "the query runs in a worker process"
     os.kill(first.pid, signal.SIGKILL)
     first.kill()
     assert target.read_bytes() == b"the earlier output"  # partial output never became visible
-    assert temps(), "the kill should have left the temporary file for cleanup to find"
-
-    second = start_sidecar()
-    second.request("system.resources")  # the new sidecar cleaned up on start
+    # the worker sees its sidecar gone (EOF on its command pipe), stops the query, removes its temp
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive
     assert temps() == []
     assert target.read_bytes() == b"the earlier output"
-    assert not any((tmp_path / "spill").iterdir())
+
+    second = start_sidecar()
+    second.request("system.resources")
+    assert not [p for p in (tmp_path / "spill").iterdir() if any(p.iterdir())]
     assert second.close() == 0
 
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecar.config import HEADROOM_RATIO, Pack, load_pack, resolve_settings
+from sidecar.config import Pack, load_pack, resolve_settings
+from sidecar.config.settings import duckdb_limit_for
 from sidecar.config.settings import MAX_BUDGET_SHARE, MIN_THREAD_MEMORY_BYTES
 from sidecar.errors import ConfigInvalid, InvalidParams
 from sidecar.resources import Resources, detect_resources
@@ -81,10 +82,10 @@ def test_auto_sizes_from_the_cgroup_limit(pack: Pack) -> None:
     s = resolve_settings(pack, machine(available=10 * GiB), env={})
     assert s.profile == "auto" and s.sources["profile"] == "auto"
     assert s.memory_budget_bytes == 2 * GiB  # 50% of the 4 GiB cgroup limit, not of 16 GiB
-    assert s.duckdb_memory_limit_bytes == int(2 * GiB * HEADROOM_RATIO)
+    assert s.duckdb_memory_limit_bytes == duckdb_limit_for(2 * GiB)
     assert "cgroup v2 limit" in s.sources["memory_budget_bytes"]
     # 1.4 GiB of DuckDB limit allows 5 threads of 256 MiB, fewer than the 8 CPUs
-    assert s.threads == int(2 * GiB * HEADROOM_RATIO) // MIN_THREAD_MEMORY_BYTES == 5
+    assert s.threads == duckdb_limit_for(2 * GiB) // MIN_THREAD_MEMORY_BYTES == 5
     assert s.preserve_insertion_order is False and s.max_rows == 10_000 and s.database_path == ":memory:"
     assert s.timeout_ms == 120000 and "resource-thresholds-config.yaml:9" in s.sources["timeout_ms"]
     assert s.thresholds.duckdb_memory_warning == 0.60

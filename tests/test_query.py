@@ -190,6 +190,6 @@ def test_spill_cap_is_spill_limit_not_out_of_memory(sidecar):
         run(
             sidecar,
             "SELECT max(rn) FROM (SELECT row_number() OVER (ORDER BY r) AS rn FROM (SELECT random() AS r FROM range(30000000)))",
-            settings={"memory_limit": "128MiB", "max_temp_directory_size": "16MiB", "threads": 1},
+            settings={"memory_limit": "256MiB", "max_temp_directory_size": "16MiB", "threads": 1},
         )
     assert err.value.code == "SPILL_LIMIT"

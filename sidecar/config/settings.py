@@ -14,7 +14,7 @@ __all__ = [
     "Settings", "Thresholds", "HEADROOM_RATIO", "AUTO_BUDGET_SHARE", "AVAILABLE_SHARE", "MAX_BUDGET_SHARE",
     "MIN_BUDGET_BYTES", "MIN_THREAD_MEMORY_BYTES", "SPILL_RESERVE_SHARE", "SPILL_RESERVE_MIN_BYTES",
     "DEFAULT_TIMEOUT_MS", "DEFAULT_MAX_ROWS", "DEFAULT_CHECKPOINT_THRESHOLD_BYTES", "USER_KEYS", "ENV_VARS",
-    "STATE_DIR_ENV", "ALLOWED_DIRS_ENV", "MACHINE_BUDGET_SHARE", "DEFAULT_STALL_TIMEOUT_MS", "SIDECAR_WIDE_KEYS",
+    "STATE_DIR_ENV", "ALLOWED_DIRS_ENV", "WORKER_BASE_BYTES", "duckdb_limit_for", "MACHINE_BUDGET_SHARE", "DEFAULT_STALL_TIMEOUT_MS", "SIDECAR_WIDE_KEYS",
 ]
 
 MiB = 1024**2
@@ -24,6 +24,22 @@ GiB = 1024**3
 # aggregate state, the Python heap and allocator slack sit on top. Measured RSS runs 1.2-1.35x the
 # limit on sorts, windows and list aggregates, so DuckDB gets this share of the job's budget.
 HEADROOM_RATIO = 0.70
+# A worker process costs this much before DuckDB holds any data: Python, DuckDB's code and catalog,
+# msgspec, psutil (an idle worker measured 46 MiB; one with a database open and a query done, more).
+WORKER_BASE_BYTES = 96 * MiB
+MIN_DUCKDB_LIMIT_BYTES = 16 * MiB
+
+
+def duckdb_limit_for(budget: int) -> int:
+    """DuckDB's memory_limit for a job whose whole process may take `budget` bytes.
+
+    The worker's own base cost comes off first; DuckDB gets HEADROOM_RATIO of the rest, since
+    process RSS runs above DuckDB's limit (hash tables, sort runs, allocator slack).
+
+    >>> duckdb_limit_for(1024 * MiB) // MiB
+    649
+    """
+    return max(MIN_DUCKDB_LIMIT_BYTES, int((budget - WORKER_BASE_BYTES) * HEADROOM_RATIO))
 # auto budget: half the effective memory leaves the other half to the OS, page cache, the client
 # (editor, Node bridge) and a second job; never more than 90% of what was free at start.
 AUTO_BUDGET_SHARE = 0.50

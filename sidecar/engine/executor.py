@@ -60,6 +60,23 @@ class OutputInfo(msgspec.Struct, frozen=True):
     rows: int
 
 
+class Attempt(msgspec.Struct, frozen=True):
+    """One try at a job: the ceiling and settings it ran with, and how it ended."""
+
+    number: int
+    rung: str
+    """"first", or the retry ladder's rung: retry, grow, insertion_order, fewer_threads."""
+    ceiling_bytes: int
+    duckdb_memory_limit_bytes: int
+    threads: int
+    outcome: str
+    """"ok", or the failure: OUT_OF_MEMORY, MEMORY_CEILING, MEMORY_EMERGENCY, WORKER_CRASHED, ..."""
+    elapsed_ms: int
+    peak_rss_bytes: int
+    grown_to_bytes: int | None = None
+    """Set when the watchdog grew the ceiling in place during this attempt."""
+
+
 class QueryStats(msgspec.Struct, frozen=True):
     """What the job cost. Peaks are sampled every 100 ms (and once at the end); a job shorter
     than that reports its end-of-job RSS and the buffer and spill bytes last sampled (0 if none)."""
@@ -69,12 +86,14 @@ class QueryStats(msgspec.Struct, frozen=True):
     peak_buffer_bytes: int
     peak_spill_bytes: int
     statements: int
-    settings: dict[str, Any]
+    settings: dict[str, str]
+    attempts: list[Attempt] = []
+    """Every attempt the supervisor made (one, unless the retry ladder stepped in)."""
 
 
 class QueryResult(msgspec.Struct, frozen=True):
     columns: list[Column]
-    rows: list[list[Any]] | list[tuple[Any, ...]]
+    rows: list[list[Any]]
     row_count: int
     truncated: bool
     stats: QueryStats
@@ -111,6 +130,13 @@ class Engine:
             self._databases[key] = db
             log.info("opened database %s", key)
             return db
+
+    def set_memory_limit(self, limit_bytes: int) -> None:
+        """Grow (or give back) DuckDB's limit on every open database, running queries included."""
+        with self._lock:
+            databases = list(self._databases.values())
+        for db in databases:
+            db.set_memory_limit(limit_bytes)
 
     def retune(self, settings: EngineSettings) -> None:
         with self._lock:
@@ -164,7 +190,9 @@ class Engine:
     ) -> QueryResult:
         started = time.perf_counter()
         with self._job(spec.database, settings, job, on_sample, spec.timeout_ms, spec.sql) as run:
-            columns, rows, truncated, output, count, run.healthy = self._execute(run.cursor, spec, settings, run.watch)
+            columns, rows, truncated, output, count, run.healthy = self._execute(
+                run.cursor, spec, settings, run.watch, persistent=run.db.path != MEMORY
+            )
         stats = QueryStats(
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             peak_rss_bytes=run.peak_rss,
@@ -173,7 +201,7 @@ class Engine:
             statements=count,
             settings={**settings.instance_values(), "database": run.db.path},
         )
-        return QueryResult(columns, rows, len(rows) if output is None else output.rows, truncated, stats, output)
+        return QueryResult(columns, rows, len(rows) if output is None else output.rows, truncated, stats, output)  # type: ignore[arg-type]
 
     def analyze(
         self,
@@ -196,11 +224,42 @@ class Engine:
         return result
 
     def _execute(
-        self, cursor: duckdb.DuckDBPyConnection, spec: QuerySpec, settings: EngineSettings, watch: JobWatch
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        spec: QuerySpec,
+        settings: EngineSettings,
+        watch: JobWatch,
+        *,
+        persistent: bool,
     ) -> tuple[list[Column], Any, bool, OutputInfo | None, int, bool]:
         statements = checked_statements(cursor, spec.sql)
         if spec.params is not None and len(statements) > 1:
             raise InvalidParams("`params` can only be used with a single SQL statement")
+        kinds = {s.type.name for s in statements}
+        if persistent and kinds & _WRITES and kinds <= _WRAPPABLE:
+            # All of the job's writes or none: a failure, a cancel or a killed worker leaves the
+            # database as it was (DuckDB never replays an uncommitted transaction).
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                outcome = self._statements(cursor, statements, spec, settings, watch)
+                cursor.execute("COMMIT")
+            except BaseException:
+                try:
+                    cursor.execute("ROLLBACK")
+                except duckdb.Error:
+                    log.debug("rollback after a failed job failed", exc_info=True)
+                raise
+            return outcome
+        return self._statements(cursor, statements, spec, settings, watch)
+
+    def _statements(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        statements: Any,
+        spec: QuerySpec,
+        settings: EngineSettings,
+        watch: JobWatch,
+    ) -> tuple[list[Column], Any, bool, OutputInfo | None, int, bool]:
         healthy = all(s.type.name != "TRANSACTION" for s in statements)
         watch.set_phase("running")
         for statement in statements[:-1]:
@@ -281,6 +340,10 @@ class Engine:
                 db.close()
             except (duckdb.Error, SidecarError):
                 log.warning("closing database %s failed", db.path, exc_info=True)
+
+
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "COPY", "MERGE_INTO"})
+_WRAPPABLE = _WRITES | {"SELECT", "EXPLAIN", "SET", "PRAGMA"}
 
 
 class _Run:

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from sidecar.config import Diagnostic, FlagState, validate_dir
+from sidecar.config import Diagnostic, FlagState, Settings, validate_dir
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
 
@@ -18,7 +18,7 @@ class ConfigView(msgspec.Struct, frozen=True):
     config_dir: str
     files: dict[str, str]
     profile: str
-    settings: Any
+    settings: Settings
     """Every resolved value; `settings.sources` says where each came from."""
     flags: dict[str, FlagState]
     diagnostics: list[Diagnostic]

@@ -6,7 +6,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from pathlib import Path
+
 from sidecar.engine.analyze import DatasetAnalysis
+from sidecar.workers.protocol import AnalyzeSpec
 from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.protocol.dispatcher import Call
@@ -31,12 +34,10 @@ def analyze(call: Call, p: AnalyzeParams) -> DatasetAnalysis:
     session = call.session
     session.require()
     settings = session.settings_for(p.settings)
-    return session.engine.analyze(
-        p.path,
+    spec = AnalyzeSpec(
+        path=str(Path(p.path).expanduser()),
         sample_rows=p.sample_rows,
         exact=p.exact,
-        settings=session.engine_settings(settings),
-        job=call,
-        on_sample=progress_listener(call),
         timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
     )
+    return session.engine.analyze(spec, settings, call, progress_listener(call))

@@ -9,7 +9,7 @@ import duckdb
 import msgspec
 
 from sidecar import PROTOCOL_VERSION, SERVER_NAME, __version__
-from sidecar.config import Diagnostic, FlagState
+from sidecar.config import Diagnostic, FlagState, Settings
 from sidecar.errors import InputError
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
@@ -43,7 +43,7 @@ class InitializeResult(msgspec.Struct, frozen=True):
     protocol_version: str
     duckdb_version: str
     resources: Resources
-    settings: Any
+    settings: Settings
     flags: dict[str, FlagState]
     methods: list[str]
     diagnostics: list[Diagnostic]

@@ -45,4 +45,4 @@ def run(call: Call, p: QueryParams) -> QueryResult:
         output=p.output,
         timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
     )
-    return session.engine.run_query(spec, session.engine_settings(settings), call, progress_listener(call))
+    return session.engine.run_query(spec, settings, call, progress_listener(call))

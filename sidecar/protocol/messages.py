@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from sidecar.config.diagnostics import Diagnostic
+
 __all__ = [
     "ErrorData",
     "ErrorObject",
@@ -77,14 +79,14 @@ class ConfigChangedParams(msgspec.Struct, frozen=True):
     config_dir: str
     profile: str
     changed_files: list[str]
-    warnings: list[dict[str, Any]] = []
+    warnings: list[Diagnostic] = []
 
 
 class ConfigErrorParams(msgspec.Struct, frozen=True):
     """`config/error`: an edit broke the config; the last good one stays in force."""
 
     config_dir: str
-    diagnostics: list[dict[str, Any]]
+    diagnostics: list[Diagnostic]
 
 
 class LogParams(msgspec.Struct, frozen=True):

@@ -1,0 +1,158 @@
+"""A worker process: `python -m sidecar.workers.child`, spawned and supervised by the sidecar.
+
+It runs one job at a time with the in-process engine (sidecar.engine), on a thread of its
+own, while its main thread keeps reading commands, so an interrupt or a new memory limit
+reaches a running query at once. Whatever happens to this process, the sidecar survives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import IO, Any, Callable
+
+import msgspec
+
+from sidecar.engine.executor import Engine
+from sidecar.engine.monitor import Sample
+from sidecar.errors import InternalError, SidecarError
+from sidecar.protocol.framing import claim_stdout
+from sidecar.workers.protocol import (
+    Done,
+    Failed,
+    Interrupt,
+    Progress,
+    Ready,
+    Run,
+    SetMemoryLimit,
+    Stop,
+    ToWorker,
+    read_frame,
+    write_frame,
+)
+
+log = logging.getLogger("sidecar.worker")
+
+
+class _Job:
+    """The engine's view of a job run on behalf of the sidecar."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.cancel_event = threading.Event()
+        self.cancel_reason: str | None = None
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        with self._lock:
+            if self.cancel_event.is_set():
+                return
+            self.cancel_reason = reason
+            self.cancel_event.set()
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            already = self.cancel_event.is_set()
+            if not already:
+                self._callbacks.append(callback)
+        if already:
+            callback()
+
+        def unregister() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return unregister
+
+
+class Worker:
+    def __init__(self, commands: IO[bytes], events: IO[bytes]) -> None:
+        self.commands = commands
+        self.events = events
+        self.engine = Engine()
+        self.jobs: dict[int, _Job] = {}
+        self.current_settings: Any = None
+        self._send_lock = threading.Lock()
+        self._decoder = msgspec.msgpack.Decoder(ToWorker)
+
+    def send(self, message: Any) -> None:
+        with self._send_lock:
+            write_frame(self.events, message)
+
+    def serve(self) -> None:
+        self.send(Ready(os.getpid()))
+        while True:
+            payload = read_frame(self.commands)
+            if payload is None:
+                break
+            message = self._decoder.decode(payload)
+            if isinstance(message, Run):
+                job = _Job(message.job)
+                self.jobs[message.job] = job
+                threading.Thread(target=self._run, args=(message, job), name=f"job-{message.job}", daemon=True).start()
+            elif isinstance(message, Interrupt):
+                target = self.jobs.get(message.job)
+                if target is not None:
+                    target.cancel(message.reason)
+            elif isinstance(message, SetMemoryLimit):
+                self.engine.set_memory_limit(message.limit_bytes)
+            elif isinstance(message, Stop):
+                break
+        for job in list(self.jobs.values()):
+            job.cancel("shutdown")
+        self.engine.close()
+
+    def _run(self, message: Run, job: _Job) -> None:
+        listener = None
+        if message.progress:
+
+            def listener(sample: Sample) -> None:
+                self.send(Progress(message.job, sample))
+
+        try:
+            if message.kind == "query" and message.query is not None:
+                result: Any = self.engine.run_query(message.query, message.settings, job, listener)
+            elif message.kind == "analyze" and message.analyze is not None:
+                spec = message.analyze
+                result = self.engine.analyze(
+                    spec.path,
+                    sample_rows=spec.sample_rows,
+                    exact=spec.exact,
+                    settings=message.settings,
+                    job=job,
+                    on_sample=listener,
+                    timeout_ms=spec.timeout_ms,
+                )
+            else:
+                raise InternalError(f"a {message.kind} job arrived without its spec")
+            self.send(Done(message.job, msgspec.to_builtins(result)))
+        except SidecarError as err:
+            self.send(Failed(message.job, err.code, err.message, err.hint, _plain(err.details)))
+        except Exception as exc:  # a bug in the engine: report it, keep the worker serving
+            log.exception("job %d failed unexpectedly", message.job)
+            self.send(Failed(message.job, "INTERNAL", f"{type(exc).__name__}: {exc}", InternalError.default_hint))
+        finally:
+            self.jobs.pop(message.job, None)
+
+
+def _plain(details: dict[str, Any]) -> dict[str, Any]:
+    return msgspec.to_builtins(details, builtin_types=None, str_keys=True, enc_hook=str)
+
+
+def main() -> int:
+    level = os.environ.get("BMAD_DATA_LOG_LEVEL", "info").upper()
+    logging.basicConfig(level=level, stream=sys.stderr, format=f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(name)s: %(message)s")
+    events = claim_stdout()
+    Worker(sys.stdin.buffer, events).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

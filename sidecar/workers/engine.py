@@ -1,0 +1,278 @@
+"""The supervised engine: every job runs in a worker process under a memory ceiling.
+
+The methods call this engine exactly as they called the in-process one. For each job it
+asks admission control for a ceiling, hands the job to a worker, lets the watchdog enforce
+the ceiling, and, when an attempt fails for want of memory or because its worker died,
+asks the retry ladder what to try next. Every attempt is recorded in `stats.attempts`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import time
+from dataclasses import replace
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import msgspec
+
+from sidecar.config import Settings
+from sidecar.config.settings import duckdb_limit_for
+from sidecar.engine.database import EngineSettings
+from sidecar.engine.executor import Attempt, QuerySpec
+from sidecar.engine.monitor import Sample
+from sidecar.engine.outputs import remove_orphaned_outputs
+from sidecar.errors import ERROR_CLASSES, Cancelled, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
+from sidecar.units import format_size
+from sidecar.workers.admission import Admission, Reservation
+from sidecar.workers.handle import JobOutcome, WorkerDied, WorkerHandle
+from sidecar.workers.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
+from sidecar.workers.pool import WorkerPool
+from sidecar.workers.protocol import AnalyzeSpec, Run
+from sidecar.workers.shape import shape_of
+from sidecar.workers.watchdog import Watch, Watchdog
+
+__all__ = ["SupervisedEngine", "Attempt"]
+
+log = logging.getLogger(__name__)
+
+_BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
+OOM_KILL_HINT_FRACTION = 0.5
+
+
+class SupervisedEngine:
+    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+        self.settings = settings
+        self.admission = Admission(settings.machine_budget_bytes, settings.max_concurrent_jobs)
+        self.ladder = RetryLadder()
+        self.pool = WorkerPool(env, lambda: self.settings.temp_directory)
+        self.watchdog = Watchdog(self.admission)
+        Path(settings.state_directory).mkdir(parents=True, exist_ok=True)
+        self.default_database = str(Path(settings.state_directory) / f"default-{os.getpid()}.duckdb")
+        self._jobs = itertools.count(1)
+        self.pool.prewarm()
+
+    def retune(self, settings: Settings) -> None:
+        self.settings = settings
+        self.admission.configure(settings.machine_budget_bytes, settings.max_concurrent_jobs)
+
+    # -- the methods' entry points -------------------------------------------------------
+
+    def run_query(self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None) -> Any:
+        database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
+        spec = msgspec.structs.replace(spec, database=database)
+        shape = shape_of(spec.sql)
+        idempotent = shape.read_only or spec.output is not None or bool(shape.statement_types)
+        return self._run("query", spec, settings, call, on_sample, database,
+                         idempotent=idempotent, exports=spec.output is not None, holistic=shape.holistic)
+
+    def analyze(self, spec: AnalyzeSpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None) -> Any:
+        return self._run("analyze", spec, settings, call, on_sample, None, idempotent=True, exports=False, holistic=False)
+
+    # -- one job, attempt by attempt -----------------------------------------------------
+
+    def _run(self, kind: str, spec: Any, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None,
+             database: str | None, *, idempotent: bool, exports: bool, holistic: bool) -> Any:
+        explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
+        most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
+        start = settings.memory_budget_bytes if explicit else min(settings.memory_budget_bytes, self.admission.share())
+        state = JobState(ceiling=start, most=most, threads=settings.threads,
+                         preserve_insertion_order=settings.preserve_insertion_order, idempotent=idempotent,
+                         exports=exports, holistic=holistic, duckdb_limit=duckdb_limit_for(start))
+        attempts: list[Attempt] = []
+        tried: tuple[str, ...] = ()
+        rung = "first"
+        while True:
+            outcome, attempt, failure = self._attempt(kind, spec, settings, state, call, on_sample, database, rung, len(attempts) + 1)
+            attempts.append(attempt)
+            if outcome is not None:
+                return self._finish(outcome, attempts)
+            step = self.ladder.next(failure[0], state, tried) if failure[0] is not None else None
+            if step is None:
+                raise self._final_error(failure[1], failure[0], state, attempts)
+            next_rung, state = step
+            state = replace(state, duckdb_limit=duckdb_limit_for(state.ceiling))
+            tried += (next_rung.name,)
+            rung = next_rung.name
+            log.info("job %s: retrying with rung %r (%s)", call.id, rung, next_rung.why)
+            if on_sample is not None:
+                on_sample(Sample("retrying", None, 0, 0, 0, 0))
+
+    def _attempt(self, kind: str, spec: Any, settings: Settings, state: JobState, call: Any,
+                 on_sample: Callable[[Sample], None] | None, database: str | None, rung: str, number: int
+                 ) -> tuple[Any, Attempt, tuple[Failure | None, SidecarError | None]]:
+        started = time.monotonic()
+
+        def queued() -> None:
+            if on_sample is not None:
+                on_sample(Sample("queued", None, 0, 0, 0, 0))
+
+        reservation = self.admission.admit(state.ceiling, state.most, cancelled=call.cancel_event.is_set, on_wait=queued)
+        if reservation is None:
+            raise call.cancelled_error()
+        lock = self.pool.database_lock(database) if database is not None else None
+        handle: WorkerHandle | None = None
+        watch: Watch | None = None
+        try:
+            if lock is not None:
+                while not lock.acquire(timeout=0.1):
+                    if call.cancel_event.is_set():
+                        raise call.cancelled_error()
+            handle = self.pool.acquire(database)
+            job = next(self._jobs)
+            engine_settings = self._engine_settings(settings, state, reservation)
+            run = Run(job=job, kind=kind, settings=engine_settings, progress=True,  # type: ignore[arg-type]
+                      query=spec if kind == "query" else None, analyze=spec if kind == "analyze" else None)
+            watch = Watch(handle, job, reservation, duckdb_limit_for, settings.thresholds.duckdb_memory_emergency,
+                          deadline=None if not _timeout(spec) else time.monotonic() + _timeout(spec) / 1000,
+                          stall_s=settings.stall_timeout_ms / 1000 if settings.stall_timeout_ms else None,
+                          growable=reservation.bytes < reservation.most and state.idempotent)
+
+            def relay(sample: Sample) -> None:
+                watch.buffer_bytes = sample.buffer_bytes  # type: ignore[union-attr]
+                if on_sample is not None:
+                    on_sample(sample)
+
+            future: Future[JobOutcome] = handle.start(run, relay)
+            self.watchdog.watch(watch)
+            unregister = call.on_cancel(lambda: self._cancel(watch, call))
+            try:
+                outcome_or_error = _wait(future)
+            finally:
+                unregister()
+                self.watchdog.unwatch(job)
+            elapsed = int((time.monotonic() - started) * 1000)
+            attempt = Attempt(number, rung, reservation.bytes, engine_settings.memory_limit_bytes, state.threads,
+                              "ok", elapsed, handle.peak_rss, max(watch.grown) if watch.grown else None)
+            if isinstance(outcome_or_error, JobOutcome) and outcome_or_error.error is None:
+                return outcome_or_error.result, attempt, (None, None)
+            failure, error = self._classify(outcome_or_error, watch, call, reservation)
+            return None, msgspec.structs.replace(attempt, outcome=failure.code if failure else error.code), (failure, error)
+        finally:
+            self.admission.release(reservation)
+            if handle is not None:
+                self.pool.release(handle)
+            if lock is not None and lock.locked():
+                lock.release()
+
+    def _cancel(self, watch: Watch, call: Any) -> None:
+        watch.interrupted_for = call.cancel_reason or "cancelled"
+        watch.interrupted_at = time.monotonic()
+        watch.handle.interrupt(watch.job, watch.interrupted_for)
+
+    def _engine_settings(self, settings: Settings, state: JobState, reservation: Reservation) -> EngineSettings:
+        return EngineSettings(
+            memory_limit_bytes=duckdb_limit_for(reservation.bytes),
+            threads=state.threads,
+            temp_directory=settings.temp_directory,
+            max_temp_directory_size_bytes=settings.max_temp_directory_size_bytes,
+            preserve_insertion_order=state.preserve_insertion_order,
+            allowed_directories=tuple(settings.allowed_directories),
+            state_directory=settings.state_directory,
+        )
+
+    def _classify(self, outcome: JobOutcome | WorkerDied, watch: Watch, call: Any, reservation: Reservation
+                  ) -> tuple[Failure | None, SidecarError]:
+        room = max(0, self.admission.machine_budget - self.admission.reserved)
+        if isinstance(outcome, WorkerDied):
+            why = outcome.killed_for
+            if why == "memory_ceiling":
+                return Failure("MEMORY_CEILING", room), OutOfMemory(
+                    f"the job went over its memory ceiling of {format_size(reservation.bytes)} and its worker was stopped",
+                    details={"ceiling_bytes": reservation.bytes, "peak_rss_bytes": outcome.peak_rss})
+            if why in ("timeout", "stalled"):
+                return None, Timeout(f"the job {'stalled' if why == 'stalled' else 'ran past its timeout'} and did not "
+                                     f"stop when interrupted; its worker was killed", details={"reason": why})
+            if why in ("cancelled", "shutdown"):
+                return None, call.cancelled_error()
+            likely = ""
+            if outcome.signal_name == "SIGKILL" and outcome.peak_rss >= OOM_KILL_HINT_FRACTION * reservation.bytes:
+                likely = " (likely killed by the OS for memory)"
+            return Failure("WORKER_CRASHED", room), WorkerCrashed(
+                f"the worker running the job died with {outcome.signal_name or outcome.returncode}{likely}",
+                details={"signal": outcome.signal_name, "returncode": outcome.returncode, "peak_rss_bytes": outcome.peak_rss})
+        failed = outcome.error
+        assert failed is not None
+        error = _BY_CODE.get(failed.code, InternalError)(failed.message, hint=failed.hint, details=failed.details)
+        if failed.code in ("CANCELLED", "TIMEOUT") and watch.interrupted_for == "memory_emergency":
+            return Failure("MEMORY_EMERGENCY", room), OutOfMemory(
+                f"the job neared its memory ceiling of {format_size(reservation.bytes)} and was interrupted",
+                details={"ceiling_bytes": reservation.bytes})
+        if failed.code == "CANCELLED" and watch.interrupted_for == "stalled":
+            return None, Timeout("the job made no progress and used no CPU for the stall timeout; it was stopped")
+        if failed.code == "OUT_OF_MEMORY":
+            return Failure("OUT_OF_MEMORY", room), error
+        return None, error
+
+    def _finish(self, result: Any, attempts: list[Attempt]) -> Any:
+        if isinstance(result, dict) and isinstance(result.get("stats"), dict):
+            stats = result["stats"]
+            stats["peak_rss_bytes"] = max(stats.get("peak_rss_bytes", 0), attempts[-1].peak_rss_bytes)
+            stats["attempts"] = msgspec.to_builtins(attempts)
+        return result
+
+    def _final_error(self, error: SidecarError | None, failure: Failure | None, state: JobState, attempts: list[Attempt]) -> SidecarError:
+        if error is None:
+            error = InternalError("the job failed without an error")
+        if failure is not None or len(attempts) > 1:  # what the supervisor tried, when it tried anything
+            error.details["attempts"] = msgspec.to_builtins(attempts)
+        if failure is not None and failure.code in MEMORY_FAILURES:
+            tried = ", ".join(a.rung for a in attempts)
+            error.hint = f"Tried: {tried}. {self.ladder.advice(failure, state).capitalize()}"
+        return error
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def cleanup(self, settings: EngineSettings, *, aggressive: bool) -> tuple[int, int]:
+        freed, removed = remove_orphaned_outputs(Path(settings.state_directory) / "pending-outputs")
+        live = {h.pid for h in self.pool.all_workers() if h.alive} | {os.getpid()}
+        spill = Path(settings.temp_directory)
+        if spill.is_dir():
+            for entry in spill.iterdir():
+                pid = entry.name.rpartition("-")[2]
+                if entry.is_dir() and pid.isdigit() and int(pid) not in live and not _alive(int(pid)):
+                    files = [f for f in entry.rglob("*") if f.is_file()]
+                    freed += sum(f.stat().st_size for f in files)
+                    removed += len(files)
+                    shutil.rmtree(entry, ignore_errors=True)
+        state = Path(settings.state_directory)
+        for leftover in state.glob("default-*.duckdb*"):
+            pid = leftover.name.split("-", 1)[1].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                freed += leftover.stat().st_size
+                removed += 1
+                leftover.unlink(missing_ok=True)
+        if aggressive:
+            self.pool.stop_idle()
+        return freed, removed
+
+    def close(self) -> None:
+        self.watchdog.close()
+        self.pool.close()
+        for leftover in Path(self.default_database).parent.glob(Path(self.default_database).name + "*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _timeout(spec: Any) -> int | None:
+    return getattr(spec, "timeout_ms", None) or None
+
+
+def _wait(future: Future[JobOutcome]) -> JobOutcome | WorkerDied:
+    try:
+        return future.result()
+    except WorkerDied as died:
+        return died
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,130 @@
+"""Worker processes: a warm spare for quick starts, and one owner per open database.
+
+A DuckDB database file has one writer process at a time (DuckDB's own lock), so every job
+on a database goes to the worker that owns it, one job at a time, in order. Jobs that need
+no database (dataset.analyze) run on any free worker. A dead worker is dropped and its spill
+directory removed; the next job gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import Callable, Mapping
+
+from sidecar.workers.handle import WorkerHandle
+
+__all__ = ["WorkerPool"]
+
+log = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    def __init__(self, env: Mapping[str, str], spill_root: Callable[[], str], *, spares: int = 1) -> None:
+        self._env = dict(env)
+        self._spill_root = spill_root
+        self._spares_wanted = spares
+        self._spares: list[WorkerHandle] = []
+        self._owners: dict[str, WorkerHandle] = {}
+        self._db_locks: dict[str, threading.Lock] = {}
+        self._busy: set[WorkerHandle] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _spawn(self) -> WorkerHandle:
+        handle = WorkerHandle(env=self._env)
+        log.debug("started worker %d", handle.pid)
+        return handle
+
+    def prewarm(self) -> None:
+        """Keep a spare worker started, so a job never waits for Python and DuckDB to load."""
+        with self._lock:
+            missing = self._spares_wanted - len([h for h in self._spares if h.alive])
+            if self._closed or missing <= 0:
+                return
+        spawned = [self._spawn() for _ in range(missing)]
+        with self._lock:
+            self._spares.extend(spawned)
+
+    def _take_spare(self) -> WorkerHandle:
+        with self._lock:
+            while self._spares:
+                handle = self._spares.pop()
+                if handle.alive:
+                    break
+            else:
+                handle = None
+        if handle is None:
+            handle = self._spawn()
+        threading.Thread(target=self.prewarm, daemon=True).start()
+        handle.ready.wait(30)
+        return handle
+
+    def database_lock(self, database: str) -> threading.Lock:
+        with self._lock:
+            return self._db_locks.setdefault(database, threading.Lock())
+
+    def acquire(self, database: str | None) -> WorkerHandle:
+        """A worker for a job: the database's owner (hold `database_lock` first), or a free one."""
+        if database is None:
+            handle = self._take_spare()
+        else:
+            with self._lock:
+                handle = self._owners.get(database)
+                if handle is not None and not handle.alive:
+                    del self._owners[database]
+                    handle = None
+            if handle is None:
+                handle = self._take_spare()
+                handle.database = database
+                with self._lock:
+                    self._owners[database] = handle
+        with self._lock:
+            self._busy.add(handle)
+        return handle
+
+    def release(self, handle: WorkerHandle) -> None:
+        with self._lock:
+            self._busy.discard(handle)
+            dead = not handle.alive
+            if dead and handle.database is not None and self._owners.get(handle.database) is handle:
+                del self._owners[handle.database]
+            keep_as_spare = not dead and handle.database is None and not self._closed
+            if keep_as_spare and len(self._spares) < self._spares_wanted:
+                self._spares.append(handle)
+                return
+        if dead:
+            self.forget(handle)
+        elif handle.database is None:
+            handle.stop()
+
+    def forget(self, handle: WorkerHandle) -> None:
+        """After a worker died: remove the spill it left behind."""
+        root = Path(self._spill_root())
+        if root.is_dir():
+            for entry in root.glob(f"*-{handle.pid}"):
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def all_workers(self) -> list[WorkerHandle]:
+        with self._lock:
+            return [*self._spares, *self._owners.values(), *self._busy]
+
+    def stop_idle(self) -> int:
+        """Stop idle database owners and spares (cleanup --aggressive): their caches go with them."""
+        with self._lock:
+            idle = [h for h in [*self._owners.values(), *self._spares] if h not in self._busy]
+            self._owners = {k: h for k, h in self._owners.items() if h in self._busy}
+            self._spares = []
+        for handle in idle:
+            handle.stop()
+        return len(idle)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = {*self._spares, *self._owners.values(), *self._busy}
+            self._spares, self._owners = [], {}
+        for handle in workers:
+            handle.stop()

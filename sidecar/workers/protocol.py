@@ -1,0 +1,112 @@
+"""Messages between the sidecar and its worker processes.
+
+Frames on the worker's stdin/stdout: a 4-byte big-endian length, then a msgpack-encoded
+tagged message.
+
+    sidecar -> worker: Run, Interrupt, SetMemoryLimit, Stop
+    worker -> sidecar: Ready (once), Progress, Done | Failed (one per Run)
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import IO, Any, Literal, Union
+
+import msgspec
+
+from sidecar.engine.database import EngineSettings
+from sidecar.engine.executor import QuerySpec
+from sidecar.engine.monitor import Sample
+
+__all__ = [
+    "AnalyzeSpec",
+    "Run",
+    "Interrupt",
+    "SetMemoryLimit",
+    "Stop",
+    "Ready",
+    "Progress",
+    "Done",
+    "Failed",
+    "ToWorker",
+    "FromWorker",
+    "write_frame",
+    "read_frame",
+]
+
+
+class AnalyzeSpec(msgspec.Struct, frozen=True):
+    path: str
+    sample_rows: int | None = None
+    exact: bool = False
+    timeout_ms: int | None = None
+
+
+class Run(msgspec.Struct, frozen=True, tag=True):
+    job: int
+    kind: Literal["query", "analyze"]
+    settings: EngineSettings
+    query: QuerySpec | None = None
+    analyze: AnalyzeSpec | None = None
+    progress: bool = False
+
+
+class Interrupt(msgspec.Struct, frozen=True, tag=True):
+    job: int
+    reason: str
+
+
+class SetMemoryLimit(msgspec.Struct, frozen=True, tag=True):
+    """Raise (or give back) DuckDB's limit while a query runs: it applies at once."""
+
+    limit_bytes: int
+
+
+class Stop(msgspec.Struct, frozen=True, tag=True):
+    pass
+
+
+class Ready(msgspec.Struct, frozen=True, tag=True):
+    pid: int
+
+
+class Progress(msgspec.Struct, frozen=True, tag=True):
+    job: int
+    sample: Sample
+
+
+class Done(msgspec.Struct, frozen=True, tag=True):
+    job: int
+    result: Any
+    """The result as JSON-ready builtins (the engine already made every value JSON-safe)."""
+
+
+class Failed(msgspec.Struct, frozen=True, tag=True):
+    job: int
+    code: str
+    message: str
+    hint: str
+    details: dict[str, Any] = {}
+
+
+ToWorker = Union[Run, Interrupt, SetMemoryLimit, Stop]
+FromWorker = Union[Ready, Progress, Done, Failed]
+
+_HEADER = struct.Struct(">I")
+_encoder = msgspec.msgpack.Encoder()
+
+
+def write_frame(stream: IO[bytes], message: Any) -> None:
+    data = _encoder.encode(message)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> bytes | None:
+    """One frame's payload, or None at EOF (the other side is gone)."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (length,) = _HEADER.unpack(header)
+    payload = stream.read(length)
+    return payload if len(payload) == length else None

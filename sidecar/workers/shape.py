@@ -1,0 +1,99 @@
+"""What a job looks like, read by DuckDB's own parser before any worker runs it.
+
+The sidecar parses (never runs) the SQL in a private, empty, locked-down DuckDB: enough to
+know whether the job only reads (safe to retry), writes to its database (to be wrapped in
+one transaction), and uses aggregates that hold whole groups in memory (which more threads
+or spilling cannot rescue, so the ladder skips those rungs).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import duckdb
+
+__all__ = ["JobShape", "shape_of", "HOLISTIC_FUNCTIONS"]
+
+HOLISTIC_FUNCTIONS = frozenset(
+    {
+        "median",
+        "quantile",
+        "quantile_cont",
+        "quantile_disc",
+        "mode",
+        "mad",
+        "list",
+        "array_agg",
+        "string_agg",
+        "group_concat",
+        "listagg",
+        "histogram",
+        "arg_max_null",
+    }
+)
+"""Aggregates that keep every value of a group (DuckDB's docs: they cannot spill well)."""
+
+READ_ONLY = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL", "SET"})
+
+
+@dataclass(frozen=True)
+class JobShape:
+    read_only: bool
+    holistic: bool
+    statement_types: tuple[str, ...]
+
+
+_parser_lock = threading.Lock()
+_parser: duckdb.DuckDBPyConnection | None = None
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    global _parser
+    if _parser is None:
+        _parser = duckdb.connect(
+            ":memory:",
+            config={"enable_external_access": "false", "memory_limit": "64MB", "threads": "1",
+                    "autoinstall_known_extensions": "false", "autoload_known_extensions": "false"},
+        )
+    return _parser
+
+
+def _functions(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        name = node.get("function_name")
+        if isinstance(name, str):
+            yield name.lower()
+        for value in node.values():
+            yield from _functions(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _functions(value)
+
+
+def shape_of(sql: str) -> JobShape:
+    """Classify SQL; SQL that does not parse is left for the worker to report precisely."""
+    with _parser_lock:
+        con = _connection()
+        try:
+            statements = con.extract_statements(sql)
+            types = tuple(_type_name(s) for s in statements)
+            holistic = False
+            for statement in statements:
+                if _type_name(statement) != "SELECT":
+                    continue
+                tree = json.loads(con.execute("SELECT json_serialize_sql(?::VARCHAR)", [statement.query]).fetchone()[0])
+                if any(name in HOLISTIC_FUNCTIONS for name in _functions(tree)):
+                    holistic = True
+        except duckdb.Error:
+            return JobShape(read_only=False, holistic=False, statement_types=())
+    return JobShape(read_only=all(t in READ_ONLY for t in types), holistic=holistic, statement_types=types)
+
+
+def _type_name(statement: duckdb.Statement) -> str:
+    try:
+        return statement.type.name
+    except ValueError:
+        return "UNKNOWN"
