@@ -254,6 +254,15 @@ def fit(points: list[tuple[int, int]]) -> tuple[float, float]:
     return my - k * mx, k
 
 
+def limit_for_budget(budget: int, reserve: int, k: float, floor_share: float = 0.5) -> int:
+    """DuckDB's limit under the model `RSS = reserve + k x limit`, never below `floor_share` of it.
+
+    >>> limit_for_budget(1280, 256, 1.0), limit_for_budget(300, 256, 1.0)
+    (1024, 150)
+    """
+    return max(int(budget * floor_share), int((budget - reserve) / k))
+
+
 def _mib(n: float) -> str:
     return f"{n / MiB:,.0f}"
 
@@ -306,6 +315,16 @@ def render(results: list[dict[str, Any]], base: dict[str, Any], meta: dict[str, 
         top = max((r for r in results if r["limit"] == limit), key=lambda r: r["peak_rss"])
         lines.append(f"| {top['limit_text']} | {top['shape']} | {_mib(top['peak_rss'])} "
                      f"| {top['peak_rss'] / limit:.2f} | {(top['peak_rss'] - b) / limit:.2f} |")  # fmt: skip
+    budgeted = [r for r in results if r.get("budget")]
+    if budgeted:
+        lines += ["", f"Budgets checked with DuckDB limit = max(budget / 2, (budget - {meta['reserve_text']}) "
+                  f"/ {meta['k']}):", "",
+                  "| budget | DuckDB limit | shape | status | peak RSS MiB | RSS / budget |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in budgeted:
+            over = " **over**" if r["peak_rss"] > r["budget"] else ""
+            lines.append(f"| {r['budget_text']} | {_mib(r['limit'])} MiB | {r['shape']} | {r['status']} "
+                         f"| {_mib(r['peak_rss'])} | {r['peak_rss'] / r['budget']:.2f}{over} |")  # fmt: skip
     if len({r["limit"] for r in results}) >= 2:
         m = summarize(results, b)
         lines += ["", f"Saturated runs (buffer peak >= {SATURATED:.0%} of the limit, or OOM): least-squares "
@@ -351,24 +370,31 @@ def run_matrix(args: argparse.Namespace, shapes: list[str], limit_texts: list[st
             "ram_gib": psutil.virtual_memory().total / GiB, "threads": args.threads, "rows": args.rows,
             "data_mib": data.stat().st_size / MiB}  # fmt: skip
 
-    def spec(limit_text: str, sql: str | None) -> dict[str, Any]:
-        return {"memory_limit": duckdb_size(parse_size(limit_text)), "threads": args.threads,
+    def spec(limit: int, sql: str | None) -> dict[str, Any]:
+        return {"memory_limit": duckdb_size(limit), "threads": args.threads,
                 "temp_directory": str(root / "spill"), "max_temp_directory_size": "40GiB",
                 "data": str(data), "sql": sql}  # fmt: skip
 
-    base = run_one(spec(limit_texts[0], None), parse_size(limit_texts[0]), 60)
+    base = run_one(spec(256 * MiB, None), 256 * MiB, 60)
     sys.stderr.write(f"baseline: VmHWM {_mib(base['VmHWM'])} MiB\n")
     results: list[dict[str, Any]] = []
-    for limit_text in limit_texts:
-        limit = parse_size(limit_text)
+    plan = [(parse_size(t), t, 0, "") for t in limit_texts]
+    reserve = parse_size(args.reserve)
+    meta.update(reserve_text=args.reserve, k=args.k)
+    for text in [t.strip() for t in args.budgets.split(",") if t.strip()]:
+        budget = parse_size(text)
+        limit = limit_for_budget(budget, reserve, args.k)
+        plan.append((limit, f"{limit / MiB:.0f}MiB", budget, text))
+    for limit, limit_text, budget, budget_text in plan:
         for shape in shapes:
             out = root / "out.parquet"
             runs = []
             for _ in range(args.repeat):  # keep the run with the highest peak
-                runs.append(run_one(spec(limit_text, SHAPES[shape].format(out=out)), limit, args.timeout))
+                runs.append(run_one(spec(limit, SHAPES[shape].format(out=out)), limit, args.timeout))
                 out.unlink(missing_ok=True)
             r = max(runs, key=lambda run: run["peak_rss"])
-            r.update(limit=limit, limit_text=limit_text, shape=shape, runs=len(runs))
+            r.update(limit=limit, limit_text=limit_text, shape=shape, runs=len(runs), budget=budget,
+                     budget_text=budget_text)  # fmt: skip
             results.append(r)
             _progress(r)
     table = render(results, base, meta)
@@ -388,6 +414,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shapes", default=",".join(SHAPES), help="subset of " + ",".join(SHAPES))
     parser.add_argument("--quick", action="store_true", help="10M rows, limits 256MiB,512MiB, six shapes")
     parser.add_argument("--repeat", type=int, default=1, help="runs per (limit, shape); max peak kept")
+    parser.add_argument("--budgets", default="", help="also check these budgets, DuckDB limit from the model")
+    parser.add_argument("--reserve", default="256MiB", help="model: fixed bytes outside DuckDB's limit")
+    parser.add_argument("--k", type=float, default=1.10, help="model: RSS per byte of DuckDB limit")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds before a run is killed")
     parser.add_argument("--out", default="", help="also write the table into this markdown file")
     parser.add_argument("--json", default="", help="also write the raw results to this file")
@@ -407,8 +436,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeat must be at least 1")
     try:
         limits = [t.strip() for t in args.limits.split(",") if t.strip()]
-        for text in limits:
-            parse_size(text)
+        for text in [*limits, *args.budgets.split(","), args.reserve]:
+            if text.strip():
+                parse_size(text)
     except ValueError as exc:
         parser.error(str(exc))
     run_matrix(args, shapes, limits)

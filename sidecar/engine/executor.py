@@ -236,7 +236,7 @@ class Engine:
         if spec.params is not None and len(statements) > 1:
             raise InvalidParams("`params` can only be used with a single SQL statement")
         kinds = {s.type.name for s in statements}
-        if persistent and kinds & _WRITES and kinds <= _WRAPPABLE:
+        if persistent and kinds & WRITES and kinds <= WRAPPABLE:
             # All of the job's writes or none: a failure, a cancel or a killed worker leaves the
             # database as it was (DuckDB never replays an uncommitted transaction).
             cursor.execute("BEGIN TRANSACTION")
@@ -342,8 +342,9 @@ class Engine:
                 log.warning("closing database %s failed", db.path, exc_info=True)
 
 
-_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "COPY", "MERGE_INTO"})
-_WRAPPABLE = _WRITES | {"SELECT", "EXPLAIN", "SET", "PRAGMA"}
+WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "COPY", "MERGE_INTO"})
+WRAPPABLE = WRITES | {"SELECT", "EXPLAIN", "SET", "PRAGMA"}
+"""Statement types a job may mix inside the one transaction that makes its writes atomic."""
 
 
 class _Run:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import threading
 from typing import IO, Any, Callable
@@ -81,6 +82,15 @@ class Worker:
         self.current_settings: Any = None
         self._send_lock = threading.Lock()
         self._decoder = msgspec.msgpack.Decoder(ToWorker)
+        # One job thread for the worker's life: the sidecar sends one job at a time, and a
+        # thread kept ready starts it without the cost of a new one.
+        self._queue: queue.SimpleQueue[tuple[Run, _Job] | None] = queue.SimpleQueue()
+        self._runner = threading.Thread(target=self._jobs_loop, name="jobs", daemon=True)
+        self._runner.start()
+
+    def _jobs_loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self._run(*item)
 
     def send(self, message: Any) -> None:
         with self._send_lock:
@@ -96,7 +106,7 @@ class Worker:
             if isinstance(message, Run):
                 job = _Job(message.job)
                 self.jobs[message.job] = job
-                threading.Thread(target=self._run, args=(message, job), name=f"job-{message.job}", daemon=True).start()
+                self._queue.put((message, job))
             elif isinstance(message, Interrupt):
                 target = self.jobs.get(message.job)
                 if target is not None:
@@ -107,13 +117,15 @@ class Worker:
                 break
         for job in list(self.jobs.values()):
             job.cancel("shutdown")
+        self._queue.put(None)
+        self._runner.join(timeout=10)
         self.engine.close()
 
     def _run(self, message: Run, job: _Job) -> None:
-        listener = None
-        if message.progress:
-
-            def listener(sample: Sample) -> None:
+        def listener(sample: Sample) -> None:
+            # Periodic samples always go back (the watchdog grows jobs from their buffer use);
+            # the final one only when the client asked for progress.
+            if message.progress or sample.phase != "done":
                 self.send(Progress(message.job, sample))
 
         try:

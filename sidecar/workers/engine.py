@@ -23,7 +23,7 @@ import msgspec
 from sidecar.config import Settings
 from sidecar.config.settings import duckdb_limit_for
 from sidecar.engine.database import EngineSettings
-from sidecar.engine.executor import Attempt, QuerySpec
+from sidecar.engine.executor import WRAPPABLE, Attempt, QuerySpec
 from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import remove_orphaned_outputs
 from sidecar.errors import ERROR_CLASSES, Cancelled, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
@@ -66,23 +66,26 @@ class SupervisedEngine:
         database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
         spec = msgspec.structs.replace(spec, database=database)
         shape = shape_of(spec.sql)
-        idempotent = shape.read_only or spec.output is not None or bool(shape.statement_types)
+        # Safe to repeat: reads, atomic outputs, and writes that run in one transaction (a failed or
+        # killed attempt leaves the database as it was).
+        idempotent = shape.read_only or (bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE)
         return self._run("query", spec, settings, call, on_sample, database,
-                         idempotent=idempotent, exports=spec.output is not None, holistic=shape.holistic)
+                         idempotent=idempotent, exports=spec.output is not None, holistic=lambda: shape.holistic)
 
     def analyze(self, spec: AnalyzeSpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None) -> Any:
-        return self._run("analyze", spec, settings, call, on_sample, None, idempotent=True, exports=False, holistic=False)
+        return self._run("analyze", spec, settings, call, on_sample, None, idempotent=True, exports=False,
+                         holistic=lambda: False)
 
     # -- one job, attempt by attempt -----------------------------------------------------
 
     def _run(self, kind: str, spec: Any, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None,
-             database: str | None, *, idempotent: bool, exports: bool, holistic: bool) -> Any:
+             database: str | None, *, idempotent: bool, exports: bool, holistic: Callable[[], bool]) -> Any:
         explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
         most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
         start = settings.memory_budget_bytes if explicit else min(settings.memory_budget_bytes, self.admission.share())
         state = JobState(ceiling=start, most=most, threads=settings.threads,
                          preserve_insertion_order=settings.preserve_insertion_order, idempotent=idempotent,
-                         exports=exports, holistic=holistic, duckdb_limit=duckdb_limit_for(start))
+                         exports=exports, holistic=False, duckdb_limit=duckdb_limit_for(start))
         attempts: list[Attempt] = []
         tried: tuple[str, ...] = ()
         rung = "first"
@@ -91,6 +94,8 @@ class SupervisedEngine:
             attempts.append(attempt)
             if outcome is not None:
                 return self._finish(outcome, attempts)
+            if failure[0] is not None and failure[0].code in MEMORY_FAILURES and not state.holistic:
+                state = replace(state, holistic=holistic())  # parsed only now: it matters only here
             step = self.ladder.next(failure[0], state, tried) if failure[0] is not None else None
             if step is None:
                 raise self._final_error(failure[1], failure[0], state, attempts)

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import duckdb
 
-__all__ = ["JobShape", "shape_of", "HOLISTIC_FUNCTIONS"]
+__all__ = ["JobShape", "shape_of", "holistic", "HOLISTIC_FUNCTIONS"]
 
 HOLISTIC_FUNCTIONS = frozenset(
     {
@@ -41,9 +41,14 @@ READ_ONLY = frozenset({"SELECT", "EXPLAIN", "PRAGMA", "CALL", "SET"})
 
 @dataclass(frozen=True)
 class JobShape:
+    sql: str
     read_only: bool
-    holistic: bool
     statement_types: tuple[str, ...]
+
+    @property
+    def holistic(self) -> bool:
+        """Whether a SELECT uses aggregates that hold whole groups (asked only after a memory failure)."""
+        return holistic(self.sql)
 
 
 _parser_lock = threading.Lock()
@@ -76,20 +81,27 @@ def _functions(node: Any) -> Iterator[str]:
 def shape_of(sql: str) -> JobShape:
     """Classify SQL; SQL that does not parse is left for the worker to report precisely."""
     with _parser_lock:
+        try:
+            types = tuple(_type_name(s) for s in _connection().extract_statements(sql))
+        except duckdb.Error:
+            return JobShape(sql, read_only=False, statement_types=())
+    return JobShape(sql, read_only=bool(types) and all(t in READ_ONLY for t in types), statement_types=types)
+
+
+def holistic(sql: str) -> bool:
+    """Whether any SELECT in `sql` calls an aggregate that keeps whole groups in memory."""
+    with _parser_lock:
         con = _connection()
         try:
-            statements = con.extract_statements(sql)
-            types = tuple(_type_name(s) for s in statements)
-            holistic = False
-            for statement in statements:
+            for statement in con.extract_statements(sql):
                 if _type_name(statement) != "SELECT":
                     continue
-                tree = json.loads(con.execute("SELECT json_serialize_sql(?::VARCHAR)", [statement.query]).fetchone()[0])
-                if any(name in HOLISTIC_FUNCTIONS for name in _functions(tree)):
-                    holistic = True
+                row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [statement.query]).fetchone()
+                if row and any(name in HOLISTIC_FUNCTIONS for name in _functions(json.loads(row[0]))):
+                    return True
         except duckdb.Error:
-            return JobShape(read_only=False, holistic=False, statement_types=())
-    return JobShape(read_only=all(t in READ_ONLY for t in types), holistic=holistic, statement_types=types)
+            return False
+    return False
 
 
 def _type_name(statement: duckdb.Statement) -> str:
