@@ -317,8 +317,8 @@ def render(results: list[dict[str, Any]], base: dict[str, Any], meta: dict[str, 
                      f"| {top['peak_rss'] / limit:.2f} | {(top['peak_rss'] - b) / limit:.2f} |")  # fmt: skip
     budgeted = [r for r in results if r.get("budget")]
     if budgeted:
-        lines += ["", f"Budgets checked with DuckDB limit = max(budget / 2, (budget - {meta['reserve_text']}) "
-                  f"/ {meta['k']}):", "",
+        model = f"max(budget / 2, (budget - {meta['reserve_text']}) / {meta['k']})"
+        lines += ["", f"Budgets checked with DuckDB limit = {model}:", "",
                   "| budget | DuckDB limit | shape | status | peak RSS MiB | RSS / budget |",
                   "|---|---|---|---|---|---|"]  # fmt: skip
         for r in budgeted:
