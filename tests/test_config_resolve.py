@@ -84,8 +84,8 @@ def test_auto_sizes_from_the_cgroup_limit(pack: Pack) -> None:
     assert s.memory_budget_bytes == 2 * GiB  # 50% of the 4 GiB cgroup limit, not of 16 GiB
     assert s.duckdb_memory_limit_bytes == duckdb_limit_for(2 * GiB)
     assert "cgroup v2 limit" in s.sources["memory_budget_bytes"]
-    # 1.4 GiB of DuckDB limit allows 5 threads of 256 MiB, fewer than the 8 CPUs
-    assert s.threads == duckdb_limit_for(2 * GiB) // MIN_THREAD_MEMORY_BYTES == 5
+    # 1.6 GiB of DuckDB limit allows 6 threads of 256 MiB, fewer than the 8 CPUs
+    assert s.threads == duckdb_limit_for(2 * GiB) // MIN_THREAD_MEMORY_BYTES == 6
     assert s.preserve_insertion_order is False and s.max_rows == 10_000 and s.database_path == ":memory:"
     assert s.timeout_ms == 120000 and "resource-thresholds-config.yaml:9" in s.sources["timeout_ms"]
     assert s.thresholds.duckdb_memory_warning == 0.60

@@ -16,7 +16,7 @@ from sidecar.config.diagnostics import Diagnostic, format_diagnostics
 from sidecar.config.flags import FlagState, Flags, require_feature
 from sidecar.config.pack import PACK_FILES, Pack, default_config_dir, load_pack, validate_dir
 from sidecar.config.resolve import NOT_GIVEN, parse_user_settings, resolve_settings
-from sidecar.config.settings import ENV_VARS, HEADROOM_RATIO, USER_KEYS, Settings, Thresholds
+from sidecar.config.settings import ENV_VARS, USER_KEYS, Settings, Thresholds, duckdb_limit_for
 from sidecar.config.watch import ConfigWatcher
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
     "parse_user_settings",
     "resolve_settings",
     "ENV_VARS",
-    "HEADROOM_RATIO",
+    "duckdb_limit_for",
     "USER_KEYS",
     "Settings",
     "Thresholds",

@@ -17,8 +17,8 @@ from sidecar.config.pack import REPO_ROOT, Pack
 from sidecar.config.schema import MemoryLimit, Profile
 from sidecar.config.settings import (
     ALLOWED_DIRS_ENV, AUTO_BUDGET_SHARE, AVAILABLE_SHARE, DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
-    DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_MS, ENV_VARS, HEADROOM_RATIO, MAX_BUDGET_SHARE, MIN_BUDGET_BYTES,
-    MIN_THREAD_MEMORY_BYTES, MACHINE_BUDGET_SHARE, DEFAULT_STALL_TIMEOUT_MS, WORKER_BASE_BYTES, duckdb_limit_for,
+    DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_MS, ENV_VARS, MAX_BUDGET_SHARE, MIN_BUDGET_BYTES,
+    MIN_THREAD_MEMORY_BYTES, MACHINE_BUDGET_SHARE, DEFAULT_STALL_TIMEOUT_MS, RESERVE_BYTES, RSS_PER_LIMIT_BYTE, duckdb_limit_for,
     SPILL_RESERVE_MIN_BYTES, SPILL_RESERVE_SHARE, STATE_DIR_ENV, USER_KEYS, Settings,
 )
 from sidecar.config.thresholds import merge_thresholds
@@ -169,7 +169,8 @@ def resolve_settings(
     sources["memory_budget_bytes"] += note
     duck_limit = duckdb_limit_for(budget)
     sources["duckdb_memory_limit_bytes"] = (
-        f"derived: (memory budget - worker base {format_size(WORKER_BASE_BYTES)}) x HEADROOM_RATIO {HEADROOM_RATIO:.2f}")
+        f"derived: max(budget / 2, (budget - {format_size(RESERVE_BYTES)}) / {RSS_PER_LIMIT_BYTE}), "
+        "measured in docs/performance/headroom.md")
 
     # threads --------------------------------------------------------------------------------
     def auto_threads() -> tuple[str, Any]:

@@ -1,7 +1,7 @@
 """The resolved settings of one job, the sizing constants, and the names users may set.
 
 Every sizing constant lives here, once, so the engineer who measures RSS against DuckDB's
-limit tunes one number (HEADROOM_RATIO) and everything derived from it follows.
+limit (sidecar/bench/headroom.py) tunes `duckdb_limit_for` and everything derived from it follows.
 """
 
 from __future__ import annotations
@@ -11,35 +11,36 @@ import msgspec
 from sidecar.config.diagnostics import Diagnostic
 
 __all__ = [
-    "Settings", "Thresholds", "HEADROOM_RATIO", "AUTO_BUDGET_SHARE", "AVAILABLE_SHARE", "MAX_BUDGET_SHARE",
+    "Settings", "Thresholds", "RESERVE_BYTES", "RSS_PER_LIMIT_BYTE", "AUTO_BUDGET_SHARE", "AVAILABLE_SHARE", "MAX_BUDGET_SHARE",
     "MIN_BUDGET_BYTES", "MIN_THREAD_MEMORY_BYTES", "SPILL_RESERVE_SHARE", "SPILL_RESERVE_MIN_BYTES",
     "DEFAULT_TIMEOUT_MS", "DEFAULT_MAX_ROWS", "DEFAULT_CHECKPOINT_THRESHOLD_BYTES", "USER_KEYS", "ENV_VARS",
-    "STATE_DIR_ENV", "ALLOWED_DIRS_ENV", "WORKER_BASE_BYTES", "duckdb_limit_for", "MACHINE_BUDGET_SHARE", "DEFAULT_STALL_TIMEOUT_MS", "SIDECAR_WIDE_KEYS",
+    "STATE_DIR_ENV", "ALLOWED_DIRS_ENV", "duckdb_limit_for", "MACHINE_BUDGET_SHARE", "DEFAULT_STALL_TIMEOUT_MS", "SIDECAR_WIDE_KEYS",
 ]
 
 MiB = 1024**2
 GiB = 1024**3
 
-# DuckDB's memory_limit bounds its buffer manager only; hash tables, sort runs, window and list
-# aggregate state, the Python heap and allocator slack sit on top. Measured RSS runs 1.2-1.35x the
-# limit on sorts, windows and list aggregates, so DuckDB gets this share of the job's budget.
-HEADROOM_RATIO = 0.70
-# A worker process costs this much before DuckDB holds any data: Python, DuckDB's code and catalog,
-# msgspec, psutil (an idle worker measured 46 MiB; one with a database open and a query done, more).
-WORKER_BASE_BYTES = 96 * MiB
+# DuckDB's memory_limit bounds its buffer manager only; the process (Python, DuckDB's code, state
+# outside the buffer manager, allocator slack) sits on top. Measured here on ten query shapes at
+# 256 MiB-4 GiB limits (docs/performance/headroom.md): whenever DuckDB's buffer is full, peak RSS
+# <= 175 MiB + 1.04 x limit; an idle connected process holds 84 MiB. So a job's budget gets a fixed
+# reserve off the top and DuckDB gets the rest divided by a factor with margin; below ~512 MiB no
+# reserve fits, and DuckDB gets half. The worker's RSS ceiling catches what escapes the model
+# (list() state grows outside the buffer manager with the data).
+RESERVE_BYTES = 256 * MiB
+RSS_PER_LIMIT_BYTE = 1.10
 MIN_DUCKDB_LIMIT_BYTES = 16 * MiB
 
 
 def duckdb_limit_for(budget: int) -> int:
     """DuckDB's memory_limit for a job whose whole process may take `budget` bytes.
 
-    The worker's own base cost comes off first; DuckDB gets HEADROOM_RATIO of the rest, since
-    process RSS runs above DuckDB's limit (hash tables, sort runs, allocator slack).
-
-    >>> duckdb_limit_for(1024 * MiB) // MiB
-    649
+    >>> [duckdb_limit_for(b * MiB) // MiB for b in (512, 1024, 6144)]
+    [256, 698, 5352]
     """
-    return max(MIN_DUCKDB_LIMIT_BYTES, int((budget - WORKER_BASE_BYTES) * HEADROOM_RATIO))
+    return max(MIN_DUCKDB_LIMIT_BYTES, budget // 2, int((budget - RESERVE_BYTES) / RSS_PER_LIMIT_BYTE))
+
+
 # auto budget: half the effective memory leaves the other half to the OS, page cache, the client
 # (editor, Node bridge) and a second job; never more than 90% of what was free at start.
 AUTO_BUDGET_SHARE = 0.50

@@ -49,7 +49,7 @@ class SupervisedEngine:
         self.settings = settings
         self.admission = Admission(settings.machine_budget_bytes, settings.max_concurrent_jobs)
         self.ladder = RetryLadder()
-        self.pool = WorkerPool(env, lambda: self.settings.temp_directory)
+        self.pool = WorkerPool(env, self._after_death)
         self.watchdog = Watchdog(self.admission)
         Path(settings.state_directory).mkdir(parents=True, exist_ok=True)
         self.default_database = str(Path(settings.state_directory) / f"default-{os.getpid()}.duckdb")
@@ -231,6 +231,15 @@ class SupervisedEngine:
         return error
 
     # -- housekeeping --------------------------------------------------------------------
+
+    def _after_death(self, handle: WorkerHandle) -> None:
+        """A worker died: its spill directory and half-written outputs go (its database stays)."""
+        freed, removed = remove_orphaned_outputs(Path(self.settings.state_directory) / "pending-outputs")
+        spill = Path(self.settings.temp_directory)
+        if spill.is_dir():
+            for entry in spill.glob(f"*-{handle.pid}"):
+                shutil.rmtree(entry, ignore_errors=True)
+        log.info("worker %d died; removed %d leftover file(s), %d bytes", handle.pid, removed, freed)
 
     def cleanup(self, settings: EngineSettings, *, aggressive: bool) -> tuple[int, int]:
         freed, removed = remove_orphaned_outputs(Path(settings.state_directory) / "pending-outputs")

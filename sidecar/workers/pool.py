@@ -9,9 +9,7 @@ directory removed; the next job gets a fresh one.
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
-from pathlib import Path
 from typing import Callable, Mapping
 
 from sidecar.workers.handle import WorkerHandle
@@ -22,9 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    def __init__(self, env: Mapping[str, str], spill_root: Callable[[], str], *, spares: int = 1) -> None:
+    def __init__(self, env: Mapping[str, str], after_death: Callable[[WorkerHandle], None], *, spares: int = 1) -> None:
         self._env = dict(env)
-        self._spill_root = spill_root
+        self._after_death = after_death
         self._spares_wanted = spares
         self._spares: list[WorkerHandle] = []
         self._owners: dict[str, WorkerHandle] = {}
@@ -101,11 +99,11 @@ class WorkerPool:
             handle.stop()
 
     def forget(self, handle: WorkerHandle) -> None:
-        """After a worker died: remove the spill it left behind."""
-        root = Path(self._spill_root())
-        if root.is_dir():
-            for entry in root.glob(f"*-{handle.pid}"):
-                shutil.rmtree(entry, ignore_errors=True)
+        """After a worker died: remove what it left behind (spill, temporary outputs)."""
+        try:
+            self._after_death(handle)
+        except OSError:
+            log.warning("cleaning up after worker %d failed", handle.pid, exc_info=True)
 
     def all_workers(self) -> list[WorkerHandle]:
         with self._lock:
