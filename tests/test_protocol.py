@@ -195,3 +195,10 @@ def test_eof_lets_running_work_finish_then_exits_clean(start_sidecar, tmp_path):
     assert future.result(timeout=1)["rows"] == [[200000000]]
     spill = tmp_path / "spill"
     assert not spill.exists() or not any(spill.iterdir())
+
+
+def test_cancel_and_exit_sent_as_requests_are_answered(sidecar):
+    assert sidecar.request("$/cancelRequest", {"id": "nothing-running"}) is None
+    assert_alive(sidecar)
+    assert sidecar.request("exit") is None
+    assert sidecar.proc.wait(timeout=10) == 0

@@ -65,6 +65,7 @@ class JobWatch:
         self.started = time.monotonic()
         self.phase = "starting"
         self.percent: float | None = None
+        self.best_percent = 0.0
         self.peak_rss = 0
         self.peak_buffer = 0
         self.peak_spill = 0
@@ -76,6 +77,7 @@ class JobWatch:
     def set_phase(self, phase: str) -> None:
         self.phase = phase
         self.percent = None
+        self.best_percent = 0.0
 
     def _progress(self) -> float | None:
         if self.cursor is None or self.phase != "running":
@@ -87,7 +89,8 @@ class JobWatch:
         if not 0.0 <= value <= 100.0:
             return None  # DuckDB says -1 when it cannot tell
         # DuckDB's estimate is per pipeline and can move backwards; never show a lie that moves back.
-        return max(value, self.percent or 0.0)
+        self.best_percent = max(self.best_percent, value)
+        return self.best_percent
 
     def sample(self, process: psutil.Process, *, light: bool = False) -> Sample:
         """Take a sample; `light` skips DuckDB's memory tables (about 0.5 ms) and reuses the last figures."""

@@ -242,8 +242,12 @@ class Dispatcher:
             raise InvalidParams(f"`params` of {method} must be an object with named members")
         if method == "$/cancelRequest":
             self._cancel_request(raw_params)
+            if "id" in message:  # sent as a request: it gets its (empty) answer
+                self.writer.send({"jsonrpc": "2.0", "id": id, "result": None})
             return Call(id, method, None, self.writer, self.session), None, None
         if method == "exit":
+            if "id" in message:
+                self.writer.send({"jsonrpc": "2.0", "id": id, "result": None})
             self.session.request_exit()
             return Call(id, method, None, self.writer, self.session), None, None
         spec = self.registry.methods.get(method)

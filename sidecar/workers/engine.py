@@ -170,11 +170,15 @@ class SupervisedEngine:
         watch.handle.interrupt(watch.job, watch.interrupted_for)
 
     def _engine_settings(self, settings: Settings, state: JobState, reservation: Reservation) -> EngineSettings:
+        spill_cap = settings.max_temp_directory_size_bytes
+        if settings.sources.get("max_temp_directory_size_bytes", "auto").startswith("auto"):
+            # the disk's spill allowance is shared: each of the jobs that may run at once gets its part
+            spill_cap //= max(1, settings.max_concurrent_jobs)
         return EngineSettings(
             memory_limit_bytes=duckdb_limit_for(reservation.bytes),
             threads=state.threads,
             temp_directory=settings.temp_directory,
-            max_temp_directory_size_bytes=settings.max_temp_directory_size_bytes,
+            max_temp_directory_size_bytes=spill_cap,
             preserve_insertion_order=state.preserve_insertion_order,
             allowed_directories=tuple(settings.allowed_directories),
             state_directory=settings.state_directory,
@@ -190,8 +194,10 @@ class SupervisedEngine:
                     f"the job went over its memory ceiling of {format_size(reservation.bytes)} and its worker was stopped",
                     details={"ceiling_bytes": reservation.bytes, "peak_rss_bytes": outcome.peak_rss})
             if why in ("timeout", "stalled"):
+                seen = {"reason": why, "peak_rss_bytes": outcome.peak_rss, "cpu_seconds": round(watch.last_cpu, 2),
+                        "seconds_without_cpu": round(time.monotonic() - watch.last_active, 1)}
                 return None, Timeout(f"the job {'stalled' if why == 'stalled' else 'ran past its timeout'} and did not "
-                                     f"stop when interrupted; its worker was killed", details={"reason": why})
+                                     f"stop when interrupted; its worker was killed", details=seen)
             if why in ("cancelled", "shutdown"):
                 return None, call.cancelled_error()
             likely = ""
