@@ -46,7 +46,9 @@ class SidecarProcess:
         python: str | None = None,
     ) -> None:
         full_env = dict(os.environ if env is None else env)
-        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH", "")]))
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH", "")])
+        )
         self.proc = subprocess.Popen(
             [python or sys.executable, "-m", "sidecar", *args],
             stdin=subprocess.PIPE,
@@ -158,7 +160,9 @@ class SidecarProcess:
             for note in self.notifications:
                 if predicate(note):
                     return note
-        raise TimeoutError(f"no matching notification within {timeout}s (ok={ok}); stderr: {list(self.stderr_tail)[-5:]}")
+        raise TimeoutError(
+            f"no matching notification within {timeout}s (ok={ok}); stderr: {list(self.stderr_tail)[-5:]}"
+        )
 
     # -- ending --------------------------------------------------------------------------
 

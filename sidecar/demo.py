@@ -47,7 +47,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cells[0], widths))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths)) for r in cells[1:]]
+    lines += [
+        "  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(r, widths)) for r in cells[1:]
+    ]
     return "\n".join("    " + line for line in lines)
 
 
@@ -62,7 +64,9 @@ def say(text: str = "") -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows of sample data (default 2,000,000)")
-    parser.add_argument("--dir", type=Path, default=REPO_ROOT / ".bmad-data" / "demo", help="where the sample data goes")
+    parser.add_argument(
+        "--dir", type=Path, default=REPO_ROOT / ".bmad-data" / "demo", help="where the sample data goes"
+    )
     args = parser.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
     data = (args.dir / "sales.parquet").resolve()
@@ -72,20 +76,37 @@ def main(argv: list[str] | None = None) -> int:
     with SidecarProcess(env=env, cwd=args.dir) as sc:
         init = sc.request("initialize", {"client": {"name": "bmad-data demo", "version": "1"}})
         res, settings = init["resources"], init["settings"]
-        say(f"🔍 bmad-data sidecar {init['server']['version']} (pid {sc.pid}), DuckDB {init['duckdb_version']}, over stdio")
-        say(f"   machine: {format_size(res['total_memory_bytes'])} RAM, {res['usable_cpus']} usable CPUs, "
-            f"cgroup limit {format_size(res['cgroup_memory_limit_bytes']) if res['cgroup_memory_limit_bytes'] else 'none'}")
-        say(f"   job memory budget {format_size(settings['memory_budget_bytes'])}  <- {settings['sources']['memory_budget_bytes']}")
-        say(f"   DuckDB memory_limit {format_size(settings['duckdb_memory_limit_bytes'])}  <- {settings['sources']['duckdb_memory_limit_bytes']}")
-        say(f"   threads {settings['threads']}, spill to {settings['temp_directory']} "
-            f"(cap {format_size(settings['max_temp_directory_size_bytes'])})")
+        say(
+            f"🔍 bmad-data sidecar {init['server']['version']} (pid {sc.pid}), DuckDB {init['duckdb_version']}, over stdio"
+        )
+        say(
+            f"   machine: {format_size(res['total_memory_bytes'])} RAM, {res['usable_cpus']} usable CPUs, "
+            f"cgroup limit {format_size(res['cgroup_memory_limit_bytes']) if res['cgroup_memory_limit_bytes'] else 'none'}"
+        )
+        say(
+            f"   job memory budget {format_size(settings['memory_budget_bytes'])}  <- {settings['sources']['memory_budget_bytes']}"
+        )
+        say(
+            f"   DuckDB memory_limit {format_size(settings['duckdb_memory_limit_bytes'])}  <- {settings['sources']['duckdb_memory_limit_bytes']}"
+        )
+        say(
+            f"   threads {settings['threads']}, spill to {settings['temp_directory']} "
+            f"(cap {format_size(settings['max_temp_directory_size_bytes'])})"
+        )
         say()
 
         say(f"🔍 Generating {args.rows:,} sample orders with DuckDB SQL -> {data.name} (atomic write)...")
-        made = sc.request("query.run", {"sql": GENERATE.format(rows=args.rows),
-                                        "output": {"path": str(data), "format": "parquet", "overwrite": True}})
-        say(f"✅ wrote {made['output']['rows']:,} rows, {format_size(made['output']['bytes'])} "
-            f"in {made['stats']['elapsed_ms'] / 1000:.2f} s (peak RSS {format_size(made['stats']['peak_rss_bytes'])})")
+        made = sc.request(
+            "query.run",
+            {
+                "sql": GENERATE.format(rows=args.rows),
+                "output": {"path": str(data), "format": "parquet", "overwrite": True},
+            },
+        )
+        say(
+            f"✅ wrote {made['output']['rows']:,} rows, {format_size(made['output']['bytes'])} "
+            f"in {made['stats']['elapsed_ms'] / 1000:.2f} s (peak RSS {format_size(made['stats']['peak_rss_bytes'])})"
+        )
         say()
 
         say("🔍 Starting data analysis (dataset.analyze)...")
@@ -93,13 +114,27 @@ def main(argv: list[str] | None = None) -> int:
         profile = sc.request("dataset.analyze", {"path": str(data)})
         took = time.perf_counter() - started
         exact = "exact" if profile["row_count_exact"] else "estimated"
-        say(f"✅ {profile['format']}: {profile['row_count']:,} rows ({exact}), {format_size(profile['bytes'])}, "
-            f"analyzed in {took:.2f} s")
-        say(table(
-            ["column", "type", "nulls", "~distinct", "min", "max", "mean"],
-            [[c["name"], c["type"], c["null_count"], c["approx_distinct"], c["min"], c["max"],
-              None if c["mean"] is None else round(c["mean"], 2)] for c in profile["columns"]],
-        ))
+        say(
+            f"✅ {profile['format']}: {profile['row_count']:,} rows ({exact}), {format_size(profile['bytes'])}, "
+            f"analyzed in {took:.2f} s"
+        )
+        say(
+            table(
+                ["column", "type", "nulls", "~distinct", "min", "max", "mean"],
+                [
+                    [
+                        c["name"],
+                        c["type"],
+                        c["null_count"],
+                        c["approx_distinct"],
+                        c["min"],
+                        c["max"],
+                        None if c["mean"] is None else round(c["mean"], 2),
+                    ]
+                    for c in profile["columns"]
+                ],
+            )
+        )
         for note in profile["notes"]:
             say(f"    note: {note}")
         say()
@@ -107,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         say("🔍 Revenue by region (query.run)...")
         report = sc.request("query.run", {"sql": REPORT.format(path=data)})
         say(table([c["name"] for c in report["columns"]], report["rows"]))
-        say(f"✅ {report['row_count']} rows in {report['stats']['elapsed_ms']:.0f} ms "
-            f"(peak RSS {format_size(report['stats']['peak_rss_bytes'])})")
+        say(
+            f"✅ {report['row_count']} rows in {report['stats']['elapsed_ms']:.0f} ms "
+            f"(peak RSS {format_size(report['stats']['peak_rss_bytes'])})"
+        )
         say()
 
         say("🔍 An agent tries to raise DuckDB's memory limit from SQL...")

@@ -59,11 +59,15 @@ class SidecarError(Exception):
 
     code: ClassVar[str] = "INTERNAL"
     rpc_code: ClassVar[int] = -32603
-    default_hint: ClassVar[str] = "This is a bug in the sidecar; please report it with the request that caused it."
+    default_hint: ClassVar[str] = (
+        "This is a bug in the sidecar; please report it with the request that caused it."
+    )
     severity: ClassVar[str] = "error"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, hint: str | None = None, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
@@ -108,7 +112,9 @@ class ParseError(ProtocolError):
 class InvalidRequest(ProtocolError):
     code = "INVALID_REQUEST"
     rpc_code = -32600
-    default_hint = 'A request is {"jsonrpc": "2.0", "id": <number|string>, "method": <string>, "params"?: {...}}.'
+    default_hint = (
+        'A request is {"jsonrpc": "2.0", "id": <number|string>, "method": <string>, "params"?: {...}}.'
+    )
 
 
 class MethodNotFound(ProtocolError):
@@ -137,7 +143,9 @@ class FeatureDisabled(SidecarError):
 class ConfigInvalid(SidecarError):
     code = "CONFIG_INVALID"
     rpc_code = -32002
-    default_hint = "Fix the file and line named in details.diagnostics; `config.validate` lists every problem."
+    default_hint = (
+        "Fix the file and line named in details.diagnostics; `config.validate` lists every problem."
+    )
 
 
 class AccessDenied(SidecarError):

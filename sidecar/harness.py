@@ -23,7 +23,12 @@ from typing import Any
 
 from sidecar.client import RpcError, SidecarProcess
 
-SHORTCUTS = {"resources": "system.resources", "config": "config.get", "cleanup": "cleanup", "reload": "config.reload"}
+SHORTCUTS = {
+    "resources": "system.resources",
+    "config": "config.get",
+    "cleanup": "cleanup",
+    "reload": "config.reload",
+}
 
 
 def parse(line: str) -> tuple[str, Any] | None:
@@ -73,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, BMAD_DATA_LOG_LEVEL=args.log_level)
     with SidecarProcess(env=env) as sc:
         info = sc.request("initialize", {"client": {"name": "harness"}})
-        print(f"bmad-data sidecar {info['server']['version']} (DuckDB {info['duckdb_version']}); `help` for commands",
-              file=sys.stderr)
+        print(
+            f"bmad-data sidecar {info['server']['version']} (DuckDB {info['duckdb_version']}); `help` for commands",
+            file=sys.stderr,
+        )
         while True:
             try:
                 line = input("bmad-data> " if interactive else "")
@@ -93,7 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                 if command is not None:
                     show(sc.request(command[0], command[1], timeout=3600))
             except RpcError as err:
-                show({"error": err.code, "message": str(err), "hint": err.hint, "details": err.data.get("details")})
+                show(
+                    {
+                        "error": err.code,
+                        "message": str(err),
+                        "hint": err.hint,
+                        "details": err.data.get("details"),
+                    }
+                )
             except (ValueError, json.JSONDecodeError) as err:
                 print(f"error: {err}", file=sys.stderr)
         sc.request("shutdown")

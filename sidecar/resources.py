@@ -119,8 +119,11 @@ def _read_cgroup(
     memberships = _parse_proc_cgroup(proc_self_cgroup)
     if (root / "cgroup.controllers").is_file():
         own = _own_dir(root, memberships.get("", "/"))
-        return 2, _min_up(own, root, "memory.max", _parse_v2_memory_max), _read_int(own / "memory.current"), (
-            _min_up(own, root, "cpu.max", _parse_v2_cpu_max)
+        return (
+            2,
+            _min_up(own, root, "memory.max", _parse_v2_memory_max),
+            _read_int(own / "memory.current"),
+            (_min_up(own, root, "cpu.max", _parse_v2_cpu_max)),
         )
     memory_root = root / "memory"
     if memory_root.is_dir():

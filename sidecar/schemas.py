@@ -27,11 +27,19 @@ from typing import Annotated, Any, Callable, Iterator, Literal, NamedTuple, Unio
 
 import msgspec
 
-from sidecar.config import Diagnostic, Settings
 
 __all__ = [
-    "SCHEMA_DIR", "WIRE_TYPES", "CONFIG_FILES", "NOTIFICATIONS", "SchemaError", "build", "write", "drifted",
-    "untyped_fields", "validate", "main",
+    "SCHEMA_DIR",
+    "WIRE_TYPES",
+    "CONFIG_FILES",
+    "NOTIFICATIONS",
+    "SchemaError",
+    "build",
+    "write",
+    "drifted",
+    "untyped_fields",
+    "validate",
+    "main",
 ]
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
@@ -146,7 +154,10 @@ class _Rewriter:
         if config.tag is not None:
             raise SchemaError(f"{cls.__name__}: tagged Structs are not supported by the rewriter")
         rebuilt = msgspec.defstruct(
-            cls.__name__, fields, kw_only=True, forbid_unknown_fields=config.forbid_unknown_fields,
+            cls.__name__,
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=config.forbid_unknown_fields,
             module=cls.__module__,
         )
         rebuilt.__doc__ = cls.__doc__
@@ -182,7 +193,9 @@ def _entries() -> Iterator[_Entry]:
         cls = getattr(messages, type_name)
         yield _Entry(f"notifications/{stem}.json", f"{method} params", _doc(cls), cls)
     yield _Entry(
-        "protocol/error.json", "error", "The `error` member of every error answer; `data.code` is stable.",
+        "protocol/error.json",
+        "error",
+        "The `error` member of every error answer; `data.code` is stable.",
         messages.ErrorObject,
     )
     for role, type_name in CONFIG_FILES.items():
@@ -327,8 +340,9 @@ _ANNOTATIONS = frozenset(
 _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "null": lambda v: v is None,
     "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
+    ),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
     "array": lambda v: isinstance(v, list),
@@ -472,8 +486,10 @@ def main(argv: list[str] | None = None) -> int:
             stale = drifted(args.out)
             if stale:
                 lines = "\n".join(f"  {line}" for line in stale)
-                sys.stderr.write(f"{len(stale)} schema file(s) drifted from the types:\n{lines}\n"
-                                 "run python -m sidecar.schemas\n")
+                sys.stderr.write(
+                    f"{len(stale)} schema file(s) drifted from the types:\n{lines}\n"
+                    "run python -m sidecar.schemas\n"
+                )
                 return 1
             sys.stderr.write(f"schemas in {args.out} match the types\n")
             return 0

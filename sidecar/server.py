@@ -54,8 +54,7 @@ class Server:
         self.writer.send({"jsonrpc": "2.0", "method": method, "params": params})
 
     def serve(self) -> int:
-        settings = self.session.engine_settings(self.session.settings)
-        freed, removed = self.session.engine.cleanup(settings, aggressive=False)
+        freed, removed = self.session.engine.cleanup(aggressive=False)
         if removed:
             log.info("removed %d file(s), %d bytes, left behind by earlier runs", removed, freed)
         log.info("bmad-data sidecar %s ready (pid %d)", __version__, os.getpid())
@@ -99,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config-dir", help="the expansion pack directory (env BMAD_DATA_CONFIG_DIR)")
     parser.add_argument("--no-watch", action="store_true", help="do not reload config files when they change")
-    parser.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds `shutdown` waits for running work")
+    parser.add_argument(
+        "--shutdown-grace", type=float, default=30.0, help="seconds `shutdown` waits for running work"
+    )
     parser.add_argument("--version", action="version", version=__version__)
     args = parser.parse_args(argv)
     level = args.log_level if args.log_level in LOG_LEVELS else "info"
@@ -112,5 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     protocol_out = claim_stdout()
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
-    server = Server(sys.stdin.buffer, protocol_out, env=env, watch=not args.no_watch, shutdown_grace_s=args.shutdown_grace)
+    server = Server(
+        sys.stdin.buffer, protocol_out, env=env, watch=not args.no_watch, shutdown_grace_s=args.shutdown_grace
+    )
     return server.serve()

@@ -27,7 +27,6 @@ from sidecar.config import (
     require_feature,
     resolve_settings,
 )
-from sidecar.engine.database import EngineSettings
 from sidecar.workers.engine import SupervisedEngine
 from sidecar.errors import ConfigInvalid, InvalidParams
 from sidecar.protocol.messages import ConfigChangedParams, ConfigErrorParams
@@ -70,10 +69,14 @@ class Session:
             raise _invalid(pack)
         if not pack.ok:
             log.error("config in %s has errors; data methods will answer CONFIG_INVALID", config_dir)
-        settings = resolve_settings(pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env)
+        settings = resolve_settings(
+            pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env
+        )
         return pack, settings
 
-    def configure(self, *, config_dir: Path | None, profile: str | None, overrides: Mapping[str, Any] | None) -> None:
+    def configure(
+        self, *, config_dir: Path | None, profile: str | None, overrides: Mapping[str, Any] | None
+    ) -> None:
         """Apply `initialize`'s choices; nothing changes if they are invalid."""
         with self._lock:
             previous = (self.config_dir, self.profile, self.overrides)
@@ -101,13 +104,17 @@ class Session:
             return
         if self._watcher is not None:
             self._watcher.stop()
-        self._watcher = ConfigWatcher(self.config_dir, on_change=self._on_change, on_error=self._on_error, env=self.env)
+        self._watcher = ConfigWatcher(
+            self.config_dir, on_change=self._on_change, on_error=self._on_error, env=self.env
+        )
         self._watcher.start()
 
     def _on_change(self, pack: Pack) -> None:
         try:
             with self._lock:
-                settings = resolve_settings(pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env)
+                settings = resolve_settings(
+                    pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env
+                )
                 self.pack, self.settings = pack, settings
             self.engine.retune(settings)
         except ConfigInvalid as err:
@@ -117,7 +124,9 @@ class Session:
         warnings = [d for d in pack.diagnostics if d.severity == "warning"]
         self.notify(
             "config/changed",
-            ConfigChangedParams(str(self.config_dir), settings.profile, sorted(pack.paths.values()), warnings),
+            ConfigChangedParams(
+                str(self.config_dir), settings.profile, sorted(pack.paths.values()), warnings
+            ),
         )
 
     def _on_error(self, diagnostics: list[Diagnostic]) -> None:
@@ -143,18 +152,12 @@ class Session:
                 hint=f"Set it in initialize's overrides or BMAD_DATA_{wide[0].upper()}.",
             )
         return resolve_settings(
-            self.pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env, request=request
-        )
-
-    def engine_settings(self, settings: Settings) -> EngineSettings:
-        return EngineSettings(
-            memory_limit_bytes=settings.duckdb_memory_limit_bytes,
-            threads=settings.threads,
-            temp_directory=settings.temp_directory,
-            max_temp_directory_size_bytes=settings.max_temp_directory_size_bytes,
-            preserve_insertion_order=settings.preserve_insertion_order,
-            allowed_directories=tuple(settings.allowed_directories),
-            state_directory=settings.state_directory,
+            self.pack,
+            self.resources,
+            profile=self.profile,
+            overrides=self.overrides,
+            env=self.env,
+            request=request,
         )
 
     def refresh_resources(self) -> Resources:

@@ -50,7 +50,9 @@ def parse_size(value: str | int | float) -> int:
     number, unit = match.groups()
     factor = _UNITS.get(unit.upper())
     if factor is None:
-        raise ValueError(f"unknown size unit {unit!r} in {value!r}; use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB")
+        raise ValueError(
+            f"unknown size unit {unit!r} in {value!r}; use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB"
+        )
     return int(float(number) * factor)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import gzip
 import math
 from pathlib import Path
 from typing import Iterator
@@ -50,13 +49,20 @@ def col(result: DatasetAnalysis, name: str) -> ColumnAnalysis:
 
 
 def typed_parquet(con: duckdb.DuckDBPyConnection, tmp_path: Path, rows: int = 20_000) -> Path:
-    return write(con, TYPED_ROWS.format(rows=rows), tmp_path / "typed.parquet", "FORMAT parquet, ROW_GROUP_SIZE 2048")
+    return write(
+        con, TYPED_ROWS.format(rows=rows), tmp_path / "typed.parquet", "FORMAT parquet, ROW_GROUP_SIZE 2048"
+    )
 
 
 def test_small_parquet_is_scanned_exactly_with_json_friendly_values(con, tmp_path):
     path = typed_parquet(con, tmp_path, rows=1000)
     result = analyze_dataset(con, str(path))
-    assert (result.format, result.row_count, result.row_count_exact, result.sampled_rows) == ("parquet", 1000, True, None)
+    assert (result.format, result.row_count, result.row_count_exact, result.sampled_rows) == (
+        "parquet",
+        1000,
+        True,
+        None,
+    )
     assert result.files == [str(path)] and result.bytes == path.stat().st_size
     assert all(c.null_count_exact and c.min_max_exact and c.mean_std_exact for c in result.columns)
     assert [(c.name, c.type) for c in result.columns] == [
@@ -68,7 +74,11 @@ def test_small_parquet_is_scanned_exactly_with_json_friendly_values(con, tmp_pat
     assert (col(result, "d").min, col(result, "d").max) == ("2020-01-01", "2021-02-03")
     assert col(result, "ts").min == "2021-03-04T05:06:07"
     assert (col(result, "b").min, col(result, "b").max, col(result, "b").mean) == (False, True, None)
-    assert (col(result, "s").null_count, col(result, "s").min, col(result, "s").max) == (200, "name_0", "name_96")
+    assert (col(result, "s").null_count, col(result, "s").min, col(result, "s").max) == (
+        200,
+        "name_0",
+        "name_96",
+    )
     all_null = col(result, "all_null")
     assert (all_null.null_count, all_null.min, all_null.max, all_null.mean) == (1000, None, None, None)
     # The result is what the method layer encodes: it must round-trip through JSON.
@@ -97,7 +107,11 @@ def test_sampled_mean_and_distinct_are_close(con, tmp_path):
     assert not u.mean_std_exact and abs(u.mean - 50) < 1.5 and abs(u.std - 100 / math.sqrt(12)) < 1.5
     assert col(result, "cat").approx_distinct == 50
     assert 0.7 * 400_000 <= col(result, "id").approx_distinct <= 400_000
-    assert (col(result, "id").min, col(result, "id").max, col(result, "id").min_max_exact) == (0, 399_999, True)
+    assert (col(result, "id").min, col(result, "id").max, col(result, "id").min_max_exact) == (
+        0,
+        399_999,
+        True,
+    )
 
 
 def test_nan_keeps_footer_honest(con, tmp_path):

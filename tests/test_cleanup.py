@@ -7,13 +7,11 @@ import signal
 import time
 
 import psutil
-from pathlib import Path
 
 from sidecar.engine.outputs import TEMP_PREFIX
 
 SLOW_OUTPUT = (
-    "SELECT i, hash(i) AS h, repeat('x', 50) AS pad FROM range(400000000) t(i) "
-    "WHERE hash(i) % 3 = 0"
+    "SELECT i, hash(i) AS h, repeat('x', 50) AS pad FROM range(400000000) t(i) WHERE hash(i) % 3 = 0"
 )
 
 
@@ -26,7 +24,9 @@ def wait_until(predicate, timeout=20.0):
     return True
 
 
-def test_a_sigkilled_sidecar_leaves_nothing_visible_and_its_worker_cleans_up(start_sidecar, data_dir, tmp_path):
+def test_a_sigkilled_sidecar_leaves_nothing_visible_and_its_worker_cleans_up(
+    start_sidecar, data_dir, tmp_path
+):
     target = data_dir / "result.parquet"
     target.write_bytes(b"the earlier output")
     first = start_sidecar()
@@ -69,5 +69,9 @@ def test_cleanup_reports_orphaned_spill_and_outputs(sidecar, data_dir, tmp_path)
     assert not orphan.exists() and not temp.exists()
     assert [p.name for p in (tmp_path / "spill").iterdir()] == [live.name]
     assert (live / "in-use.block").exists()
-    assert sidecar.request("cleanup") == {"bytes_freed": 0, "files_removed": 0, "spill_directory": str(tmp_path / "spill")}
+    assert sidecar.request("cleanup") == {
+        "bytes_freed": 0,
+        "files_removed": 0,
+        "spill_directory": str(tmp_path / "spill"),
+    }
     assert sidecar.request("query.run", {"sql": "SELECT 2 AS two"})["rows"] == [[2]]

@@ -35,7 +35,8 @@ def find(
     diags: list[Diagnostic], *, file: str, line: int, path_end: str, severity: str = "warning"
 ) -> Diagnostic:
     hits = [
-        d for d in diags
+        d
+        for d in diags
         if d.file.endswith(file) and d.line == line and d.path.endswith(path_end) and d.severity == severity
     ]
     assert hits, f"no {severity} at {file}:{line} for {path_end}; got:\n" + "\n".join(map(str, diags))

@@ -65,8 +65,11 @@ def test_unknown_profile_suggests_the_closest(sidecar):
 
 
 def test_bad_request_settings_are_invalid_params(sidecar):
-    for settings, needle in [({"memory_limit": "lots"}, "memory_limit"), ({"thread": 2}, "did you mean 'threads'"),
-                             ({"temp_directory": "/tmp"}, "temp_directory")]:
+    for settings, needle in [
+        ({"memory_limit": "lots"}, "memory_limit"),
+        ({"thread": 2}, "did you mean 'threads'"),
+        ({"temp_directory": "/tmp"}, "temp_directory"),
+    ]:
         with pytest.raises(RpcError) as err:
             sidecar.request("query.run", {"sql": "SELECT 1", "settings": settings})
         assert err.value.code == "INVALID_PARAMS", settings
@@ -80,7 +83,9 @@ def test_validate_the_original_pack_lists_warnings_with_file_and_line(sidecar, t
     result = sidecar.request("config.validate", {"path": str(pack)})
     assert result["ok"] is True and result["warnings"] > 0
     cache = [d for d in result["diagnostics"] if d["path"].endswith("duckdb_config.cache_size")]
-    assert cache and all(d["file"].endswith("duckdb-memory-config-templates.yaml") and d["line"] for d in cache)
+    assert cache and all(
+        d["file"].endswith("duckdb-memory-config-templates.yaml") and d["line"] for d in cache
+    )
     assert any("not a DuckDB setting" in d["message"] or "pages" in d["message"] for d in cache)
 
 

@@ -56,14 +56,27 @@ performance_thresholds:
 """
 
 
-def machine(*, total: int = 16 * GiB, limit: int | None = 4 * GiB, available: int = 3 * GiB, cpus: int = 8,
-            temp: str = "/tmp") -> Resources:
+def machine(
+    *,
+    total: int = 16 * GiB,
+    limit: int | None = 4 * GiB,
+    available: int = 3 * GiB,
+    cpus: int = 8,
+    temp: str = "/tmp",
+) -> Resources:
     """A machine description: resolve_settings is a pure function of it (plus the temp disk)."""
     return Resources(
-        total_memory_bytes=total, available_memory_bytes=available, cgroup_version=2 if limit else None,
-        cgroup_memory_limit_bytes=limit, cgroup_memory_usage_bytes=0 if limit else None,
+        total_memory_bytes=total,
+        available_memory_bytes=available,
+        cgroup_version=2 if limit else None,
+        cgroup_memory_limit_bytes=limit,
+        cgroup_memory_usage_bytes=0 if limit else None,
         cgroup_cpu_quota=None,
-        logical_cpus=cpus, usable_cpus=cpus, temp_directory=temp, temp_total_bytes=0, temp_free_bytes=0,
+        logical_cpus=cpus,
+        usable_cpus=cpus,
+        temp_directory=temp,
+        temp_total_bytes=0,
+        temp_free_bytes=0,
     )
 
 
@@ -136,8 +149,13 @@ def test_sizes_decimal_and_binary(pack: Pack, text: Any, expected: int) -> None:
 
 
 def test_zero_and_false_are_values_not_absence(pack: Pack) -> None:
-    s = resolve_settings(pack, machine(), profile="small", env={},
-                         request={"preserve_insertion_order": False, "max_rows": 0, "timeout_ms": 0})
+    s = resolve_settings(
+        pack,
+        machine(),
+        profile="small",
+        env={},
+        request={"preserve_insertion_order": False, "max_rows": 0, "timeout_ms": 0},
+    )
     assert s.preserve_insertion_order is False and s.sources["preserve_insertion_order"] == "request"
     assert s.max_rows == 0 and s.timeout_ms == 0
 
@@ -167,11 +185,23 @@ def test_bad_environment_variable(pack: Pack) -> None:
 
 
 def test_profile_selection_precedence(pack: Pack) -> None:
-    s = resolve_settings(pack, machine(), profile="huge", overrides={"profile": "share"},
-                         env={"BMAD_DATA_PROFILE": "small"}, request={})
+    s = resolve_settings(
+        pack,
+        machine(),
+        profile="huge",
+        overrides={"profile": "share"},
+        env={"BMAD_DATA_PROFILE": "small"},
+        request={},
+    )
     assert s.profile == "small" and s.sources["profile"] == "env:BMAD_DATA_PROFILE"
-    s = resolve_settings(pack, machine(), profile="huge", overrides={"profile": "share"}, env={},
-                         request={"profile": "nospill"})
+    s = resolve_settings(
+        pack,
+        machine(),
+        profile="huge",
+        overrides={"profile": "share"},
+        env={},
+        request={"profile": "nospill"},
+    )
     assert s.profile == "nospill" and s.sources["profile"] == "request"
 
 

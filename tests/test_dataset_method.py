@@ -15,7 +15,9 @@ def test_analyze_a_parquet_file(sidecar, data_dir):
         f"FROM range(50000)) TO '{path}'"
     )
     result = sidecar.request("dataset.analyze", {"path": str(path), "progress_token": 1})
-    assert result["format"] == "parquet" and result["row_count"] == 50000 and result["row_count_exact"] is True
+    assert (
+        result["format"] == "parquet" and result["row_count"] == 50000 and result["row_count_exact"] is True
+    )
     amount = {c["name"]: c for c in result["columns"]}["amount"]
     assert amount["null_count"] == 5000 and amount["null_count_exact"] is True
     assert amount["max"] == 49999 * 1.5

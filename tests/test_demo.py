@@ -14,7 +14,11 @@ def test_the_demo_runs_end_to_end(tmp_path):
     env.update(PYTHONPATH=str(REPO_ROOT), BMAD_DATA_STATE_DIR=str(tmp_path / "state"))
     done = subprocess.run(
         [sys.executable, "-m", "sidecar.demo", "--rows", "20000", "--dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout

@@ -58,8 +58,16 @@ def test_the_ladder_always_ends(code, state, room):
 
 
 def test_holistic_shapes_skip_fewer_threads_and_get_split_advice():
-    state = JobState(ceiling=512 * MiB, most=512 * MiB, threads=4, preserve_insertion_order=False,
-                     idempotent=True, exports=False, holistic=True, duckdb_limit=256 * MiB)
+    state = JobState(
+        ceiling=512 * MiB,
+        most=512 * MiB,
+        threads=4,
+        preserve_insertion_order=False,
+        idempotent=True,
+        exports=False,
+        holistic=True,
+        duckdb_limit=256 * MiB,
+    )
     failure = Failure("OUT_OF_MEMORY", machine_room=0)
     assert RetryLadder().next(failure, state, ()) is None
     assert "split" in RetryLadder().advice(failure, state)
@@ -69,16 +77,31 @@ def test_holistic_shapes_skip_fewer_threads_and_get_split_advice():
 
 
 def test_grow_comes_before_the_cheap_rungs_when_there_is_room():
-    state = JobState(ceiling=512 * MiB, most=4096 * MiB, threads=4, preserve_insertion_order=True,
-                     idempotent=True, exports=True, holistic=False, duckdb_limit=256 * MiB)
+    state = JobState(
+        ceiling=512 * MiB,
+        most=4096 * MiB,
+        threads=4,
+        preserve_insertion_order=True,
+        idempotent=True,
+        exports=True,
+        holistic=False,
+        duckdb_limit=256 * MiB,
+    )
     rung, after = RetryLadder().next(Failure("MEMORY_CEILING", machine_room=3000 * MiB), state, ())
     assert rung.name == "grow" and 512 * MiB < after.ceiling <= 4096 * MiB
     assert [r.name for r in DEFAULT_LADDER] == ["retry", "grow", "insertion_order", "fewer_threads"]
 
 
 def test_a_crash_is_retried_once():
-    state = JobState(ceiling=512 * MiB, most=512 * MiB, threads=2, preserve_insertion_order=False,
-                     idempotent=True, exports=False, holistic=False)
+    state = JobState(
+        ceiling=512 * MiB,
+        most=512 * MiB,
+        threads=2,
+        preserve_insertion_order=False,
+        idempotent=True,
+        exports=False,
+        holistic=False,
+    )
     crash = Failure("WORKER_CRASHED")
     assert RetryLadder().next(crash, state, ())[0].name == "retry"
     assert RetryLadder().next(crash, state, ("retry",)) is None
@@ -115,7 +138,9 @@ def test_grow_only_when_nobody_waits():
     admission.release(first)
     first = admission.admit(700, 1000, cancelled=lambda: False)
     blocker = []
-    t = threading.Thread(target=lambda: blocker.append(admission.admit(400, 400, cancelled=lambda: len(blocker) > 0)))
+    t = threading.Thread(
+        target=lambda: blocker.append(admission.admit(400, 400, cancelled=lambda: len(blocker) > 0))
+    )
     t.start()
     time.sleep(0.2)
     assert admission.waiting() == 1

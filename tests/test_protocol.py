@@ -43,14 +43,42 @@ def assert_alive(sc: SidecarProcess) -> None:
         (b'{"jsonrpc": "2.0", "id": 7, "method": 12}', -32600, "INVALID_REQUEST"),
         (b'{"jsonrpc": "2.0", "id": 1.5, "method": "system.resources"}', -32600, "INVALID_REQUEST"),
         (b'{"jsonrpc": "2.0", "id": true, "method": "system.resources"}', -32600, "INVALID_REQUEST"),
-        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.runn", "params": {"sql": "SELECT 1"}}', -32601, "METHOD_NOT_FOUND"),
-        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": 1}}', -32602, "INVALID_PARAMS"),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.runn", "params": {"sql": "SELECT 1"}}',
+            -32601,
+            "METHOD_NOT_FOUND",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": 1}}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
         (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {}}', -32602, "INVALID_PARAMS"),
-        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": ["SELECT 1"]}', -32602, "INVALID_PARAMS"),
-        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "max_rows": -1}}', -32602, "INVALID_PARAMS"),
-        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sqll": "SELECT 1"}}', -32602, "INVALID_PARAMS"),
-        (b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "progress_token": [1]}}', -32602, "INVALID_PARAMS"),
-        (b'{"jsonrpc": "2.0", "id": 7, "method": "system.resources", "params": {"x": 1}}', -32602, "INVALID_PARAMS"),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": ["SELECT 1"]}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "max_rows": -1}}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sqll": "SELECT 1"}}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "progress_token": [1]}}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "system.resources", "params": {"x": 1}}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
     ],
 )
 def test_every_bad_line_gets_its_error_and_the_next_request_is_served(sidecar, line, rpc_code, code):
@@ -73,7 +101,11 @@ def test_unknown_names_suggest_the_closest(sidecar):
 
 
 def test_a_50_mb_line_is_refused_without_taking_the_sidecar_down(sidecar):
-    big = b'{"jsonrpc": "2.0", "id": 1, "method": "query.run", "params": {"sql": "SELECT \'' + b"x" * (50 * 1024 * 1024) + b"'\"}}"
+    big = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "query.run", "params": {"sql": "SELECT \''
+        + b"x" * (50 * 1024 * 1024)
+        + b"'\"}}"
+    )
     sidecar.send_raw(big)
     reply = answer(sidecar, timeout=60)
     assert reply["error"]["code"] == -32700
@@ -85,7 +117,7 @@ def test_batches(sidecar):
     sidecar.send_raw(
         b'[{"jsonrpc": "2.0", "id": "a", "method": "query.run", "params": {"sql": "SELECT 1 AS x"}},'
         b' {"jsonrpc": "2.0", "method": "system.resources"},'
-        b' 5,'
+        b" 5,"
         b' {"jsonrpc": "2.0", "id": "c", "method": "nope"}]'
     )
     reply = answer(sidecar)
@@ -99,7 +131,9 @@ def test_batches(sidecar):
 
 
 def test_notifications_get_no_answer(sidecar):
-    sidecar.send_raw(b'{"jsonrpc": "2.0", "method": "query.run", "params": {"sql": "CREATE TABLE n AS SELECT 1 AS x"}}')
+    sidecar.send_raw(
+        b'{"jsonrpc": "2.0", "method": "query.run", "params": {"sql": "CREATE TABLE n AS SELECT 1 AS x"}}'
+    )
     sidecar.send_raw(b'{"jsonrpc": "2.0", "method": "$/someOptionalThing"}')
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the notification's work runs, silently
@@ -168,7 +202,10 @@ def test_timeout_stops_the_query_and_says_so(sidecar):
 
 
 def test_duplicate_ids_in_flight_are_refused(sidecar):
-    line = b'{"jsonrpc": "2.0", "id": "same", "method": "query.run", "params": {"sql": "%s"}}' % SLOW_SQL.encode()
+    line = (
+        b'{"jsonrpc": "2.0", "id": "same", "method": "query.run", "params": {"sql": "%s"}}'
+        % SLOW_SQL.encode()
+    )
     sidecar.send_raw(line)
     time.sleep(0.2)
     sidecar.send_raw(b'{"jsonrpc": "2.0", "id": "same", "method": "system.resources"}')

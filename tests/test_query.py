@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -61,7 +60,9 @@ def test_requests_on_the_default_database_share_tables(sidecar):
 
 def test_params_positional_and_named(sidecar):
     assert run(sidecar, "SELECT $1::INT + $2::INT AS s", params=[2, 3])["rows"] == [[5]]
-    assert run(sidecar, "SELECT $a::VARCHAR || $b::VARCHAR AS s", params={"a": "x", "b": "y"})["rows"] == [["xy"]]
+    assert run(sidecar, "SELECT $a::VARCHAR || $b::VARCHAR AS s", params={"a": "x", "b": "y"})["rows"] == [
+        ["xy"]
+    ]
     with pytest.raises(RpcError) as err:
         run(sidecar, "SELECT 1; SELECT $1", params=[1])
     assert err.value.code == "INVALID_PARAMS"
@@ -76,7 +77,9 @@ def test_max_rows_truncates_and_says_so(sidecar):
 
 
 def test_stats_report_memory_and_settings(sidecar):
-    stats = run(sidecar, "SELECT sum(i) FROM range(10000000) t(i)", settings={"memory_limit": "1GiB"})["stats"]
+    stats = run(sidecar, "SELECT sum(i) FROM range(10000000) t(i)", settings={"memory_limit": "1GiB"})[
+        "stats"
+    ]
     assert stats["elapsed_ms"] > 0
     assert stats["peak_rss_bytes"] > 10_000_000
     # the user's memory_limit is the job's whole budget: DuckDB's own limit sits below it
@@ -88,7 +91,11 @@ def test_stats_report_memory_and_settings(sidecar):
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "json"])
 def test_outputs_are_written_whole(sidecar, data_dir, fmt):
     target = data_dir / f"out.{fmt}"
-    result = run(sidecar, "SELECT range AS i, 'v' || range AS s FROM range(1000)", output={"path": str(target), "format": fmt})
+    result = run(
+        sidecar,
+        "SELECT range AS i, 'v' || range AS s FROM range(1000)",
+        output={"path": str(target), "format": fmt},
+    )
     assert result["output"]["rows"] == 1000 and result["row_count"] == 1000
     assert result["output"]["bytes"] == target.stat().st_size > 0
     assert [c["name"] for c in result["columns"]] == ["i", "s"]
@@ -131,7 +138,9 @@ def test_a_database_file_persists_across_restarts(start_sidecar, data_dir):
     assert first.close() == 0
     second = start_sidecar()
     assert run(second, "SELECT count(*), sum(amount) FROM sales", database=db)["rows"] == [[100, 9900]]
-    with pytest.raises(RpcError) as err:  # the default in-memory database did not survive, and is not this one
+    with pytest.raises(
+        RpcError
+    ) as err:  # the default in-memory database did not survive, and is not this one
         run(second, "SELECT * FROM sales")
     assert err.value.code == "SQL_ERROR"
     assert second.close() == 0

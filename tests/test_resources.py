@@ -86,8 +86,11 @@ def _v1_tree(tmp_path: Path, *, limit: int, quota: int, period: int = 100000) ->
     _write(cpu / "docker" / "abc" / "cpu.cfs_quota_us", str(quota))
     _write(cpu / "docker" / "abc" / "cpu.cfs_period_us", str(period))
     proc = tmp_path / "proc_self_cgroup"
-    _write(proc, "12:pids:/docker/abc\n4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n"
-                 "1:name=systemd:/docker/abc\n0::/")
+    _write(
+        proc,
+        "12:pids:/docker/abc\n4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n"
+        "1:name=systemd:/docker/abc\n0::/",
+    )
     return root, proc
 
 

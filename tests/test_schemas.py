@@ -151,8 +151,11 @@ SHAPE = {
             "properties": {
                 "n": {"type": "integer", "minimum": 0},
                 "kind": {"enum": ["a", "b"]},
-                "pair": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "number"}],
-                         "items": False},
+                "pair": {
+                    "type": "array",
+                    "prefixItems": [{"type": "string"}, {"type": "number"}],
+                    "items": False,
+                },
                 "maybe": {"anyOf": [{"$ref": "#/$defs/Inner"}, {"type": "null"}]},
                 "tags": {"type": "object", "additionalProperties": {"type": "string"}},
             },

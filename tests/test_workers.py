@@ -56,10 +56,14 @@ def test_queries_run_in_worker_processes_not_in_the_sidecar(sidecar):
 
 
 def test_a_sigkilled_worker_on_a_read_is_retried_transparently(sidecar):
-    _, future = sidecar.call("query.run", {"sql": "SELECT count(*) AS n FROM range(600000000) t(i) WHERE hash(i) % 7 = 1"})
+    _, future = sidecar.call(
+        "query.run", {"sql": "SELECT count(*) AS n FROM range(600000000) t(i) WHERE hash(i) % 7 = 1"}
+    )
     os.kill(busy_worker(sidecar).pid, signal.SIGKILL)
     result = future.result(timeout=120)
-    assert result["rows"] == [[duckdb.execute("SELECT count(*) FROM range(600000000) t(i) WHERE hash(i) % 7 = 1").fetchall()[0][0]]]
+    assert result["rows"] == [
+        [duckdb.execute("SELECT count(*) FROM range(600000000) t(i) WHERE hash(i) % 7 = 1").fetchall()[0][0]]
+    ]
     first, second = result["stats"]["attempts"]
     assert first["outcome"] == "WORKER_CRASHED" and second["rung"] == "retry" and second["outcome"] == "ok"
     assert_healthy(sidecar)
@@ -161,7 +165,9 @@ def test_a_worker_killed_mid_output_leaves_the_earlier_file_and_the_retry_writes
 
 def test_a_worker_killed_mid_insert_leaves_the_database_as_it_was(sidecar, data_dir):
     db = str(data_dir / "warehouse.duckdb")
-    sidecar.request("query.run", {"sql": "CREATE TABLE facts AS SELECT range AS id FROM range(10)", "database": db})
+    sidecar.request(
+        "query.run", {"sql": "CREATE TABLE facts AS SELECT range AS id FROM range(10)", "database": db}
+    )
     sql = "INSERT INTO facts SELECT range + 10 FROM range(300000000) WHERE hash(range) % 2 = 0"
     _, future = sidecar.call("query.run", {"sql": sql, "database": db})
     os.kill(busy_worker(sidecar).pid, signal.SIGKILL)
@@ -169,8 +175,12 @@ def test_a_worker_killed_mid_insert_leaves_the_database_as_it_was(sidecar, data_
     assert [a["outcome"] for a in result["stats"]["attempts"]] == ["WORKER_CRASHED", "ok"]
     count = sidecar.request("query.run", {"sql": "SELECT count(*) FROM facts WHERE id < 10", "database": db})
     assert count["rows"] == [[10]]
-    inserted = sidecar.request("query.run", {"sql": "SELECT count(*) FROM facts WHERE id >= 10", "database": db})
-    expected = duckdb.execute("SELECT count(*) FROM range(300000000) WHERE hash(range) % 2 = 0").fetchall()[0][0]
+    inserted = sidecar.request(
+        "query.run", {"sql": "SELECT count(*) FROM facts WHERE id >= 10", "database": db}
+    )
+    expected = duckdb.execute("SELECT count(*) FROM range(300000000) WHERE hash(range) % 2 = 0").fetchall()[
+        0
+    ][0]
     assert inserted["rows"] == [[expected]]
 
 
@@ -178,18 +188,29 @@ def test_a_failed_create_table_as_leaves_nothing_behind(sidecar, data_dir):
     db = str(data_dir / "warehouse.duckdb")
     sidecar.request("query.run", {"sql": "CREATE TABLE keep AS SELECT 1 AS x", "database": db})
     with pytest.raises(RpcError):
-        sidecar.request("query.run", {"database": db, "sql": (
-            "CREATE TABLE half AS SELECT 1 AS x; "
-            "CREATE TABLE broken AS SELECT CASE WHEN i = 500000 THEN error('boom') ELSE i END AS i FROM range(1000000) t(i)")})
-    tables = sidecar.request("query.run", {"sql": "SELECT table_name FROM duckdb_tables() ORDER BY 1", "database": db})
+        sidecar.request(
+            "query.run",
+            {
+                "database": db,
+                "sql": (
+                    "CREATE TABLE half AS SELECT 1 AS x; "
+                    "CREATE TABLE broken AS SELECT CASE WHEN i = 500000 THEN error('boom') ELSE i END AS i FROM range(1000000) t(i)"
+                ),
+            },
+        )
+    tables = sidecar.request(
+        "query.run", {"sql": "SELECT table_name FROM duckdb_tables() ORDER BY 1", "database": db}
+    )
     assert tables["rows"] == [["keep"]]
 
 
 def test_admission_queues_a_job_that_would_oversubscribe(start_sidecar):
     sc = start_sidecar(BMAD_DATA_MACHINE_BUDGET="1GiB")
     _, first = sc.call("query.run", {"sql": SLOW_READ, "settings": {"memory_limit": "700MiB"}})
-    time.sleep(0.5)
-    _, second = sc.call("dataset.analyze", {"path": ".", "settings": {"memory_limit": "700MiB"}, "progress_token": "q"})
+    busy_worker(sc)  # the first job holds its 700 MiB
+    _, second = sc.call(
+        "dataset.analyze", {"path": ".", "settings": {"memory_limit": "700MiB"}, "progress_token": "q"}
+    )
     note = sc.wait_for(lambda n: n.get("method") == "$/progress" and n["params"]["token"] == "q")
     assert note["params"]["value"]["phase"] == "queued"
     assert not second.done()
@@ -207,7 +228,9 @@ def test_jobs_on_different_databases_run_at_the_same_time(sidecar, data_dir):
     _, slow = sidecar.call("query.run", {"sql": SLOW_READ})
     busy_worker(sidecar)
     started = time.monotonic()
-    other = sidecar.request("query.run", {"sql": "SELECT 7 AS seven", "database": str(data_dir / "other.duckdb")})
+    other = sidecar.request(
+        "query.run", {"sql": "SELECT 7 AS seven", "database": str(data_dir / "other.duckdb")}
+    )
     assert other["rows"] == [[7]] and time.monotonic() - started < 5
     slow_id = next(k for k, f in sidecar._pending.items() if f is slow)
     sidecar.cancel(slow_id)
@@ -219,7 +242,9 @@ def test_jobs_on_different_databases_run_at_the_same_time(sidecar, data_dir):
 @pytest.mark.slow
 def test_a_hundred_worker_kills(sidecar):
     for round_ in range(100):
-        _, future = sidecar.call("query.run", {"sql": f"SELECT count(*) FROM ({SLOW_READ}) WHERE n > {round_}"})
+        _, future = sidecar.call(
+            "query.run", {"sql": f"SELECT count(*) FROM ({SLOW_READ}) WHERE n > {round_}"}
+        )
         os.kill(busy_worker(sidecar).pid, signal.SIGKILL)
         try:
             future.result(timeout=5)

@@ -238,8 +238,12 @@ def generate(root: Path, rows: int) -> Path:
     if target.exists():
         return target
     partial = target.with_name(target.name + ".partial")
-    config = {"memory_limit": "4GB", "threads": os.cpu_count() or 2, "preserve_insertion_order": False,
-              "temp_directory": str(root / "gen-spill")}
+    config = {
+        "memory_limit": "4GB",
+        "threads": os.cpu_count() or 2,
+        "preserve_insertion_order": False,
+        "temp_directory": str(root / "gen-spill"),
+    }
     with duckdb.connect(config=config) as con:
         con.execute(_GENERATE.format(rows=rows, groups=max(1, rows // 100), target=partial))
     os.replace(partial, target)

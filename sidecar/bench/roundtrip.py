@@ -46,8 +46,13 @@ def overhead(sc: SidecarProcess, rows: int, repeats: int) -> tuple[list[float], 
     sql = QUERY.format(rows=rows)
     probe = sc.request("query.run", {"sql": sql, "max_rows": 0})
     used = probe["stats"]["settings"]
-    con = duckdb.connect(config={"memory_limit": used["memory_limit"], "threads": used["threads"],
-                                 "preserve_insertion_order": used["preserve_insertion_order"]})
+    con = duckdb.connect(
+        config={
+            "memory_limit": used["memory_limit"],
+            "threads": used["threads"],
+            "preserve_insertion_order": used["preserve_insertion_order"],
+        }
+    )
     plain, sidecar = [], []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -76,13 +81,19 @@ def main(argv: list[str] | None = None) -> int:
             plain, through, used = overhead(sc, args.rows, args.repeats)
     print(f"machine: {os.cpu_count()} CPUs, DuckDB {duckdb.__version__}, Python {sys.version.split()[0]}")
     print(f"query.run 'SELECT 42' over stdio, {args.calls} calls:")
-    print(f"  p50 {percentile(samples, 0.50):.3f} ms   p99 {percentile(samples, 0.99):.3f} ms   "
-          f"max {max(samples):.3f} ms   (targets: p50 <= 1 ms, p99 <= 5 ms)")
+    print(
+        f"  p50 {percentile(samples, 0.50):.3f} ms   p99 {percentile(samples, 0.99):.3f} ms   "
+        f"max {max(samples):.3f} ms   (targets: p50 <= 1 ms, p99 <= 5 ms)"
+    )
     p_med, s_med = statistics.median(plain), statistics.median(through)
-    print(f"~1 s query (GROUP BY over {args.rows:,} generated rows), {args.repeats} interleaved runs, "
-          f"memory_limit {used['memory_limit']}, threads {used['threads']}:")
-    print(f"  plain DuckDB median {p_med:.3f} s   through the sidecar median {s_med:.3f} s   "
-          f"ratio {s_med / p_med:.3f}   (target <= 1.05)")
+    print(
+        f"~1 s query (GROUP BY over {args.rows:,} generated rows), {args.repeats} interleaved runs, "
+        f"memory_limit {used['memory_limit']}, threads {used['threads']}:"
+    )
+    print(
+        f"  plain DuckDB median {p_med:.3f} s   through the sidecar median {s_med:.3f} s   "
+        f"ratio {s_med / p_med:.3f}   (target <= 1.05)"
+    )
     return 0
 
 

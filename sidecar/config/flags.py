@@ -46,9 +46,15 @@ class Flags(msgspec.Struct, frozen=True, kw_only=True):
         if found is not None:
             return found
         return FlagState(
-            name=name, enabled=False, declared_enabled=False, file=None, line=None,
-            reason=(f"no flag named '{name}' is declared in the feature flags files"
-                    f"{did_you_mean(name, self.states)}"),
+            name=name,
+            enabled=False,
+            declared_enabled=False,
+            file=None,
+            line=None,
+            reason=(
+                f"no flag named '{name}' is declared in the feature flags files"
+                f"{did_you_mean(name, self.states)}"
+            ),
         )
 
     def enabled(self, name: str) -> bool:
@@ -66,8 +72,10 @@ def require_feature(flags: Flags, name: str) -> None:
     where = f" ({st.file}:{st.line})" if st.file is not None else ""
     raise FeatureDisabled(
         f"feature '{name}' is disabled: {st.reason}",
-        hint=(f"Set `enabled: true` for the flag named in the reason{where}, then retry; "
-              "the file is reloaded live."),
+        hint=(
+            f"Set `enabled: true` for the flag named in the reason{where}, then retry; "
+            "the file is reloaded live."
+        ),
         details={"flag": name, "file": st.file, "line": st.line, "reason": st.reason},
     )
 
@@ -79,8 +87,12 @@ def _decls(
     for name, decl in features.items():
         pos = positions.get(f"{prefix}.{name}.enabled") or positions.get(f"{prefix}.{name}")
         out[name] = FlagDecl(
-            name=name, declared_enabled=decl.enabled, description=decl.description,
-            dependencies=list(decl.dependencies), file=path, line=pos[0] if pos else None,
+            name=name,
+            declared_enabled=decl.enabled,
+            description=decl.description,
+            dependencies=list(decl.dependencies),
+            file=path,
+            line=pos[0] if pos else None,
         )
     return out
 
@@ -97,15 +109,22 @@ def build_flags(
             positions[name] = (flags_file.path, flags_file.positions, f"features.{name}")
     if cli_file is not None:
         prefix = "cli_integration.feature_dependencies"
-        for name, decl in _decls(cli_file.cli_integration.feature_dependencies, cli_file.positions, prefix,
-                                 cli_file.path).items():
+        for name, decl in _decls(
+            cli_file.cli_integration.feature_dependencies, cli_file.positions, prefix, cli_file.path
+        ).items():
             if name in decls:
                 other = decls[name]
-                diagnostics.append(Diagnostic(
-                    "warning", cli_file.path, decl.line, None, f"{prefix}.{name}",
-                    f"flag '{name}' is also declared at {other.file}:{other.line}; that declaration wins",
-                    "Declare each flag in one file.",
-                ))
+                diagnostics.append(
+                    Diagnostic(
+                        "warning",
+                        cli_file.path,
+                        decl.line,
+                        None,
+                        f"{prefix}.{name}",
+                        f"flag '{name}' is also declared at {other.file}:{other.line}; that declaration wins",
+                        "Declare each flag in one file.",
+                    )
+                )
                 continue
             decls[name] = decl
             positions[name] = (cli_file.path, cli_file.positions, f"{prefix}.{name}")
@@ -118,16 +137,29 @@ def build_flags(
             return states[name]
         decl = decls[name]
         if name in resolving:  # a cycle: every member is off
-            cycle = resolving[resolving.index(name):] + [name]
+            cycle = resolving[resolving.index(name) :] + [name]
             text = " -> ".join(cycle)
-            diagnostics.append(Diagnostic(
-                "error", decl.file, decl.line, None, f"{positions[name][2]}.dependencies",
-                f"dependency cycle: {text}", "Remove one of these dependencies.",
-            ))
+            diagnostics.append(
+                Diagnostic(
+                    "error",
+                    decl.file,
+                    decl.line,
+                    None,
+                    f"{positions[name][2]}.dependencies",
+                    f"dependency cycle: {text}",
+                    "Remove one of these dependencies.",
+                )
+            )
             for member in cycle:
                 d = decls[member]
-                states[member] = FlagState(name=member, enabled=False, declared_enabled=d.declared_enabled,
-                                           reason=f"dependency cycle {text}", file=d.file, line=d.line)
+                states[member] = FlagState(
+                    name=member,
+                    enabled=False,
+                    declared_enabled=d.declared_enabled,
+                    reason=f"dependency cycle {text}",
+                    file=d.file,
+                    line=d.line,
+                )
             return states[name]
         resolving.append(name)
         reason = ""
@@ -140,12 +172,17 @@ def build_flags(
                 others = [n for n in decls if n != name]
                 # A warning, not an error: the damage is local (this flag stays off), and an
                 # unrelated method should not stop working because of it.
-                diagnostics.append(Diagnostic(
-                    "warning", file, pos[0] if pos else decl.line, pos[1] if pos else None,
-                    f"{key}.dependencies",
-                    f"flag '{name}' depends on unknown flag '{dep}'{did_you_mean(dep, others)}; '{name}' stays off",
-                    "Declare the flag in config/feature-flags.yaml or fix the name.",
-                ))
+                diagnostics.append(
+                    Diagnostic(
+                        "warning",
+                        file,
+                        pos[0] if pos else decl.line,
+                        pos[1] if pos else None,
+                        f"{key}.dependencies",
+                        f"flag '{name}' depends on unknown flag '{dep}'{did_you_mean(dep, others)}; '{name}' stays off",
+                        "Declare the flag in config/feature-flags.yaml or fix the name.",
+                    )
+                )
                 reason = reason or f"depends on '{dep}', which is not declared in any flags file"
                 continue
             dep_state = resolve(dep)
@@ -156,8 +193,12 @@ def build_flags(
                 reason = f"depends on '{dep}', which is off: {dep_state.reason}"
         resolving.remove(name)
         states[name] = FlagState(
-            name=name, enabled=decl.declared_enabled and not reason, declared_enabled=decl.declared_enabled,
-            reason=reason or "enabled", file=decl.file, line=decl.line,
+            name=name,
+            enabled=decl.declared_enabled and not reason,
+            declared_enabled=decl.declared_enabled,
+            reason=reason or "enabled",
+            file=decl.file,
+            line=decl.line,
         )
         return states[name]
 

@@ -18,13 +18,23 @@ from sidecar.config import rules
 from sidecar.config.diagnostics import Diagnostic
 from sidecar.config.flags import Flags, build_flags
 from sidecar.config.schema import (
-    CliIntegration, FeatureFlagsFile, MemoryTemplates, Profile, ResourceThresholds,
+    CliIntegration,
+    FeatureFlagsFile,
+    MemoryTemplates,
+    Profile,
+    ResourceThresholds,
 )
 from sidecar.config.validate import INFO, MISSING, Ctx, Ignore, Section, walk
 from sidecar.config.yamlload import MarkedDict, load_yaml, plain
 
 __all__ = [
-    "Pack", "PACK_FILES", "load_pack", "validate_dir", "default_config_dir", "find_pack_file", "REPO_ROOT",
+    "Pack",
+    "PACK_FILES",
+    "load_pack",
+    "validate_dir",
+    "default_config_dir",
+    "find_pack_file",
+    "REPO_ROOT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,27 +107,44 @@ def load_pack(config_dir: Path, env: Mapping[str, str] | None = None) -> Pack:
     paths: dict[str, str] = {}
     parsed: dict[str, Any] = {}
     if not config_dir.is_dir():
-        diagnostics.append(Diagnostic(
-            "error", str(config_dir), None, None, "", "config directory not found",
-            "Point BMAD_DATA_CONFIG_DIR (or the server's config_dir) at the expansion pack directory.",
-        ))
+        diagnostics.append(
+            Diagnostic(
+                "error",
+                str(config_dir),
+                None,
+                None,
+                "",
+                "config directory not found",
+                "Point BMAD_DATA_CONFIG_DIR (or the server's config_dir) at the expansion pack directory.",
+            )
+        )
     else:
         for role, rel in PACK_FILES.items():
             found = find_pack_file(config_dir, role)
             if found is None:
-                diagnostics.append(Diagnostic(
-                    "warning", str(config_dir / rel), None, None, "",
-                    "file not found; built-in defaults apply",
-                    f"Create {rel} (see docs/configuration.md) if you want to configure this part.",
-                ))
+                diagnostics.append(
+                    Diagnostic(
+                        "warning",
+                        str(config_dir / rel),
+                        None,
+                        None,
+                        "",
+                        "file not found; built-in defaults apply",
+                        f"Create {rel} (see docs/configuration.md) if you want to configure this part.",
+                    )
+                )
                 continue
             paths[role] = str(found)
             parsed[role] = _load_file(role, found, env, diagnostics)
     flags = build_flags(parsed.get("feature_flags"), parsed.get("cli"), diagnostics)
     pack = Pack(
-        config_dir=str(config_dir), paths=paths,
-        memory_templates=parsed.get("memory_templates"), thresholds=parsed.get("thresholds"),
-        cli=parsed.get("cli"), feature_flags=parsed.get("feature_flags"), flags=flags,
+        config_dir=str(config_dir),
+        paths=paths,
+        memory_templates=parsed.get("memory_templates"),
+        thresholds=parsed.get("thresholds"),
+        cli=parsed.get("cli"),
+        feature_flags=parsed.get("feature_flags"),
+        flags=flags,
         diagnostics=diagnostics,
     )
     logger.debug("loaded pack %s: %d diagnostics", config_dir, len(diagnostics))
@@ -141,8 +168,9 @@ def _load_file(role: str, path: Path, env: Mapping[str, str], diagnostics: list[
         doc = MarkedDict()
         ctx.add("warning", None, "", "file is empty; built-in defaults apply")
     if not isinstance(doc, MarkedDict):
-        ctx.add("error", (1, 1), "", f"expected a mapping of sections at the top level, "
-                f"got {type(doc).__name__}")
+        ctx.add(
+            "error", (1, 1), "", f"expected a mapping of sections at the top level, got {type(doc).__name__}"
+        )
         diagnostics.extend(ctx.diagnostics)
         return None
     if role == "memory_templates":
@@ -167,8 +195,11 @@ def _walk_templates(doc: MarkedDict, ctx: Ctx) -> MemoryTemplates:
             selection = plain(raw)
         elif key == "auto":
             ctx.add(
-                "error", doc.key_pos[key], key, "'auto' is the built-in profile sized from the machine; "
-                "it cannot be redefined", "Give this profile another name.",
+                "error",
+                doc.key_pos[key],
+                key,
+                "'auto' is the built-in profile sized from the machine; it cannot be redefined",
+                "Give this profile another name.",
             )
         else:
             ctx.positions[key] = doc.key_pos[key]

@@ -16,10 +16,26 @@ from sidecar.config.diagnostics import Diagnostic
 from sidecar.config.pack import REPO_ROOT, Pack
 from sidecar.config.schema import MemoryLimit, Profile
 from sidecar.config.settings import (
-    ALLOWED_DIRS_ENV, AUTO_BUDGET_SHARE, AVAILABLE_SHARE, DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
-    DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_MS, ENV_VARS, MAX_BUDGET_SHARE, MIN_BUDGET_BYTES,
-    MIN_THREAD_MEMORY_BYTES, MACHINE_BUDGET_SHARE, DEFAULT_STALL_TIMEOUT_MS, RESERVE_BYTES, RSS_PER_LIMIT_BYTE, duckdb_limit_for,
-    SPILL_RESERVE_MIN_BYTES, SPILL_RESERVE_SHARE, STATE_DIR_ENV, USER_KEYS, Settings,
+    ALLOWED_DIRS_ENV,
+    AUTO_BUDGET_SHARE,
+    AVAILABLE_SHARE,
+    DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
+    DEFAULT_MAX_ROWS,
+    DEFAULT_TIMEOUT_MS,
+    ENV_VARS,
+    MAX_BUDGET_SHARE,
+    MIN_BUDGET_BYTES,
+    MIN_THREAD_MEMORY_BYTES,
+    MACHINE_BUDGET_SHARE,
+    DEFAULT_STALL_TIMEOUT_MS,
+    RESERVE_BYTES,
+    RSS_PER_LIMIT_BYTE,
+    duckdb_limit_for,
+    SPILL_RESERVE_MIN_BYTES,
+    SPILL_RESERVE_SHARE,
+    STATE_DIR_ENV,
+    USER_KEYS,
+    Settings,
 )
 from sidecar.config.thresholds import merge_thresholds
 from sidecar.config.validate import to_int, to_path, to_size
@@ -113,7 +129,8 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         except ValueError as exc:
             raise ConfigInvalid(
                 f"environment variable {var}={env[var]!r} is invalid: {exc}",
-                hint=f"Fix or unset {var}.", details={"variable": var, "value": env[var]},
+                hint=f"Fix or unset {var}.",
+                details={"variable": var, "value": env[var]},
             ) from None
     return out
 
@@ -170,29 +187,39 @@ def resolve_settings(
     duck_limit = duckdb_limit_for(budget)
     sources["duckdb_memory_limit_bytes"] = (
         f"derived: max(budget / 2, (budget - {format_size(RESERVE_BYTES)}) / {RSS_PER_LIMIT_BYTE}), "
-        "measured in docs/performance/headroom.md")
+        "measured in docs/performance/headroom.md"
+    )
 
     # threads --------------------------------------------------------------------------------
     def auto_threads() -> tuple[str, Any]:
         by_memory = max(1, duck_limit // MIN_THREAD_MEMORY_BYTES)
         n = max(1, min(resources.usable_cpus, by_memory))
-        return (f"auto: {resources.usable_cpus} usable CPUs, at most one per "
-                f"{format_size(MIN_THREAD_MEMORY_BYTES)} of DuckDB memory limit"), n
+        return (
+            f"auto: {resources.usable_cpus} usable CPUs, at most one per "
+            f"{format_size(MIN_THREAD_MEMORY_BYTES)} of DuckDB memory limit"
+        ), n
 
     threads = pick("threads", "threads", auto_threads)
     if duck_limit // threads < MIN_THREAD_MEMORY_BYTES and not sources["threads"].startswith("auto"):
         file, line = _file_of(sources["threads"])
-        diags.append(Diagnostic(
-            "warning", file, line, None, "threads",
-            f"{threads} threads leave {format_size(duck_limit // threads)} of DuckDB memory per thread "
-            f"(below {format_size(MIN_THREAD_MEMORY_BYTES)}); expect more spilling",
-        ))
+        diags.append(
+            Diagnostic(
+                "warning",
+                file,
+                line,
+                None,
+                "threads",
+                f"{threads} threads leave {format_size(duck_limit // threads)} of DuckDB memory per thread "
+                f"(below {format_size(MIN_THREAD_MEMORY_BYTES)}); expect more spilling",
+            )
+        )
 
     # directories ----------------------------------------------------------------------------
     state_dir = Path(env[STATE_DIR_ENV]) if env.get(STATE_DIR_ENV) else REPO_ROOT / ".bmad-data"
     state_src = f"env:{STATE_DIR_ENV}" if env.get(STATE_DIR_ENV) else "auto: <repo>/.bmad-data"
-    temp = pick("temp_directory", "temp_directory",
-                lambda: ("auto: <state dir>/spill", str(state_dir / "spill")))
+    temp = pick(
+        "temp_directory", "temp_directory", lambda: ("auto: <state dir>/spill", str(state_dir / "spill"))
+    )
     temp = _absolute(temp, sources["temp_directory"], pf.root)
 
     def auto_spill_size() -> tuple[str, Any]:
@@ -200,8 +227,10 @@ def resolve_settings(
             return "auto: spilling disabled", 0
         total, free = disk_space(Path(temp))
         reserve = max(int(total * SPILL_RESERVE_SHARE), SPILL_RESERVE_MIN_BYTES)
-        src = (f"auto: free disk {format_size(free)} minus reserve {format_size(reserve)} "
-               f"(max of {SPILL_RESERVE_SHARE:.0%} of disk, {format_size(SPILL_RESERVE_MIN_BYTES)})")
+        src = (
+            f"auto: free disk {format_size(free)} minus reserve {format_size(reserve)} "
+            f"(max of {SPILL_RESERVE_SHARE:.0%} of disk, {format_size(SPILL_RESERVE_MIN_BYTES)})"
+        )
         return src, max(0, free - reserve)
 
     spill_size = pick("max_temp_directory_size_bytes", "max_temp_directory_size", auto_spill_size)
@@ -212,22 +241,41 @@ def resolve_settings(
     sources["thresholds"] = t_src
     allowed = _allowed_dirs(env, state_dir, temp, database)
     sources["allowed_directories"] = "auto: cwd, state dir, temp dir, database dir" + (
-        f" + env:{ALLOWED_DIRS_ENV}" if env.get(ALLOWED_DIRS_ENV) else "")
+        f" + env:{ALLOWED_DIRS_ENV}" if env.get(ALLOWED_DIRS_ENV) else ""
+    )
     sources["state_directory"] = state_src
     sources["effective_memory_bytes"] = _memory_origin(resources)
-    machine = pick("machine_budget_bytes", "machine_budget", lambda: (
-        f"auto: {MACHINE_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}",
-        int(effective * MACHINE_BUDGET_SHARE)))
+    machine = pick(
+        "machine_budget_bytes",
+        "machine_budget",
+        lambda: (
+            f"auto: {MACHINE_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}",
+            int(effective * MACHINE_BUDGET_SHARE),
+        ),
+    )
     if machine > effective:
         file, line = _file_of(sources["machine_budget_bytes"])
-        diags.append(Diagnostic("warning", file, line, None, "machine_budget",
-                                f"machine budget {format_size(machine)} exceeds the effective memory "
-                                f"{format_size(effective)}; clamped"))
+        diags.append(
+            Diagnostic(
+                "warning",
+                file,
+                line,
+                None,
+                "machine_budget",
+                f"machine budget {format_size(machine)} exceeds the effective memory "
+                f"{format_size(effective)}; clamped",
+            )
+        )
         machine = effective
         sources["machine_budget_bytes"] += "; clamped to the effective memory"
-    max_jobs = pick("max_concurrent_jobs", "max_concurrent_jobs",
-                    lambda: (f"auto: {max(2, resources.usable_cpus)} (usable CPUs, at least 2)",
-                             max(2, resources.usable_cpus)))
+    max_jobs = pick(
+        "max_concurrent_jobs",
+        "max_concurrent_jobs",
+        lambda: (
+            f"auto: {max(2, resources.usable_cpus)} (usable CPUs, at least 2)",
+            max(2, resources.usable_cpus),
+        ),
+    )
     return Settings(
         profile=profile_name,
         memory_budget_bytes=budget,
@@ -235,13 +283,17 @@ def resolve_settings(
         threads=threads,
         temp_directory=temp,
         max_temp_directory_size_bytes=spill_size,
-        preserve_insertion_order=pick("preserve_insertion_order", "preserve_insertion_order",
-                                      lambda: ("auto: results keep no order unless ORDER BY asks", False)),
+        preserve_insertion_order=pick(
+            "preserve_insertion_order",
+            "preserve_insertion_order",
+            lambda: ("auto: results keep no order unless ORDER BY asks", False),
+        ),
         timeout_ms=pick("timeout_ms", "timeout_ms", lambda: ("auto", DEFAULT_TIMEOUT_MS)),
         max_rows=pick("max_rows", "max_rows", lambda: ("auto", DEFAULT_MAX_ROWS)),
         database_path=database,
         checkpoint_threshold_bytes=pick(
-            "checkpoint_threshold_bytes", "checkpoint_threshold",
+            "checkpoint_threshold_bytes",
+            "checkpoint_threshold",
             lambda: ("auto: DuckDB's default", DEFAULT_CHECKPOINT_THRESHOLD_BYTES),
         ),
         enable_profiling=pick("enable_profiling", "enable_profiling", lambda: ("auto", False)),
@@ -252,7 +304,9 @@ def resolve_settings(
         effective_memory_bytes=effective,
         machine_budget_bytes=machine,
         max_concurrent_jobs=max_jobs,
-        stall_timeout_ms=pick("stall_timeout_ms", "stall_timeout_ms", lambda: ("auto", DEFAULT_STALL_TIMEOUT_MS)),
+        stall_timeout_ms=pick(
+            "stall_timeout_ms", "stall_timeout_ms", lambda: ("auto", DEFAULT_STALL_TIMEOUT_MS)
+        ),
         sources=sources,
         diagnostics=diags,
     )
@@ -262,7 +316,7 @@ def _file_of(source: str) -> tuple[str, int | None]:
     """(file, line) from a `file:/path:42 (profile x)` source, or (layer name, None)."""
     if not source.startswith("file:"):
         return f"<{source}>", None
-    path, _, rest = source[len("file:"):].rpartition(":")
+    path, _, rest = source[len("file:") :].rpartition(":")
     line = rest.split(" ", 1)[0]
     return path, int(line) if line.isdigit() else None
 
@@ -310,11 +364,18 @@ class _ProfileFields:
             else:  # the first one given wins: duckdb_config's, then spilling_config's
                 add("temp_directory", "duckdb_config.temp_directory", duck.temp_directory)
                 add("temp_directory", "spilling_config.spill_directory", spill.spill_directory)
-                add("max_temp_directory_size", "duckdb_config.max_temp_directory_size",
-                    duck.max_temp_directory_size)
+                add(
+                    "max_temp_directory_size",
+                    "duckdb_config.max_temp_directory_size",
+                    duck.max_temp_directory_size,
+                )
                 add("max_temp_directory_size", "spilling_config.max_spill_size", spill.max_spill_size)
-            for key in ("database_path", "checkpoint_threshold", "enable_profiling",
-                        "preserve_insertion_order"):
+            for key in (
+                "database_path",
+                "checkpoint_threshold",
+                "enable_profiling",
+                "preserve_insertion_order",
+            ):
                 add(key, f"duckdb_config.{key}", getattr(duck, key))
             add("log_level", "monitoring.log_level", mon.log_level)
         th = pack.thresholds
@@ -341,9 +402,11 @@ def _auto_budget(res: Resources, effective: int) -> tuple[str, Any]:
     from_available = int(res.available_memory_bytes * AVAILABLE_SHARE)
     origin = _memory_origin(res)
     if from_available < share:
-        src = (f"auto: {AVAILABLE_SHARE:.0%} of available memory "
-               f"{format_size(res.available_memory_bytes)} at start "
-               f"(less than {AUTO_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}, {origin})")
+        src = (
+            f"auto: {AVAILABLE_SHARE:.0%} of available memory "
+            f"{format_size(res.available_memory_bytes)} at start "
+            f"(less than {AUTO_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}, {origin})"
+        )
         value = from_available
     else:
         src = f"auto: {AUTO_BUDGET_SHARE:.0%} of effective memory {format_size(effective)} ({origin})"
@@ -357,8 +420,10 @@ def _budget_bytes(limit: MemoryLimit, effective: int) -> tuple[int, str]:
     note = f" ({limit.text} of effective memory {format_size(effective)})" if limit.share is not None else ""
     ceiling = int(effective * MAX_BUDGET_SHARE)
     if asked > ceiling:
-        return ceiling, (f"{note}; clamped to {MAX_BUDGET_SHARE:.0%} of effective memory "
-                         f"{format_size(effective)}: asked for {format_size(asked)}")
+        return ceiling, (
+            f"{note}; clamped to {MAX_BUDGET_SHARE:.0%} of effective memory "
+            f"{format_size(effective)}: asked for {format_size(asked)}"
+        )
     return asked, note
 
 

@@ -10,14 +10,35 @@ from typing import Any
 
 from sidecar.config import schema as s
 from sidecar.config.validate import (
-    INFO, Ctx, Entries, Ignore, Leaf, ListOf, Section, to_bool, to_choice, to_int, to_mb_or_size, to_path,
-    to_percent, to_size, to_str,
+    INFO,
+    Ctx,
+    Entries,
+    Ignore,
+    Leaf,
+    ListOf,
+    Section,
+    to_bool,
+    to_choice,
+    to_int,
+    to_mb_or_size,
+    to_path,
+    to_percent,
+    to_size,
+    to_str,
 )
 from sidecar.config.yamlload import MarkedDict
 
 __all__ = [
-    "MEMORY_TEMPLATE_SECTIONS", "PROFILE", "THRESHOLDS_FILE", "CLI_FILE", "FLAGS_FILE", "MIN_MEMORY_LIMIT",
-    "LOG_LEVELS", "to_memory_limit", "to_log_level", "check_order",
+    "MEMORY_TEMPLATE_SECTIONS",
+    "PROFILE",
+    "THRESHOLDS_FILE",
+    "CLI_FILE",
+    "FLAGS_FILE",
+    "MIN_MEMORY_LIMIT",
+    "LOG_LEVELS",
+    "to_memory_limit",
+    "to_log_level",
+    "check_order",
 ]
 
 MIN_MEMORY_LIMIT = 64 * 1024**2  # below this DuckDB cannot run a join; a smaller number is a missing unit
@@ -54,7 +75,9 @@ def check_order(*keys: str, strict: bool = True) -> Any:
         for (low_key, low), (high_key, high) in zip(present, present[1:]):
             if high < low or (strict and high == low):
                 ctx.add(
-                    "error", raw.value_pos.get(high_key), f"{path}.{high_key}",
+                    "error",
+                    raw.value_pos.get(high_key),
+                    f"{path}.{high_key}",
                     f"{high_key} ({raw[high_key]}) must be above {low_key} ({raw[low_key]})",
                     f"order the levels {' < '.join(keys)}",
                 )
@@ -70,7 +93,9 @@ def _check_spill_dirs(values: dict[str, Any], raw: MarkedDict, ctx: Ctx, path: s
     if duck.temp_directory != spill.spill_directory:
         spill_raw = raw["spilling_config"]
         ctx.add(
-            "warning", spill_raw.value_pos.get("spill_directory"), f"{path}.spilling_config.spill_directory",
+            "warning",
+            spill_raw.value_pos.get("spill_directory"),
+            f"{path}.spilling_config.spill_directory",
             f"spill_directory {spill.spill_directory!r} differs from duckdb_config.temp_directory "
             f"{duck.temp_directory!r}; DuckDB has one spill directory and temp_directory wins",
             "Set the same directory in both, or remove spill_directory.",
@@ -82,58 +107,72 @@ _NO_POOL = (
     "with its own memory budget — remove it"
 )
 
-DUCKDB_CONFIG = Section(s.DuckDBConfig, {
-    "memory_limit": Leaf(to_memory_limit),
-    "threads": Leaf(to_int(1, 1024)),
-    "temp_directory": Leaf(to_path),
-    "max_temp_directory_size": Leaf(to_size()),
-    "database_path": Leaf(to_path),
-    "checkpoint_threshold": Leaf(to_size(1024)),
-    "enable_profiling": Leaf(to_bool),
-    "preserve_insertion_order": Leaf(to_bool),
-    "max_connections": Ignore(_NO_POOL),
-    "cache_size": Ignore(
-        "not a DuckDB setting (pages of the original pack); DuckDB sizes its buffer pool from "
-        "memory_limit — remove it"
-    ),
-    "wal_autocheckpoint": Ignore(
-        "DuckDB's wal_autocheckpoint is a size ('16MB'), not a count of pages or commits; "
-        "use checkpoint_threshold: '16MB'"
-    ),
-    "enable_object_cache": Ignore(
-        "not a DuckDB 2.0.1 setting (absent from duckdb_settings()); DuckDB caches Parquet metadata "
-        "on its own — remove it"
-    ),
-})
-
-PROFILE = Section(s.Profile, {
-    "description": Leaf(to_str),
-    "system_requirements": INFO,
-    "duckdb_config": DUCKDB_CONFIG,
-    "spilling_config": Section(s.SpillingConfig, {
-        "enabled": Leaf(to_bool),
-        "spill_directory": Leaf(to_path),
-        "max_spill_size": Leaf(to_size()),
-        "cleanup_interval": Ignore(
-            "DuckDB deletes its spill files when a query ends; there is nothing to clean on a "
-            "timer — remove it"
+DUCKDB_CONFIG = Section(
+    s.DuckDBConfig,
+    {
+        "memory_limit": Leaf(to_memory_limit),
+        "threads": Leaf(to_int(1, 1024)),
+        "temp_directory": Leaf(to_path),
+        "max_temp_directory_size": Leaf(to_size()),
+        "database_path": Leaf(to_path),
+        "checkpoint_threshold": Leaf(to_size(1024)),
+        "enable_profiling": Leaf(to_bool),
+        "preserve_insertion_order": Leaf(to_bool),
+        "max_connections": Ignore(_NO_POOL),
+        "cache_size": Ignore(
+            "not a DuckDB setting (pages of the original pack); DuckDB sizes its buffer pool from "
+            "memory_limit — remove it"
         ),
-    }),
-    "monitoring": Section(s.ProfileMonitoring, {
-        "memory_threshold_warning": Leaf(to_percent),
-        "memory_threshold_critical": Leaf(to_percent),
-        "log_level": Leaf(to_log_level),
-        "performance_logging": Ignore("use duckdb_config.enable_profiling to record query profiles"),
-    }, check=check_order("memory_threshold_warning", "memory_threshold_critical")),
-    "auto_scaling": Ignore(
-        "the sidecar never changes a running job's memory limit; each job gets a fixed budget, and "
-        "a job that runs out fails with OUT_OF_MEMORY for the retry ladder to handle — remove it"
-    ),
-    "container_specific": Ignore(
-        "the sidecar always reads the cgroup (v1 or v2) limits and sizes from them; use memory_limit: "
-        "'60%' for a share of the container's memory — remove it"
-    ),
-}, check=_check_spill_dirs)
+        "wal_autocheckpoint": Ignore(
+            "DuckDB's wal_autocheckpoint is a size ('16MB'), not a count of pages or commits; "
+            "use checkpoint_threshold: '16MB'"
+        ),
+        "enable_object_cache": Ignore(
+            "not a DuckDB 2.0.1 setting (absent from duckdb_settings()); DuckDB caches Parquet metadata "
+            "on its own — remove it"
+        ),
+    },
+)
+
+PROFILE = Section(
+    s.Profile,
+    {
+        "description": Leaf(to_str),
+        "system_requirements": INFO,
+        "duckdb_config": DUCKDB_CONFIG,
+        "spilling_config": Section(
+            s.SpillingConfig,
+            {
+                "enabled": Leaf(to_bool),
+                "spill_directory": Leaf(to_path),
+                "max_spill_size": Leaf(to_size()),
+                "cleanup_interval": Ignore(
+                    "DuckDB deletes its spill files when a query ends; there is nothing to clean on a "
+                    "timer — remove it"
+                ),
+            },
+        ),
+        "monitoring": Section(
+            s.ProfileMonitoring,
+            {
+                "memory_threshold_warning": Leaf(to_percent),
+                "memory_threshold_critical": Leaf(to_percent),
+                "log_level": Leaf(to_log_level),
+                "performance_logging": Ignore("use duckdb_config.enable_profiling to record query profiles"),
+            },
+            check=check_order("memory_threshold_warning", "memory_threshold_critical"),
+        ),
+        "auto_scaling": Ignore(
+            "the sidecar never changes a running job's memory limit; each job gets a fixed budget, and "
+            "a job that runs out fails with OUT_OF_MEMORY for the retry ladder to handle — remove it"
+        ),
+        "container_specific": Ignore(
+            "the sidecar always reads the cgroup (v1 or v2) limits and sizes from them; use memory_limit: "
+            "'60%' for a share of the container's memory — remove it"
+        ),
+    },
+    check=_check_spill_dirs,
+)
 
 MEMORY_TEMPLATE_SECTIONS: dict[str, Any] = {
     "configuration_selection": INFO,
@@ -143,117 +182,190 @@ MEMORY_TEMPLATE_SECTIONS: dict[str, Any] = {
     ),
 }
 
-_DUCKDB_MEMORY = Section(s.DuckDBMemoryThresholds, {
-    k: Leaf(to_percent) for k in ("info", "warning", "critical", "emergency")
-}, check=check_order("info", "warning", "critical", "emergency"))
-_SYSTEM_MEMORY = Section(s.SystemMemoryThresholds, {
-    k: Leaf(to_percent) for k in ("warning", "critical", "emergency")
-}, check=check_order("warning", "critical", "emergency"))
+_DUCKDB_MEMORY = Section(
+    s.DuckDBMemoryThresholds,
+    {k: Leaf(to_percent) for k in ("info", "warning", "critical", "emergency")},
+    check=check_order("info", "warning", "critical", "emergency"),
+)
+_SYSTEM_MEMORY = Section(
+    s.SystemMemoryThresholds,
+    {k: Leaf(to_percent) for k in ("warning", "critical", "emergency")},
+    check=check_order("warning", "critical", "emergency"),
+)
 _NOT_SAMPLED = "the sidecar's monitor does not sample this; remove it"
 
-MEMORY_THRESHOLDS = Section(s.MemoryThresholds, {
-    "duckdb_memory": _DUCKDB_MEMORY,
-    "system_memory": _SYSTEM_MEMORY,
-    "memory_growth_rate": Section(s.GrowthRate, {
-        "warning": Leaf(to_mb_or_size), "critical": Leaf(to_mb_or_size),
-    }, check=check_order("warning", "critical")),
-    "spill_activity": Section(s.SpillActivity, {
-        "normal": Leaf(to_mb_or_size), "warning": Leaf(to_mb_or_size), "critical": Leaf(to_mb_or_size),
-    }, check=check_order("normal", "warning", "critical")),
-})
+MEMORY_THRESHOLDS = Section(
+    s.MemoryThresholds,
+    {
+        "duckdb_memory": _DUCKDB_MEMORY,
+        "system_memory": _SYSTEM_MEMORY,
+        "memory_growth_rate": Section(
+            s.GrowthRate,
+            {
+                "warning": Leaf(to_mb_or_size),
+                "critical": Leaf(to_mb_or_size),
+            },
+            check=check_order("warning", "critical"),
+        ),
+        "spill_activity": Section(
+            s.SpillActivity,
+            {
+                "normal": Leaf(to_mb_or_size),
+                "warning": Leaf(to_mb_or_size),
+                "critical": Leaf(to_mb_or_size),
+            },
+            check=check_order("normal", "warning", "critical"),
+        ),
+    },
+)
 
 _CLIENT_SIDE = (
     "the sidecar reports threshold crossings to its client as notifications; severities, cooldowns, "
     "channels and escalation are the client's (bmad_bridge) business — remove it"
 )
 
-THRESHOLDS_FILE = Section(s.ResourceThresholds, {
-    "memory_thresholds": MEMORY_THRESHOLDS,
-    "performance_thresholds": Section(s.PerformanceThresholds, {
-        "query_execution": Section(s.QueryExecution, {
-            k: Leaf(to_int(1)) for k in (
-                "simple_query_warning", "simple_query_critical", "complex_query_warning",
-                "complex_query_critical", "timeout_threshold",
-            )
-        }, check=check_order(
-            "simple_query_warning", "simple_query_critical", "timeout_threshold", strict=False
-        )),
-        "connections": Ignore(_NO_POOL),
-        "throughput": Ignore(_NOT_SAMPLED),
-    }),
-    "system_thresholds": Section(s.SystemThresholds, {
-        "cpu_usage": Section(s.CpuUsage, {
-            "warning": Leaf(to_percent), "critical": Leaf(to_percent), "sustained_duration": Leaf(to_int(0)),
-        }, check=check_order("warning", "critical")),
-        "disk_io": Ignore(_NOT_SAMPLED),
-        "network": Ignore("the sidecar is local (stdio); there is no network to watch — remove it"),
-    }),
-    "alerting_rules": Ignore(_CLIENT_SIDE),
-    "notification_channels": Ignore(_CLIENT_SIDE),
-    "scaling_triggers": Ignore(
-        "the sidecar never rescales memory or connections at run time; budgets are fixed per job "
-        "— remove it"
-    ),
-    "degradation_procedures": Ignore(
-        "the sidecar's answer to memory pressure is its watchdog and retry ladder (docs/configuration.md), "
-        "not these staged actions — remove it"
-    ),
-    "bmad_integration": Ignore(
-        "feature flags are read from config/feature-flags.yaml and the CLI file directly, and the "
-        "bmad-method/tools/lib scripts named here are not part of this product — remove it"
-    ),
-    "monitoring_config": INFO,
-    "environment_overrides": Entries(Section(s.EnvironmentOverride, {
+THRESHOLDS_FILE = Section(
+    s.ResourceThresholds,
+    {
         "memory_thresholds": MEMORY_THRESHOLDS,
-        "alerting_rules": Ignore(_CLIENT_SIDE),
-        "monitoring_config": Ignore(
-            "monitoring_config is informational; per-profile overrides of it are not applied"
+        "performance_thresholds": Section(
+            s.PerformanceThresholds,
+            {
+                "query_execution": Section(
+                    s.QueryExecution,
+                    {
+                        k: Leaf(to_int(1))
+                        for k in (
+                            "simple_query_warning",
+                            "simple_query_critical",
+                            "complex_query_warning",
+                            "complex_query_critical",
+                            "timeout_threshold",
+                        )
+                    },
+                    check=check_order(
+                        "simple_query_warning", "simple_query_critical", "timeout_threshold", strict=False
+                    ),
+                ),
+                "connections": Ignore(_NO_POOL),
+                "throughput": Ignore(_NOT_SAMPLED),
+            },
         ),
-    })),
-})
+        "system_thresholds": Section(
+            s.SystemThresholds,
+            {
+                "cpu_usage": Section(
+                    s.CpuUsage,
+                    {
+                        "warning": Leaf(to_percent),
+                        "critical": Leaf(to_percent),
+                        "sustained_duration": Leaf(to_int(0)),
+                    },
+                    check=check_order("warning", "critical"),
+                ),
+                "disk_io": Ignore(_NOT_SAMPLED),
+                "network": Ignore("the sidecar is local (stdio); there is no network to watch — remove it"),
+            },
+        ),
+        "alerting_rules": Ignore(_CLIENT_SIDE),
+        "notification_channels": Ignore(_CLIENT_SIDE),
+        "scaling_triggers": Ignore(
+            "the sidecar never rescales memory or connections at run time; budgets are fixed per job "
+            "— remove it"
+        ),
+        "degradation_procedures": Ignore(
+            "the sidecar's answer to memory pressure is its watchdog and retry ladder (docs/configuration.md), "
+            "not these staged actions — remove it"
+        ),
+        "bmad_integration": Ignore(
+            "feature flags are read from config/feature-flags.yaml and the CLI file directly, and the "
+            "bmad-method/tools/lib scripts named here are not part of this product — remove it"
+        ),
+        "monitoring_config": INFO,
+        "environment_overrides": Entries(
+            Section(
+                s.EnvironmentOverride,
+                {
+                    "memory_thresholds": MEMORY_THRESHOLDS,
+                    "alerting_rules": Ignore(_CLIENT_SIDE),
+                    "monitoring_config": Ignore(
+                        "monitoring_config is informational; per-profile overrides of it are not applied"
+                    ),
+                },
+            )
+        ),
+    },
+)
 
-FEATURE = Section(s.FeatureDecl, {
-    "enabled": Leaf(to_bool, required=True),
-    "description": Leaf(to_str),
-    "dependencies": ListOf(Leaf(to_str)),
-})
+FEATURE = Section(
+    s.FeatureDecl,
+    {
+        "enabled": Leaf(to_bool, required=True),
+        "description": Leaf(to_str),
+        "dependencies": ListOf(Leaf(to_str)),
+    },
+)
 
-CLI_FILE = Section(s.CliIntegration, {
-    "cli_integration": Section(s.CliSection, {
-        "commands": Entries(Section(s.CliCommand, {
-            "enabled": Leaf(to_bool),
-            "description": Leaf(to_str),
-            "subcommands": Entries(Section(s.CliSubcommand, {
-                "enabled": Leaf(to_bool),
-                "description": Leaf(to_str),
-                "options": ListOf(Section(s.CliOption, {
-                    "name": Leaf(to_str, required=True),
-                    "short": Leaf(to_str),
-                    "description": Leaf(to_str),
-                    "default": INFO,
-                    "type": Leaf(to_choice("boolean", "string", "number")),
-                })),
-            })),
-        })),
-        "patterns": INFO,
-        "feature_dependencies": Entries(FEATURE),
-    }),
-    "workflows": INFO,
-    "security": INFO,
-    "tool_integration": Ignore(
-        "names the original pack's bmad-method/scripts and tools/lib files, which this product does "
-        "not ship; the bridge (bmad_bridge/) is the integration — remove it"
-    ),
-})
+CLI_FILE = Section(
+    s.CliIntegration,
+    {
+        "cli_integration": Section(
+            s.CliSection,
+            {
+                "commands": Entries(
+                    Section(
+                        s.CliCommand,
+                        {
+                            "enabled": Leaf(to_bool),
+                            "description": Leaf(to_str),
+                            "subcommands": Entries(
+                                Section(
+                                    s.CliSubcommand,
+                                    {
+                                        "enabled": Leaf(to_bool),
+                                        "description": Leaf(to_str),
+                                        "options": ListOf(
+                                            Section(
+                                                s.CliOption,
+                                                {
+                                                    "name": Leaf(to_str, required=True),
+                                                    "short": Leaf(to_str),
+                                                    "description": Leaf(to_str),
+                                                    "default": INFO,
+                                                    "type": Leaf(to_choice("boolean", "string", "number")),
+                                                },
+                                            )
+                                        ),
+                                    },
+                                )
+                            ),
+                        },
+                    )
+                ),
+                "patterns": INFO,
+                "feature_dependencies": Entries(FEATURE),
+            },
+        ),
+        "workflows": INFO,
+        "security": INFO,
+        "tool_integration": Ignore(
+            "names the original pack's bmad-method/scripts and tools/lib files, which this product does "
+            "not ship; the bridge (bmad_bridge/) is the integration — remove it"
+        ),
+    },
+)
 
-FLAGS_FILE = Section(s.FeatureFlagsFile, {
-    "features": Entries(FEATURE),
-    "metadata": INFO,
-    "safety": Ignore(
-        "the sidecar never flips a flag by itself; a flag changes only when this file changes "
-        "(it is reloaded live) — remove it"
-    ),
-    "rollback_triggers": Ignore(
-        "the sidecar never flips a flag by itself; memory and time limits are enforced per job — remove it"
-    ),
-})
+FLAGS_FILE = Section(
+    s.FeatureFlagsFile,
+    {
+        "features": Entries(FEATURE),
+        "metadata": INFO,
+        "safety": Ignore(
+            "the sidecar never flips a flag by itself; a flag changes only when this file changes "
+            "(it is reloaded live) — remove it"
+        ),
+        "rollback_triggers": Ignore(
+            "the sidecar never flips a flag by itself; memory and time limits are enforced per job — remove it"
+        ),
+    },
+)

@@ -14,11 +14,31 @@ from typing import Any
 import msgspec
 
 __all__ = [
-    "MemoryLimit", "DuckDBConfig", "SpillingConfig", "ProfileMonitoring", "Profile", "MemoryTemplates",
-    "DuckDBMemoryThresholds", "SystemMemoryThresholds", "GrowthRate", "SpillActivity", "MemoryThresholds",
-    "QueryExecution", "PerformanceThresholds", "CpuUsage", "SystemThresholds", "EnvironmentOverride",
-    "ResourceThresholds", "CliOption", "CliSubcommand", "CliCommand", "FeatureDecl", "CliSection",
-    "CliIntegration", "FeatureFlagsFile", "Positions",
+    "MemoryLimit",
+    "DuckDBConfig",
+    "SpillingConfig",
+    "ProfileMonitoring",
+    "Profile",
+    "MemoryTemplates",
+    "DuckDBMemoryThresholds",
+    "SystemMemoryThresholds",
+    "GrowthRate",
+    "SpillActivity",
+    "MemoryThresholds",
+    "QueryExecution",
+    "PerformanceThresholds",
+    "CpuUsage",
+    "SystemThresholds",
+    "EnvironmentOverride",
+    "ResourceThresholds",
+    "CliOption",
+    "CliSubcommand",
+    "CliCommand",
+    "FeatureDecl",
+    "CliSection",
+    "CliIntegration",
+    "FeatureFlagsFile",
+    "Positions",
 ]
 
 Positions = dict[str, tuple[int, int]]

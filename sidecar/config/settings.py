@@ -11,10 +11,28 @@ import msgspec
 from sidecar.config.diagnostics import Diagnostic
 
 __all__ = [
-    "Settings", "Thresholds", "RESERVE_BYTES", "RSS_PER_LIMIT_BYTE", "AUTO_BUDGET_SHARE", "AVAILABLE_SHARE", "MAX_BUDGET_SHARE",
-    "MIN_BUDGET_BYTES", "MIN_THREAD_MEMORY_BYTES", "SPILL_RESERVE_SHARE", "SPILL_RESERVE_MIN_BYTES",
-    "DEFAULT_TIMEOUT_MS", "DEFAULT_MAX_ROWS", "DEFAULT_CHECKPOINT_THRESHOLD_BYTES", "USER_KEYS", "ENV_VARS",
-    "STATE_DIR_ENV", "ALLOWED_DIRS_ENV", "duckdb_limit_for", "MACHINE_BUDGET_SHARE", "DEFAULT_STALL_TIMEOUT_MS", "SIDECAR_WIDE_KEYS",
+    "Settings",
+    "Thresholds",
+    "RESERVE_BYTES",
+    "RSS_PER_LIMIT_BYTE",
+    "AUTO_BUDGET_SHARE",
+    "AVAILABLE_SHARE",
+    "MAX_BUDGET_SHARE",
+    "MIN_BUDGET_BYTES",
+    "MIN_THREAD_MEMORY_BYTES",
+    "SPILL_RESERVE_SHARE",
+    "SPILL_RESERVE_MIN_BYTES",
+    "DEFAULT_TIMEOUT_MS",
+    "DEFAULT_MAX_ROWS",
+    "DEFAULT_CHECKPOINT_THRESHOLD_BYTES",
+    "USER_KEYS",
+    "ENV_VARS",
+    "STATE_DIR_ENV",
+    "ALLOWED_DIRS_ENV",
+    "duckdb_limit_for",
+    "MACHINE_BUDGET_SHARE",
+    "DEFAULT_STALL_TIMEOUT_MS",
+    "SIDECAR_WIDE_KEYS",
 ]
 
 MiB = 1024**2
@@ -61,15 +79,29 @@ MACHINE_BUDGET_SHARE = 0.80
 # a job that stops making progress and burns no CPU for this long is treated as hung
 DEFAULT_STALL_TIMEOUT_MS = 120_000
 # settings that hold for the whole sidecar, not for one request
-SIDECAR_WIDE_KEYS: tuple[str, ...] = ("temp_directory", "machine_budget", "max_concurrent_jobs", "stall_timeout_ms")
+SIDECAR_WIDE_KEYS: tuple[str, ...] = (
+    "temp_directory",
+    "machine_budget",
+    "max_concurrent_jobs",
+    "stall_timeout_ms",
+)
 DEFAULT_TIMEOUT_MS = 300_000
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_CHECKPOINT_THRESHOLD_BYTES = 16 * MiB  # DuckDB's own default
 
 # keys a request's `settings` or the client's initialize `overrides` may carry
 USER_KEYS: tuple[str, ...] = (
-    "memory_limit", "threads", "temp_directory", "max_temp_directory_size", "preserve_insertion_order",
-    "timeout_ms", "max_rows", "profile", "machine_budget", "max_concurrent_jobs", "stall_timeout_ms",
+    "memory_limit",
+    "threads",
+    "temp_directory",
+    "max_temp_directory_size",
+    "preserve_insertion_order",
+    "timeout_ms",
+    "max_rows",
+    "profile",
+    "machine_budget",
+    "max_concurrent_jobs",
+    "stall_timeout_ms",
 )
 
 # environment variable -> setting key (the env layer; see docs/configuration.md)

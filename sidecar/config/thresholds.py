@@ -57,8 +57,10 @@ def merge_thresholds(
     values: dict[str, Any] = msgspec.structs.asdict(Thresholds())
     values["spill_warning_bytes"] = int(spill_allowance * SPILL_WARNING_SHARE)
     values["spill_critical_bytes"] = int(spill_allowance * SPILL_CRITICAL_SHARE)
-    parts = [f"defaults (spill levels {SPILL_WARNING_SHARE:.0%}/{SPILL_CRITICAL_SHARE:.0%} "
-             "of max_temp_directory_size)"]
+    parts = [
+        f"defaults (spill levels {SPILL_WARNING_SHARE:.0%}/{SPILL_CRITICAL_SHARE:.0%} "
+        "of max_temp_directory_size)"
+    ]
     th = pack.thresholds
     if th is not None:
         if _apply(values, th.memory_thresholds):
@@ -83,11 +85,17 @@ def merge_thresholds(
     for chain in _CHAINS:
         for low, high in zip(chain, chain[1:]):
             if values[high] < values[low]:
-                diagnostics.append(Diagnostic(
-                    "warning", parts[-1], None, None, f"thresholds.{high}",
-                    f"{high} ({values[high]}) fell below {low} ({values[low]}) after merging "
-                    f"{' then '.join(parts)}; raised to {values[low]}",
-                    "Keep the profile's monitoring levels below the thresholds file's higher levels.",
-                ))
+                diagnostics.append(
+                    Diagnostic(
+                        "warning",
+                        parts[-1],
+                        None,
+                        None,
+                        f"thresholds.{high}",
+                        f"{high} ({values[high]}) fell below {low} ({values[low]}) after merging "
+                        f"{' then '.join(parts)}; raised to {values[low]}",
+                        "Keep the profile's monitoring levels below the thresholds file's higher levels.",
+                    )
+                )
                 values[high] = values[low]
     return Thresholds(**values), " then ".join(parts)

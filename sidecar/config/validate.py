@@ -24,8 +24,25 @@ from sidecar.errors import did_you_mean
 from sidecar.units import format_size, parse_size
 
 __all__ = [
-    "Ctx", "Noted", "Leaf", "Section", "Entries", "ListOf", "Ignore", "INFO", "MISSING", "walk", "substitute",
-    "to_size", "to_bool", "to_int", "to_str", "to_choice", "to_percent", "to_mb_or_size", "to_str_list",
+    "Ctx",
+    "Noted",
+    "Leaf",
+    "Section",
+    "Entries",
+    "ListOf",
+    "Ignore",
+    "INFO",
+    "MISSING",
+    "walk",
+    "substitute",
+    "to_size",
+    "to_bool",
+    "to_int",
+    "to_str",
+    "to_choice",
+    "to_percent",
+    "to_mb_or_size",
+    "to_str_list",
     "to_path",
 ]
 
@@ -157,7 +174,9 @@ def _walk_section(spec: Section, raw: MarkedDict, ctx: Ctx, path: str) -> Any:
         key_path = _join(path, key)
         if sub is None:
             ctx.add(
-                "warning", raw.key_pos[key], key_path,
+                "warning",
+                raw.key_pos[key],
+                key_path,
                 f"unknown key '{key}' is ignored{did_you_mean(key, known)}",
                 f"known keys here: {', '.join(known)}" if known else "remove it",
             )
@@ -309,7 +328,9 @@ def to_mb_or_size(value: Any) -> int | Noted:
         if value < 0 or not math.isfinite(value):
             raise ValueError("must be zero or more")
         return Noted(
-            int(value * 1000**2), "info", f"bare number read as {value:g}MB",
+            int(value * 1000**2),
+            "info",
+            f"bare number read as {value:g}MB",
             f"write '{value:g}MB' to be explicit",
         )
     return to_size()(value)

@@ -107,7 +107,12 @@ def load_yaml(path: Path) -> tuple[Any, list[Diagnostic]]:
         context = f" ({exc.context})" if exc.context else ""
         return None, [
             Diagnostic(
-                "error", str(path), line, col, "", f"YAML syntax error: {problem}{context}",
+                "error",
+                str(path),
+                line,
+                col,
+                "",
+                f"YAML syntax error: {problem}{context}",
                 "Fix the YAML at this line; the last good configuration stays in force.",
             )
         ]
@@ -117,7 +122,11 @@ def load_yaml(path: Path) -> tuple[Any, list[Diagnostic]]:
         loader.dispose()  # type: ignore[no-untyped-call]
     diags = [
         Diagnostic(
-            "warning", str(path), second[0], second[1], key,
+            "warning",
+            str(path),
+            second[0],
+            second[1],
+            key,
             f"duplicate key '{key}' (first at line {first[0]}); YAML keeps only this last one",
             "Remove one of the two entries.",
         )

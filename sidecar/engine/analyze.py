@@ -109,9 +109,13 @@ def resolve_dataset(con: duckdb.DuckDBPyConnection, path: str) -> tuple[Format, 
     listed = sorted(str(r[0]) for r in con.execute("SELECT file FROM glob(?)", [pattern]).fetchall())
     if not listed:
         if is_dir:
-            raise InputError(f"directory '{path}' holds no files", hint="Point at a directory with data files.")
+            raise InputError(
+                f"directory '{path}' holds no files", hint="Point at a directory with data files."
+            )
         what = "no files match" if is_glob else "no such file"
-        raise InputError(f"{what}: '{path}'", hint="Check the path; a file, a glob or a directory is accepted.")
+        raise InputError(
+            f"{what}: '{path}'", hint="Check the path; a file, a glob or a directory is accepted."
+        )
     if not is_dir:
         fmt = format_of(listed[0]) if len(listed) == 1 else None
         if len(listed) == 1 and fmt is None:
@@ -130,7 +134,9 @@ def resolve_dataset(con: duckdb.DuckDBPyConnection, path: str) -> tuple[Format, 
             hint="Data files are recognised by extension: .parquet, .csv, .tsv, .txt, .json, .jsonl, .ndjson.",
         )
     if len(by_format) > 1:
-        mix = ", ".join(f"{fmt} ({files[0]}{' ...' if len(files) > 1 else ''})" for fmt, files in by_format.items())
+        mix = ", ".join(
+            f"{fmt} ({files[0]}{' ...' if len(files) > 1 else ''})" for fmt, files in by_format.items()
+        )
         raise InputError(
             f"'{path}' mixes formats: {mix}",
             hint="Analyze one format at a time, e.g. with a glob such as dir/**/*.parquet.",
@@ -209,7 +215,11 @@ _NAN_NOTE = "min/max of FLOAT/DOUBLE columns leave NaN out, as Parquet statistic
 
 
 def _full_scan(
-    con: duckdb.DuckDBPyConnection, fmt: Format, files: Sequence[str], columns: list[tuple[str, str]], exact: bool
+    con: duckdb.DuckDBPyConnection,
+    fmt: Format,
+    files: Sequence[str],
+    columns: list[tuple[str, str]],
+    exact: bool,
 ) -> _Result:
     """Everything from one pass over every row; only distinct counts stay approximate."""
     row_count, figures = stats.scan_figures(con, _reader(fmt, files), columns)
@@ -222,10 +232,17 @@ def _full_scan(
         notes.append(_NAN_NOTE)
     out = [
         ColumnAnalysis(
-            name=name, type=duck_type,
-            null_count=None if f.non_null is None else row_count - f.non_null, null_count_exact=True,
-            approx_distinct=f.approx_distinct, min=f.min, max=f.max, min_max_exact=True,
-            mean=f.mean, std=f.std, mean_std_exact=True,
+            name=name,
+            type=duck_type,
+            null_count=None if f.non_null is None else row_count - f.non_null,
+            null_count_exact=True,
+            approx_distinct=f.approx_distinct,
+            min=f.min,
+            max=f.max,
+            min_max_exact=True,
+            mean=f.mean,
+            std=f.std,
+            mean_std_exact=True,
         )  # fmt: skip
         for (name, duck_type), f in zip(columns, figures)
     ]
@@ -252,18 +269,28 @@ def _from_sample(
         minmax_exact = foot is not None and foot.min_max_exact
         out.append(
             ColumnAnalysis(
-                name=name, type=duck_type, null_count=null_count, null_count_exact=nulls_exact,
+                name=name,
+                type=duck_type,
+                null_count=null_count,
+                null_count_exact=nulls_exact,
                 approx_distinct=stats.estimate_distinct(freq, max(row_count - null_count, freq.n)),
                 min=foot.min if foot is not None and minmax_exact else f.min,
                 max=foot.max if foot is not None and minmax_exact else f.max,
-                min_max_exact=minmax_exact, mean=f.mean, std=f.std, mean_std_exact=False,
+                min_max_exact=minmax_exact,
+                mean=f.mean,
+                std=f.std,
+                mean_std_exact=False,
             )  # fmt: skip
         )
     return out
 
 
 def _parquet_estimated(
-    con: duckdb.DuckDBPyConnection, files: list[str], columns: list[tuple[str, str]], row_count: int, budget: int
+    con: duckdb.DuckDBPyConnection,
+    files: list[str],
+    columns: list[tuple[str, str]],
+    row_count: int,
+    budget: int,
 ) -> _Result:
     """Footers for the exact figures, row-group slices for the rest."""
     footers = stats.footer_figures(con, files, row_count, columns)
@@ -367,13 +394,20 @@ def _text_estimated(
         row_count, estimated = n, False
     out = _from_sample(columns, row_count, n, figures, distincts, {})
     if complete:
-        out = [msgspec.structs.replace(c, null_count_exact=True, min_max_exact=True, mean_std_exact=True) for c in out]
-        notes.append(f"the whole file ({n} rows) fit in the sample: every figure but approx_distinct is exact")
+        out = [
+            msgspec.structs.replace(c, null_count_exact=True, min_max_exact=True, mean_std_exact=True)
+            for c in out
+        ]
+        notes.append(
+            f"the whole file ({n} rows) fit in the sample: every figure but approx_distinct is exact"
+        )
         return row_count, True, out, None, notes
     if estimated:
         notes.append("row count estimated from the line density of the first 8 MiB of each file")
     if counted:
-        notes.append(f"rows counted by a full scan (no line-based estimate possible) in: {', '.join(counted)}")
+        notes.append(
+            f"rows counted by a full scan (no line-based estimate possible) in: {', '.join(counted)}"
+        )
     notes.append(
         f"null counts, min/max, mean, std and approx_distinct from the first rows of {k} of {len(files)} "
         f"file(s), {n} rows in all: biased if the files are ordered; pass exact=true for exact figures"

@@ -35,8 +35,18 @@ __all__ = [
 ]
 
 _INTEGER_TYPES = frozenset(
-    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-     "UHUGEINT"}
+    {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+    }
 )
 _FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE"})
 _NESTED = re.compile(r"^(STRUCT|MAP|UNION)\(|\[\d*\]$")
@@ -268,9 +278,7 @@ def footer_figures(
         here = f"path_in_schema = {quote_str(name)}"
         lo, hi = f"TRY_CAST(stats_min_value AS {duck_type})", f"TRY_CAST(stats_max_value AS {duck_type})"
         has_values = "(stats_null_count IS NULL OR stats_null_count < num_values)"
-        unusable = (
-            f"{has_values} AND ({lo} IS NULL OR {hi} IS NULL OR min_is_exact IS FALSE OR max_is_exact IS FALSE)"
-        )
+        unusable = f"{has_values} AND ({lo} IS NULL OR {hi} IS NULL OR min_is_exact IS FALSE OR max_is_exact IS FALSE)"
         aggs += [
             f"sum(stats_null_count) FILTER (WHERE {here})",
             f"count(*) FILTER (WHERE {here} AND stats_null_count IS NULL)",
@@ -279,9 +287,7 @@ def footer_figures(
             _render(f"max({hi}) FILTER (WHERE {here})", duck_type),
             f"count(*) FILTER (WHERE {here} AND {unusable})",
         ]
-    row = con.execute(
-        f"SELECT {', '.join(aggs)} FROM parquet_metadata({sql_list(list(files))})"
-    ).fetchone()
+    row = con.execute(f"SELECT {', '.join(aggs)} FROM parquet_metadata({sql_list(list(files))})").fetchone()
     if row is None:
         raise duckdb.InternalException("aggregate query returned no row")
     result: dict[str, FooterFigures] = {}
@@ -329,6 +335,8 @@ def plan_row_group_sample(
     per_slice = max(1, math.ceil(sample_rows / k))
     chosen = sorted({int((i + 0.5) * len(spans) / k) for i in range(k)})
     return [
-        ParquetRowGroup(file=spans[i][0], first_row=spans[i][1], last_row=spans[i][1] + min(per_slice, spans[i][2]) - 1)
+        ParquetRowGroup(
+            file=spans[i][0], first_row=spans[i][1], last_row=spans[i][1] + min(per_slice, spans[i][2]) - 1
+        )
         for i in chosen
     ]

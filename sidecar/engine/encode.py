@@ -117,7 +117,9 @@ def _converter(type_name: str) -> Callable[[Any], Any] | None:
     return json_value
 
 
-def convert_rows(rows: Sequence[tuple[Any, ...]], type_names: Sequence[str]) -> list[list[Any]] | Sequence[tuple[Any, ...]]:
+def convert_rows(
+    rows: Sequence[tuple[Any, ...]], type_names: Sequence[str]
+) -> list[list[Any]] | Sequence[tuple[Any, ...]]:
     """Rows ready for msgspec's JSON encoder; untouched when no column needs converting."""
     converters = [(i, c) for i, t in enumerate(type_names) if (c := _converter(t)) is not None]
     if not converters:

@@ -127,7 +127,10 @@ def map_duckdb_error(
     if cls is Cancelled and cancel_reason == "timeout":
         cls, message = Timeout, "the query ran past its timeout and was interrupted"
     elif cls is Cancelled and cancel_reason == "shutdown":
-        message, hint = "the sidecar is shutting down; the query was interrupted", "Resend it to a running sidecar."
+        message, hint = (
+            "the sidecar is shutting down; the query was interrupted",
+            "Resend it to a running sidecar.",
+        )
     elif cls is Cancelled:
         message = "the query was cancelled by the client"
     elif cls is OutOfMemory:

@@ -9,8 +9,6 @@ processes replace what sits behind this class without changing its callers.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -25,7 +23,7 @@ from sidecar.engine.encode import convert_rows
 from sidecar.engine.errors import map_duckdb_error
 from sidecar.engine.guard import checked_statements
 from sidecar.engine.monitor import JobContext, JobWatch, Sample, Sampler
-from sidecar.engine.outputs import atomic_target, copy_options, inside, pid_alive, remove_orphaned_outputs
+from sidecar.engine.outputs import atomic_target, copy_options, inside
 from sidecar.errors import AccessDenied, InputError, InvalidParams, SidecarError
 
 __all__ = ["OutputSpec", "QuerySpec", "Column", "OutputInfo", "QueryStats", "QueryResult", "Engine"]
@@ -122,7 +120,9 @@ class Engine:
                     details={"database": key, "allowed_directories": list(settings.allowed_directories)},
                 )
             if key != MEMORY and not Path(key).parent.is_dir():
-                raise InputError(f"the directory of database {name!r} does not exist", hint="Create it first.")
+                raise InputError(
+                    f"the directory of database {name!r} does not exist", hint="Create it first."
+                )
             try:
                 db = Database(key, settings)
             except duckdb.Error as exc:
@@ -137,6 +137,13 @@ class Engine:
             databases = list(self._databases.values())
         for db in databases:
             db.set_memory_limit(limit_bytes)
+
+    def idle(self) -> None:
+        """Between jobs: let every open database give its cached memory back (see Database.idle)."""
+        with self._lock:
+            databases = list(self._databases.values())
+        for db in databases:
+            db.idle()
 
     def retune(self, settings: EngineSettings) -> None:
         with self._lock:
@@ -201,7 +208,9 @@ class Engine:
             statements=count,
             settings={**settings.instance_values(), "database": run.db.path},
         )
-        return QueryResult(columns, rows, len(rows) if output is None else output.rows, truncated, stats, output)  # type: ignore[arg-type]
+        return QueryResult(
+            columns, rows, len(rows) if output is None else output.rows, truncated, stats, output
+        )  # type: ignore[arg-type]
 
     def analyze(
         self,
@@ -268,7 +277,11 @@ class Engine:
         _check(watch.job)
         last = statements[-1]
         if spec.output is not None:
-            return (*self._write_output(cursor, last, spec, spec.output, settings, watch), len(statements), healthy)
+            return (
+                *self._write_output(cursor, last, spec, spec.output, settings, watch),
+                len(statements),
+                healthy,
+            )
         cursor.execute(last, spec.params)
         description = cursor.description or []
         columns = [Column(d[0], str(d[1])) for d in description]
@@ -301,7 +314,9 @@ class Engine:
             description = cursor.execute(f"SELECT * FROM ({query}) LIMIT 0", spec.params).description or []
             watch.set_phase("writing")
             target = str(temp).replace("'", "''")
-            written = cursor.execute(f"COPY ({query}) TO '{target}' ({copy_options(output.format)})", spec.params).fetchone()
+            written = cursor.execute(
+                f"COPY ({query}) TO '{target}' ({copy_options(output.format)})", spec.params
+            ).fetchone()
             rows = int(written[0]) if written else 0
             size = temp.stat().st_size if temp.exists() else 0
         columns = [Column(d[0], str(d[1])) for d in description]
@@ -309,27 +324,6 @@ class Engine:
         return columns, [], False, OutputInfo(final, output.format, size, rows)
 
     # -- housekeeping --------------------------------------------------------------------
-
-    def cleanup(self, settings: EngineSettings, *, aggressive: bool) -> tuple[int, int]:
-        """Remove what dead processes left: spill directories and temporary outputs.
-
-        Returns (bytes freed, files removed). Spill files of live databases belong to DuckDB,
-        which releases them as queries end; `aggressive` also drops idle pooled cursors.
-        """
-        freed, removed = remove_orphaned_outputs(Path(settings.state_directory) / "pending-outputs")
-        spill_root = Path(settings.temp_directory)
-        if spill_root.is_dir():
-            for entry in spill_root.iterdir():
-                if entry.is_dir() and _orphaned(entry.name):
-                    files = [f for f in entry.rglob("*") if f.is_file()]
-                    freed += sum(f.stat().st_size for f in files)
-                    removed += len(files)
-                    shutil.rmtree(entry, ignore_errors=True)
-        if aggressive:
-            with self._lock:
-                for db in self._databases.values():
-                    db.drop_idle_cursors()
-        return freed, removed
 
     def close(self) -> None:
         self.sampler.close()
@@ -368,10 +362,6 @@ def _check(job: JobContext) -> None:
 
 
 def _interrupted(job: JobContext) -> SidecarError:
-    return map_duckdb_error(duckdb.InterruptException("INTERRUPT Error: Interrupted!"), cancel_reason=job.cancel_reason)
-
-
-def _orphaned(name: str) -> bool:
-    """A spill directory named `<key>-<pid>` whose process is gone."""
-    _, _, pid = name.rpartition("-")
-    return pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
+    return map_duckdb_error(
+        duckdb.InterruptException("INTERRUPT Error: Interrupted!"), cancel_reason=job.cancel_reason
+    )

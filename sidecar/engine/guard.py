@@ -52,7 +52,7 @@ def _refusal(kind: str, what: str, sql: str) -> AccessDenied:
     return AccessDenied(
         f"statement refused: {sql.strip()[:200]!r} {what}",
         hint=(
-            "Settings belong in the request's `settings` (e.g. {\"memory_limit\": \"4GB\"}) or the config "
+            'Settings belong in the request\'s `settings` (e.g. {"memory_limit": "4GB"}) or the config '
             "files; extensions and other databases are not available to SQL sent through the sidecar."
         ),
         details={"statement_type": kind, "statement": sql.strip()[:2000]},

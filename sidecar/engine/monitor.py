@@ -159,7 +159,11 @@ class Sampler:
                     # An interrupt that lands between two statements, or just before one starts,
                     # is lost by DuckDB; repeat it until the job has stopped.
                     watch.cursor.interrupt()
-                if watch.deadline is not None and now >= watch.deadline and not watch.job.cancel_event.is_set():
+                if (
+                    watch.deadline is not None
+                    and now >= watch.deadline
+                    and not watch.job.cancel_event.is_set()
+                ):
                     log.info("job ran past its deadline; stopping it")
                     watch.job.cancel("timeout")
                 sample = watch.sample(self._process)

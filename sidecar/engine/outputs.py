@@ -19,7 +19,15 @@ from typing import Iterator, Literal
 
 from sidecar.errors import AccessDenied, InputError
 
-__all__ = ["TEMP_PREFIX", "OutputFormat", "atomic_target", "copy_options", "inside", "remove_orphaned_outputs", "pid_alive"]
+__all__ = [
+    "TEMP_PREFIX",
+    "OutputFormat",
+    "atomic_target",
+    "copy_options",
+    "inside",
+    "remove_orphaned_outputs",
+    "pid_alive",
+]
 
 TEMP_PREFIX = ".bmad-tmp-"
 OutputFormat = Literal["parquet", "csv", "json"]
@@ -65,7 +73,9 @@ def atomic_target(path_text: str, *, overwrite: bool, allowed: list[str], journa
             details={"path": str(target), "allowed_directories": allowed},
         )
     if target.is_dir():
-        raise InputError(f"output path {str(target)!r} is a directory", hint="Give a file path, e.g. out/result.parquet.")
+        raise InputError(
+            f"output path {str(target)!r} is a directory", hint="Give a file path, e.g. out/result.parquet."
+        )
     if not target.parent.is_dir():
         raise InputError(
             f"the directory of output path {str(target)!r} does not exist",

@@ -23,6 +23,5 @@ class CleanupResult(msgspec.Struct, frozen=True):
 def cleanup(call: Call, p: CleanupParams) -> CleanupResult:
     """Remove orphaned spill directories and temporary output files; report what was freed."""
     session = call.session
-    settings = session.engine_settings(session.settings)
-    freed, removed = session.engine.cleanup(settings, aggressive=p.aggressive)
-    return CleanupResult(freed, removed, settings.temp_directory)
+    freed, removed = session.engine.cleanup(aggressive=p.aggressive)
+    return CleanupResult(freed, removed, session.settings.temp_directory)

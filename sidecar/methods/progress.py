@@ -29,4 +29,3 @@ def progress_listener(call: Call) -> Callable[[Sample], None] | None:
         )
 
     return listen
-

@@ -40,7 +40,9 @@ Reply = Callable[[dict[str, Any] | None], None]
 class Call:
     """One request in flight: its id, its cancellation, its progress channel."""
 
-    def __init__(self, id: Any, method: str, progress_token: str | int | None, writer: MessageWriter, session: Any):
+    def __init__(
+        self, id: Any, method: str, progress_token: str | int | None, writer: MessageWriter, session: Any
+    ):
         self.id = id
         self.method = method
         self.progress_token = progress_token
@@ -87,7 +89,10 @@ class Call:
         if self.cancel_reason == "timeout":
             return Timeout(f"request {self.id!r} ran past its timeout and was stopped after {elapsed} ms")
         if self.cancel_reason == "shutdown":
-            return Cancelled("the sidecar is shutting down; the request was stopped", hint="Resend it to a running sidecar.")
+            return Cancelled(
+                "the sidecar is shutting down; the request was stopped",
+                hint="Resend it to a running sidecar.",
+            )
         return Cancelled(f"request {self.id!r} was cancelled after {elapsed} ms")
 
     def raise_if_cancelled(self) -> None:
@@ -100,7 +105,11 @@ class Call:
 
     def progress(self, value: ProgressValue) -> None:
         if self.progress_token is not None:
-            notification = {"jsonrpc": "2.0", "method": "$/progress", "params": ProgressParams(self.progress_token, value)}
+            notification = {
+                "jsonrpc": "2.0",
+                "method": "$/progress",
+                "params": ProgressParams(self.progress_token, value),
+            }
             self._writer.send(notification)
 
 
@@ -143,7 +152,9 @@ def _valid_id(value: Any) -> bool:
 
 
 class Dispatcher:
-    def __init__(self, registry: Registry, writer: MessageWriter, session: Any, *, max_workers: int = 32) -> None:
+    def __init__(
+        self, registry: Registry, writer: MessageWriter, session: Any, *, max_workers: int = 32
+    ) -> None:
         self.registry = registry
         self.writer = writer
         self.session = session
@@ -208,7 +219,9 @@ class Dispatcher:
 
     def _handle_one(self, message: Any, reply: Reply) -> None:
         if not isinstance(message, dict):
-            reply(error_message(None, InvalidRequest(f"expected a JSON object, got {type(message).__name__}")))
+            reply(
+                error_message(None, InvalidRequest(f"expected a JSON object, got {type(message).__name__}"))
+            )
             return
         is_notification = "id" not in message
         id = message.get("id")
@@ -295,7 +308,9 @@ class Dispatcher:
             response = error_message(call.id, err)
         except Exception as exc:  # a bug: report it with a stable code, and keep serving
             log.exception("internal error in %s", spec.name)
-            response = error_message(call.id, InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}"))
+            response = error_message(
+                call.id, InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}")
+            )
         finally:
             with self._lock:
                 if self.inflight.get(call.id) is call:

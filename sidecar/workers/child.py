@@ -15,6 +15,7 @@ import threading
 from typing import IO, Any, Callable
 
 import msgspec
+import psutil
 
 from sidecar.engine.executor import Engine
 from sidecar.engine.monitor import Sample
@@ -35,6 +36,9 @@ from sidecar.workers.protocol import (
 )
 
 log = logging.getLogger("sidecar.worker")
+
+IDLE_RSS_BYTES = 192 * 1024 * 1024
+"""Above this RSS after a job, the worker makes DuckDB give its cached buffers back."""
 
 
 class _Job:
@@ -82,6 +86,7 @@ class Worker:
         self.current_settings: Any = None
         self._send_lock = threading.Lock()
         self._decoder = msgspec.msgpack.Decoder(ToWorker)
+        self._process = psutil.Process()
         # One job thread for the worker's life: the sidecar sends one job at a time, and a
         # thread kept ready starts it without the cost of a new one.
         self._queue: queue.SimpleQueue[tuple[Run, _Job] | None] = queue.SimpleQueue()
@@ -149,9 +154,19 @@ class Worker:
             self.send(Failed(message.job, err.code, err.message, err.hint, _plain(err.details)))
         except Exception as exc:  # a bug in the engine: report it, keep the worker serving
             log.exception("job %d failed unexpectedly", message.job)
-            self.send(Failed(message.job, "INTERNAL", f"{type(exc).__name__}: {exc}", InternalError.default_hint))
+            self.send(
+                Failed(message.job, "INTERNAL", f"{type(exc).__name__}: {exc}", InternalError.default_hint)
+            )
         finally:
             self.jobs.pop(message.job, None)
+            # An idle worker should hold next to nothing: admission control counts only running
+            # jobs. Reading RSS costs microseconds; shrinking DuckDB's limit costs a little more,
+            # so it happens only when there is something to give back.
+            if self._process.memory_info().rss > IDLE_RSS_BYTES:
+                try:
+                    self.engine.idle()
+                except Exception:
+                    log.warning("could not release cached memory after job %d", message.job, exc_info=True)
 
 
 def _plain(details: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +175,11 @@ def _plain(details: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     level = os.environ.get("BMAD_DATA_LOG_LEVEL", "info").upper()
-    logging.basicConfig(level=level, stream=sys.stderr, format=f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s worker[{os.getpid()}] %(name)s: %(message)s",
+    )
     events = claim_stdout()
     Worker(sys.stdin.buffer, events).serve()
     return 0

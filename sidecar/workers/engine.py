@@ -25,8 +25,8 @@ from sidecar.config.settings import duckdb_limit_for
 from sidecar.engine.database import EngineSettings
 from sidecar.engine.executor import WRAPPABLE, Attempt, QuerySpec
 from sidecar.engine.monitor import Sample
-from sidecar.engine.outputs import remove_orphaned_outputs
-from sidecar.errors import ERROR_CLASSES, Cancelled, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
+from sidecar.engine.outputs import pid_alive, remove_orphaned_outputs
+from sidecar.errors import ERROR_CLASSES, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
 from sidecar.units import format_size
 from sidecar.workers.admission import Admission, Reservation
 from sidecar.workers.handle import JobOutcome, WorkerDied, WorkerHandle
@@ -62,35 +62,83 @@ class SupervisedEngine:
 
     # -- the methods' entry points -------------------------------------------------------
 
-    def run_query(self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None) -> Any:
+    def run_query(
+        self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None
+    ) -> Any:
         database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
         spec = msgspec.structs.replace(spec, database=database)
         shape = shape_of(spec.sql)
         # Safe to repeat: reads, atomic outputs, and writes that run in one transaction (a failed or
         # killed attempt leaves the database as it was).
-        idempotent = shape.read_only or (bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE)
-        return self._run("query", spec, settings, call, on_sample, database,
-                         idempotent=idempotent, exports=spec.output is not None, holistic=lambda: shape.holistic)
+        idempotent = shape.read_only or (
+            bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE
+        )
+        return self._run(
+            "query",
+            spec,
+            settings,
+            call,
+            on_sample,
+            database,
+            idempotent=idempotent,
+            exports=spec.output is not None,
+            holistic=lambda: shape.holistic,
+        )
 
-    def analyze(self, spec: AnalyzeSpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None) -> Any:
-        return self._run("analyze", spec, settings, call, on_sample, None, idempotent=True, exports=False,
-                         holistic=lambda: False)
+    def analyze(
+        self, spec: AnalyzeSpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None
+    ) -> Any:
+        return self._run(
+            "analyze",
+            spec,
+            settings,
+            call,
+            on_sample,
+            None,
+            idempotent=True,
+            exports=False,
+            holistic=lambda: False,
+        )
 
     # -- one job, attempt by attempt -----------------------------------------------------
 
-    def _run(self, kind: str, spec: Any, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None,
-             database: str | None, *, idempotent: bool, exports: bool, holistic: Callable[[], bool]) -> Any:
+    def _run(
+        self,
+        kind: str,
+        spec: Any,
+        settings: Settings,
+        call: Any,
+        on_sample: Callable[[Sample], None] | None,
+        database: str | None,
+        *,
+        idempotent: bool,
+        exports: bool,
+        holistic: Callable[[], bool],
+    ) -> Any:
         explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
         most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
-        start = settings.memory_budget_bytes if explicit else min(settings.memory_budget_bytes, self.admission.share())
-        state = JobState(ceiling=start, most=most, threads=settings.threads,
-                         preserve_insertion_order=settings.preserve_insertion_order, idempotent=idempotent,
-                         exports=exports, holistic=False, duckdb_limit=duckdb_limit_for(start))
+        start = (
+            settings.memory_budget_bytes
+            if explicit
+            else min(settings.memory_budget_bytes, self.admission.share())
+        )
+        state = JobState(
+            ceiling=start,
+            most=most,
+            threads=settings.threads,
+            preserve_insertion_order=settings.preserve_insertion_order,
+            idempotent=idempotent,
+            exports=exports,
+            holistic=False,
+            duckdb_limit=duckdb_limit_for(start),
+        )
         attempts: list[Attempt] = []
         tried: tuple[str, ...] = ()
         rung = "first"
         while True:
-            outcome, attempt, failure = self._attempt(kind, spec, settings, state, call, on_sample, database, rung, len(attempts) + 1)
+            outcome, attempt, failure = self._attempt(
+                kind, spec, settings, state, call, on_sample, database, rung, len(attempts) + 1
+            )
             attempts.append(attempt)
             if outcome is not None:
                 return self._finish(outcome, attempts)
@@ -107,16 +155,27 @@ class SupervisedEngine:
             if on_sample is not None:
                 on_sample(Sample("retrying", None, 0, 0, 0, 0))
 
-    def _attempt(self, kind: str, spec: Any, settings: Settings, state: JobState, call: Any,
-                 on_sample: Callable[[Sample], None] | None, database: str | None, rung: str, number: int
-                 ) -> tuple[Any, Attempt, tuple[Failure | None, SidecarError | None]]:
+    def _attempt(
+        self,
+        kind: str,
+        spec: Any,
+        settings: Settings,
+        state: JobState,
+        call: Any,
+        on_sample: Callable[[Sample], None] | None,
+        database: str | None,
+        rung: str,
+        number: int,
+    ) -> tuple[Any, Attempt, tuple[Failure | None, SidecarError | None]]:
         started = time.monotonic()
 
         def queued() -> None:
             if on_sample is not None:
                 on_sample(Sample("queued", None, 0, 0, 0, 0))
 
-        reservation = self.admission.admit(state.ceiling, state.most, cancelled=call.cancel_event.is_set, on_wait=queued)
+        reservation = self.admission.admit(
+            state.ceiling, state.most, cancelled=call.cancel_event.is_set, on_wait=queued
+        )
         if reservation is None:
             raise call.cancelled_error()
         lock = self.pool.database_lock(database) if database is not None else None
@@ -130,12 +189,24 @@ class SupervisedEngine:
             handle = self.pool.acquire(database)
             job = next(self._jobs)
             engine_settings = self._engine_settings(settings, state, reservation)
-            run = Run(job=job, kind=kind, settings=engine_settings, progress=True,  # type: ignore[arg-type]
-                      query=spec if kind == "query" else None, analyze=spec if kind == "analyze" else None)
-            watch = Watch(handle, job, reservation, duckdb_limit_for, settings.thresholds.duckdb_memory_emergency,
-                          deadline=None if not _timeout(spec) else time.monotonic() + _timeout(spec) / 1000,
-                          stall_s=settings.stall_timeout_ms / 1000 if settings.stall_timeout_ms else None,
-                          growable=reservation.bytes < reservation.most and state.idempotent)
+            run = Run(
+                job=job,
+                kind=kind,
+                settings=engine_settings,
+                progress=True,  # type: ignore[arg-type]
+                query=spec if kind == "query" else None,
+                analyze=spec if kind == "analyze" else None,
+            )
+            watch = Watch(
+                handle,
+                job,
+                reservation,
+                duckdb_limit_for,
+                settings.thresholds.duckdb_memory_emergency,
+                deadline=None if not _timeout(spec) else time.monotonic() + _timeout(spec) / 1000,
+                stall_s=settings.stall_timeout_ms / 1000 if settings.stall_timeout_ms else None,
+                growable=reservation.bytes < reservation.most and state.idempotent,
+            )
 
             def relay(sample: Sample) -> None:
                 watch.buffer_bytes = sample.buffer_bytes  # type: ignore[union-attr]
@@ -151,12 +222,25 @@ class SupervisedEngine:
                 unregister()
                 self.watchdog.unwatch(job)
             elapsed = int((time.monotonic() - started) * 1000)
-            attempt = Attempt(number, rung, reservation.bytes, engine_settings.memory_limit_bytes, state.threads,
-                              "ok", elapsed, handle.peak_rss, max(watch.grown) if watch.grown else None)
+            attempt = Attempt(
+                number,
+                rung,
+                reservation.bytes,
+                engine_settings.memory_limit_bytes,
+                state.threads,
+                "ok",
+                elapsed,
+                handle.peak_rss,
+                max(watch.grown) if watch.grown else None,
+            )
             if isinstance(outcome_or_error, JobOutcome) and outcome_or_error.error is None:
                 return outcome_or_error.result, attempt, (None, None)
             failure, error = self._classify(outcome_or_error, watch, call, reservation)
-            return None, msgspec.structs.replace(attempt, outcome=failure.code if failure else error.code), (failure, error)
+            return (
+                None,
+                msgspec.structs.replace(attempt, outcome=failure.code if failure else error.code),
+                (failure, error),
+            )
         finally:
             self.admission.release(reservation)
             if handle is not None:
@@ -169,7 +253,9 @@ class SupervisedEngine:
         watch.interrupted_at = time.monotonic()
         watch.handle.interrupt(watch.job, watch.interrupted_for)
 
-    def _engine_settings(self, settings: Settings, state: JobState, reservation: Reservation) -> EngineSettings:
+    def _engine_settings(
+        self, settings: Settings, state: JobState, reservation: Reservation
+    ) -> EngineSettings:
         spill_cap = settings.max_temp_directory_size_bytes
         if settings.sources.get("max_temp_directory_size_bytes", "auto").startswith("auto"):
             # the disk's spill allowance is shared: each of the jobs that may run at once gets its part
@@ -184,37 +270,59 @@ class SupervisedEngine:
             state_directory=settings.state_directory,
         )
 
-    def _classify(self, outcome: JobOutcome | WorkerDied, watch: Watch, call: Any, reservation: Reservation
-                  ) -> tuple[Failure | None, SidecarError]:
+    def _classify(
+        self, outcome: JobOutcome | WorkerDied, watch: Watch, call: Any, reservation: Reservation
+    ) -> tuple[Failure | None, SidecarError]:
         room = max(0, self.admission.machine_budget - self.admission.reserved)
         if isinstance(outcome, WorkerDied):
             why = outcome.killed_for
             if why == "memory_ceiling":
                 return Failure("MEMORY_CEILING", room), OutOfMemory(
                     f"the job went over its memory ceiling of {format_size(reservation.bytes)} and its worker was stopped",
-                    details={"ceiling_bytes": reservation.bytes, "peak_rss_bytes": outcome.peak_rss})
+                    details={"ceiling_bytes": reservation.bytes, "peak_rss_bytes": outcome.peak_rss},
+                )
             if why in ("timeout", "stalled"):
-                seen = {"reason": why, "peak_rss_bytes": outcome.peak_rss, "cpu_seconds": round(watch.last_cpu, 2),
-                        "seconds_without_cpu": round(time.monotonic() - watch.last_active, 1)}
-                return None, Timeout(f"the job {'stalled' if why == 'stalled' else 'ran past its timeout'} and did not "
-                                     f"stop when interrupted; its worker was killed", details=seen)
+                seen = {
+                    "reason": why,
+                    "peak_rss_bytes": outcome.peak_rss,
+                    "cpu_seconds": round(watch.last_cpu, 2),
+                    "seconds_without_cpu": round(time.monotonic() - watch.last_active, 1),
+                }
+                return None, Timeout(
+                    f"the job {'stalled' if why == 'stalled' else 'ran past its timeout'} and did not "
+                    f"stop when interrupted; its worker was killed",
+                    details=seen,
+                )
             if why in ("cancelled", "shutdown"):
                 return None, call.cancelled_error()
             likely = ""
-            if outcome.signal_name == "SIGKILL" and outcome.peak_rss >= OOM_KILL_HINT_FRACTION * reservation.bytes:
+            if (
+                outcome.signal_name == "SIGKILL"
+                and outcome.peak_rss >= OOM_KILL_HINT_FRACTION * reservation.bytes
+            ):
                 likely = " (likely killed by the OS for memory)"
             return Failure("WORKER_CRASHED", room), WorkerCrashed(
                 f"the worker running the job died with {outcome.signal_name or outcome.returncode}{likely}",
-                details={"signal": outcome.signal_name, "returncode": outcome.returncode, "peak_rss_bytes": outcome.peak_rss})
+                details={
+                    "signal": outcome.signal_name,
+                    "returncode": outcome.returncode,
+                    "peak_rss_bytes": outcome.peak_rss,
+                },
+            )
         failed = outcome.error
         assert failed is not None
-        error = _BY_CODE.get(failed.code, InternalError)(failed.message, hint=failed.hint, details=failed.details)
+        error = _BY_CODE.get(failed.code, InternalError)(
+            failed.message, hint=failed.hint, details=failed.details
+        )
         if failed.code in ("CANCELLED", "TIMEOUT") and watch.interrupted_for == "memory_emergency":
             return Failure("MEMORY_EMERGENCY", room), OutOfMemory(
                 f"the job neared its memory ceiling of {format_size(reservation.bytes)} and was interrupted",
-                details={"ceiling_bytes": reservation.bytes})
+                details={"ceiling_bytes": reservation.bytes},
+            )
         if failed.code == "CANCELLED" and watch.interrupted_for == "stalled":
-            return None, Timeout("the job made no progress and used no CPU for the stall timeout; it was stopped")
+            return None, Timeout(
+                "the job made no progress and used no CPU for the stall timeout; it was stopped"
+            )
         if failed.code == "OUT_OF_MEMORY":
             return Failure("OUT_OF_MEMORY", room), error
         return None, error
@@ -226,7 +334,9 @@ class SupervisedEngine:
             stats["attempts"] = msgspec.to_builtins(attempts)
         return result
 
-    def _final_error(self, error: SidecarError | None, failure: Failure | None, state: JobState, attempts: list[Attempt]) -> SidecarError:
+    def _final_error(
+        self, error: SidecarError | None, failure: Failure | None, state: JobState, attempts: list[Attempt]
+    ) -> SidecarError:
         if error is None:
             error = InternalError("the job failed without an error")
         if failure is not None or len(attempts) > 1:  # what the supervisor tried, when it tried anything
@@ -247,14 +357,20 @@ class SupervisedEngine:
                 shutil.rmtree(entry, ignore_errors=True)
         log.info("worker %d died; removed %d leftover file(s), %d bytes", handle.pid, removed, freed)
 
-    def cleanup(self, settings: EngineSettings, *, aggressive: bool) -> tuple[int, int]:
+    def cleanup(self, *, aggressive: bool) -> tuple[int, int]:
+        """Remove what dead processes left: spill directories, temporary outputs, default databases.
+
+        Returns (bytes freed, files removed); `aggressive` also stops idle workers, whose caches
+        go with them.
+        """
+        settings = self.settings
         freed, removed = remove_orphaned_outputs(Path(settings.state_directory) / "pending-outputs")
         live = {h.pid for h in self.pool.all_workers() if h.alive} | {os.getpid()}
         spill = Path(settings.temp_directory)
         if spill.is_dir():
             for entry in spill.iterdir():
                 pid = entry.name.rpartition("-")[2]
-                if entry.is_dir() and pid.isdigit() and int(pid) not in live and not _alive(int(pid)):
+                if entry.is_dir() and pid.isdigit() and int(pid) not in live and not pid_alive(int(pid)):
                     files = [f for f in entry.rglob("*") if f.is_file()]
                     freed += sum(f.stat().st_size for f in files)
                     removed += len(files)
@@ -262,7 +378,7 @@ class SupervisedEngine:
         state = Path(settings.state_directory)
         for leftover in state.glob("default-*.duckdb*"):
             pid = leftover.name.split("-", 1)[1].split(".", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 freed += leftover.stat().st_size
                 removed += 1
                 leftover.unlink(missing_ok=True)
@@ -286,13 +402,3 @@ def _wait(future: Future[JobOutcome]) -> JobOutcome | WorkerDied:
         return future.result()
     except WorkerDied as died:
         return died
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

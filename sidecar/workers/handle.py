@@ -66,7 +66,9 @@ class JobOutcome(msgspec.Struct):
 class WorkerHandle:
     def __init__(self, *, env: dict[str, str] | None = None) -> None:
         full_env = dict(os.environ if env is None else env)
-        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH", "")]))
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH", "")])
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sidecar.workers.child"],
             stdin=subprocess.PIPE,
@@ -177,7 +179,12 @@ class WorkerHandle:
                 if listener is not None and message.job == self.job:
                     listener(message.sample)
             elif isinstance(message, (Done, Failed)):
-                self._finish(message.job, JobOutcome(result=message.result) if isinstance(message, Done) else JobOutcome(error=message))
+                self._finish(
+                    message.job,
+                    JobOutcome(result=message.result)
+                    if isinstance(message, Done)
+                    else JobOutcome(error=message),
+                )
         self._died()
 
     def _finish(self, job: int, outcome: JobOutcome) -> None:

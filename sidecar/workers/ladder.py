@@ -78,13 +78,17 @@ DEFAULT_LADDER: tuple[Rung, ...] = (
     Rung(
         "grow",
         "more memory rescues what spilling cannot; the machine has room within the job's budget",
-        lambda f, s, tried: f.code in MEMORY_FAILURES and s.idempotent and s.ceiling < s.most and f.machine_room > 0,
+        lambda f, s, tried: (
+            f.code in MEMORY_FAILURES and s.idempotent and s.ceiling < s.most and f.machine_room > 0
+        ),
         _grow,
     ),
     Rung(
         "insertion_order",
         "a large export need not keep insertion order; dropping it frees the order buffers",
-        lambda f, s, tried: f.code in MEMORY_FAILURES and s.idempotent and s.exports and s.preserve_insertion_order,
+        lambda f, s, tried: (
+            f.code in MEMORY_FAILURES and s.idempotent and s.exports and s.preserve_insertion_order
+        ),
         lambda f, s: replace(s, preserve_insertion_order=False),
     ),
     Rung(
@@ -127,8 +131,10 @@ class RetryLadder:
         if state.ceiling >= state.most:
             parts.append("raise `memory_limit` in the request's settings if the machine has room")
         if state.holistic:
-            parts.append("this query holds whole groups in memory (median, quantile, list, string_agg...): "
-                         "split it by a key (e.g. WHERE hash(key) % 4 = 0, 1, 2, 3) and combine the parts")
+            parts.append(
+                "this query holds whole groups in memory (median, quantile, list, string_agg...): "
+                "split it by a key (e.g. WHERE hash(key) % 4 = 0, 1, 2, 3) and combine the parts"
+            )
         else:
             parts.append("filter or aggregate earlier, or split the work by a key and combine the parts")
         return "; ".join(parts) + "."

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    def __init__(self, env: Mapping[str, str], after_death: Callable[[WorkerHandle], None], *, spares: int = 1) -> None:
+    def __init__(
+        self, env: Mapping[str, str], after_death: Callable[[WorkerHandle], None], *, spares: int = 1
+    ) -> None:
         self._env = dict(env)
         self._after_death = after_death
         self._spares_wanted = spares

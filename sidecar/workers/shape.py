@@ -60,8 +60,13 @@ def _connection() -> duckdb.DuckDBPyConnection:
     if _parser is None:
         _parser = duckdb.connect(
             ":memory:",
-            config={"enable_external_access": "false", "memory_limit": "64MB", "threads": "1",
-                    "autoinstall_known_extensions": "false", "autoload_known_extensions": "false"},
+            config={
+                "enable_external_access": "false",
+                "memory_limit": "64MB",
+                "threads": "1",
+                "autoinstall_known_extensions": "false",
+                "autoload_known_extensions": "false",
+            },
         )
     return _parser
 

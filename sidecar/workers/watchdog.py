@@ -82,14 +82,21 @@ class Watchdog:
         rss = handle.rss()
         ceiling = w.reservation.bytes
         if rss > ceiling:
-            log.warning("job %d: worker %d RSS %d above its ceiling %d; killing it", w.job, handle.pid, rss, ceiling)
+            log.warning(
+                "job %d: worker %d RSS %d above its ceiling %d; killing it", w.job, handle.pid, rss, ceiling
+            )
             handle.kill("memory_ceiling")
             return
-        if w.growable and (rss > w.emergency_fraction * ceiling or w.buffer_bytes > GROW_AT_BUFFER_FRACTION * w.duckdb_limit_for(ceiling)):
+        if w.growable and (
+            rss > w.emergency_fraction * ceiling
+            or w.buffer_bytes > GROW_AT_BUFFER_FRACTION * w.duckdb_limit_for(ceiling)
+        ):
             if self._grow(w, ceiling):
                 return
         if rss > w.emergency_fraction * ceiling and w.interrupted_for is None:
-            log.warning("job %d: RSS %d at %.0f%% of its ceiling; interrupting", w.job, rss, 100 * rss / ceiling)
+            log.warning(
+                "job %d: RSS %d at %.0f%% of its ceiling; interrupting", w.job, rss, 100 * rss / ceiling
+            )
             self._interrupt(w, "memory_emergency", now)
         if w.deadline is not None and now > w.deadline + GRACE_S and w.interrupted_for is None:
             self._interrupt(w, "timeout", now)
@@ -101,7 +108,12 @@ class Watchdog:
                 log.warning("job %d: no CPU for %.1f s; treating it as hung", w.job, now - w.last_active)
                 self._interrupt(w, "stalled", now)
         if w.interrupted_at is not None and now - w.interrupted_at > GRACE_S:
-            log.warning("job %d: worker %d did not stop within %.0f s of an interrupt; killing it", w.job, handle.pid, GRACE_S)
+            log.warning(
+                "job %d: worker %d did not stop within %.0f s of an interrupt; killing it",
+                w.job,
+                handle.pid,
+                GRACE_S,
+            )
             handle.kill(w.interrupted_for or "unresponsive")
             w.interrupted_at = None
 
