@@ -1,0 +1,348 @@
+"""plan_partitioned: one SELECT in, N independent parts and an exact combining step out.
+
+Pure: it parses and rewrites SQL text and never runs it. Rows are shared out by a filter
+added to each part's WHERE clause, so it applies to the input rows (after joins, before
+grouping):
+
+    hash(k1, k2, ...) % N = i              one part per remainder i
+    hash(k1, ..., salt) % M = j            a salted re-split, ANDed with the part's bucket
+
+Which keys are hashed decides what lands together, and so which shapes stay exact: see
+docs/architecture/partitioning-strategies.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+
+from sqlglot import exp
+
+from sidecar.errors import InvalidParams
+from sidecar.partition.modifiers import split_modifiers
+from sidecar.partition.plan import PARTS_RELATION, Bucket, Combine, Part, Plan, Shape, Unsplittable
+from sidecar.partition.recombine import decompose_global
+from sidecar.partition.shapes import (
+    contains_aggregate,
+    contains_window,
+    own_nodes,
+    parse_select,
+    resolve_group_keys,
+    resolve_order_key,
+    same_exprs,
+    windows_of,
+)
+
+__all__ = ["MAX_PARTS", "hash_predicate", "plan_partitioned"]
+
+MAX_PARTS = 65_536
+Bound = int | float | str | bool | dt.date | dt.datetime | Decimal
+_ALL_COLUMNS = "*COLUMNS(*)"
+
+
+def plan_partitioned(
+    sql: str,
+    parts: int,
+    *,
+    salt: int = 0,
+    within: Sequence[Bucket] = (),
+    bounds: Sequence[Bound] | None = None,
+) -> Plan:
+    """Split `sql` into `parts` queries whose combination is exactly its answer.
+
+    `within` restricts every part to rows already in those buckets (re-splitting a part
+    that ran out of memory); `salt` must then differ from theirs. `bounds` (N-1 ascending
+    values of the first sort key, sampled by the executor) is only for a full ORDER BY.
+
+    >>> plan = plan_partitioned("SELECT k, count(*) FROM t GROUP BY k", 2)
+    >>> [p.predicate for p in plan.parts]
+    ['HASH(k) % 2 = 0', 'HASH(k) % 2 = 1']
+    """
+    _check_params(parts, salt, within)
+    select = parse_select(sql)
+    group = select.args.get("group")
+    if group is not None and _is_empty_group(group):
+        group = None
+        select = select.copy()
+        select.set("group", None)
+    if group is None and bounds is None and _has_own_aggregate(select):
+        return _plan_global(select, sql, parts, salt, within)
+    if bounds is not None:
+        return _plan_sorted(select, sql, parts, bounds, within)
+    if group is not None:
+        keys = resolve_group_keys(select, sql)
+        windows = windows_of(select)
+        if windows:
+            window_keys = _common_partition(windows, sql)
+            group_texts = {k.sql("duckdb") for k in keys}
+            if not {k.sql("duckdb") for k in window_keys} <= group_texts:
+                raise Unsplittable(
+                    "group_by_window",
+                    "a window over grouped rows whose PARTITION BY is not made of group keys",
+                    hint="Partition the window by group keys, or compute the grouped result first and window it "
+                    "unsplit.",
+                    sql=sql,
+                )
+            keys = window_keys
+        return _plan_union(select, sql, "group_by", keys, parts, salt, within)
+    windows = windows_of(select)
+    if windows:
+        return _plan_union(select, sql, "window", _common_partition(windows, sql), parts, salt, within)
+    distinct = select.args.get("distinct")
+    if distinct is not None:
+        on = distinct.args.get("on")
+        if on is not None:
+            keys = [k.copy() for k in (on.expressions if isinstance(on, exp.Tuple) else [on])]
+            return _plan_union(select, sql, "distinct_on", keys, parts, salt, within)
+        return _plan_union(select, sql, "distinct", _distinct_keys(select, sql), parts, salt, within)
+    if select.args.get("order") is not None and select.args.get("limit") is None:
+        raise InvalidParams(
+            "a full ORDER BY is split by ranges of its first sort key: pass `bounds` "
+            "(parts - 1 ascending values sampled from that key)",
+            details={"shape": "sorted_ranges"},
+        )
+    raise _plain(select, sql)
+
+
+def hash_predicate(keys: Sequence[exp.Expression], bucket: Bucket) -> exp.Expression:
+    """`hash(keys[, salt]) % modulus = remainder`, the filter that keeps one bucket's rows.
+
+    >>> hash_predicate([exp.column("k")], Bucket(modulus=4, remainder=1, salt=7)).sql("duckdb")
+    'HASH(k, 7) % 4 = 1'
+    """
+    args = [k.copy() for k in keys]
+    if bucket.salt:
+        args.append(exp.Literal.number(bucket.salt))
+    hashed = exp.Anonymous(this="HASH", expressions=args)
+    modulo = exp.Mod(this=hashed, expression=exp.Literal.number(bucket.modulus))
+    return exp.EQ(this=modulo, expression=exp.Literal.number(bucket.remainder))
+
+
+def _check_params(parts: int, salt: int, within: Sequence[Bucket]) -> None:
+    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
+        raise InvalidParams(f"parts must be an integer from 1 to {MAX_PARTS}, got {parts!r}")
+    if isinstance(salt, bool) or not isinstance(salt, int) or salt < 0:
+        raise InvalidParams(f"salt must be a non-negative integer, got {salt!r}")
+    for bucket in within:
+        if not 0 <= bucket.remainder < bucket.modulus:
+            raise InvalidParams(f"bucket remainder {bucket.remainder} is outside 0..{bucket.modulus - 1}")
+        if bucket.salt == salt:
+            raise InvalidParams(
+                f"salt {salt} is already used by the bucket being split; a re-split needs a new salt, "
+                "or every row would land in one sub-part"
+            )
+
+
+def _is_empty_group(group: exp.Group) -> bool:
+    items = group.expressions
+    return (
+        not group.args.get("all")
+        and len(items) == 1
+        and isinstance(items[0], exp.Tuple)
+        and not items[0].expressions
+    )
+
+
+def _has_own_aggregate(select: exp.Select) -> bool:
+    roots = [*select.expressions, select.args.get("having"), select.args.get("order")]
+    return any(contains_aggregate(r) for r in roots if r is not None)
+
+
+def _common_partition(windows: list[exp.Window], sql: str) -> list[exp.Expression]:
+    first = list(windows[0].args.get("partition_by") or [])
+    for window in windows:
+        keys = list(window.args.get("partition_by") or [])
+        if not keys:
+            raise Unsplittable(
+                "window_without_partition",
+                f"the window {window.sql('duckdb')} has no PARTITION BY: it sees every row",
+                hint="Add PARTITION BY to the window if the computation allows it; otherwise run the query unsplit.",
+                sql=sql,
+            )
+        if not same_exprs(keys, first):
+            raise Unsplittable(
+                "window_mixed_partitions",
+                "its windows are partitioned by different keys",
+                hint="Use one PARTITION BY for every window, or compute each window in its own query.",
+                sql=sql,
+            )
+    for key in first:
+        if contains_window(key) or (isinstance(key, exp.Literal)):
+            raise Unsplittable(
+                "window", f"the partition key {key.sql('duckdb')} is not a row expression", sql=sql
+            )
+    return [k.copy() for k in first]
+
+
+def _distinct_keys(select: exp.Select, sql: str) -> list[exp.Expression]:
+    keys: list[exp.Expression] = []
+    for item in select.expressions:
+        node = item.this if isinstance(item, exp.Alias) else item
+        if isinstance(node, exp.Star):
+            if any(node.args.get(a) for a in ("except_", "replace", "rename")):
+                raise Unsplittable(
+                    "distinct_star",
+                    "SELECT DISTINCT * with EXCLUDE/REPLACE",
+                    hint="Name the columns.",
+                    sql=sql,
+                )
+            keys.append(exp.maybe_parse(_ALL_COLUMNS, dialect="duckdb"))
+        elif isinstance(node, exp.Column) and isinstance(node.this, exp.Star):
+            raise Unsplittable("distinct_star", "SELECT DISTINCT t.*", hint="Name the columns.", sql=sql)
+        else:
+            keys.append(node.copy())
+    return keys
+
+
+def _buckets(parts: int, salt: int, within: Sequence[Bucket]) -> list[tuple[Bucket, ...]]:
+    return [(*within, Bucket(modulus=parts, remainder=i, salt=salt)) for i in range(parts)]
+
+
+def _predicate(keys: Sequence[exp.Expression], buckets: tuple[Bucket, ...]) -> exp.Expression:
+    return exp.and_(*(hash_predicate(keys, b) for b in buckets))
+
+
+def _plan_union(
+    select: exp.Select,
+    sql: str,
+    shape: Shape,
+    keys: list[exp.Expression],
+    parts: int,
+    salt: int,
+    within: Sequence[Bucket],
+) -> Plan:
+    if not keys:
+        raise Unsplittable(shape, "there is no key to split by", sql=sql)
+    split = split_modifiers(select, keys, shape, sql)
+    plan_parts = []
+    for i, buckets in enumerate(_buckets(parts, salt, within)):
+        predicate = _predicate(keys, buckets)
+        part = split.part_select.where(predicate.copy(), append=True, copy=True)
+        plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
+    return Plan(
+        shape=shape,
+        sql=sql,
+        parts=tuple(plan_parts),
+        combine=Combine(kind="union_then", sql=split.combine.sql("duckdb")),
+        key_exprs=tuple(k.sql("duckdb") for k in keys),
+        salt=salt,
+        within=tuple(within),
+        notes=tuple(split.notes),
+    )
+
+
+def _plan_global(select: exp.Select, sql: str, parts: int, salt: int, within: Sequence[Bucket]) -> Plan:
+    decomposition = decompose_global(select, sql)
+    keys = decomposition.distinct_keys or _row_keys(select)
+    part_select = select.copy()
+    for clause in ("having", "order", "limit", "offset", "distinct", "qualify"):
+        part_select.set(clause, None)
+    part_select.set("expressions", decomposition.partials)
+    plan_parts = []
+    for i, buckets in enumerate(_buckets(parts, salt, within)):
+        predicate = _predicate(keys, buckets)
+        part = part_select.where(predicate.copy(), append=True, copy=True)
+        plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
+    assert decomposition.combine is not None  # set by decompose_global; not user input
+    notes = []
+    if not decomposition.distinct_keys:
+        notes.append(
+            "sum/count/min/max/avg stream in constant memory; splitting them only helps when the FROM side "
+            "(a join, a subquery) is what runs out of memory"
+        )
+    return Plan(
+        shape="global_aggregate",
+        sql=sql,
+        parts=tuple(plan_parts),
+        combine=Combine(kind="union_then", sql=decomposition.combine.sql("duckdb")),
+        key_exprs=tuple(k.sql("duckdb") for k in keys),
+        salt=salt,
+        within=tuple(within),
+        notes=tuple(notes),
+    )
+
+
+def _row_keys(select: exp.Select) -> list[exp.Expression]:
+    """Any row function splits a global aggregate exactly; prefer the columns its aggregates read."""
+    seen: dict[str, exp.Expression] = {}
+    for item in select.expressions:
+        for column in own_nodes(item, exp.Column):
+            if not column.find_ancestor(exp.Lambda) and not isinstance(column.this, exp.Star):
+                seen.setdefault(column.sql("duckdb"), column.copy())
+    return list(seen.values()) or [exp.maybe_parse(_ALL_COLUMNS, dialect="duckdb")]
+
+
+def _plan_sorted(
+    select: exp.Select, sql: str, parts: int, bounds: Sequence[Bound], within: Sequence[Bucket]
+) -> Plan:
+    order = select.args.get("order")
+    if order is None or _has_own_aggregate(select) or select.args.get("group") is not None:
+        raise InvalidParams(
+            "bounds are only for a query whose shape is a full ORDER BY (no GROUP BY or aggregates)"
+        )
+    if within:
+        raise InvalidParams("a range-split part is re-split by finer bounds, not by `within` hash buckets")
+    if len(bounds) != parts - 1:
+        raise InvalidParams(f"{parts} parts need {parts - 1} bounds, got {len(bounds)}")
+    if any(b is None for b in bounds) or any(bounds[i] > bounds[i + 1] for i in range(len(bounds) - 1)):  # type: ignore[operator]
+        raise InvalidParams("bounds must be non-null values in ascending order")
+    if select.args.get("limit") is not None or select.args.get("offset") is not None:
+        raise _plain(select, sql)
+    if contains_window(select) or select.args.get("distinct") is not None:
+        raise InvalidParams("bounds are only for a plain full ORDER BY (no DISTINCT or window functions)")
+    first = order.expressions[0]
+    if isinstance(first.this, (exp.Var, exp.Collate)):
+        raise Unsplittable(
+            "sorted_ranges",
+            f"the first sort key {first.this.sql('duckdb')} cannot be range-split (ORDER BY ALL or COLLATE)",
+            hint="Name the first sort key plainly, without COLLATE.",
+            sql=sql,
+        )
+    key = resolve_order_key(select, first.this)
+    if contains_aggregate(key) or contains_window(key):
+        raise Unsplittable(
+            "sorted_ranges", f"the sort key {key.sql('duckdb')} is not a row expression", sql=sql
+        )
+    literals = [exp.convert(b) for b in bounds]
+    # Part i holds range r: (-inf, b1), [b1, b2), ..., [b_last, +inf); descending order reverses them.
+    ranges = list(range(parts))[::-1] if first.args.get("desc") else list(range(parts))
+    null_part = 0 if first.args.get("nulls_first") else parts - 1
+    plan_parts = []
+    for i, r in enumerate(ranges):
+        conditions: list[exp.Expression] = []
+        if r > 0:
+            conditions.append(exp.GTE(this=key.copy(), expression=literals[r - 1].copy()))
+        if r < parts - 1:
+            conditions.append(exp.LT(this=key.copy(), expression=literals[r].copy()))
+        predicate: exp.Expression = exp.and_(*conditions) if conditions else exp.true()
+        if i == null_part and conditions:  # comparisons with NULL are NULL: other parts drop NULL keys
+            predicate = exp.or_(predicate, exp.Is(this=key.copy(), expression=exp.null()))
+        part = select.where(predicate.copy(), append=True, copy=True)
+        plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
+    return Plan(
+        shape="sorted_ranges",
+        sql=sql,
+        parts=tuple(plan_parts),
+        combine=Combine(kind="concat_in_order", sql=None, relation=PARTS_RELATION),
+        key_exprs=(key.sql("duckdb"),),
+        notes=(
+            "parts hold ascending ranges of the first sort key in part order; NULLs go where ORDER BY puts them",
+        ),
+    )
+
+
+def _plain(select: exp.Select, sql: str) -> Unsplittable:
+    if select.args.get("limit") is not None:
+        return Unsplittable(
+            "limit_without_aggregate",
+            "a SELECT with LIMIT and no GROUP BY, DISTINCT or window",
+            hint="DuckDB already runs ORDER BY ... LIMIT (top-N) and plain LIMIT in bounded memory; run it unsplit.",
+            sql=sql,
+        )
+    return Unsplittable(
+        "plain_select",
+        "a plain SELECT (no GROUP BY, DISTINCT, aggregate, window or ORDER BY)",
+        hint="A plain SELECT streams in constant memory; run it unsplit, writing its result to an output file.",
+        sql=sql,
+    )
