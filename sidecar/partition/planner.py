@@ -228,7 +228,7 @@ def _plan_union(
         key_exprs=tuple(k.sql("duckdb") for k in keys),
         salt=salt,
         within=tuple(within),
-        notes=tuple(split.notes),
+        notes=(*split.notes, *_join_notes(select)),
     )
 
 
@@ -244,8 +244,7 @@ def _plan_global(select: exp.Select, sql: str, parts: int, salt: int, within: Se
         predicate = _predicate(keys, buckets)
         part = part_select.where(predicate.copy(), append=True, copy=True)
         plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
-    assert decomposition.combine is not None  # set by decompose_global; not user input
-    notes = []
+    notes = _join_notes(select)
     if not decomposition.distinct_keys:
         notes.append(
             "sum/count/min/max/avg stream in constant memory; splitting them only helps when the FROM side "
@@ -261,6 +260,18 @@ def _plan_global(select: exp.Select, sql: str, parts: int, salt: int, within: Se
         within=tuple(within),
         notes=tuple(notes),
     )
+
+
+def _join_notes(select: exp.Select) -> list[str]:
+    if not select.args.get("joins"):
+        return []
+    return [
+        (
+            "the row filter applies after the joins: each part still joins every row of a side DuckDB cannot "
+            "push the filter into, so the memory saved is the aggregate's, not the join's (splitting both "
+            "join sides by the join key is not built yet)"
+        )
+    ]
 
 
 def _row_keys(select: exp.Select) -> list[exp.Expression]:

@@ -39,15 +39,15 @@ _RECOMBINABLE = "sum, count, count_if, min, max, avg, bool_and, bool_or, bit_and
 class Decomposition:
     """Partials for the parts, the combine query, and the split key DISTINCT aggregates need."""
 
+    combine: exp.Select
     partials: list[exp.Expression] = field(default_factory=list)
-    combine: exp.Select | None = None
     distinct_keys: list[exp.Expression] = field(default_factory=list)
 
 
 def decompose_global(select: exp.Select, sql: str) -> Decomposition:
     """Split a global aggregate query into partial aggregates and their exact re-combination."""
     combine = select.copy()
-    result = Decomposition()
+    result = Decomposition(combine=combine)
     for clause in ("qualify",):
         if combine.args.get(clause) is not None:
             raise Unsplittable("global_aggregate", "QUALIFY over a global aggregate", sql=sql)
@@ -74,7 +74,6 @@ def decompose_global(select: exp.Select, sql: str) -> Decomposition:
     combine.set("from_", exp.From(this=exp.to_table(PARTS_RELATION)))
     for clause in ("where", "joins", "laterals", "with_", "prewhere"):
         combine.set(clause, None)
-    result.combine = combine
     return result
 
 
