@@ -1,7 +1,7 @@
 """H2O db-benchmark style queries: plain DuckDB against the sidecar, at the same 1 GiB budget.
 
     python -m sidecar.bench.h2o [--rows 100000000] [--dir /tmp/bmad-h2o] [--budget 1GiB] [--threads 2]
-                                [--queries q1,q3,...] [--modes plain,budget,machine] [--quick]
+                                [--queries q1,q3,...] [--modes plain,budget,machine[,inner]] [--quick]
                                 [--out docs/performance/h2o-benchmark.md] [--json results.json]
 
 Each query runs three ways, interleaved so all three see the same machine and page cache:
@@ -11,6 +11,8 @@ Each query runs three ways, interleaved so all three see the same machine and pa
   makes it a hard ceiling on the worker process's RSS;
 - `machine`: a second sidecar with no explicit `memory_limit` but BMAD_DATA_MACHINE_BUDGET=4x the
   budget and 4 job slots: a job starts at a 1/4 share and may grow in place up to the machine budget.
+`--modes ...,inner` adds plain DuckDB at the limit the sidecar gives DuckDB inside the budget
+(698 MiB for 1 GiB), to tell the lower buffer limit apart from the sidecar's own cost.
 The benchmark samples the sidecars' worker processes itself (every 20 ms) to check the ceilings.
 Full run (1e8 rows): ~35 min plus ~2 min to write the data once; `--quick` (2e7 rows): ~5 min.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from sidecar.bench.headroom import GiB, MiB, generate, run_one
+from sidecar.config.settings import duckdb_limit_for
 from sidecar.units import duckdb_size, parse_size
 
 SAMPLE_S = 0.020
@@ -58,7 +61,8 @@ QUERIES: dict[str, str] = {
     "count_distinct": "SELECT count(DISTINCT id3) FROM {x}",
     "distinct": "SELECT count(*), sum(id4) FROM (SELECT DISTINCT id2, id4 FROM {x})",
 }
-MODES = ("plain", "budget", "machine")
+MODES = ("plain", "budget", "machine", "inner")
+DEFAULT_MODES = ("plain", "budget", "machine")
 
 _DIMENSIONS = """
 COPY (SELECT id1, avg(v2) AS s1 FROM read_parquet('{x}') GROUP BY id1) TO '{small}' (FORMAT parquet);
@@ -289,6 +293,19 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], target: float) -> s
                 f"| {_mib(s['sampled_peak'])} | {_attempts(s)} | {_ratio(p, s, target) if p else '-'} |"
             )
         lines.append("")
+    if "inner" in meta["modes"]:
+        inner = f"{duckdb_limit_for(parse_size(meta['budget_text'])) / MiB:.0f} MiB"
+        title = f"**Plain DuckDB at the limit the sidecar gives DuckDB inside the {meta['budget_text']} ceiling ({inner}):**"
+        header = f"| query | plain at budget | s | peak RSS | plain at {inner} | s | peak RSS | time ratio |"
+        lines += [title, "", header, "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            p, i = r.get("plain"), r["inner"]
+            ratio = f"{i['wall'] / p['wall']:.2f}" if p and p["status"] == i["status"] == "ok" else "-"
+            plain = f"{p['status']} | {p['wall']:.1f} | {_mib(p['peak_rss'])}" if p else "- | - | -"
+            lines.append(
+                f"| {r['query']} | {plain} | {i['status']} | {i['wall']:.1f} | {_mib(i['peak_rss'])} | {ratio} |"
+            )
+        lines.append("")
     lines += [CEILINGS, "", CEILING_HEADER, "|---|---|---|---|---|---|---|"]
     for r in rows:
         for mode in ("budget", "machine"):
@@ -338,7 +355,9 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _progress(query: str, mode: str, r: dict[str, Any]) -> None:
     peak = r.get("peak_rss", r.get("sampled_peak", 0))
-    extra = f" stats {_mib(r['stats_peak'])} attempts [{_attempts(r)}]" if mode != "plain" else ""
+    extra = (
+        f" stats {_mib(r['stats_peak'])} attempts [{_attempts(r)}]" if mode not in ("plain", "inner") else ""
+    )
     sys.stderr.write(f"{query:<15} {mode:<8} {r['status']:<16} {r['wall']:7.1f}s peak {_mib(peak):>6} MiB"
                      f"{extra} {r['error'][:160]}\n")  # fmt: skip
     sys.stderr.flush()
@@ -355,7 +374,7 @@ def run(args: argparse.Namespace, queries: list[str], modes: list[str]) -> None:
     budget = parse_size(args.budget)
     fill = {"x": f"read_parquet('{paths['x']}')", "small": f"read_parquet('{paths['small']}')",
             "medium": f"read_parquet('{paths['medium']}')"}  # fmt: skip
-    sidecars = {m: start_sidecar(root, m, budget) for m in modes if m != "plain"}
+    sidecars = {m: start_sidecar(root, m, budget) for m in modes if m in ("budget", "machine")}
     rows: list[dict[str, Any]] = []
     try:
         for query in queries:
@@ -364,11 +383,12 @@ def run(args: argparse.Namespace, queries: list[str], modes: list[str]) -> None:
                 for mode in modes:
                     out = root / f"out-{mode}.parquet"
                     sql = QUERIES[query].format(out=out, **fill)
-                    if mode == "plain":
-                        spec = {"memory_limit": duckdb_size(budget), "threads": args.threads,
+                    if mode in ("plain", "inner"):
+                        limit = budget if mode == "plain" else duckdb_limit_for(budget)
+                        spec = {"memory_limit": duckdb_size(limit), "threads": args.threads,
                                 "temp_directory": str(root / "spill-plain"), "max_temp_directory_size": "40GiB",
                                 "data": str(paths["x"]), "sql": sql}  # fmt: skip
-                        r = run_one(spec, budget, TIMEOUT_MS / 1000)
+                        r = run_one(spec, limit, TIMEOUT_MS / 1000)
                     else:
                         r = run_sidecar(sidecars[mode], mode, sql, budget, args.threads)
                     r["load1"] = os.getloadavg()[0]
@@ -405,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--queries", default=",".join(QUERIES), help="subset of " + ",".join(QUERIES))
-    parser.add_argument("--modes", default=",".join(MODES), help="subset of " + ",".join(MODES))
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help="subset of " + ",".join(MODES))
     parser.add_argument(
         "--repeat", type=int, default=2, help="runs per (query, mode): fastest time, worst peak"
     )
