@@ -14,7 +14,7 @@ Each query runs three ways, interleaved so all three see the same machine and pa
 `--modes ...,inner` adds plain DuckDB at the limit the sidecar gives DuckDB inside the budget
 (698 MiB for 1 GiB), to tell the lower buffer limit apart from the sidecar's own cost.
 The benchmark samples the sidecars' worker processes itself (every 20 ms) to check the ceilings.
-Full run (1e8 rows): ~35 min plus ~2 min to write the data once; `--quick` (2e7 rows): ~5 min.
+Full run (1e8 rows, --repeat 2): ~15 min plus ~1.5 min to write the data once; `--quick` (2e7 rows): ~1-2 min.
 """
 
 from __future__ import annotations
