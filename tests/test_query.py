@@ -184,14 +184,21 @@ def test_out_of_memory_is_reported_with_what_to_do(sidecar):
     with pytest.raises(RpcError) as err:
         run(
             sidecar,
-            "SELECT i % 3 AS g, list(i) AS l FROM range(20000000) t(i) GROUP BY g",
-            settings={"memory_limit": "64MiB", "threads": 1},
+            "SELECT i % 3 AS g, list(i) AS l FROM range(60000000) t(i) GROUP BY g",
+            settings={"memory_limit": "256MiB", "threads": 1},
         )
     assert err.value.code == "OUT_OF_MEMORY"
     assert err.value.data["retryable"] is True
     assert "memory_limit" in err.value.hint
     assert "SET memory_limit" not in str(err.value)  # DuckDB's advice would be refused here
     assert run(sidecar, "SELECT 1 AS ok")["rows"] == [[1]]
+
+
+def test_a_budget_too_small_for_a_worker_is_refused_up_front(sidecar):
+    with pytest.raises(RpcError) as err:
+        run(sidecar, "SELECT 1", settings={"memory_limit": "64MiB"})
+    assert err.value.code == "INVALID_PARAMS"
+    assert "minimum job budget" in str(err.value) and "256MiB" in err.value.hint
 
 
 def test_spill_cap_is_spill_limit_not_out_of_memory(sidecar):

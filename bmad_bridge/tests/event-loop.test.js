@@ -10,14 +10,16 @@ const assert = require('node:assert/strict');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
 const { startClient, busySql } = require('./helpers');
 
-const TARGET_MS = 12000;
+const TARGET_MS = 15000;
 
 test('a >= 10 s query leaves the event loop free (p99 delay < 20 ms)', { timeout: 90000 }, async (t) => {
   const client = await startClient();
   t.after(() => client.close());
 
-  // Calibrate: size the query for ~12 s on this machine rather than trusting a constant.
+  // Calibrate: size the query for ~15 s on this machine rather than trusting a constant. The
+  // first probe also pays for the worker opening its database, so the second one is measured.
   const probeRows = 3e8;
+  await client.request('query.run', { sql: busySql(probeRows) });
   const probe = await client.request('query.run', { sql: busySql(probeRows) });
   const rows = Math.round((probeRows * TARGET_MS) / Math.max(probe.stats.elapsed_ms, 1));
 

@@ -180,6 +180,18 @@ def resolve_settings(
     # budget ---------------------------------------------------------------------------------
     limit = pick("memory_budget_bytes", "memory_limit", lambda: _auto_budget(resources, effective))
     budget, note = _budget_bytes(limit, effective)
+    if budget < MIN_BUDGET_BYTES:
+        # a worker process alone holds ~85 MiB: a smaller budget could not run even SELECT 1
+        asked = f"memory_limit {format_size(budget)} is below the minimum job budget {format_size(MIN_BUDGET_BYTES)}"
+        if sources["memory_budget_bytes"] in ("request", "overrides"):
+            raise InvalidParams(
+                asked, hint="A job's process needs about 85 MiB before DuckDB holds any data; ask for 256MiB or more.",
+                details={"key": "memory_limit", "layer": sources["memory_budget_bytes"]},
+            )
+        file, line = _file_of(sources["memory_budget_bytes"])
+        diags.append(Diagnostic("warning", file, line, None, "memory_limit", f"{asked}; raised to the minimum"))
+        note += f"; raised to the minimum {format_size(MIN_BUDGET_BYTES)}"
+        budget = MIN_BUDGET_BYTES
     if "clamped" in note:
         file, line = _file_of(sources["memory_budget_bytes"])
         diags.append(Diagnostic("warning", file, line, None, "memory_limit", note.strip(" ;")))

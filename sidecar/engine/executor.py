@@ -65,7 +65,9 @@ class Attempt(msgspec.Struct, frozen=True):
     rung: str
     """"first", or the retry ladder's rung: retry, grow, insertion_order, fewer_threads."""
     ceiling_bytes: int
+    """The memory ceiling the attempt started with."""
     duckdb_memory_limit_bytes: int
+    """DuckDB's limit at the end of the attempt (raised with the ceiling when it grew in place)."""
     threads: int
     outcome: str
     """"ok", or the failure: OUT_OF_MEMORY, MEMORY_CEILING, MEMORY_EMERGENCY, WORKER_CRASHED, ..."""

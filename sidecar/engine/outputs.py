@@ -106,13 +106,18 @@ def atomic_target(path_text: str, *, overwrite: bool, allowed: list[str], journa
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (a zombie, dead but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def remove_orphaned_outputs(journal: Path) -> tuple[int, int]:

@@ -18,7 +18,8 @@ class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sql: str
     """One or more statements; the last one's result is returned (or written to `output`)."""
     database: str | None = None
-    """A DuckDB file inside the allowed directories; default: the sidecar's shared in-memory database."""
+    """A DuckDB file inside the allowed directories; default: the sidecar's own database, a private
+    file in the state directory shared by all requests and removed when the sidecar exits."""
     params: list[Any] | dict[str, Any] | None = None
     """Values for `$1`/`?` or `$name` placeholders (single statement only)."""
     max_rows: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None

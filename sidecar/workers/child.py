@@ -99,7 +99,13 @@ class Worker:
 
     def send(self, message: Any) -> None:
         with self._send_lock:
-            write_frame(self.events, message)
+            try:
+                write_frame(self.events, message)
+            except (BrokenPipeError, ValueError, OSError):
+                # The sidecar is gone (killed): nobody reads the answer. Stop the job quietly;
+                # the main thread sees EOF on the command pipe and shuts the worker down.
+                for job in list(self.jobs.values()):
+                    job.cancel("shutdown")
 
     def serve(self) -> None:
         self.send(Ready(os.getpid()))

@@ -70,8 +70,9 @@ class SupervisedEngine:
         shape = shape_of(spec.sql)
         # Safe to repeat: reads, atomic outputs, and writes that run in one transaction (a failed or
         # killed attempt leaves the database as it was).
+        # COPY may write a file outside the database, which no transaction can take back.
         idempotent = shape.read_only or (
-            bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE
+            bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE - {"COPY"}
         )
         return self._run(
             "query",
@@ -168,24 +169,27 @@ class SupervisedEngine:
         number: int,
     ) -> tuple[Any, Attempt, tuple[Failure | None, SidecarError | None]]:
         started = time.monotonic()
+        finals: list[Sample] = []
 
         def queued() -> None:
             if on_sample is not None:
                 on_sample(Sample("queued", None, 0, 0, 0, 0))
 
+        # The database's turn first, then memory: a job waiting for its database holds no share of
+        # the machine budget, so it never keeps jobs on other databases queued.
+        lock = self.pool.database_lock(database) if database is not None else None
+        if lock is not None and not lock.acquire(cancelled=call.cancel_event.is_set, on_wait=queued):
+            raise call.cancelled_error()
         reservation = self.admission.admit(
             state.ceiling, state.most, cancelled=call.cancel_event.is_set, on_wait=queued
         )
         if reservation is None:
+            if lock is not None:
+                lock.release()
             raise call.cancelled_error()
-        lock = self.pool.database_lock(database) if database is not None else None
         handle: WorkerHandle | None = None
         watch: Watch | None = None
         try:
-            if lock is not None:
-                while not lock.acquire(timeout=0.1):
-                    if call.cancel_event.is_set():
-                        raise call.cancelled_error()
             handle = self.pool.acquire(database)
             job = next(self._jobs)
             engine_settings = self._engine_settings(settings, state, reservation)
@@ -210,7 +214,9 @@ class SupervisedEngine:
 
             def relay(sample: Sample) -> None:
                 watch.buffer_bytes = sample.buffer_bytes  # type: ignore[union-attr]
-                if on_sample is not None:
+                if sample.phase == "done":  # only the job's last attempt ends it (see _run)
+                    finals[:] = [sample]
+                elif on_sample is not None:
                     on_sample(sample)
 
             future: Future[JobOutcome] = handle.start(run, relay)
@@ -222,18 +228,21 @@ class SupervisedEngine:
                 unregister()
                 self.watchdog.unwatch(job)
             elapsed = int((time.monotonic() - started) * 1000)
+            grown = max(watch.grown) if watch.grown else None
             attempt = Attempt(
                 number,
                 rung,
-                reservation.bytes,
-                engine_settings.memory_limit_bytes,
+                state.ceiling if grown is None else min(state.ceiling, grown),
+                duckdb_limit_for(grown) if grown is not None else engine_settings.memory_limit_bytes,
                 state.threads,
                 "ok",
                 elapsed,
                 handle.peak_rss,
-                max(watch.grown) if watch.grown else None,
+                grown,
             )
             if isinstance(outcome_or_error, JobOutcome) and outcome_or_error.error is None:
+                if on_sample is not None and finals:
+                    on_sample(finals[0])
                 return outcome_or_error.result, attempt, (None, None)
             failure, error = self._classify(outcome_or_error, watch, call, reservation)
             return (
@@ -245,7 +254,7 @@ class SupervisedEngine:
             self.admission.release(reservation)
             if handle is not None:
                 self.pool.release(handle)
-            if lock is not None and lock.locked():
+            if lock is not None:
                 lock.release()
 
     def _cancel(self, watch: Watch, call: Any) -> None:
@@ -276,24 +285,28 @@ class SupervisedEngine:
         room = max(0, self.admission.machine_budget - self.admission.reserved)
         if isinstance(outcome, WorkerDied):
             why = outcome.killed_for
+            if why == "memory_emergency":  # interrupted near the ceiling, did not stop, was killed
+                return Failure("MEMORY_EMERGENCY", room), OutOfMemory(
+                    f"the job neared its memory ceiling of {format_size(reservation.bytes)}, did not stop when "
+                    "interrupted, and its worker was stopped",
+                    details={"ceiling_bytes": reservation.bytes, "peak_rss_bytes": outcome.peak_rss},
+                )
             if why == "memory_ceiling":
                 return Failure("MEMORY_CEILING", room), OutOfMemory(
                     f"the job went over its memory ceiling of {format_size(reservation.bytes)} and its worker was stopped",
                     details={"ceiling_bytes": reservation.bytes, "peak_rss_bytes": outcome.peak_rss},
                 )
             if why in ("timeout", "stalled"):
-                seen = {
-                    "reason": why,
-                    "peak_rss_bytes": outcome.peak_rss,
-                    "cpu_seconds": round(watch.last_cpu, 2),
-                    "seconds_without_cpu": round(time.monotonic() - watch.last_active, 1),
-                }
+                seen: dict[str, Any] = {"reason": why, "peak_rss_bytes": outcome.peak_rss}
+                if watch.stall_s is not None:
+                    seen["cpu_seconds"] = round(max(0.0, watch.last_cpu), 2)
+                    seen["seconds_without_cpu"] = round(time.monotonic() - watch.last_active, 1)
                 return None, Timeout(
                     f"the job {'stalled' if why == 'stalled' else 'ran past its timeout'} and did not "
                     f"stop when interrupted; its worker was killed",
                     details=seen,
                 )
-            if why in ("cancelled", "shutdown"):
+            if why in ("cancelled", "shutdown") or call.cancel_event.is_set():
                 return None, call.cancelled_error()
             likely = ""
             if (
@@ -343,7 +356,8 @@ class SupervisedEngine:
             error.details["attempts"] = msgspec.to_builtins(attempts)
         if failure is not None and failure.code in MEMORY_FAILURES:
             tried = ", ".join(a.rung for a in attempts)
-            error.hint = f"Tried: {tried}. {self.ladder.advice(failure, state).capitalize()}"
+            advice = self.ladder.advice(failure, state)
+            error.hint = f"Tried: {tried}. {advice[:1].upper()}{advice[1:]}"
         return error
 
     # -- housekeeping --------------------------------------------------------------------

@@ -10,13 +10,46 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from typing import Callable, Mapping
 
 from sidecar.workers.handle import WorkerHandle
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "FairLock"]
 
 log = logging.getLogger(__name__)
+
+
+class FairLock:
+    """A lock granted in arrival order, whose waiting can be abandoned (a cancelled request)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+        self._held = False
+
+    def acquire(self, *, cancelled: Callable[[], bool], on_wait: Callable[[], None] | None = None) -> bool:
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            told = False
+            while self._held or self._queue[0] is not ticket:
+                if cancelled():
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
+                    return False
+                if not told and on_wait is not None:
+                    told = True
+                    on_wait()
+                self._cond.wait(0.1)
+            self._queue.popleft()
+            self._held = True
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
 
 
 class WorkerPool:
@@ -28,7 +61,7 @@ class WorkerPool:
         self._spares_wanted = spares
         self._spares: list[WorkerHandle] = []
         self._owners: dict[str, WorkerHandle] = {}
-        self._db_locks: dict[str, threading.Lock] = {}
+        self._db_locks: dict[str, FairLock] = {}
         self._busy: set[WorkerHandle] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -62,9 +95,10 @@ class WorkerPool:
         handle.ready.wait(30)
         return handle
 
-    def database_lock(self, database: str) -> threading.Lock:
+    def database_lock(self, database: str) -> FairLock:
+        """Jobs on one database run one at a time, in the order they arrived."""
         with self._lock:
-            return self._db_locks.setdefault(database, threading.Lock())
+            return self._db_locks.setdefault(database, FairLock())
 
     def acquire(self, database: str | None) -> WorkerHandle:
         """A worker for a job: the database's owner (hold `database_lock` first), or a free one."""

@@ -129,7 +129,9 @@ function detailLines(details) {
     lines.push(`${d.severity || 'error'} ${where}${d.path ? ` (${d.path})` : ''}: ${d.message}${d.hint ? ` — ${d.hint}` : ''}`);
   }
   if (details.exit_code !== undefined || details.signal) {
-    lines.push(`Sidecar: ${details.signal ? `signal ${details.signal}` : `exit code ${details.exit_code}`}`);
+    // WORKER_CRASHED carries the worker's signal (and returncode); SIDECAR_EXITED the sidecar's.
+    const who = details.returncode !== undefined ? 'Worker' : 'Sidecar';
+    lines.push(`${who}: ${details.signal ? `signal ${details.signal}` : `exit code ${details.exit_code}`}`);
   }
   if (details.stderr_tail) {
     const tail = details.stderr_tail.trim().split('\n').slice(-5);
