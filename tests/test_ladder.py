@@ -89,7 +89,7 @@ def test_grow_comes_before_the_cheap_rungs_when_there_is_room():
     )
     rung, after = RetryLadder().next(Failure("MEMORY_CEILING", machine_room=3000 * MiB), state, ())
     assert rung.name == "grow" and 512 * MiB < after.ceiling <= 4096 * MiB
-    assert [r.name for r in DEFAULT_LADDER] == ["retry", "grow", "insertion_order", "fewer_threads"]
+    assert [r.name for r in DEFAULT_LADDER] == ["retry", "grow", "insertion_order", "fewer_threads", "partition"]
 
 
 def test_a_crash_is_retried_once():

@@ -63,7 +63,7 @@ class Attempt(msgspec.Struct, frozen=True):
 
     number: int
     rung: str
-    """"first", or the retry ladder's rung: retry, grow, insertion_order, fewer_threads."""
+    """"first", or the retry ladder's rung: retry, grow, insertion_order, fewer_threads, partition."""
     ceiling_bytes: int
     """The memory ceiling the attempt started with."""
     duckdb_memory_limit_bytes: int
@@ -77,7 +77,7 @@ class Attempt(msgspec.Struct, frozen=True):
     """Set when the watchdog grew the ceiling in place during this attempt."""
 
 
-class QueryStats(msgspec.Struct, frozen=True):
+class QueryStats(msgspec.Struct, frozen=True, omit_defaults=True):
     """What the job cost. Peaks are sampled every 100 ms (and once at the end); a job shorter
     than that reports its end-of-job RSS and the buffer and spill bytes last sampled (0 if none)."""
 
@@ -89,6 +89,8 @@ class QueryStats(msgspec.Struct, frozen=True):
     settings: dict[str, str]
     attempts: list[Attempt] = []
     """Every attempt the supervisor made (one, unless the retry ladder stepped in)."""
+    partitions: int | None = None
+    """The number of parts, present only when the query ran partitioned."""
 
 
 class QueryResult(msgspec.Struct, frozen=True):

@@ -11,7 +11,14 @@ from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.protocol.dispatcher import Call
 
-__all__ = ["QueryParams"]
+__all__ = ["PartitionSpec", "QueryParams"]
+
+
+class PartitionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Run the query as independent parts plus an exact combine (see docs/architecture/partitioning-strategies.md)."""
+
+    parts: Annotated[int, msgspec.Meta(ge=2, le=256)]
+    """How many parts: rows are shared out by a hash of the query's keys."""
 
 
 class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -30,6 +37,8 @@ class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Stop the query after this long (default: the thresholds file's timeout_threshold)."""
     settings: dict[str, Any] | None = None
     """Per-request settings: memory_limit (the job's whole budget), threads, ... (see config.get)."""
+    partition: PartitionSpec | None = None
+    """Run partitioned in `parts` parts; a query whose shape cannot be split is a SQL_ERROR naming it."""
 
 
 @registry.method("query.run", params=QueryParams, result=QueryResult)
@@ -46,4 +55,5 @@ def run(call: Call, p: QueryParams) -> QueryResult:
         output=p.output,
         timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
     )
-    return session.engine.run_query(spec, settings, call, progress_listener(call))
+    parts = p.partition.parts if p.partition is not None else None
+    return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)

@@ -25,7 +25,7 @@ __all__ = [
     "Phase",
 ]
 
-Phase = Literal["queued", "starting", "running", "fetching", "writing", "analyzing", "retrying", "done"]
+Phase = Literal["queued", "starting", "running", "fetching", "writing", "analyzing", "retrying", "partition", "done"]
 
 
 class ErrorData(msgspec.Struct, frozen=True):

@@ -31,6 +31,7 @@ from sidecar.units import format_size
 from sidecar.workers.admission import Admission, Reservation
 from sidecar.workers.handle import JobOutcome, WorkerDied, WorkerHandle
 from sidecar.workers.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
+from sidecar.workers.partitioned import run_partitioned, splittable
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.protocol import AnalyzeSpec, Run
 from sidecar.workers.shape import shape_of
@@ -63,10 +64,20 @@ class SupervisedEngine:
     # -- the methods' entry points -------------------------------------------------------
 
     def run_query(
-        self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None
+        self,
+        spec: QuerySpec,
+        settings: Settings,
+        call: Any,
+        on_sample: Callable[[Sample], None] | None,
+        parts: int | None = None,
     ) -> Any:
         database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
         spec = msgspec.structs.replace(spec, database=database)
+        # -- partitioned execution (sidecar.workers.partitioned) --------------------------
+        if parts is not None:
+            result, attempt = run_partitioned(self, spec, settings, call, on_sample, database, parts)
+            return self._finish(result, [attempt])
+        # ------------------------------------------------------------------------------------
         shape = shape_of(spec.sql)
         # Safe to repeat: reads, atomic outputs, and writes that run in one transaction (a failed or
         # killed attempt leaves the database as it was).
@@ -84,6 +95,7 @@ class SupervisedEngine:
             idempotent=idempotent,
             exports=spec.output is not None,
             holistic=lambda: shape.holistic,
+            splittable=lambda: shape.statement_types == ("SELECT",) and splittable(spec.sql),
         )
 
     def analyze(
@@ -115,6 +127,7 @@ class SupervisedEngine:
         idempotent: bool,
         exports: bool,
         holistic: Callable[[], bool],
+        splittable: Callable[[], bool] = lambda: False,
     ) -> Any:
         explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
         most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
@@ -144,7 +157,7 @@ class SupervisedEngine:
             if outcome is not None:
                 return self._finish(outcome, attempts)
             if failure[0] is not None and failure[0].code in MEMORY_FAILURES and not state.holistic:
-                state = replace(state, holistic=holistic())  # parsed only now: it matters only here
+                state = replace(state, holistic=holistic(), splittable=splittable())  # parsed only now
             step = self.ladder.next(failure[0], state, tried) if failure[0] is not None else None
             if step is None:
                 raise self._final_error(failure[1], failure[0], state, attempts)
@@ -155,6 +168,47 @@ class SupervisedEngine:
             log.info("job %s: retrying with rung %r (%s)", call.id, rung, next_rung.why)
             if on_sample is not None:
                 on_sample(Sample("retrying", None, 0, 0, 0, 0))
+            # -- partitioned execution (sidecar.workers.partitioned) --------------------------
+            while state.parts > 0 and kind == "query":
+                try:
+                    result, attempt = run_partitioned(
+                        self,
+                        spec,
+                        settings,
+                        call,
+                        on_sample,
+                        database or self.default_database,
+                        state.parts,
+                        number=len(attempts) + 1,
+                        rung=rung,
+                    )
+                except SidecarError as error:
+                    if error.code not in MEMORY_FAILURES:
+                        raise
+                    failed = Failure(error.code)
+                    attempts.append(
+                        Attempt(
+                            len(attempts) + 1,
+                            rung,
+                            state.ceiling,
+                            state.duckdb_limit,
+                            state.threads,
+                            error.code,
+                            0,
+                            0,
+                        )
+                    )
+                    again = [
+                        r
+                        for r in self.ladder.rungs
+                        if r.name == "partition" and r.applies(failed, state, tried)
+                    ]
+                    if not again or len(attempts) >= self.ladder.max_attempts:
+                        raise self._final_error(error, failed, state, attempts) from None
+                    state, tried, rung = again[0].adjust(failed, state), (*tried, "partition"), "partition"
+                    continue
+                return self._finish(result, [*attempts, attempt])
+            # ------------------------------------------------------------------------------------
 
     def _attempt(
         self,

@@ -10,7 +10,8 @@ cost 15-50 s, while more memory or splitting the work did. So the ladder climbs 
 - `insertion_order`: a large export with `preserve_insertion_order` on, turned off;
 - `fewer_threads`: only when memory per thread is what ran out (under 256 MiB per thread),
   and never for shapes it is known not to help (holistic aggregates);
-- `partition`: split the work (arrives with partitioned execution), the rung that always fits.
+- `partition`: run a read-only SELECT the planner can split as independent parts and an exact
+  combine (sidecar.workers.partitioned): 8 parts, then 4x as many when that still failed.
 The ladder never answers with an approximation. A shape recognised as one that will not fit
 skips the rungs that cannot help.
 """
@@ -24,6 +25,7 @@ __all__ = ["JobState", "Failure", "Rung", "RetryLadder", "DEFAULT_LADDER", "MEMO
 
 MEMORY_FAILURES = frozenset({"OUT_OF_MEMORY", "MEMORY_CEILING", "MEMORY_EMERGENCY"})
 MIN_MEMORY_PER_THREAD = 256 * 1024**2
+FIRST_PARTS = 8
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,10 @@ class JobState:
     holistic: bool
     """Holds whole groups at once (median, quantile, list, string_agg, ...): cannot spill well."""
     duckdb_limit: int = 0
+    splittable: bool = False
+    """A read-only SELECT whose shape the partition planner can split (asked only after a memory failure)."""
+    parts: int = 0
+    """Run partitioned in this many parts (0: run whole); set by the `partition` rung."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,14 @@ DEFAULT_LADDER: tuple[Rung, ...] = (
             and s.duckdb_limit // s.threads < MIN_MEMORY_PER_THREAD
         ),
         lambda f, s: replace(s, threads=max(1, s.threads // 2)),
+    ),
+    Rung(
+        "partition",
+        "the query splits into independent parts that combine exactly; each part needs a fraction of the memory",
+        lambda f, s, tried: (
+            f.code in MEMORY_FAILURES and s.idempotent and s.splittable and tried.count("partition") < 2
+        ),
+        lambda f, s: replace(s, parts=FIRST_PARTS if s.parts == 0 else s.parts * 4),
     ),
 )
 

@@ -1,0 +1,211 @@
+"""Partitioned execution of one query on the local worker pool: the first executor of a `Plan`.
+
+The planner (`sidecar.partition`) says what to run; this module runs it through the
+supervised engine's own job loop, so every step gets admission, the memory ceiling, the
+retry ladder and the database's turn like any other job:
+
+1. `DESCRIBE` the original query (the names and types the answer must have);
+2. `CREATE SCHEMA "__bmad_job_<8 hex>"` in the database the query names;
+3. one job per part: `CREATE TABLE "<schema>".part_<i> AS <part sql>` (one transaction, so a
+   failed or killed attempt leaves nothing and the ladder may repeat it);
+4. a view `"<schema>"._parts` over the union of the part tables, and the combine as the final
+   job, with the user's `output` and `max_rows`;
+5. `DROP SCHEMA ... CASCADE`, always.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlglot import exp, parse_one
+
+from sidecar.engine.executor import Attempt, QuerySpec
+from sidecar.engine.monitor import Sample
+from sidecar.errors import InvalidParams, SidecarError
+from sidecar.partition import PARTS_RELATION, Plan, Unsplittable, plan_partitioned
+from sidecar.workers.shape import holistic
+
+if TYPE_CHECKING:
+    from sidecar.config import Settings
+    from sidecar.workers.engine import SupervisedEngine
+
+__all__ = ["SCHEMA_PREFIX", "plan_for", "run_partitioned", "splittable"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_PREFIX = "__bmad_job_"
+
+
+def plan_for(sql: str, parts: int) -> Plan:
+    """The plan the local executor can run; a full ORDER BY without LIMIT is refused for now."""
+    try:
+        plan = plan_partitioned(sql, parts)
+    except InvalidParams as exc:
+        if exc.details.get("shape") != "sorted_ranges":
+            raise
+        raise Unsplittable(
+            "sorted_ranges",
+            "a full ORDER BY without LIMIT is not run partitioned yet (it needs sampled range bounds)",
+            hint="Add a LIMIT, drop the ORDER BY, or run the query unsplit.",
+            sql=sql,
+        ) from exc
+    if plan.combine.kind != "union_then" or plan.combine.sql is None:
+        raise Unsplittable("sorted_ranges", "concatenating sorted ranges is not run partitioned yet", sql=sql)
+    return plan
+
+
+def splittable(sql: str) -> bool:
+    """Whether the planner can split `sql` (asked only after a memory failure, by the ladder)."""
+    try:
+        plan_for(sql, 2)
+    except SidecarError as exc:
+        log.debug("not splittable (%s): %s", exc.code, exc)
+        return False
+    return True
+
+
+def _combine_sql(plan: Plan, schema: str, names: list[str]) -> tuple[str, bool]:
+    """The combine reading `"<schema>"._parts`, its output columns named `names`.
+
+    Returns the SQL and whether the view must rename the part columns instead: a combine that
+    selects `*` passes the part columns through (the planner appends its own `__bmad_order_*`
+    columns after the user's), so those are renamed in the view; a combine that computes its
+    columns (global aggregates) gets an alias on each.
+    """
+    tree = parse_one(plan.combine.sql or "", read="duckdb")
+    for table in tree.find_all(exp.Table):
+        if table.name == plan.combine.relation and not table.args.get("db"):
+            table.set("db", exp.to_identifier(schema, quoted=True))
+    projections = tree.expressions if isinstance(tree, exp.Select) else []
+    if any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and p.is_star) for p in projections):
+        return tree.sql("duckdb"), True
+    if len(projections) != len(names):
+        raise InvalidParams(
+            f"the partitioned combine has {len(projections)} columns but the query has {len(names)}",
+            details={"combine": plan.combine.sql, "columns": names},
+        )
+    tree.set(
+        "expressions",
+        [
+            exp.alias_(p.unalias() if isinstance(p, exp.Alias) else p, n, quoted=True)
+            for p, n in zip(projections, names)
+        ],
+    )
+    return tree.sql("duckdb"), False
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _CleanupCall:
+    """Runs the scratch schema's DROP even after the request was cancelled (its own cancel is a no-op)."""
+
+    def __init__(self, call: Any) -> None:
+        self.id = call.id
+        self.cancel_event = threading.Event()
+        self.cancel_reason: str | None = None
+        self._call = call
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        return lambda: None
+
+    def cancelled_error(self) -> SidecarError:
+        return self._call.cancelled_error()  # type: ignore[no-any-return]
+
+
+def run_partitioned(
+    engine: SupervisedEngine,
+    spec: QuerySpec,
+    settings: Settings,
+    call: Any,
+    on_sample: Callable[[Sample], None] | None,
+    database: str,
+    parts: int,
+    *,
+    number: int = 1,
+    rung: str = "partition",
+) -> tuple[dict[str, Any], Attempt]:
+    """Run `spec` as `parts` parts plus a combine; returns the final result and one Attempt for it all."""
+    plan = plan_for(spec.sql, parts)
+    started = time.monotonic()
+    schema = f"{SCHEMA_PREFIX}{secrets.token_hex(4)}"
+    peak = [0]
+    ceiling = [0, 0, settings.threads]
+
+    def job(sql: str, *, final: bool = False, params: Any = None, on: Any = call) -> dict[str, Any]:
+        sub = msgspec.structs.replace(
+            spec,
+            sql=sql,
+            params=params,
+            output=spec.output if final else None,
+            max_rows=spec.max_rows if final else 100_000,
+        )
+        result: dict[str, Any] = engine._run(
+            "query",
+            sub,
+            settings,
+            on,
+            on_sample if final else _without_done(on_sample),
+            database,
+            idempotent=True,
+            exports=final and spec.output is not None,
+            holistic=lambda: holistic(sql),
+        )
+        stats = result.get("stats", {})
+        peak[0] = max(peak[0], stats.get("peak_rss_bytes", 0))
+        for attempt in stats.get("attempts", [])[-1:]:
+            ceiling[0] = max(ceiling[0], attempt["ceiling_bytes"])
+            ceiling[1] = max(ceiling[1], attempt["duckdb_memory_limit_bytes"])
+            ceiling[2] = min(ceiling[2], attempt["threads"])
+        return result
+
+    described = job(f"SELECT column_name FROM (DESCRIBE {spec.sql.strip().rstrip(';')})", params=spec.params)
+    names = [row[0] for row in described["rows"]]
+    combine, rename_view = _combine_sql(plan, schema, names)
+    job(f"CREATE SCHEMA {_quoted(schema)}")
+    try:
+        for part in plan.parts:
+            if on_sample is not None:
+                on_sample(
+                    Sample(
+                        "partition",
+                        100.0 * part.index / parts,
+                        int((time.monotonic() - started) * 1000),
+                        0,
+                        0,
+                        0,
+                    )
+                )
+            job(f"CREATE TABLE {_quoted(schema)}.part_{part.index} AS {part.sql}", params=spec.params)
+        union = " UNION ALL ".join(f"SELECT * FROM {_quoted(schema)}.part_{p.index}" for p in plan.parts)
+        aliases = f" AS u({', '.join(_quoted(n) for n in names)})" if rename_view else " AS u"
+        job(f"CREATE VIEW {_quoted(schema)}.{PARTS_RELATION} AS SELECT * FROM ({union}){aliases}")
+        placeholders = any(parse_one(combine, read="duckdb").find_all(exp.Placeholder, exp.Parameter))
+        result = job(combine, final=True, params=spec.params if placeholders else None)
+    finally:
+        try:
+            job(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE", on=_CleanupCall(call))
+        except SidecarError:
+            log.warning("could not drop the scratch schema %s in %s", schema, database, exc_info=True)
+    elapsed = int((time.monotonic() - started) * 1000)
+    stats = result["stats"]
+    stats["partitions"] = parts
+    stats["elapsed_ms"] = float(elapsed)
+    stats["peak_rss_bytes"] = peak[0]
+    attempt = Attempt(number, rung, ceiling[0], ceiling[1], ceiling[2], "ok", elapsed, peak[0])
+    return result, attempt
+
+
+def _without_done(on_sample: Callable[[Sample], None] | None) -> Callable[[Sample], None] | None:
+    """A part's samples, minus its 'done': only the job's last step ends it for the client."""
+    if on_sample is None:
+        return None
+    listener = on_sample
+    return lambda sample: None if sample.phase == "done" else listener(sample)
