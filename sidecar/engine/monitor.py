@@ -18,7 +18,7 @@ import duckdb
 import msgspec
 import psutil
 
-__all__ = ["JobContext", "Sample", "JobWatch", "Sampler"]
+__all__ = ["JobContext", "Cancellation", "Sample", "JobWatch", "Sampler"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,49 @@ class JobContext(Protocol):
     def cancel(self, reason: str = "cancelled") -> None: ...
 
     def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]: ...
+
+
+class Cancellation:
+    """A JobContext's cancellation: a reason, an event, and callbacks run once when it is set.
+
+    Both a JSON-RPC call (in the sidecar) and a job (in a worker) are one of these.
+    """
+
+    def __init__(self) -> None:
+        self.cancel_event = threading.Event()
+        self.cancel_reason: str | None = None
+        self._cancel_lock = threading.Lock()
+        self._on_cancel: list[Callable[[], None]] = []
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Ask the work to stop: `reason` is "cancelled", "timeout", "shutdown", ..."""
+        with self._cancel_lock:
+            if self.cancel_event.is_set():
+                return
+            self.cancel_reason = reason
+            self.cancel_event.set()
+            callbacks = list(self._on_cancel)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # an interrupt racing the end of a query is harmless; report it
+                log.warning("a cancel callback failed (%s)", reason, exc_info=True)
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run `callback` on cancellation (now, if already cancelled); returns an unregister function."""
+        with self._cancel_lock:
+            already = self.cancel_event.is_set()
+            if not already:
+                self._on_cancel.append(callback)
+        if already:
+            callback()
+
+        def unregister() -> None:
+            with self._cancel_lock:
+                if callback in self._on_cancel:
+                    self._on_cancel.remove(callback)
+
+        return unregister
 
 
 class Sample(msgspec.Struct, frozen=True):

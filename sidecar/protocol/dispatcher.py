@@ -27,6 +27,7 @@ from sidecar.errors import (
     Timeout,
     did_you_mean,
 )
+from sidecar.engine.monitor import Cancellation
 from sidecar.protocol.framing import MAX_LINE_BYTES, LineTooLong, MessageWriter
 from sidecar.protocol.messages import ProgressParams, ProgressValue
 
@@ -37,52 +38,19 @@ log = logging.getLogger(__name__)
 Reply = Callable[[dict[str, Any] | None], None]
 
 
-class Call:
+class Call(Cancellation):
     """One request in flight: its id, its cancellation, its progress channel."""
 
     def __init__(
         self, id: Any, method: str, progress_token: str | int | None, writer: MessageWriter, session: Any
     ):
+        super().__init__()
         self.id = id
         self.method = method
         self.progress_token = progress_token
         self.session = session
         self.started = time.monotonic()
-        self.cancel_event = threading.Event()
-        self.cancel_reason: str | None = None
         self._writer = writer
-        self._lock = threading.Lock()
-        self._on_cancel: list[Callable[[], None]] = []
-
-    def cancel(self, reason: str = "cancelled") -> None:
-        """Ask the work to stop: `reason` is "cancelled", "timeout" or "shutdown"."""
-        with self._lock:
-            if self.cancel_event.is_set():
-                return
-            self.cancel_reason = reason
-            self.cancel_event.set()
-            callbacks = list(self._on_cancel)
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:  # an interrupt racing the end of a query is harmless; report it
-                log.warning("cancel callback failed for request %r", self.id, exc_info=True)
-
-    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Run `callback` on cancellation (now, if already cancelled); returns an unregister function."""
-        with self._lock:
-            already = self.cancel_event.is_set()
-            if not already:
-                self._on_cancel.append(callback)
-        if already:
-            callback()
-
-        def unregister() -> None:
-            with self._lock:
-                if callback in self._on_cancel:
-                    self._on_cancel.remove(callback)
-
-        return unregister
 
     def cancelled_error(self) -> SidecarError:
         elapsed = int((time.monotonic() - self.started) * 1000)

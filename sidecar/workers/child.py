@@ -12,13 +12,13 @@ import os
 import queue
 import sys
 import threading
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import msgspec
 import psutil
 
 from sidecar.engine.executor import Engine
-from sidecar.engine.monitor import Sample
+from sidecar.engine.monitor import Cancellation, Sample
 from sidecar.errors import InternalError, SidecarError
 from sidecar.protocol.framing import claim_stdout
 from sidecar.workers.protocol import (
@@ -41,40 +41,12 @@ IDLE_RSS_BYTES = 192 * 1024 * 1024
 """Above this RSS after a job, the worker makes DuckDB give its cached buffers back."""
 
 
-class _Job:
+class _Job(Cancellation):
     """The engine's view of a job run on behalf of the sidecar."""
 
     def __init__(self, number: int) -> None:
+        super().__init__()
         self.number = number
-        self.cancel_event = threading.Event()
-        self.cancel_reason: str | None = None
-        self._callbacks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
-
-    def cancel(self, reason: str = "cancelled") -> None:
-        with self._lock:
-            if self.cancel_event.is_set():
-                return
-            self.cancel_reason = reason
-            self.cancel_event.set()
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
-            callback()
-
-    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
-        with self._lock:
-            already = self.cancel_event.is_set()
-            if not already:
-                self._callbacks.append(callback)
-        if already:
-            callback()
-
-        def unregister() -> None:
-            with self._lock:
-                if callback in self._callbacks:
-                    self._callbacks.remove(callback)
-
-        return unregister
 
 
 class Worker:
