@@ -52,6 +52,8 @@ class Session:
         self.config_dir = default_config_dir(self.env).resolve()
         self.resources: Resources = detect_resources()
         self.exit_requested = threading.Event()
+        self.running_jobs: dict[str, Any] = {}
+        """Requests in flight that named a job_id (jobs.cancel stops them)."""
         self.shutdown_requested = False
         self._lock = threading.Lock()
         self._watch = watch

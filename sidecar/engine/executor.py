@@ -44,6 +44,8 @@ class QuerySpec(msgspec.Struct, frozen=True):
     max_rows: int = 10_000
     output: OutputSpec | None = None
     timeout_ms: int | None = None
+    job_id: str | None = None
+    """Names a partitioned job so that re-sending the same request resumes it."""
 
 
 class Column(msgspec.Struct, frozen=True):
@@ -91,6 +93,8 @@ class QueryStats(msgspec.Struct, frozen=True, omit_defaults=True):
     """Every attempt the supervisor made (one, unless the retry ladder stepped in)."""
     partitions: int | None = None
     """The number of parts, present only when the query ran partitioned."""
+    reused_parts: int | None = None
+    """Parts a resumed job took from an earlier run instead of recomputing them."""
 
 
 class QueryResult(msgspec.Struct, frozen=True):

@@ -9,6 +9,7 @@ import msgspec
 from sidecar.engine.executor import OutputSpec, QueryResult, QuerySpec
 from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
+from sidecar.errors import InvalidParams
 from sidecar.protocol.dispatcher import Call
 
 __all__ = ["PartitionSpec", "QueryParams"]
@@ -37,6 +38,9 @@ class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Stop the query after this long (default: the thresholds file's timeout_threshold)."""
     settings: dict[str, Any] | None = None
     """Per-request settings: memory_limit (the job's whole budget), threads, ... (see config.get)."""
+    job_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    """Names a partitioned job: if it fails or the sidecar dies, the same request with the same
+    job_id resumes it, reusing the parts already finished (kept in the query's database)."""
     partition: PartitionSpec | None = None
     """Run partitioned in `parts` parts; a query whose shape cannot be split is a SQL_ERROR naming it."""
 
@@ -54,6 +58,17 @@ def run(call: Call, p: QueryParams) -> QueryResult:
         max_rows=p.max_rows if p.max_rows is not None else settings.max_rows,
         output=p.output,
         timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
+        job_id=p.job_id,
     )
     parts = p.partition.parts if p.partition is not None else None
-    return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)
+    if p.job_id is None:
+        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)
+    if session.running_jobs.setdefault(p.job_id, call) is not call:
+        raise InvalidParams(
+            f"job_id '{p.job_id}' is running already",
+            hint="Wait for it, or stop it with jobs.cancel; a job_id names one run at a time.",
+        )
+    try:
+        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)
+    finally:
+        session.running_jobs.pop(p.job_id, None)

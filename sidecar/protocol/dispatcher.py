@@ -45,6 +45,8 @@ class Call(Cancellation):
         self, id: Any, method: str, progress_token: str | int | None, writer: MessageWriter, session: Any
     ):
         super().__init__()
+        self.finished = threading.Event()
+        """Set once the request has been answered (or dropped)."""
         self.id = id
         self.method = method
         self.progress_token = progress_token
@@ -285,6 +287,7 @@ class Dispatcher:
                     del self.inflight[call.id]
                 self._idle.notify_all()
         reply(response)
+        call.finished.set()
 
     def _cancel_request(self, params: dict[str, Any]) -> None:
         target = params.get("id")

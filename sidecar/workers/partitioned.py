@@ -135,7 +135,7 @@ def run_partitioned(
     """Run `spec` as `parts` parts plus a combine; returns the final result and one Attempt for it all."""
     plan = plan_for(spec.sql, parts)
     started = time.monotonic()
-    schema = f"{SCHEMA_PREFIX}{secrets.token_hex(4)}"
+    schema = f"{SCHEMA_PREFIX}{spec.job_id or secrets.token_hex(4)}"
     peak = [0]
     ceiling = [0, 0, settings.threads]
 
@@ -169,7 +169,9 @@ def run_partitioned(
     described = job(f"SELECT column_name FROM (DESCRIBE {spec.sql.strip().rstrip(';')})", params=spec.params)
     names = [row[0] for row in described["rows"]]
     combine, rename_view = _combine_sql(plan, schema, names)
-    job(f"CREATE SCHEMA {_quoted(schema)}")
+    fingerprint = plan.to_json().decode()
+    done = _prepare_schema(job, schema, fingerprint, spec.job_id)
+    succeeded = False
     try:
         for part in plan.parts:
             if on_sample is not None:
@@ -183,24 +185,55 @@ def run_partitioned(
                         0,
                     )
                 )
+            if f"part_{part.index}" in done:  # finished by an earlier run of the same job_id
+                continue
             job(f"CREATE TABLE {_quoted(schema)}.part_{part.index} AS {part.sql}", params=spec.params)
         union = " UNION ALL ".join(f"SELECT * FROM {_quoted(schema)}.part_{p.index}" for p in plan.parts)
         aliases = f" AS u({', '.join(_quoted(n) for n in names)})" if rename_view else " AS u"
-        job(f"CREATE VIEW {_quoted(schema)}.{PARTS_RELATION} AS SELECT * FROM ({union}){aliases}")
+        job(f"CREATE OR REPLACE VIEW {_quoted(schema)}.{PARTS_RELATION} AS SELECT * FROM ({union}){aliases}")
         placeholders = any(parse_one(combine, read="duckdb").find_all(exp.Placeholder, exp.Parameter))
         result = job(combine, final=True, params=spec.params if placeholders else None)
+        succeeded = True
     finally:
-        try:
-            job(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE", on=_CleanupCall(call))
-        except SidecarError:
-            log.warning("could not drop the scratch schema %s in %s", schema, database, exc_info=True)
+        # A job with a job_id keeps its finished parts after a failure, so the same request resumes.
+        if succeeded or spec.job_id is None:
+            try:
+                job(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE", on=_CleanupCall(call))
+            except SidecarError:
+                log.warning("could not drop the scratch schema %s in %s", schema, database, exc_info=True)
+    reused = sum(1 for p in plan.parts if f"part_{p.index}" in done)
     elapsed = int((time.monotonic() - started) * 1000)
     stats = result["stats"]
     stats["partitions"] = parts
+    stats["reused_parts"] = reused
     stats["elapsed_ms"] = float(elapsed)
     stats["peak_rss_bytes"] = peak[0]
     attempt = Attempt(number, rung, ceiling[0], ceiling[1], ceiling[2], "ok", elapsed, peak[0])
     return result, attempt
+
+
+def _prepare_schema(job: Callable[..., dict[str, Any]], schema: str, fingerprint: str, job_id: str | None) -> set[str]:
+    """Create the job's scratch schema, or find the parts an earlier run of the same job finished.
+
+    The schema records the plan it was made for; a job_id reused for another query or another
+    number of parts is refused rather than mixing parts of two plans.
+    """
+    existing = job(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", params=[schema]
+    )["rows"]
+    tables = {row[0] for row in existing}
+    if not tables:
+        job(f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema)}")
+        job(f"CREATE TABLE {_quoted(schema)}.__plan AS SELECT $1::VARCHAR AS plan", params=[fingerprint])
+        return set()
+    recorded = job(f"SELECT plan FROM {_quoted(schema)}.__plan")["rows"] if "__plan" in tables else []
+    if not recorded or recorded[0][0] != fingerprint:
+        raise InvalidParams(
+            f"job_id '{job_id}' belongs to another query or another number of parts",
+            hint="Use a new job_id, or `jobs.cancel` this one to discard its finished parts.",
+            details={"job_id": job_id},
+        )
+    return {t for t in tables if t.startswith("part_")}
 
 
 def _without_done(on_sample: Callable[[Sample], None] | None) -> Callable[[Sample], None] | None:

@@ -1,0 +1,77 @@
+"""`jobs.status` and `jobs.cancel`: the partitioned jobs a client named with a `job_id`.
+
+A named job keeps its finished parts in a scratch schema of its database until it succeeds,
+so a failed or interrupted job can be resumed by re-sending the same `query.run`. These
+methods show how far such a job got, and discard it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from sidecar.engine.executor import QuerySpec
+from sidecar.methods import registry
+from sidecar.protocol.dispatcher import Call
+from sidecar.workers.partitioned import SCHEMA_PREFIX
+
+__all__ = ["JobParams", "JobStatus"]
+
+JobId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class JobParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    job_id: JobId
+    database: str | None = None
+    """The database the job ran in (default: the sidecar's own database)."""
+
+
+class JobStatus(msgspec.Struct, frozen=True):
+    job_id: str
+    running: bool
+    """A request with this job_id is in flight right now."""
+    exists: bool
+    """Finished parts are kept for a resume."""
+    parts_done: int
+    parts_total: int | None
+    cancelled: bool = False
+
+
+def _run(call: Call, sql: str, database: str | None, params: Any = None) -> list[list[Any]]:
+    session = call.session
+    spec = QuerySpec(sql=sql, database=database, params=params, max_rows=10_000)
+    return session.engine.run_query(spec, session.settings, call, None)["rows"]  # type: ignore[no-any-return]
+
+
+def _status(call: Call, p: JobParams) -> JobStatus:
+    schema = SCHEMA_PREFIX + p.job_id
+    tables = {r[0] for r in _run(call, "SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", p.database, [schema])}
+    total = None
+    if "__plan" in tables:
+        plan = _run(call, f'SELECT json_array_length(json_extract(plan, \'$.parts\')) FROM "{schema}".__plan', p.database)
+        total = int(plan[0][0]) if plan and plan[0][0] is not None else None
+    running = p.job_id in call.session.running_jobs
+    done = sum(1 for t in tables if t.startswith("part_"))
+    return JobStatus(p.job_id, running, bool(tables), done, total)
+
+
+@registry.method("jobs.status", params=JobParams, result=JobStatus)
+def status(call: Call, p: JobParams) -> JobStatus:
+    """How far a named partitioned job got: parts finished and kept, and whether it runs now."""
+    call.session.require()
+    return _status(call, p)
+
+
+@registry.method("jobs.cancel", params=JobParams, result=JobStatus)
+def cancel(call: Call, p: JobParams) -> JobStatus:
+    """Stop a named job if it runs, and discard the parts it kept (its next run starts afresh)."""
+    session = call.session
+    session.require()
+    running = session.running_jobs.get(p.job_id)
+    if running is not None:
+        running.cancel("cancelled")
+        running.finished.wait(30)
+    before = _status(call, p)
+    _run(call, f'DROP SCHEMA IF EXISTS "{SCHEMA_PREFIX + p.job_id}" CASCADE', p.database)
+    return JobStatus(p.job_id, False, False, 0, before.parts_total, cancelled=before.exists or before.running)
