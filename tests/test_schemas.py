@@ -41,6 +41,7 @@ ANY_SHOULD_BE_TYPED = {
     "QueryParams.settings": "the USER_KEYS settings (memory_limit, threads, ...): deserves its own Struct",
     "AnalyzeParams.settings": "the same per-request settings as query.run",
     "ConvertParams.settings": "the same per-request settings as query.run",
+    "PartitionParams.settings": "the same per-request settings as query.run",
     "InitializeParams.overrides": "the same USER_KEYS settings, for the whole session",
 }
 
