@@ -13,7 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
+
+from sidecar.engine.executor import QuerySpec
+from sidecar.partition import plan_partitioned
 
 from sidecar.client import RpcError, SidecarProcess
 
@@ -141,3 +145,39 @@ def test_a_real_out_of_memory_is_recovered_by_partitioning(sidecar: SidecarProce
     assert result["row_count"] == 3 and result["truncated"] is True
     assert all(len(row[2]) == 10 for row in result["rows"])  # every group whole: 1e6 rows / 1e5 groups
     assert [c["name"] for c in result["columns"]] == ["g", "m", "l"]
+
+
+BIG_HOLISTIC = HOLISTIC.replace("range(1000000)", "range(2000000)")
+
+
+def test_a_part_that_runs_out_of_memory_is_split_again_exactly() -> None:
+    """The re-split orchestration, with a fault hook: part 1 (and then its first sub-part) 'run out
+    of memory'; every statement runs for real in DuckDB, and the union of what was kept is exactly
+    the single query's answer."""
+    from sidecar.errors import OutOfMemory
+    from sidecar.partition import Bucket
+    from sidecar.workers.partitioned import _run_part
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA s")
+    sql = "SELECT g, median(v) AS m, count(*) AS n FROM (SELECT i % 997 AS g, hash(i) % 100 AS v FROM range(50000) t(i)) GROUP BY g"
+    failing = {"s.part_1", "s.part_1_0"}
+
+    def job(statement: str, params: object = None) -> dict:
+        target = statement.split(" AS ", 1)[0].removeprefix("CREATE TABLE ").replace('"', "")
+        if target in failing:
+            failing.discard(target)
+            raise OutOfMemory("injected: this part needs more memory than its ceiling")
+        con.execute(statement)
+        return {"rows": []}
+
+    spec = QuerySpec(sql=sql)
+    plan = plan_partitioned(sql, 3)
+    resplit: list[str] = []
+    tables = []
+    for part in plan.parts:
+        tables += _run_part(job, spec, "s", f"part_{part.index}", part.sql, [Bucket(3, part.index, 0)], set(), resplit)
+    assert resplit == ["part_1", "part_1_0"]
+    assert "part_1" not in tables and "part_1_0" not in tables and "part_1_0_3" in tables
+    union = " UNION ALL ".join(f"SELECT * FROM s.{t}" for t in tables)
+    assert sorted(con.execute(union).fetchall()) == sorted(con.execute(sql).fetchall())

@@ -95,6 +95,8 @@ class QueryStats(msgspec.Struct, frozen=True, omit_defaults=True):
     """The number of parts, present only when the query ran partitioned."""
     reused_parts: int | None = None
     """Parts a resumed job took from an earlier run instead of recomputing them."""
+    resplit_parts: int | None = None
+    """Parts that ran out of memory and were split again by a salted sub-hash."""
 
 
 class QueryResult(msgspec.Struct, frozen=True):

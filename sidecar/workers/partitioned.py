@@ -28,7 +28,7 @@ from sqlglot import exp, parse_one
 from sidecar.engine.executor import Attempt, QuerySpec
 from sidecar.engine.monitor import Sample
 from sidecar.errors import InvalidParams, SidecarError
-from sidecar.partition import PARTS_RELATION, Plan, Unsplittable, plan_partitioned
+from sidecar.partition import PARTS_RELATION, Bucket, Plan, Unsplittable, plan_partitioned
 from sidecar.workers.shape import holistic
 
 if TYPE_CHECKING:
@@ -171,6 +171,8 @@ def run_partitioned(
     combine, rename_view = _combine_sql(plan, schema, names)
     fingerprint = plan.to_json().decode()
     done = _prepare_schema(job, schema, fingerprint, spec.job_id)
+    tables: list[str] = []
+    resplit: list[str] = []
     succeeded = False
     try:
         for part in plan.parts:
@@ -185,10 +187,10 @@ def run_partitioned(
                         0,
                     )
                 )
-            if f"part_{part.index}" in done:  # finished by an earlier run of the same job_id
-                continue
-            job(f"CREATE TABLE {_quoted(schema)}.part_{part.index} AS {part.sql}", params=spec.params)
-        union = " UNION ALL ".join(f"SELECT * FROM {_quoted(schema)}.part_{p.index}" for p in plan.parts)
+            tables.extend(
+                _run_part(job, spec, schema, f"part_{part.index}", part.sql, [Bucket(parts, part.index, 0)], done, resplit)
+            )
+        union = " UNION ALL ".join(f"SELECT * FROM {_quoted(schema)}.{t}" for t in tables)
         aliases = f" AS u({', '.join(_quoted(n) for n in names)})" if rename_view else " AS u"
         job(f"CREATE OR REPLACE VIEW {_quoted(schema)}.{PARTS_RELATION} AS SELECT * FROM ({union}){aliases}")
         placeholders = any(parse_one(combine, read="duckdb").find_all(exp.Placeholder, exp.Parameter))
@@ -201,15 +203,59 @@ def run_partitioned(
                 job(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE", on=_CleanupCall(call))
             except SidecarError:
                 log.warning("could not drop the scratch schema %s in %s", schema, database, exc_info=True)
-    reused = sum(1 for p in plan.parts if f"part_{p.index}" in done)
+    reused = sum(1 for t in tables if t in done)
     elapsed = int((time.monotonic() - started) * 1000)
     stats = result["stats"]
     stats["partitions"] = parts
     stats["reused_parts"] = reused
+    stats["resplit_parts"] = len(resplit)
     stats["elapsed_ms"] = float(elapsed)
     stats["peak_rss_bytes"] = peak[0]
     attempt = Attempt(number, rung, ceiling[0], ceiling[1], ceiling[2], "ok", elapsed, peak[0])
     return result, attempt
+
+
+RESPLIT_PARTS = 4
+"""A part that runs out of memory is split again into this many parts, by a salted sub-hash."""
+
+
+MAX_RESPLIT_DEPTH = 3
+
+
+def _run_part(
+    job: Callable[..., dict[str, Any]],
+    spec: QuerySpec,
+    schema: str,
+    name: str,
+    sql: str,
+    within: list[Bucket],
+    done: set[str],
+    resplit: list[str],
+) -> list[str]:
+    """Compute one part into its table, or, when it runs out of memory, into sub-part tables.
+
+    Returns the tables holding the part's rows. A re-split keeps the part's own buckets and
+    shares its rows out again by a hash with a new salt (recursively, up to MAX_RESPLIT_DEPTH), so
+    a part that drew more groups than its share does not sink the job. A single huge group still
+    cannot be split: it must stay whole, and its part fails with the memory error.
+    """
+    if name in done:  # finished by an earlier run of the same job_id
+        return [name]
+    if not any(t.startswith(name + "_") for t in done):
+        try:
+            job(f"CREATE TABLE {_quoted(schema)}.{name} AS {sql}", params=spec.params)
+            return [name]
+        except SidecarError as error:
+            if error.code != "OUT_OF_MEMORY" or len(within) > MAX_RESPLIT_DEPTH:
+                raise
+            log.info("%s ran out of memory; splitting it again in %d", name, RESPLIT_PARTS)
+    sub = plan_partitioned(spec.sql, RESPLIT_PARTS, salt=len(within), within=within)
+    resplit.append(name)
+    tables = []
+    for subpart in sub.parts:
+        inner = [*within, Bucket(RESPLIT_PARTS, subpart.index, len(within))]
+        tables.extend(_run_part(job, spec, schema, f"{name}_{subpart.index}", subpart.sql, inner, done, resplit))
+    return tables
 
 
 def _prepare_schema(job: Callable[..., dict[str, Any]], schema: str, fingerprint: str, job_id: str | None) -> set[str]:
