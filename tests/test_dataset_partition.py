@@ -58,3 +58,7 @@ def test_a_rerun_resumes_and_bad_requests_are_clear(sidecar, data_dir, events):
             sidecar.request("dataset.partition", {"input": str(events), "output_dir": str(data_dir / "bad"), **params})
         assert err.value.code == code, params
     assert not [p for p in (data_dir / "bad").glob(".bmad-staging-*")]
+    (data_dir / "a-file").write_text("x")
+    with pytest.raises(RpcError) as err:
+        sidecar.request("dataset.partition", {"input": str(events), "output_dir": str(data_dir / "a-file"), "by": ["day"]})
+    assert err.value.code == "INPUT_ERROR"

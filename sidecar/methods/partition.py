@@ -21,7 +21,7 @@ import msgspec
 from sidecar.engine.analyze import format_of
 from sidecar.engine.executor import QuerySpec
 from sidecar.engine.outputs import inside
-from sidecar.errors import AccessDenied, InvalidParams
+from sidecar.errors import AccessDenied, InputError, InvalidParams
 from sidecar.methods import registry
 from sidecar.methods.convert import _READERS, _inputs
 from sidecar.methods.progress import progress_listener
@@ -97,6 +97,8 @@ def partition(call: Call, p: PartitionParams) -> PartitionResult:
     for path in [*files, str(out)]:
         if not inside(Path(path), allowed):
             raise AccessDenied(f"'{path}' is outside the allowed directories", details={"allowed_directories": allowed})
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output_dir '{out}' is a file", hint="Give a directory (it is created if missing).")
     out.mkdir(parents=True, exist_ok=True)
     for leftover in out.glob(STAGING_PREFIX + "*"):  # what an interrupted run left: never visible
         shutil.rmtree(leftover, ignore_errors=True)
