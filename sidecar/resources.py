@@ -199,14 +199,7 @@ def _read_int(path: Path) -> int | None:
 
 
 def _parse_v2_memory_max(path: Path) -> int | None:
-    text = _read_text(path)
-    if text is None or text == "max":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        logger.warning("unexpected content in %s: %r", path, text)
-        return None
+    return None if _read_text(path) == "max" else _read_int(path)
 
 
 def _parse_v1_limit(path: Path) -> int | None:

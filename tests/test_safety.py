@@ -80,3 +80,15 @@ def test_no_extension_is_fetched_and_nothing_lands_in_home(sidecar, tmp_path):
         sidecar.request("query.run", {"sql": "INSTALL spatial"})
     state = tmp_path / "state" / "extensions"
     assert state.is_dir() and not any(state.rglob("*.duckdb_extension*"))
+
+
+def test_a_file_that_is_not_a_duckdb_database_is_refused_and_left_alone(sidecar, data_dir):
+    csv = data_dir / "sales.csv"
+    csv.write_text("a,b\n1,2\n")
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {"sql": "CREATE TABLE t AS SELECT 1", "database": str(csv)})
+    assert err.value.code == "INPUT_ERROR" and "not a DuckDB database" in str(err.value)
+    assert "read_csv" in err.value.hint
+    assert csv.read_text() == "a,b\n1,2\n"
+    new = data_dir / "fresh.duckdb"  # a new file is still created on demand
+    assert sidecar.request("query.run", {"sql": "SELECT 1 AS one", "database": str(new)})["rows"] == [[1]]

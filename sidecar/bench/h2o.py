@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+from sidecar.bench.report import write_block
 from sidecar.bench.headroom import GiB, MiB, generate, run_one
 from sidecar.config.settings import duckdb_limit_for
 from sidecar.units import duckdb_size, parse_size
@@ -321,20 +322,9 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], target: float) -> s
     return "\n".join(lines) + "\n"
 
 
-BEGIN = "<!-- h2o:begin (written by sidecar.bench.h2o; edit outside the markers) -->"
-END = "<!-- h2o:end -->"
-
-
 def write_report(path: Path, table: str, command: str) -> None:
-    """Replace the generated block of `path`, keeping the prose around it (new file: block only)."""
-    block = f"{BEGIN}\n\nCommand:\n\n```\n{command}\n```\n\n{table}\n{END}"
-    text = path.read_text() if path.exists() else "# H2O db-benchmark: plain DuckDB against the sidecar\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    """Replace the generated block of `path`, keeping the prose around it."""
+    write_block(path, "h2o", "H2O db-benchmark: plain DuckDB against the sidecar", table, command)
 
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sidecar.bench.report import write_block
 from sidecar.units import duckdb_size, parse_size
 
 MiB = 1024**2
@@ -344,20 +345,9 @@ def render(results: list[dict[str, Any]], base: dict[str, Any], meta: dict[str, 
     return "\n".join(lines) + "\n"
 
 
-BEGIN = "<!-- headroom:begin (written by sidecar.bench.headroom; edit outside the markers) -->"
-END = "<!-- headroom:end -->"
-
-
 def write_report(path: Path, table: str, command: str) -> None:
-    """Replace the generated block of `path`, keeping the prose around it (new file: block only)."""
-    block = f"{BEGIN}\n\nCommand:\n\n```\n{command}\n```\n\n{table}\n{END}"
-    text = path.read_text() if path.exists() else "# Headroom: process RSS against DuckDB's memory_limit\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    """Replace the generated block of `path`, keeping the prose around it."""
+    write_block(path, "headroom", "Headroom: process RSS against DuckDB's memory_limit", table, command)
 
 
 def _progress(r: dict[str, Any]) -> None:

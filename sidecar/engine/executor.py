@@ -133,6 +133,15 @@ class Engine:
                 raise InputError(
                     f"the directory of database {name!r} does not exist", hint="Create it first."
                 )
+            if key != MEMORY and not _is_duckdb_file(Path(key)):
+                # DuckDB would open a CSV (say) as an empty database: tables "created" there would
+                # vanish, and the user's file would look like a database it is not.
+                raise InputError(
+                    f"{name!r} is not a DuckDB database file",
+                    hint="Name a .duckdb file (a new one is created), or read data files with "
+                    "read_csv/read_parquet/read_json in the SQL instead.",
+                    details={"database": key},
+                )
             try:
                 db = Database(key, settings)
             except duckdb.Error as exc:
@@ -364,6 +373,16 @@ class _Run:
     @property
     def peak_rss(self) -> int:
         return max(self.watch.peak_rss, self.final.rss_bytes if self.final else 0)
+
+
+def _is_duckdb_file(path: Path) -> bool:
+    """A missing or empty file becomes a new database; an existing one must carry DuckDB's magic."""
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    if path.is_dir():
+        return True  # DuckDB's own error says it is a directory
+    with open(path, "rb") as handle:
+        return handle.read(12)[8:12] == b"DUCK"
 
 
 def _check(job: JobContext) -> None:

@@ -377,7 +377,8 @@ class SupervisedEngine:
                 },
             )
         failed = outcome.error
-        assert failed is not None
+        if failed is None:  # a finished job reaches here only with an error
+            return None, InternalError("a worker reported a failure without an error")
         error = _BY_CODE.get(failed.code, InternalError)(
             failed.message, hint=failed.hint, details=failed.details
         )

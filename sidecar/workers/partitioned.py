@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ import msgspec
 from sqlglot import exp, parse_one
 
 from sidecar.engine.executor import Attempt, QuerySpec
-from sidecar.engine.monitor import Sample
+from sidecar.engine.monitor import Cancellation, Sample
 from sidecar.errors import InvalidParams, SidecarError
 from sidecar.partition import PARTS_RELATION, Bucket, Plan, Unsplittable, plan_partitioned
 from sidecar.workers.shape import holistic
@@ -104,17 +103,13 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class _CleanupCall:
-    """Runs the scratch schema's DROP even after the request was cancelled (its own cancel is a no-op)."""
+class _CleanupCall(Cancellation):
+    """Runs the scratch schema's DROP even after the request was cancelled: it is never cancelled itself."""
 
     def __init__(self, call: Any) -> None:
+        super().__init__()
         self.id = call.id
-        self.cancel_event = threading.Event()
-        self.cancel_reason: str | None = None
         self._call = call
-
-    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
-        return lambda: None
 
     def cancelled_error(self) -> SidecarError:
         return self._call.cancelled_error()  # type: ignore[no-any-return]
