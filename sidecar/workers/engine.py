@@ -31,10 +31,10 @@ from sidecar.units import format_size
 from sidecar.workers.admission import Admission, Reservation
 from sidecar.workers.handle import JobOutcome, WorkerDied, WorkerHandle
 from sidecar.workers.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
-from sidecar.workers.partitioned import run_partitioned, splittable
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.protocol import AnalyzeSpec, Run
 from sidecar.workers.shape import shape_of
+from sidecar.workers.split import can_split, run_split
 from sidecar.workers.watchdog import Watch, Watchdog
 
 __all__ = ["SupervisedEngine", "Attempt"]
@@ -73,9 +73,9 @@ class SupervisedEngine:
     ) -> Any:
         database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
         spec = msgspec.structs.replace(spec, database=database)
-        # -- partitioned execution (sidecar.workers.partitioned) --------------------------
+        # -- split execution (sidecar.workers.split) --------------------------
         if parts is not None:
-            result, attempt = run_partitioned(self, spec, settings, call, on_sample, database, parts)
+            result, attempt = run_split(self, spec, settings, call, on_sample, database, parts)
             return self._finish(result, [attempt])
         # ------------------------------------------------------------------------------------
         shape = shape_of(spec.sql)
@@ -95,7 +95,7 @@ class SupervisedEngine:
             idempotent=idempotent,
             exports=spec.output is not None,
             holistic=lambda: shape.holistic,
-            splittable=lambda: shape.statement_types == ("SELECT",) and splittable(spec.sql),
+            splittable=lambda: shape.statement_types == ("SELECT",) and can_split(spec.sql),
         )
 
     def analyze(
@@ -168,10 +168,10 @@ class SupervisedEngine:
             log.info("job %s: retrying with rung %r (%s)", call.id, rung, next_rung.why)
             if on_sample is not None:
                 on_sample(Sample("retrying", None, 0, 0, 0, 0))
-            # -- partitioned execution (sidecar.workers.partitioned) --------------------------
+            # -- split execution (sidecar.workers.split) --------------------------
             while state.parts > 0 and kind == "query":
                 try:
-                    result, attempt = run_partitioned(
+                    result, attempt = run_split(
                         self,
                         spec,
                         settings,
