@@ -26,7 +26,7 @@ from sidecar.engine.monitor import JobContext, JobWatch, Sample, Sampler
 from sidecar.engine.outputs import atomic_target, copy_options, inside
 from sidecar.errors import AccessDenied, InputError, InvalidParams, SidecarError
 
-__all__ = ["OutputSpec", "QuerySpec", "Column", "OutputInfo", "QueryStats", "QueryResult", "Engine"]
+__all__ = ["OutputSpec", "QuerySpec", "Column", "OutputInfo", "Estimate", "QueryStats", "QueryResult", "Engine"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,23 @@ class Attempt(msgspec.Struct, frozen=True):
     """Set when the watchdog grew the ceiling in place during this attempt."""
 
 
+class Estimate(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What the sidecar expected a query to need before running it (`stats.estimate`)."""
+
+    bytes: int
+    """Working memory the query's heaviest operator is expected to need."""
+    limit_bytes: int
+    """DuckDB's memory limit for the most this job may get."""
+    parts: int
+    """Parts it was split into up front (0: it ran whole)."""
+    basis: str
+    """How `bytes` was reckoned: groups, held values (holistic) or window rows."""
+    input_rows: int
+    groups: int | None = None
+    sampled: bool = False
+    """Whether the groups come from a sample of the keys rather than DuckDB's statistics."""
+
+
 class QueryStats(msgspec.Struct, frozen=True, omit_defaults=True):
     """What the job cost. Peaks are sampled every 100 ms (and once at the end); a job shorter
     than that reports its end-of-job RSS and the buffer and spill bytes last sampled (0 if none)."""
@@ -97,6 +114,8 @@ class QueryStats(msgspec.Struct, frozen=True, omit_defaults=True):
     """Parts a resumed job took from an earlier run instead of recomputing them."""
     resplit_parts: int | None = None
     """Parts that ran out of memory and were split again by a salted sub-hash."""
+    estimate: Estimate | None = None
+    """What a splittable query was expected to need before it ran, and the parts chosen for it."""
 
 
 class QueryResult(msgspec.Struct, frozen=True):

@@ -26,6 +26,7 @@ from sidecar.engine.database import EngineSettings
 from sidecar.engine.executor import WRAPPABLE, Attempt, QuerySpec
 from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import pid_alive, remove_orphaned_outputs
+from sidecar.partition import plan_partitioned
 from sidecar.errors import ERROR_CLASSES, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
 from sidecar.units import format_size
 from sidecar.workers.admission import Admission, Reservation
@@ -33,7 +34,8 @@ from sidecar.workers.handle import JobOutcome, WorkerDied, WorkerHandle
 from sidecar.workers.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.protocol import AnalyzeSpec, Run
-from sidecar.workers.shape import shape_of
+from sidecar.workers.estimate import Estimate, estimate
+from sidecar.workers.shape import holistic, shape_of
 from sidecar.workers.split import can_split, run_split
 from sidecar.workers.watchdog import Watch, Watchdog
 
@@ -85,18 +87,50 @@ class SupervisedEngine:
         idempotent = shape.read_only or (
             bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE - {"COPY"}
         )
-        return self._run(
-            "query",
-            spec,
-            settings,
-            call,
-            on_sample,
-            database,
-            idempotent=idempotent,
-            exports=spec.output is not None,
-            holistic=lambda: shape.holistic,
-            splittable=lambda: shape.statement_types == ("SELECT",) and can_split(spec.sql),
+        guess = self._estimate(spec, settings, call, database) if shape.statement_types == ("SELECT",) else None
+        if guess is not None and guess.parts > 0:
+            log.info("job %s: split up front into %d parts (%s)", call.id, guess.parts, guess.basis)
+        return _with_estimate(
+            self._run(
+                "query",
+                spec,
+                settings,
+                call,
+                on_sample,
+                database,
+                idempotent=idempotent,
+                exports=spec.output is not None,
+                holistic=lambda: shape.holistic,
+                splittable=lambda: shape.statement_types == ("SELECT",) and can_split(spec.sql),
+                parts=guess.parts if guess is not None else 0,
+            ),
+            guess,
         )
+
+    def _estimate(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> Estimate | None:
+        """How many parts a splittable SELECT needs before it runs (sidecar.workers.estimate); None
+        for a query the planner cannot split, or when the looks themselves fail (it then runs whole)."""
+        try:
+            plan = plan_partitioned(spec.sql, 2)
+        except SidecarError:
+            return None
+        explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
+        most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
+
+        def probe(sql: str, params: Any) -> list[list[Any]]:
+            sub = msgspec.structs.replace(spec, sql=sql, params=params, output=None, max_rows=10, job_id=None)
+            result = self._run(
+                "query", sub, settings, call, None, database, idempotent=True, exports=False, holistic=lambda: False
+            )
+            return result["rows"]  # type: ignore[no-any-return]
+
+        try:
+            return estimate(probe, plan, holistic(spec.sql), spec.sql, spec.params, duckdb_limit_for(most))
+        except SidecarError as error:
+            if call.cancel_event.is_set():
+                raise
+            log.info("job %s: no estimate (%s: %s); running it whole", call.id, error.code, error)
+            return None
 
     def analyze(
         self, spec: AnalyzeSpec, settings: Settings, call: Any, on_sample: Callable[[Sample], None] | None
@@ -128,6 +162,7 @@ class SupervisedEngine:
         exports: bool,
         holistic: Callable[[], bool],
         splittable: Callable[[], bool] = lambda: False,
+        parts: int = 0,
     ) -> Any:
         explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
         most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
@@ -149,7 +184,11 @@ class SupervisedEngine:
         attempts: list[Attempt] = []
         tried: tuple[str, ...] = ()
         rung = "first"
+        if parts > 0:  # split up front (sidecar.workers.estimate): the first attempt is the partition rung's
+            state, tried, rung = replace(state, parts=parts, splittable=True), ("partition",), "partition"
         while True:
+            if state.parts > 0 and kind == "query":
+                return self._split(spec, settings, call, on_sample, database, state, tried, attempts, rung)
             outcome, attempt, failure = self._attempt(
                 kind, spec, settings, state, call, on_sample, database, rung, len(attempts) + 1
             )
@@ -168,47 +207,48 @@ class SupervisedEngine:
             log.info("job %s: retrying with rung %r (%s)", call.id, rung, next_rung.why)
             if on_sample is not None:
                 on_sample(Sample("retrying", None, 0, 0, 0, 0))
-            # -- split execution (sidecar.workers.split) --------------------------
-            while state.parts > 0 and kind == "query":
-                try:
-                    result, attempt = run_split(
-                        self,
-                        spec,
-                        settings,
-                        call,
-                        on_sample,
-                        database or self.default_database,
-                        state.parts,
-                        number=len(attempts) + 1,
-                        rung=rung,
-                    )
-                except SidecarError as error:
-                    if error.code not in MEMORY_FAILURES:
-                        raise
-                    failed = Failure(error.code)
-                    attempts.append(
-                        Attempt(
-                            len(attempts) + 1,
-                            rung,
-                            state.ceiling,
-                            state.duckdb_limit,
-                            state.threads,
-                            error.code,
-                            0,
-                            0,
-                        )
-                    )
-                    again = [
-                        r
-                        for r in self.ladder.rungs
-                        if r.name == "partition" and r.applies(failed, state, tried)
-                    ]
-                    if not again or len(attempts) >= self.ladder.max_attempts:
-                        raise self._final_error(error, failed, state, attempts) from None
-                    state, tried, rung = again[0].adjust(failed, state), (*tried, "partition"), "partition"
-                    continue
-                return self._finish(result, [*attempts, attempt])
-            # ------------------------------------------------------------------------------------
+
+    def _split(
+        self,
+        spec: Any,
+        settings: Settings,
+        call: Any,
+        on_sample: Callable[[Sample], None] | None,
+        database: str | None,
+        state: JobState,
+        tried: tuple[str, ...],
+        attempts: list[Attempt],
+        rung: str,
+    ) -> Any:
+        """Run the query split in `state.parts` parts; after a memory failure, with more parts while
+        the partition rung still applies (each part is already re-split when it alone runs out)."""
+        while True:
+            try:
+                result, attempt = run_split(
+                    self,
+                    spec,
+                    settings,
+                    call,
+                    on_sample,
+                    database or self.default_database,
+                    state.parts,
+                    number=len(attempts) + 1,
+                    rung=rung,
+                )
+            except SidecarError as error:
+                if error.code not in MEMORY_FAILURES:
+                    raise
+                failed = Failure(error.code)
+                attempts.append(
+                    Attempt(len(attempts) + 1, rung, state.ceiling, state.duckdb_limit, state.threads, error.code, 0, 0)
+                )
+                again = [r for r in self.ladder.rungs if r.name == "partition" and r.applies(failed, state, tried)]
+                if not again or len(attempts) >= self.ladder.max_attempts:
+                    raise self._final_error(error, failed, state, attempts) from None
+                state, tried, rung = again[0].adjust(failed, state), (*tried, "partition"), "partition"
+                log.info("job %s: the split ran out of memory; trying %d parts", call.id, state.parts)
+                continue
+            return self._finish(result, [*attempts, attempt])
 
     def _attempt(
         self,
@@ -471,3 +511,10 @@ def _wait(future: Future[JobOutcome]) -> JobOutcome | WorkerDied:
         return future.result()
     except WorkerDied as died:
         return died
+
+
+def _with_estimate(result: Any, guess: Estimate | None) -> Any:
+    """Report the up-front estimate in `stats.estimate`, whether or not it split the query."""
+    if guess is not None and isinstance(result, dict) and isinstance(result.get("stats"), dict):
+        result["stats"]["estimate"] = msgspec.to_builtins(guess)
+    return result

@@ -1,0 +1,156 @@
+"""The up-front estimate: DuckDB's own EXPLAIN cardinalities, a sampled distinct count where DuckDB
+has no statistics, and the number of parts chosen from them; end to end, a query that would run
+out of memory is split before it runs (one attempt, no failed whole run), and one that fits is not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from sidecar.client import SidecarProcess
+from sidecar.partition import plan_partitioned
+from sidecar.workers.estimate import (
+    Cardinalities,
+    chao1,
+    choose_parts,
+    estimate,
+    read_explain,
+    row_width,
+    sample_sql,
+)
+
+MiB = 1024**2
+
+
+def _explain(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    return con.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1]
+
+
+@pytest.fixture(scope="module")
+def con() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT i AS id, i % 1000 AS k, 's' || (i % 50000) AS s, hash(i) % 100 AS v "
+        "FROM range(200000) r(i)"
+    )
+    return con
+
+
+def test_explain_gives_the_input_rows_and_groups_of_the_first_grouping(con: duckdb.DuckDBPyConnection) -> None:
+    cards = read_explain(_explain(con, "SELECT k, sum(v) FROM t GROUP BY k ORDER BY k"))
+    assert cards is not None and cards.operator == "group_by"
+    assert cards.input_rows == 200_000
+    assert 0 < cards.output_rows < 200_000  # DuckDB's distinct statistics of a table's column
+
+    window = read_explain(_explain(con, "SELECT id, row_number() OVER (PARTITION BY k ORDER BY v) FROM t"))
+    assert window is not None and window.operator == "window" and window.input_rows == 200_000
+    assert read_explain(_explain(con, "SELECT id FROM t WHERE v > 3")) is None
+
+
+def test_chao1_reads_a_sample_frequency_profile() -> None:
+    assert chao1(0, 0, 0, 0, 10**8) == 0
+    assert chao1(10_000, 0, 0, 10**6, 10**8) == 10_000  # every group seen many times: saturated
+    assert chao1(10**6, 10**6, 0, 10**6, 10**8) == 10**8  # all unique: as many groups as rows
+    # 1e6 uniform groups sampled 1e6 times (Poisson 1): d, f1, f2 as measured on H2O's id3
+    assert abs(chao1(632_128, 367_967, 183_745, 10**6, 10**8) - 10**6) < 10_000
+
+
+def test_a_sample_of_string_keys_estimates_their_groups(con: duckdb.DuckDBPyConnection) -> None:
+    plan = plan_partitioned("SELECT s, count(*) FROM t WHERE v >= 0 GROUP BY s", 2)
+    query = sample_sql(plan, 200_000)
+    assert query is not None and "SAMPLE" in query
+    d, f1, f2, n = con.execute(query).fetchone()  # type: ignore[misc]
+    groups = chao1(d, f1, f2, n, 200_000)
+    assert 40_000 <= groups <= 60_000, (d, f1, f2, n, groups)  # 50,000 distinct strings
+    joined = plan_partitioned("SELECT t.s, count(*) FROM t JOIN t AS u USING (id) GROUP BY t.s", 2)
+    assert sample_sql(joined, 200_000) is None  # sampling a join would compute the join
+
+
+def test_parts_grow_with_the_need_and_only_past_each_shapes_threshold() -> None:
+    group_by = plan_partitioned("SELECT k, sum(v) FROM t GROUP BY k", 2)
+    window = plan_partitioned("SELECT id, row_number() OVER (PARTITION BY k ORDER BY v) FROM t", 2)
+    limit = 100 * MiB
+    fits = choose_parts(group_by, False, Cardinalities("group_by", 10**8, 10**6), 40, limit)
+    assert fits.parts == 0 and fits.basis == "groups"
+    many = choose_parts(group_by, False, Cardinalities("group_by", 10**8, 10**8), 40, limit)
+    assert many.parts == -(-many.bytes // (4 * limit)) >= 2
+    held = choose_parts(group_by, True, Cardinalities("group_by", 10**8, 100), 40, limit)
+    assert held.parts > many.parts // 4 and held.basis.startswith("values held")
+    rows = choose_parts(window, False, Cardinalities("window", 10**8, 10**8), 16, limit)
+    assert rows.parts >= 2 and rows.groups is None
+    assert choose_parts(window, False, Cardinalities("window", 10**5, 10**5), 16, limit).parts == 0
+
+
+def test_row_width_counts_types() -> None:
+    assert row_width(["INTEGER", "BIGINT", "DOUBLE"]) == 20
+    assert row_width(["DECIMAL(18,3)", "TIMESTAMP WITH TIME ZONE", "VARCHAR"]) == 48
+    assert row_width(["INTEGER[]", "STRUCT(a INTEGER)"]) == 96
+
+
+def test_estimate_samples_only_when_duckdb_has_no_statistics(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "u.parquet"
+    con.execute(f"COPY (SELECT 'k' || id AS u, 'c' || (id % 7) AS c, v FROM t) TO '{path}'")
+    seen: list[str] = []
+
+    def probe(sql: str, params: Any) -> list[list[Any]]:
+        seen.append(sql.split(" ", 1)[0])
+        return [list(row) for row in con.execute(sql, params).fetchall()]
+
+    unique = f"SELECT u, sum(v) FROM '{path}' GROUP BY u"
+    tiny = 1 * MiB  # small enough that 200,000 groups need a split, and 7 do not
+    got = estimate(probe, plan_partitioned(unique, 2), False, unique, None, tiny)
+    assert got is not None and got.sampled and got.groups == 200_000 and got.parts >= 2
+    assert seen == ["EXPLAIN", "DESCRIBE", "SELECT"]
+
+    seen.clear()
+    few = f"SELECT c, sum(v) FROM '{path}' GROUP BY c"
+    got = estimate(probe, plan_partitioned(few, 2), False, few, None, tiny)
+    assert got is not None and got.sampled and got.groups == 7 and got.parts == 0
+
+    seen.clear()
+    roomy = 10 * 1024 * MiB  # fits even at the widest row: neither DESCRIBE nor a sample is run
+    got = estimate(probe, plan_partitioned(unique, 2), False, unique, None, roomy)
+    assert got is not None and got.parts == 0 and seen == ["EXPLAIN"]
+
+
+# -- end to end over stdio ---------------------------------------------------------------
+
+HELD = "SELECT g, median(v) AS m, count(*) AS n FROM big GROUP BY g"
+
+
+@pytest.fixture
+def database(sidecar: SidecarProcess, data_dir: Path) -> str:
+    path = str(data_dir / "est.duckdb")
+    sidecar.request(
+        "query.run",
+        {
+            "sql": "CREATE TABLE big AS SELECT i % 100 AS g, hash(i) % 100000 AS v FROM range(3000000) t(i)",
+            "database": path,
+        },
+    )
+    return path
+
+
+@pytest.mark.timeout(90)
+def test_a_holistic_query_too_big_for_its_budget_is_split_before_it_runs(sidecar: SidecarProcess, database: str) -> None:
+    budget = {"memory_limit": "256MiB"}  # a hard ceiling: growing in place cannot help
+    result = sidecar.request("query.run", {"sql": HELD, "database": database, "settings": budget}, timeout=80)
+    stats = result["stats"]
+    assert stats["estimate"]["parts"] >= 2 and stats["estimate"]["input_rows"] == 3_000_000, stats
+    assert [a["rung"] for a in stats["attempts"]] == ["partition"], stats["attempts"]  # no failed whole run
+    assert stats["partitions"] == stats["estimate"]["parts"]
+    whole = sidecar.request("query.run", {"sql": HELD, "database": database}, timeout=80)  # the machine's budget
+    assert whole["stats"]["estimate"]["parts"] == 0 and "partitions" not in whole["stats"]
+    assert sorted(result["rows"]) == sorted(whole["rows"])
+
+
+def test_a_query_that_fits_runs_whole_and_a_plain_one_is_not_estimated(sidecar: SidecarProcess, database: str) -> None:
+    result = sidecar.request("query.run", {"sql": "SELECT g, sum(v) FROM big GROUP BY g", "database": database})
+    assert result["stats"]["estimate"]["parts"] == 0 and result["stats"]["estimate"]["groups"] <= 200
+    assert [a["rung"] for a in result["stats"]["attempts"]] == ["first"]
+    plain = sidecar.request("query.run", {"sql": "SELECT v FROM big LIMIT 3", "database": database})
+    assert "estimate" not in plain["stats"]
