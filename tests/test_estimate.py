@@ -61,13 +61,13 @@ def test_chao1_reads_a_sample_frequency_profile() -> None:
 
 def test_a_sample_of_string_keys_estimates_their_groups(con: duckdb.DuckDBPyConnection) -> None:
     plan = plan_partitioned("SELECT s, count(*) FROM t WHERE v >= 0 GROUP BY s", 2)
-    query = sample_sql(plan, 200_000)
-    assert query is not None and "SAMPLE" in query
+    query = sample_sql(plan)
+    assert query is not None and "LIMIT" in query
     d, f1, f2, n = con.execute(query).fetchone()  # type: ignore[misc]
     groups = chao1(d, f1, f2, n, 200_000)
     assert 40_000 <= groups <= 60_000, (d, f1, f2, n, groups)  # 50,000 distinct strings
     joined = plan_partitioned("SELECT t.s, count(*) FROM t JOIN t AS u USING (id) GROUP BY t.s", 2)
-    assert sample_sql(joined, 200_000) is None  # sampling a join would compute the join
+    assert sample_sql(joined) is None  # sampling a join would compute the join
 
 
 def test_parts_grow_with_the_need_and_only_past_each_shapes_threshold() -> None:
@@ -83,6 +83,18 @@ def test_parts_grow_with_the_need_and_only_past_each_shapes_threshold() -> None:
     rows = choose_parts(window, False, Cardinalities("window", 10**8, 10**8), 16, limit)
     assert rows.parts >= 2 and rows.groups is None
     assert choose_parts(window, False, Cardinalities("window", 10**5, 10**5), 16, limit).parts == 0
+    # DuckDB rewrites `row_number() ... QUALIFY rn <= 2` into a top-n aggregate, whose states do not spill
+    top = Cardinalities("group_by", 10**8, 10**6, "arg_max_nulls_last(#1, #2, #3)")
+    assert choose_parts(window, False, top, 16, limit, threads=2).parts >= 2
+    assert choose_parts(window, False, top, 16, limit, groups=10**4, threads=2).parts == 0
+
+
+def test_a_qualified_row_number_is_read_as_a_top_n_aggregate(con: duckdb.DuckDBPyConnection) -> None:
+    sql = "SELECT k, v, row_number() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t QUALIFY rn <= 2"
+    cards = read_explain(_explain(con, sql))
+    assert cards is not None and cards.operator == "group_by", cards
+    top = choose_parts(plan_partitioned(sql, 2), False, cards, 16, 1024, groups=1000, threads=2)
+    assert top.basis.startswith("top-n") and top.parts >= 2
 
 
 def test_row_width_counts_types() -> None:

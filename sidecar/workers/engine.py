@@ -125,7 +125,8 @@ class SupervisedEngine:
             return result["rows"]  # type: ignore[no-any-return]
 
         try:
-            return estimate(probe, plan, holistic(spec.sql), spec.sql, spec.params, duckdb_limit_for(most))
+            limit = duckdb_limit_for(most)
+            return estimate(probe, plan, holistic(spec.sql), spec.sql, spec.params, limit, settings.threads)
         except SidecarError as error:
             if call.cancel_event.is_set():
                 raise
