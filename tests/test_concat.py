@@ -13,8 +13,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sidecar.engine import concat
-from sidecar.engine.concat import (
+from sidecar.engine import concat, thrift
+from sidecar.engine.concat import concat_files
+from sidecar.engine.outputs import OutputFormat, copy_options
+from sidecar.engine.thrift import (
     BINARY,
     DOUBLE,
     I8,
@@ -29,11 +31,9 @@ from sidecar.engine.concat import (
     Field,
     ThriftList,
     ThriftMap,
-    concat_files,
     decode_struct,
     encode_struct,
 )
-from sidecar.engine.outputs import OutputFormat, copy_options
 from sidecar.errors import InputError
 
 # Many physical and logical types; `s` repeats so DuckDB writes dictionary pages and bloom filters.
@@ -92,6 +92,7 @@ def footer(path: Path) -> bytes:
 
 def test_doctests() -> None:
     assert doctest.testmod(concat).failed == 0
+    assert doctest.testmod(thrift).failed == 0
 
 
 # --- parquet ----------------------------------------------------------------------------------
@@ -337,12 +338,12 @@ def test_thrift_round_trip_is_byte_identical_on_duckdb_footers(
 def test_thrift_decoder_refuses_truncated_or_absurd_bytes(parquet_parts: list[Path]) -> None:
     encoded = footer(parquet_parts[1])
     for cut in (1, len(encoded) // 2, len(encoded) - 1):
-        with pytest.raises(concat.ThriftError, match="ran out|needs"):
+        with pytest.raises(thrift.ThriftError, match="ran out|needs"):
             decode_struct(encoded[:cut])
     nested = bytes([0x1C]) * 5000  # field 1, a struct, holding field 1, a struct, ...
-    with pytest.raises(concat.ThriftError, match="nest deeper"):
+    with pytest.raises(thrift.ThriftError, match="nest deeper"):
         decode_struct(nested)
-    with pytest.raises(concat.ThriftError, match="varint too long"):
+    with pytest.raises(thrift.ThriftError, match="varint too long"):
         decode_struct(bytes([0x16]) + b"\xff" * 20)
 
 
