@@ -2,12 +2,15 @@
 
 Differential: each query runs once whole and once with `partition: {parts: 3}` in the same real
 sidecar and database; rows (a multiset, floats within tolerance; a sequence under ORDER BY),
-column names and types must match. And end to end: a real OUT_OF_MEMORY under a hard budget is
-recovered by the ladder's `partition` rung.
+column names and types must match. Output files written from part files must equal the unsplit
+output (rows, and the Parquet schema: a HUGEINT sum stays what an unsplit COPY writes), and a full
+ORDER BY split by sampled ranges must come out in order. And end to end: a real OUT_OF_MEMORY
+under a hard budget is recovered by the ladder's `partition` rung.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 
 from sidecar.engine.executor import QuerySpec
 from sidecar.partition import plan_partitioned
+from sidecar.workers.partitioned import _Jobs, _run_part, _split_again, _TableStore
 
 from sidecar.client import RpcError, SidecarProcess
 
@@ -27,7 +31,8 @@ SELECT i AS id,
        CASE WHEN i % 17 = 0 THEN NULL ELSE i % 23 END AS g1,
        CASE WHEN i % 13 = 0 THEN NULL ELSE 's' || (i % 7) END AS g2,
        CASE WHEN i % 11 = 0 THEN NULL ELSE (hash(i) % 1000) / 7.0 END AS v,
-       hash(i) % 50 AS n
+       hash(i) % 50 AS n,
+       CASE WHEN i % 19 = 0 THEN NULL ELSE DATE '2024-01-01' + CAST(hash(i) % 400 AS INTEGER) END AS d
 FROM range(2000) r(i)
 """
 
@@ -104,12 +109,10 @@ def test_an_unsplittable_query_is_a_sql_error_naming_its_shape(
         )
     assert err.value.code == "SQL_ERROR"
     assert "cannot split" in str(err.value.data) and err.value.data["details"]["shape"]
-    with pytest.raises(RpcError) as err:
-        sidecar.request(
-            "query.run",
-            {"sql": "SELECT id FROM t ORDER BY v", "database": database, "partition": {"parts": 2}},
-        )
-    assert err.value.code == "SQL_ERROR" and err.value.data["details"]["shape"] == "sorted_ranges"
+    for sql in ("SELECT id FROM t ORDER BY ALL", "SELECT id, g2::BLOB AS b FROM t ORDER BY b"):
+        with pytest.raises(RpcError) as err:
+            sidecar.request("query.run", {"sql": sql, "database": database, "partition": {"parts": 2}})
+        assert err.value.code == "SQL_ERROR" and err.value.data["details"]["shape"] == "sorted_ranges"
     for bad in ({"parts": 1}, {"parts": 257}, {"parts": 2, "salt": 1}):
         with pytest.raises(RpcError) as err:
             sidecar.request("query.run", {"sql": "SELECT DISTINCT g1 FROM t", "partition": bad})
@@ -150,34 +153,195 @@ def test_a_real_out_of_memory_is_recovered_by_partitioning(sidecar: SidecarProce
 BIG_HOLISTIC = HOLISTIC.replace("range(1000000)", "range(2000000)")
 
 
+class FaultyJobs:
+    """The executor's step runner, run in this process's DuckDB, with a fault hook: the CREATE TABLE
+    of each part named in `failing` 'runs out of memory' once. Everything else runs for real."""
+
+    sampled_plan = _Jobs.sampled_plan
+
+    def __init__(self, sql: str, failing: set[str]) -> None:
+        self.spec = QuerySpec(sql=sql)
+        self.con = duckdb.connect()
+        self.con.execute("CREATE SCHEMA s")
+        self.failing = failing
+
+    def run(self, statement: str, params: object = None, **_: object) -> dict[str, Any]:
+        from sidecar.errors import OutOfMemory
+
+        target = statement.split(" AS ", 1)[0].removeprefix("CREATE TABLE ").replace('"', "")
+        if target in self.failing:
+            self.failing.discard(target)
+            raise OutOfMemory("injected: this part needs more memory than its ceiling")
+        cursor = self.con.execute(statement)
+        columns = [{"name": d[0], "type": str(d[1])} for d in cursor.description or []]
+        return {"rows": [list(r) for r in cursor.fetchall()] if columns else [], "columns": columns}
+
+
+def _split_with_faults(sql: str, parts: int, failing: set[str], bounds: list[Any] | None = None) -> tuple[FaultyJobs, list[str], list[str]]:
+    jobs = FaultyJobs(sql, failing)
+    plan = plan_partitioned(sql, parts, bounds=bounds)
+    store = _TableStore(jobs, "s", set())  # type: ignore[arg-type]
+    resplit: list[str] = []
+    tables: list[str] = []
+    for part in plan.parts:
+        tables += _run_part(store, (part.index,), part.sql, _split_again(jobs, plan, parts), resplit)  # type: ignore[arg-type]
+    return jobs, tables, resplit
+
+
 def test_a_part_that_runs_out_of_memory_is_split_again_exactly() -> None:
     """The re-split orchestration, with a fault hook: part 1 (and then its first sub-part) 'run out
     of memory'; every statement runs for real in DuckDB, and the union of what was kept is exactly
     the single query's answer."""
-    from sidecar.errors import OutOfMemory
-    from sidecar.partition import Bucket
-    from sidecar.workers.partitioned import _run_part
-
-    con = duckdb.connect()
-    con.execute("CREATE SCHEMA s")
     sql = "SELECT g, median(v) AS m, count(*) AS n FROM (SELECT i % 997 AS g, hash(i) % 100 AS v FROM range(50000) t(i)) GROUP BY g"
-    failing = {"s.part_1", "s.part_1_0"}
-
-    def job(statement: str, params: object = None) -> dict:
-        target = statement.split(" AS ", 1)[0].removeprefix("CREATE TABLE ").replace('"', "")
-        if target in failing:
-            failing.discard(target)
-            raise OutOfMemory("injected: this part needs more memory than its ceiling")
-        con.execute(statement)
-        return {"rows": []}
-
-    spec = QuerySpec(sql=sql)
-    plan = plan_partitioned(sql, 3)
-    resplit: list[str] = []
-    tables = []
-    for part in plan.parts:
-        tables += _run_part(job, spec, "s", f"part_{part.index}", part.sql, [Bucket(3, part.index, 0)], set(), resplit)
+    jobs, tables, resplit = _split_with_faults(sql, 3, {"s.part_1", "s.part_1_0"})
     assert resplit == ["part_1", "part_1_0"]
     assert "part_1" not in tables and "part_1_0" not in tables and "part_1_0_3" in tables
     union = " UNION ALL ".join(f"SELECT * FROM s.{t}" for t in tables)
-    assert sorted(con.execute(union).fetchall()) == sorted(con.execute(sql).fetchall())
+    assert sorted(jobs.con.execute(union).fetchall()) == sorted(jobs.con.execute(sql).fetchall())
+
+
+def test_a_sorted_range_that_runs_out_of_memory_is_split_by_finer_sampled_ranges() -> None:
+    """Range part 1 'runs out of memory': it is split again by bounds sampled from its own rows, and
+    its sub-parts hold consecutive key ranges, so concatenating every part in order stays sorted."""
+    sql = "SELECT i, hash(i) % 10000 AS k FROM range(30000) t(i) ORDER BY k, i"
+    jobs, tables, resplit = _split_with_faults(sql, 3, {"s.part_1"}, bounds=[3000, 7000])
+    assert resplit == ["part_1"] and tables[0] == "part_0" and tables[-1] == "part_2"
+    assert len(tables) > 3 and all(t.startswith("part_1_") for t in tables[1:-1])
+    ranges = [jobs.con.execute(f"SELECT min(k), max(k), count(*) FROM s.{t}").fetchone() for t in tables]
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(ranges))  # consecutive, disjoint ranges
+    assert ranges[1][0] >= 3000 and ranges[-2][1] < 7000
+    union = " UNION ALL ".join(f"SELECT * FROM s.{t}" for t in tables)
+    assert sorted(jobs.con.execute(union).fetchall()) == sorted(jobs.con.execute(sql).fetchall())
+
+
+def _read(path: Path | str, fmt: str) -> list[tuple[Any, ...]]:
+    """A result file's rows in file order."""
+    reader = {"parquet": "read_parquet", "csv": "read_csv", "json": "read_json"}[fmt]
+    return duckdb.connect().execute(f"SELECT * FROM {reader}('{path}')").fetchall()
+
+
+def _jobs_left(tmp_path: Path) -> list[str]:
+    root = tmp_path / "state" / "jobs"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+FILE_PARTS = "SELECT g1, g2, count(*) AS c, sum(n::BIGINT) AS s, list(id ORDER BY id) AS ids FROM t GROUP BY ALL"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "json"])
+def test_parts_written_straight_to_files_make_the_unsplit_output(
+    sidecar: SidecarProcess, database: str, data_dir: Path, tmp_path: Path, fmt: str
+) -> None:
+    def run(name: str, extra: dict[str, Any]) -> dict[str, Any]:
+        output = {"path": str(data_dir / f"{name}.{fmt}"), "format": fmt}
+        return sidecar.request("query.run", {"sql": FILE_PARTS, "database": database, "output": output, **extra})
+
+    whole = run("whole", {})
+    split = run("split", {"partition": {"parts": 3}, "progress_token": "f"})
+    assert split["stats"]["partitions"] == 3 and split["stats"]["reused_parts"] == 0
+    for field in ("columns", "rows", "row_count", "truncated"):
+        assert split[field] == whole[field], field
+    assert split["output"]["rows"] == whole["output"]["rows"] == whole["row_count"] > 0
+    assert split["output"]["format"] == fmt and split["output"]["path"] == str(data_dir / f"split.{fmt}")
+    assert split["output"]["bytes"] == (data_dir / f"split.{fmt}").stat().st_size
+    assert Counter(map(repr, _read(data_dir / f"split.{fmt}", fmt))) == Counter(
+        map(repr, _read(data_dir / f"whole.{fmt}", fmt))
+    )
+    assert _schemas_left(sidecar, database) == []  # no scratch tables: the parts were files
+    assert _jobs_left(tmp_path) == []  # and their directory is gone
+    phases = [n["params"]["value"]["phase"] for n in sidecar.notifications if n.get("method") == "$/progress"]
+    assert phases.count("partition") == 3 and phases.count("done") == 1 and phases[-1] == "done"
+
+
+@pytest.mark.timeout(60)
+def test_a_hugeint_sum_written_from_part_files_has_the_unsplit_parquet_schema(
+    sidecar: SidecarProcess, database: str, data_dir: Path
+) -> None:
+    sql = "SELECT g1, sum(n::BIGINT) AS s, count(*) AS c FROM t GROUP BY g1"
+    outputs = {}
+    for name, extra in (("whole", {}), ("split", {"partition": {"parts": 3}})):
+        outputs[name] = str(data_dir / f"{name}.parquet")
+        result = sidecar.request(
+            "query.run", {"sql": sql, "database": database, "output": {"path": outputs[name]}, **extra}
+        )
+        assert [c["type"] for c in result["columns"]] == ["BIGINT", "HUGEINT", "BIGINT"]
+    schema = "SELECT * EXCLUDE (file_name) FROM parquet_schema('{}')"
+    con = duckdb.connect()
+    whole, split = (con.execute(schema.format(outputs[n])).fetchall() for n in ("whole", "split"))
+    assert split == whole
+    assert ("s", "DOUBLE") in [(row[0], row[1]) for row in whole]  # what Parquet makes of a HUGEINT
+    assert Counter(_read(outputs["split"], "parquet")) == Counter(_read(outputs["whole"], "parquet"))
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_file_part_leaves_no_output_and_no_job_directory(
+    sidecar: SidecarProcess, database: str, data_dir: Path, tmp_path: Path
+) -> None:
+    sql = "SELECT g1, sum(CASE WHEN id = 1999 THEN error('boom') ELSE n END) AS s FROM t GROUP BY g1"
+    target = data_dir / "never.parquet"
+    with pytest.raises(RpcError) as err:
+        sidecar.request(
+            "query.run",
+            {"sql": sql, "database": database, "partition": {"parts": 3}, "output": {"path": str(target)}},
+        )
+    assert "boom" in str(err.value.data) or "boom" in str(err.value)
+    assert not target.exists() and _jobs_left(tmp_path) == []
+    assert [p.name for p in data_dir.iterdir() if p.name.startswith(".bmad-tmp-")] == []
+    existing = data_dir / "taken.csv"
+    existing.write_text("keep\n")
+    with pytest.raises(RpcError) as err:  # refused up front, as an unsplit run would be
+        sidecar.request(
+            "query.run",
+            {"sql": FILE_PARTS, "database": database, "partition": {"parts": 3},
+             "output": {"path": str(existing), "format": "csv"}},
+        )
+    assert err.value.code == "INPUT_ERROR" and existing.read_text() == "keep\n"
+
+
+SORTED = [
+    "SELECT id, g1, v FROM t ORDER BY g1, id",  # ints with NULLs (last by default)
+    "SELECT id, g2 FROM t ORDER BY g2 DESC NULLS FIRST",  # strings; rows within a tie unordered
+    "SELECT id, d AS day FROM t ORDER BY day DESC, id",  # dates through an alias, descending
+    "SELECT * FROM t ORDER BY v NULLS FIRST, id",  # doubles
+    "SELECT id, n % 2 AS odd FROM t ORDER BY n % 2",  # two key values: at most two parts
+]
+
+
+def _same_order(split: list[Any], whole: list[Any], key_at: list[int], *, cut: bool = False) -> None:
+    """Equal as ORDER BY defines them: the sort keys row for row, any order of rows within a tie
+    (`cut`: both were cut at max_rows, so their last tie may hold different rows of it)."""
+    key = lambda row: tuple(row[i] for i in key_at)  # noqa: E731
+    assert [key(r) for r in split] == [key(r) for r in whole]
+    ties = lambda rows: [sorted(map(repr, g)) for _, g in itertools.groupby(rows, key)]  # noqa: E731
+    assert ties(split)[: -1 if cut else None] == ties(whole)[: -1 if cut else None]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sql", SORTED)
+def test_a_full_order_by_is_split_by_sampled_ranges(
+    sidecar: SidecarProcess, database: str, data_dir: Path, tmp_path: Path, sql: str
+) -> None:
+    whole_path, split_path = data_dir / "whole.parquet", data_dir / "split.parquet"
+    sidecar.request("query.run", {"sql": sql, "database": database, "output": {"path": str(whole_path)}})
+    split = sidecar.request(
+        "query.run",
+        {"sql": sql, "database": database, "partition": {"parts": 4}, "output": {"path": str(split_path)}},
+    )
+    names = [c["name"] for c in split["columns"]]
+    key_names = {"g1": ["g1", "id"], "g2": ["g2"], "day": ["day", "id"], "v": ["v", "id"], "odd": ["odd"]}
+    key_at = [names.index(k) for k in next(v for k, v in key_names.items() if k in names)]
+    _same_order(_read(split_path, "parquet"), _read(whole_path, "parquet"), key_at)
+    schema = "SELECT * EXCLUDE (file_name) FROM parquet_schema('{}')"  # REQUIRED/OPTIONAL as the whole's
+    assert duckdb.sql(schema.format(split_path)).fetchall() == duckdb.sql(schema.format(whole_path)).fetchall()
+    assert split["row_count"] == 2000 and _jobs_left(tmp_path) == []
+    parts = split["stats"]["partitions"]
+    assert parts == 2 if "odd" in names else 2 <= parts <= 4
+    # inline: parts in order until max_rows, `truncated` as for the single query
+    whole = sidecar.request("query.run", {"sql": sql, "database": database, "max_rows": 700})
+    inline = sidecar.request(
+        "query.run", {"sql": sql, "database": database, "max_rows": 700, "partition": {"parts": 4}}
+    )
+    assert inline["columns"] == whole["columns"] and inline["truncated"] is whole["truncated"] is True
+    _same_order(inline["rows"], whole["rows"], key_at, cut=True)
+    assert inline["stats"]["partitions"] == parts

@@ -2,71 +2,597 @@
 
 The planner (`sidecar.partition`) says what to run; this module runs it through the
 supervised engine's own job loop, so every step gets admission, the memory ceiling, the
-retry ladder and the database's turn like any other job:
+retry ladder and the database's turn like any other job. First a `DESCRIBE` of the query
+gives the names the answer must have; then the parts run one after another, kept in one of
+three places:
 
-1. `DESCRIBE` the original query (the names and types the answer must have);
-2. `CREATE SCHEMA "__bmad_job_<8 hex>"` in the database the query names;
-3. one job per part: `CREATE TABLE "<schema>".part_<i> AS <part sql>` (one transaction, so a
-   failed or killed attempt leaves nothing and the ladder may repeat it);
-4. a view `"<schema>"._parts` over the union of the part tables, and the combine as the final
-   job, with the user's `output` and `max_rows`;
-5. `DROP SCHEMA ... CASCADE`, always.
+- **files** in the job directory `<state>/jobs/<job_id>/`, when the answer is an `output` file
+  and the parts' rows are its rows: a combine that passes them through (`SELECT * FROM _parts`)
+  or sorted ranges. Each part is an ordinary job writing `part_<i>.<format>` atomically (the
+  file, with its row count recorded after it in `part_<i>.rows`, marks it done), and the parts
+  are joined into the output by copying bytes
+  (`sidecar.engine.concat`), with the same atomic rename as any output. The types are those an
+  unsplit `COPY` writes, since each part is the query itself plus a filter.
+- **tables** in a scratch schema `"__bmad_job_<id>"` of the query's database, when the combine
+  computes (ORDER BY + LIMIT, global aggregates) or the answer is inline: tables keep exact types
+  (Parquet would store a HUGEINT sum as DOUBLE). A view over their union feeds the combine.
+- **rows** returned inline, for a full ORDER BY without `output`: parts in order until `max_rows`.
+
+A full ORDER BY is split by ranges of its first sort key, bounds sampled from the data.
+A part that runs out of memory is split again (hash shapes: a salted sub-hash; sorted ranges:
+finer sampled bounds). With a `job_id` the finished parts and the plan are kept until the job
+succeeds, so re-sending the request resumes it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from sqlglot import exp, parse_one
 
-from sidecar.engine.executor import Attempt, QuerySpec
+from sidecar.engine.concat import concat_files
+from sidecar.engine.executor import Attempt, OutputSpec, QuerySpec
 from sidecar.engine.monitor import Cancellation, Sample
-from sidecar.errors import InvalidParams, SidecarError
-from sidecar.partition import PARTS_RELATION, Bucket, Plan, Unsplittable, plan_partitioned
+from sidecar.engine.outputs import atomic_target
+from sidecar.errors import InternalError, InvalidParams, SidecarError
+from sidecar.partition import PARTS_RELATION, Bucket, Plan, plan_partitioned
+from sidecar.partition.planner import column_stats_sql, decode_bounds, sort_key_sample_sql
 from sidecar.workers.shape import holistic
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
     from sidecar.workers.engine import SupervisedEngine
 
-__all__ = ["SCHEMA_PREFIX", "plan_for", "run_partitioned", "splittable"]
+__all__ = [
+    "SCHEMA_PREFIX",
+    "JobKey",
+    "JobRecord",
+    "anonymous_owner",
+    "finished_parts",
+    "job_directory",
+    "jobs_root",
+    "read_record",
+    "run_partitioned",
+    "splittable",
+]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_PREFIX = "__bmad_job_"
+PLAN_FILE = "plan.json"
+ANONYMOUS = "anon"
+"""Job directories of requests without a job_id are `anon.<sidecar pid>.<hex>`: a job_id cannot hold a dot."""
+RESPLIT_PARTS = 4
+"""A part that runs out of memory is split again into this many parts."""
+MAX_RESPLIT_DEPTH = 3
 
 
-def plan_for(sql: str, parts: int) -> Plan:
-    """The plan the local executor can run; a full ORDER BY without LIMIT is refused for now."""
+# -- planning -------------------------------------------------------------------------------
+
+
+def hash_plan(sql: str, parts: int) -> Plan | None:
+    """The hash plan for `sql`, or None for a full ORDER BY (split by sampled ranges instead)."""
     try:
-        plan = plan_partitioned(sql, parts)
+        return plan_partitioned(sql, parts)
     except InvalidParams as exc:
         if exc.details.get("shape") != "sorted_ranges":
             raise
-        raise Unsplittable(
-            "sorted_ranges",
-            "a full ORDER BY without LIMIT is not run partitioned yet (it needs sampled range bounds)",
-            hint="Add a LIMIT, drop the ORDER BY, or run the query unsplit.",
-            sql=sql,
-        ) from exc
-    if plan.combine.kind != "union_then" or plan.combine.sql is None:
-        raise Unsplittable("sorted_ranges", "concatenating sorted ranges is not run partitioned yet", sql=sql)
-    return plan
+    sort_key_sample_sql(sql, parts)  # refuses a first sort key that cannot be range-split
+    return None
 
 
 def splittable(sql: str) -> bool:
     """Whether the planner can split `sql` (asked only after a memory failure, by the ladder)."""
     try:
-        plan_for(sql, 2)
+        hash_plan(sql, 2)
     except SidecarError as exc:
         log.debug("not splittable (%s): %s", exc.code, exc)
         return False
     return True
+
+
+def _passes_through(plan: Plan) -> bool:
+    """Whether the combine hands the part rows on unchanged: then the parts are the output's rows."""
+    plain = exp.select("*").from_(plan.combine.relation).sql("duckdb")
+    return plan.combine.kind == "union_then" and plan.combine.sql == plain
+
+
+def _has_placeholders(sql: str) -> bool:
+    return any(parse_one(sql, read="duckdb").find_all(exp.Placeholder, exp.Parameter))
+
+
+def _within(parts: int, path: tuple[int, ...]) -> list[Bucket]:
+    """The hash buckets of part `path` (its index, then its sub-part index at each re-split)."""
+    return [
+        Bucket(parts, path[0], 0),
+        *(Bucket(RESPLIT_PARTS, i, level) for level, i in enumerate(path[1:], 1)),
+    ]
+
+
+# -- running steps --------------------------------------------------------------------------
+
+
+class _CleanupCall(Cancellation):
+    """Runs the scratch schema's DROP even after the request was cancelled: it is never cancelled itself."""
+
+    def __init__(self, call: Any) -> None:
+        super().__init__()
+        self.id = call.id
+        self._call = call
+
+    def cancelled_error(self) -> SidecarError:
+        return self._call.cancelled_error()  # type: ignore[no-any-return]
+
+
+class _Jobs:
+    """Runs the steps of one partitioned request as supervised jobs, and keeps their peaks."""
+
+    def __init__(
+        self,
+        engine: SupervisedEngine,
+        spec: QuerySpec,
+        settings: Settings,
+        call: Any,
+        on_sample: Callable[[Sample], None] | None,
+        database: str,
+    ) -> None:
+        self.engine, self.spec, self.settings, self.call = engine, spec, settings, call
+        self.on_sample, self.database = on_sample, database
+        self.started = time.monotonic()
+        self.peak = self.buffer = self.spill = 0
+        self.ceiling, self.duckdb_limit, self.threads = 0, 0, settings.threads
+        self.stats: dict[str, Any] = {}
+
+    def run(
+        self,
+        sql: str,
+        *,
+        params: Any = None,
+        output: OutputSpec | None = None,
+        max_rows: int = 100_000,
+        final: bool = False,
+        on: Any = None,
+    ) -> dict[str, Any]:
+        sub = msgspec.structs.replace(self.spec, sql=sql, params=params, output=output, max_rows=max_rows)
+        result: dict[str, Any] = self.engine._run(
+            "query",
+            sub,
+            self.settings,
+            on or self.call,
+            self.on_sample if final else _without_done(self.on_sample),
+            self.database,
+            idempotent=True,
+            exports=output is not None,
+            holistic=lambda: holistic(sql),
+        )
+        self.stats = dict(result.get("stats", {}))
+        self.peak = max(self.peak, self.stats.get("peak_rss_bytes", 0))
+        self.buffer = max(self.buffer, self.stats.get("peak_buffer_bytes", 0))
+        self.spill = max(self.spill, self.stats.get("peak_spill_bytes", 0))
+        for attempt in self.stats.get("attempts", [])[-1:]:
+            self.ceiling = max(self.ceiling, attempt["ceiling_bytes"])
+            self.duckdb_limit = max(self.duckdb_limit, attempt["duckdb_memory_limit_bytes"])
+            self.threads = min(self.threads, attempt["threads"])
+        return result
+
+    @property
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def progress(self, part: int, parts: int) -> None:
+        if self.on_sample is not None:
+            self.on_sample(Sample("partition", 100.0 * part / parts, self.elapsed_ms, 0, 0, 0))
+
+    def done(self) -> None:
+        """The request's one 'done', when its last step was not a worker job's own final step."""
+        if self.on_sample is not None:
+            self.on_sample(Sample("done", 100.0, self.elapsed_ms, self.peak, self.buffer, self.spill))
+
+    def params_for(self, sql: str) -> Any:
+        """The request's params, for SQL derived from its query that still holds placeholders."""
+        return self.spec.params if _has_placeholders(sql) else None
+
+    def nullable(self) -> list[bool] | None:
+        """Which output columns the whole query may fill with NULLs, by DuckDB's statistics (None: no rows)."""
+        probe = column_stats_sql(self.spec.sql)
+        rows = self.run(probe, params=self.params_for(probe), max_rows=1)["rows"]
+        return [not isinstance(s, dict) or s.get("has_null") is not False for s in rows[0]] if rows else None
+
+    def sampled_plan(self, sql: str, parts: int) -> Plan:
+        """A range plan for a full ORDER BY: bounds sampled from the data, equal ones merged."""
+        sample = sort_key_sample_sql(sql, parts)
+        answer = self.run(sample, params=self.params_for(sample))
+        bounds = decode_bounds(answer["rows"][0][0], answer["columns"][0]["type"], sql)
+        return plan_partitioned(sql, len(bounds) + 1, bounds=bounds)
+
+
+def _without_done(on_sample: Callable[[Sample], None] | None) -> Callable[[Sample], None] | None:
+    """A step's samples, minus its 'done': only the request's last step ends it for the client."""
+    if on_sample is None:
+        return None
+    listener = on_sample
+    return lambda sample: None if sample.phase == "done" else listener(sample)
+
+
+def _renamed(sql: str, names: list[str], nullable: list[bool] | None = None) -> str:
+    """The part query with the original query's column names (sqlglot may rename unaliased ones).
+
+    `nullable` marks the columns the whole query may fill with NULLs: those pass through a CASE
+    DuckDB cannot fold, so a part whose range filter proves them NULL-free still writes them as
+    OPTIONAL Parquet columns, as the whole query does.
+    """
+    columns = "*"
+    if nullable is not None:
+        columns = ", ".join(
+            f"CASE WHEN random() < 0 THEN NULL ELSE u.{_quoted(n)} END AS {_quoted(n)}"
+            if null
+            else f"u.{_quoted(n)}"
+            for n, null in zip(names, nullable)
+        )
+    return f"SELECT {columns} FROM ({sql}) AS u({', '.join(_quoted(n) for n in names)})"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# -- where the parts go ---------------------------------------------------------------------
+
+
+class _Store(Protocol):
+    done: set[str]
+    """Parts an earlier run of the same job finished."""
+
+    def compute(self, name: str, sql: str) -> None: ...
+
+    def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan: ...
+
+
+SplitAgain = Callable[[tuple[int, ...], str], Plan]
+
+
+def _run_parts(
+    jobs: _Jobs, store: _Store, plan: Plan, split_again: SplitAgain
+) -> tuple[list[str], list[str]]:
+    """Every part of `plan` in order; returns the names holding the rows, in order, and the re-split ones."""
+    names: list[str] = []
+    resplit: list[str] = []
+    for part in plan.parts:
+        jobs.progress(part.index, len(plan.parts))
+        names.extend(_run_part(store, (part.index,), part.sql, split_again, resplit))
+    return names, resplit
+
+
+def _run_part(
+    store: _Store, path: tuple[int, ...], sql: str, split_again: SplitAgain, resplit: list[str]
+) -> list[str]:
+    """Compute one part, or, when it runs out of memory, its sub-parts in order.
+
+    A re-split shares the part's rows out again (recursively, up to MAX_RESPLIT_DEPTH), so a
+    part that drew more than its share does not sink the job. A single huge group, or a single
+    sort key value, cannot be split: its part fails with the memory error.
+    """
+    name = "part_" + "_".join(map(str, path))
+    if name in store.done:  # finished by an earlier run of the same job_id
+        return [name]
+    failed: SidecarError | None = None
+    if not any(done.startswith(name + "_") for done in store.done):
+        try:
+            store.compute(name, sql)
+            return [name]
+        except SidecarError as error:
+            if error.code != "OUT_OF_MEMORY" or len(path) > MAX_RESPLIT_DEPTH:
+                raise
+            failed = error
+    sub = store.sub_plan(name, lambda: split_again(path, sql))
+    if len(sub.parts) < 2 and failed is not None:
+        raise failed
+    log.info("%s ran out of memory; split again in %d", name, len(sub.parts))
+    resplit.append(name)
+    names: list[str] = []
+    for part in sub.parts:
+        names.extend(_run_part(store, (*path, part.index), part.sql, split_again, resplit))
+    return names
+
+
+class _TableStore:
+    """Parts as tables of a scratch schema in the query's database: exact types for the combine."""
+
+    def __init__(self, jobs: _Jobs, schema: str, done: set[str]) -> None:
+        self.jobs, self.schema, self.done = jobs, schema, done
+
+    def compute(self, name: str, sql: str) -> None:
+        self.jobs.run(f"CREATE TABLE {_quoted(self.schema)}.{name} AS {sql}", params=self.jobs.spec.params)
+
+    def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
+        return make()  # hash re-splits are deterministic: nothing to record
+
+
+class _FileStore:
+    """Parts as files of the output's format in the job directory; `<part>.rows` holds the count."""
+
+    def __init__(
+        self, jobs: _Jobs, directory: Path, fmt: str, names: list[str], nullable: list[bool] | None
+    ) -> None:
+        self.jobs, self.directory, self.fmt, self.names = jobs, directory, fmt, names
+        self.nullable = nullable
+        self.done = finished_parts(directory)
+
+    def path(self, name: str) -> Path:
+        return self.directory / f"{name}.{self.fmt}"
+
+    def rows(self, name: str) -> int:
+        return int((self.directory / f"{name}.rows").read_text())
+
+    def compute(self, name: str, sql: str) -> None:
+        output = OutputSpec(path=str(self.path(name)), format=self.fmt, overwrite=True)  # type: ignore[arg-type]
+        renamed = _renamed(sql, self.names, self.nullable)
+        result = self.jobs.run(renamed, params=self.jobs.spec.params, output=output, max_rows=0)
+        _write_atomic(self.directory / f"{name}.rows", str(result["row_count"]).encode())
+
+    def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
+        """A re-split's plan is recorded: sampled bounds differ between runs, its finished sub-parts must not."""
+        record = self.directory / f"{name}.split.json"
+        if record.exists():
+            return Plan.from_json(record.read_bytes())
+        plan = make()
+        _write_atomic(record, plan.to_json())
+        return plan
+
+
+@dataclass
+class _RowStore:
+    """Parts fetched inline in order, until `max_rows` rows are in hand (then one more tells `truncated`)."""
+
+    jobs: _Jobs
+    names: list[str]
+    max_rows: int
+    done: set[str] = field(default_factory=set)
+    rows: list[Any] = field(default_factory=list)
+    columns: list[Any] = field(default_factory=list)
+    truncated: bool = False
+
+    def compute(self, name: str, sql: str) -> None:
+        if self.truncated:
+            return
+        result = self.jobs.run(
+            _renamed(sql, self.names), params=self.jobs.spec.params, max_rows=self.max_rows - len(self.rows)
+        )
+        self.columns = self.columns or result["columns"]
+        self.rows.extend(result["rows"])
+        self.truncated = bool(result["truncated"])
+
+    def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
+        return make()
+
+
+# -- job directories ------------------------------------------------------------------------
+
+
+class JobKey(msgspec.Struct, frozen=True):
+    """What a job directory's parts were computed for; a re-sent request must match it to reuse them."""
+
+    sql: str
+    parts: int
+    database: str | None
+    """None: the sidecar's own database (a new file after a restart, so not part of the key)."""
+    format: str
+    params: Any = None
+
+
+class JobRecord(msgspec.Struct, frozen=True):
+    """`plan.json`: the request a job directory belongs to and the plan its parts follow."""
+
+    key: JobKey
+    plan: Plan
+
+
+def jobs_root(state_directory: str) -> Path:
+    return Path(state_directory) / "jobs"
+
+
+def job_directory(state_directory: str, job_id: str) -> Path:
+    return jobs_root(state_directory) / job_id
+
+
+def anonymous_owner(directory: Path) -> int | None:
+    """The pid of the sidecar that made an anonymous job directory (None for a named job's)."""
+    kind, _, rest = directory.name.partition(".")
+    pid = rest.partition(".")[0]
+    return int(pid) if kind == ANONYMOUS and pid.isdigit() else None
+
+
+def read_record(directory: Path) -> JobRecord | None:
+    try:
+        return msgspec.json.decode((directory / PLAN_FILE).read_bytes(), type=JobRecord)
+    except FileNotFoundError:
+        return None
+
+
+def finished_parts(directory: Path) -> set[str]:
+    """Parts whose file is complete and whose row count was recorded after it."""
+    return {p.name.removesuffix(".rows") for p in directory.glob("part_*.rows")}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
+def _mismatch(job_id: str | None) -> InvalidParams:
+    return InvalidParams(
+        f"job_id '{job_id}' belongs to another query or another number of parts",
+        hint="Use a new job_id, or `jobs.cancel` this one to discard its finished parts.",
+        details={"job_id": job_id},
+    )
+
+
+def _job_plan(directory: Path, key: JobKey, job_id: str | None, make: Callable[[], Plan]) -> Plan:
+    """The plan recorded in the job directory (sampled bounds are reused, not re-sampled), or a new one."""
+    record = read_record(directory)
+    if record is not None:
+        if record.key != key:
+            raise _mismatch(job_id)
+        return record.plan
+    plan = make()
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomic(directory / PLAN_FILE, msgspec.json.encode(JobRecord(key, plan)))
+    return plan
+
+
+# -- the three ways to run a plan -----------------------------------------------------------
+
+
+@dataclass
+class _Ran:
+    result: dict[str, Any]
+    partitions: int
+    reused: int
+    resplit: int
+
+
+def _split_again(jobs: _Jobs, plan: Plan, parts: int) -> SplitAgain:
+    """How a part of `plan` that ran out of memory is split: finer sampled ranges, or a salted sub-hash."""
+    if plan.shape == "sorted_ranges":
+        return lambda path, sql: jobs.sampled_plan(sql, RESPLIT_PARTS)
+    sql = jobs.spec.sql
+    return lambda path, _: plan_partitioned(sql, RESPLIT_PARTS, salt=len(path), within=_within(parts, path))
+
+
+def _run_to_files(jobs: _Jobs, hashed: Plan | None, parts: int, names: list[str]) -> _Ran:
+    """Parts straight to files in the output's format, joined into the output by copying bytes."""
+    spec, settings = jobs.spec, jobs.settings
+    output = spec.output
+    if output is None:
+        raise InternalError("file parts need an output")
+    own = jobs.database == jobs.engine.default_database
+    key = JobKey(spec.sql, parts, None if own else jobs.database, output.format, spec.params)
+    name = spec.job_id or f"{ANONYMOUS}.{os.getpid()}.{secrets.token_hex(4)}"
+    directory = job_directory(settings.state_directory, name)
+    journal = Path(settings.state_directory) / "pending-outputs"
+    succeeded = False
+    try:
+        allowed = list(settings.allowed_directories)
+        with atomic_target(output.path, overwrite=output.overwrite, allowed=allowed, journal=journal) as temp:
+            plan = _job_plan(
+                directory, key, spec.job_id, lambda: hashed or jobs.sampled_plan(spec.sql, parts)
+            )
+            sorted_parquet = plan.shape == "sorted_ranges" and output.format == "parquet"
+            store = _FileStore(
+                jobs, directory, output.format, names, jobs.nullable() if sorted_parquet else None
+            )
+            done = set(store.done)
+            ran, resplit = _run_parts(jobs, store, plan, _split_again(jobs, plan, parts))
+            described = jobs.run(f"SELECT * FROM ({_body(spec.sql)}) LIMIT 0", params=spec.params, max_rows=0)
+            counts = {n: store.rows(n) for n in ran}
+            # An empty part may have a schema of its own (DuckDB proved it empty and dropped its
+            # statistics): it adds no rows, so it is left out.
+            sources = [store.path(n) for n in ran if counts[n]] or [store.path(ran[0])]
+            joined = concat_files(output.format, sources, temp)
+            rows = sum(counts.values())
+            if joined.rows is not None and joined.rows != rows:
+                raise InternalError(f"the joined parts hold {joined.rows} rows, the parts reported {rows}")
+        succeeded = True
+    finally:
+        if succeeded or spec.job_id is None:
+            shutil.rmtree(directory, ignore_errors=True)
+    info = {"path": str(Path(output.path).expanduser().resolve()), "format": output.format}
+    result = {**described, "rows": [], "row_count": rows, "truncated": False}
+    result["output"] = {**info, "bytes": joined.bytes_written, "rows": rows}
+    jobs.done()
+    return _Ran(result, len(plan.parts), sum(1 for n in ran if n in done), len(resplit))
+
+
+def _run_in_order(jobs: _Jobs, parts: int, names: list[str]) -> _Ran:
+    """A full ORDER BY answered inline: its range parts in order, until `max_rows` rows."""
+    plan = jobs.sampled_plan(jobs.spec.sql, parts)
+    store = _RowStore(jobs, names, jobs.spec.max_rows)
+    _, resplit = _run_parts(jobs, store, plan, _split_again(jobs, plan, parts))
+    result = {"columns": store.columns, "rows": store.rows, "row_count": len(store.rows)}
+    result.update(truncated=store.truncated, output=None, stats=dict(jobs.stats))
+    jobs.done()
+    return _Ran(result, len(plan.parts), 0, len(resplit))
+
+
+def _run_in_schema(jobs: _Jobs, plan: Plan, parts: int, names: list[str]) -> _Ran:
+    """Parts as tables of a scratch schema, and the combine over a view of their union as the last job."""
+    spec = jobs.spec
+    schema = f"{SCHEMA_PREFIX}{spec.job_id or secrets.token_hex(4)}"
+    combine, rename_view = _combine_sql(plan, schema, names)
+    done = _prepare_schema(jobs.run, schema, plan.to_json().decode(), spec.job_id)
+    succeeded = False
+    try:
+        tables, resplit = _run_parts(
+            jobs, _TableStore(jobs, schema, done), plan, _split_again(jobs, plan, parts)
+        )
+        union = " UNION ALL ".join(f"SELECT * FROM {_quoted(schema)}.{t}" for t in tables)
+        aliases = f" AS u({', '.join(_quoted(n) for n in names)})" if rename_view else " AS u"
+        jobs.run(
+            f"CREATE OR REPLACE VIEW {_quoted(schema)}.{PARTS_RELATION} AS SELECT * FROM ({union}){aliases}"
+        )
+        params = jobs.params_for(combine)
+        result = jobs.run(combine, final=True, params=params, output=spec.output, max_rows=spec.max_rows)
+        succeeded = True
+    finally:
+        # A job with a job_id keeps its finished parts after a failure, so the same request resumes.
+        if succeeded or spec.job_id is None:
+            try:
+                jobs.run(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE", on=_CleanupCall(jobs.call))
+            except SidecarError:
+                log.warning(
+                    "could not drop the scratch schema %s in %s", schema, jobs.database, exc_info=True
+                )
+    return _Ran(result, len(plan.parts), sum(1 for t in tables if t in done), len(resplit))
+
+
+def _body(sql: str) -> str:
+    return sql.strip().rstrip(";")
+
+
+def run_partitioned(
+    engine: SupervisedEngine,
+    spec: QuerySpec,
+    settings: Settings,
+    call: Any,
+    on_sample: Callable[[Sample], None] | None,
+    database: str,
+    parts: int,
+    *,
+    number: int = 1,
+    rung: str = "partition",
+) -> tuple[dict[str, Any], Attempt]:
+    """Run `spec` as `parts` parts plus a combine; returns the final result and one Attempt for it all."""
+    plan = hash_plan(spec.sql, parts)
+    jobs = _Jobs(engine, spec, settings, call, on_sample, database)
+    described = jobs.run(f"SELECT column_name FROM (DESCRIBE {_body(spec.sql)})", params=spec.params)
+    names = [row[0] for row in described["rows"]]
+    if spec.output is not None and (plan is None or _passes_through(plan)):
+        ran = _run_to_files(jobs, plan, parts, names)
+    elif plan is None:
+        ran = _run_in_order(jobs, parts, names)
+    else:
+        ran = _run_in_schema(jobs, plan, parts, names)
+    stats = ran.result["stats"] = dict(ran.result.get("stats") or jobs.stats)
+    stats.update(partitions=ran.partitions, reused_parts=ran.reused, resplit_parts=ran.resplit)
+    stats.update(elapsed_ms=float(jobs.elapsed_ms), peak_rss_bytes=jobs.peak)
+    stats.update(peak_buffer_bytes=jobs.buffer, peak_spill_bytes=jobs.spill)
+    attempt = Attempt(
+        number, rung, jobs.ceiling, jobs.duckdb_limit, jobs.threads, "ok", jobs.elapsed_ms, jobs.peak
+    )
+    return ran.result, attempt
+
+
+# -- the scratch schema ---------------------------------------------------------------------
 
 
 def _combine_sql(plan: Plan, schema: str, names: list[str]) -> tuple[str, bool]:
@@ -99,169 +625,15 @@ def _combine_sql(plan: Plan, schema: str, names: list[str]) -> tuple[str, bool]:
     return tree.sql("duckdb"), False
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-class _CleanupCall(Cancellation):
-    """Runs the scratch schema's DROP even after the request was cancelled: it is never cancelled itself."""
-
-    def __init__(self, call: Any) -> None:
-        super().__init__()
-        self.id = call.id
-        self._call = call
-
-    def cancelled_error(self) -> SidecarError:
-        return self._call.cancelled_error()  # type: ignore[no-any-return]
-
-
-def run_partitioned(
-    engine: SupervisedEngine,
-    spec: QuerySpec,
-    settings: Settings,
-    call: Any,
-    on_sample: Callable[[Sample], None] | None,
-    database: str,
-    parts: int,
-    *,
-    number: int = 1,
-    rung: str = "partition",
-) -> tuple[dict[str, Any], Attempt]:
-    """Run `spec` as `parts` parts plus a combine; returns the final result and one Attempt for it all."""
-    plan = plan_for(spec.sql, parts)
-    started = time.monotonic()
-    schema = f"{SCHEMA_PREFIX}{spec.job_id or secrets.token_hex(4)}"
-    peak = [0]
-    ceiling = [0, 0, settings.threads]
-
-    def job(sql: str, *, final: bool = False, params: Any = None, on: Any = call) -> dict[str, Any]:
-        sub = msgspec.structs.replace(
-            spec,
-            sql=sql,
-            params=params,
-            output=spec.output if final else None,
-            max_rows=spec.max_rows if final else 100_000,
-        )
-        result: dict[str, Any] = engine._run(
-            "query",
-            sub,
-            settings,
-            on,
-            on_sample if final else _without_done(on_sample),
-            database,
-            idempotent=True,
-            exports=final and spec.output is not None,
-            holistic=lambda: holistic(sql),
-        )
-        stats = result.get("stats", {})
-        peak[0] = max(peak[0], stats.get("peak_rss_bytes", 0))
-        for attempt in stats.get("attempts", [])[-1:]:
-            ceiling[0] = max(ceiling[0], attempt["ceiling_bytes"])
-            ceiling[1] = max(ceiling[1], attempt["duckdb_memory_limit_bytes"])
-            ceiling[2] = min(ceiling[2], attempt["threads"])
-        return result
-
-    described = job(f"SELECT column_name FROM (DESCRIBE {spec.sql.strip().rstrip(';')})", params=spec.params)
-    names = [row[0] for row in described["rows"]]
-    combine, rename_view = _combine_sql(plan, schema, names)
-    fingerprint = plan.to_json().decode()
-    done = _prepare_schema(job, schema, fingerprint, spec.job_id)
-    tables: list[str] = []
-    resplit: list[str] = []
-    succeeded = False
-    try:
-        for part in plan.parts:
-            if on_sample is not None:
-                on_sample(
-                    Sample(
-                        "partition",
-                        100.0 * part.index / parts,
-                        int((time.monotonic() - started) * 1000),
-                        0,
-                        0,
-                        0,
-                    )
-                )
-            tables.extend(
-                _run_part(job, spec, schema, f"part_{part.index}", part.sql, [Bucket(parts, part.index, 0)], done, resplit)
-            )
-        union = " UNION ALL ".join(f"SELECT * FROM {_quoted(schema)}.{t}" for t in tables)
-        aliases = f" AS u({', '.join(_quoted(n) for n in names)})" if rename_view else " AS u"
-        job(f"CREATE OR REPLACE VIEW {_quoted(schema)}.{PARTS_RELATION} AS SELECT * FROM ({union}){aliases}")
-        placeholders = any(parse_one(combine, read="duckdb").find_all(exp.Placeholder, exp.Parameter))
-        result = job(combine, final=True, params=spec.params if placeholders else None)
-        succeeded = True
-    finally:
-        # A job with a job_id keeps its finished parts after a failure, so the same request resumes.
-        if succeeded or spec.job_id is None:
-            try:
-                job(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE", on=_CleanupCall(call))
-            except SidecarError:
-                log.warning("could not drop the scratch schema %s in %s", schema, database, exc_info=True)
-    reused = sum(1 for t in tables if t in done)
-    elapsed = int((time.monotonic() - started) * 1000)
-    stats = result["stats"]
-    stats["partitions"] = parts
-    stats["reused_parts"] = reused
-    stats["resplit_parts"] = len(resplit)
-    stats["elapsed_ms"] = float(elapsed)
-    stats["peak_rss_bytes"] = peak[0]
-    attempt = Attempt(number, rung, ceiling[0], ceiling[1], ceiling[2], "ok", elapsed, peak[0])
-    return result, attempt
-
-
-RESPLIT_PARTS = 4
-"""A part that runs out of memory is split again into this many parts, by a salted sub-hash."""
-
-
-MAX_RESPLIT_DEPTH = 3
-
-
-def _run_part(
-    job: Callable[..., dict[str, Any]],
-    spec: QuerySpec,
-    schema: str,
-    name: str,
-    sql: str,
-    within: list[Bucket],
-    done: set[str],
-    resplit: list[str],
-) -> list[str]:
-    """Compute one part into its table, or, when it runs out of memory, into sub-part tables.
-
-    Returns the tables holding the part's rows. A re-split keeps the part's own buckets and
-    shares its rows out again by a hash with a new salt (recursively, up to MAX_RESPLIT_DEPTH), so
-    a part that drew more groups than its share does not sink the job. A single huge group still
-    cannot be split: it must stay whole, and its part fails with the memory error.
-    """
-    if name in done:  # finished by an earlier run of the same job_id
-        return [name]
-    if not any(t.startswith(name + "_") for t in done):
-        try:
-            job(f"CREATE TABLE {_quoted(schema)}.{name} AS {sql}", params=spec.params)
-            return [name]
-        except SidecarError as error:
-            if error.code != "OUT_OF_MEMORY" or len(within) > MAX_RESPLIT_DEPTH:
-                raise
-            log.info("%s ran out of memory; splitting it again in %d", name, RESPLIT_PARTS)
-    sub = plan_partitioned(spec.sql, RESPLIT_PARTS, salt=len(within), within=within)
-    resplit.append(name)
-    tables = []
-    for subpart in sub.parts:
-        inner = [*within, Bucket(RESPLIT_PARTS, subpart.index, len(within))]
-        tables.extend(_run_part(job, spec, schema, f"{name}_{subpart.index}", subpart.sql, inner, done, resplit))
-    return tables
-
-
-def _prepare_schema(job: Callable[..., dict[str, Any]], schema: str, fingerprint: str, job_id: str | None) -> set[str]:
+def _prepare_schema(
+    job: Callable[..., dict[str, Any]], schema: str, fingerprint: str, job_id: str | None
+) -> set[str]:
     """Create the job's scratch schema, or find the parts an earlier run of the same job finished.
 
     The schema records the plan it was made for; a job_id reused for another query or another
     number of parts is refused rather than mixing parts of two plans.
     """
-    existing = job(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", params=[schema]
-    )["rows"]
+    existing = job("SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", params=[schema])["rows"]
     tables = {row[0] for row in existing}
     if not tables:
         job(f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema)}")
@@ -269,17 +641,5 @@ def _prepare_schema(job: Callable[..., dict[str, Any]], schema: str, fingerprint
         return set()
     recorded = job(f"SELECT plan FROM {_quoted(schema)}.__plan")["rows"] if "__plan" in tables else []
     if not recorded or recorded[0][0] != fingerprint:
-        raise InvalidParams(
-            f"job_id '{job_id}' belongs to another query or another number of parts",
-            hint="Use a new job_id, or `jobs.cancel` this one to discard its finished parts.",
-            details={"job_id": job_id},
-        )
+        raise _mismatch(job_id)
     return {t for t in tables if t.startswith("part_")}
-
-
-def _without_done(on_sample: Callable[[Sample], None] | None) -> Callable[[Sample], None] | None:
-    """A part's samples, minus its 'done': only the job's last step ends it for the client."""
-    if on_sample is None:
-        return None
-    listener = on_sample
-    return lambda sample: None if sample.phase == "done" else listener(sample)
