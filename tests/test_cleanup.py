@@ -75,3 +75,43 @@ def test_cleanup_reports_orphaned_spill_and_outputs(sidecar, data_dir, tmp_path)
         "spill_directory": str(tmp_path / "spill"),
     }
     assert sidecar.request("query.run", {"sql": "SELECT 2 AS two"})["rows"] == [[2]]
+
+
+def _job_dir(root, name, size, age_s=0.0):
+    directory = root / name
+    directory.mkdir(parents=True)
+    (directory / "plan.json").write_bytes(b"{}")
+    (directory / "part_0.parquet").write_bytes(b"p" * size)
+    then = time.time() - age_s
+    for path in (*directory.iterdir(), directory):
+        os.utime(path, (then, then))
+    return directory
+
+
+def test_cleanup_removes_job_directories_by_age_but_never_a_running_jobs(sidecar, data_dir, tmp_path):
+    sidecar.request("system.resources")
+    root = tmp_path / "state" / "jobs"
+    week = 7 * 24 * 3600
+    old = _job_dir(root, "nightly-old", 1000, age_s=week + 60)
+    young = _job_dir(root, "nightly-young", 10, age_s=week - 3600)
+    orphan = _job_dir(root, f"anon.{2**22 - 7}.deadbeef", 100)  # its sidecar is gone: nobody resumes it
+    own = _job_dir(root, f"anon.{sidecar.pid}.cafe", 100)  # a request of this live sidecar
+    result = sidecar.request("cleanup")  # the default age: 7 days
+    assert result["bytes_freed"] == 1002 + 102 and result["files_removed"] == 4
+    assert not old.exists() and not orphan.exists() and young.exists() and own.exists()
+    # a running job's directory stays whatever its age
+    slow = (
+        "SELECT g, count(*) AS n FROM (SELECT i % 50000 AS g FROM range(60000000) t(i)) GROUP BY g"
+    )
+    sidecar.call("query.run", {"sql": slow, "job_id": "running", "partition": {"parts": 8}, "progress_token": "r",
+                               "output": {"path": str(data_dir / "out.parquet")}})
+    sidecar.wait_for(lambda n: n.get("method") == "$/progress" and n["params"]["value"]["phase"] == "partition",
+                     timeout=60)
+    running = root / "running"
+    assert (running / "plan.json").exists()
+    for path in (*running.iterdir(), running):
+        os.utime(path, (0, 0))
+    assert sidecar.request("cleanup", {"job_max_age_ms": 0})["files_removed"] == 2  # `young` alone
+    assert running.exists() and not young.exists() and own.exists()
+    sidecar.request("jobs.cancel", {"job_id": "running"}, timeout=60)
+    assert not running.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import duckdb
 import pytest
 
 from sidecar.client import RpcError
@@ -89,3 +90,101 @@ def test_a_job_id_is_tied_to_its_plan_and_can_be_discarded(sidecar, data_dir):
     with pytest.raises(RpcError) as err:
         sidecar.request("query.run", {"sql": "SELECT 1", "job_id": "no spaces allowed"})
     assert err.value.code == "INVALID_PARAMS"
+
+
+# -- jobs whose parts are files in the job directory (an output made of the parts' rows) --------
+
+ROWS = 12_000_000
+SORTED = f"SELECT i, hash(i) % 1000000 AS v FROM range({ROWS}) t(i) ORDER BY v"
+GROUPED = "SELECT g, count(*) AS n, sum(v) AS s FROM (SELECT i % 50000 AS g, hash(i) % 1000 AS v FROM range(30000000) t(i)) GROUP BY g"
+
+
+def to_file(sc, sql, path, job_id, *, fmt="parquet", db=None, parts=6, token=None):
+    params = {"sql": sql, "job_id": job_id, "partition": {"parts": parts}, "progress_token": token or job_id,
+              "output": {"path": str(path), "format": fmt, "overwrite": True}}
+    if db is not None:
+        params["database"] = db
+    return sc.call("query.run", params)
+
+
+def one(sql):
+    return duckdb.connect().execute(sql).fetchone()
+
+
+def job_dir(tmp_path, job_id):
+    return tmp_path / "state" / "jobs" / job_id
+
+
+def test_a_cancelled_sorted_job_resumes_from_its_part_files(sidecar, data_dir, tmp_path):
+    target = data_dir / "sorted.parquet"
+    request_id, future = to_file(sidecar, SORTED, target, "sorted-1")
+    wait_parts(sidecar, "sorted-1", 2)
+    sidecar.cancel(request_id)
+    with pytest.raises(RpcError) as err:
+        future.result(timeout=60)
+    assert err.value.code == "CANCELLED" and not target.exists()
+    status = sidecar.request("jobs.status", {"job_id": "sorted-1"})
+    assert status["exists"] and status["parts_total"] == 6 and 2 <= status["parts_done"] < 6
+    kept = sorted(p.name for p in job_dir(tmp_path, "sorted-1").iterdir())
+    assert "plan.json" in kept and "part_0.parquet" in kept and "part_0.rows" in kept
+    _, future = to_file(sidecar, SORTED, target, "sorted-1", token="again")
+    resumed = future.result(timeout=120)
+    assert resumed["stats"]["reused_parts"] == status["parts_done"]  # the recorded bounds, not new ones
+    assert resumed["stats"]["partitions"] == 6 and resumed["row_count"] == resumed["output"]["rows"] == ROWS
+    check = one(
+        f"SELECT count(*), bool_and(v >= prev), sum(hash(i, v)) FROM (SELECT i, v, lag(v, 1, 0) OVER "
+        f"(ORDER BY file_row_number) AS prev FROM read_parquet('{target}', file_row_number = true))"
+    )
+    expected = one(f"SELECT sum(hash(i, hash(i) % 1000000)) FROM range({ROWS}) t(i)")[0]
+    assert check == (ROWS, True, expected)  # every row once, in ORDER BY order
+    assert not job_dir(tmp_path, "sorted-1").exists()
+    assert sidecar.request("jobs.status", {"job_id": "sorted-1"})["exists"] is False
+
+
+def same_rows(a, b, fmt):
+    read = {"csv": "read_csv", "parquet": "read_parquet"}[fmt]
+    return one(
+        f"SELECT count(*) FROM ((FROM {read}('{a}') EXCEPT ALL FROM {read}('{b}')) "
+        f"UNION ALL (FROM {read}('{b}') EXCEPT ALL FROM {read}('{a}')))"
+    )[0] == 0
+
+
+def test_a_file_job_resumes_after_the_sidecar_was_killed(start_sidecar, data_dir, tmp_path):
+    db = str(data_dir / "work.duckdb")
+    target = data_dir / "grouped.csv"
+    first = start_sidecar()
+    to_file(first, GROUPED, target, "batch-8", fmt="csv", db=db)
+    wait_parts(first, "batch-8", 3)
+    os.kill(first.pid, signal.SIGKILL)
+    first.kill()
+    second = start_sidecar()
+    status = second.request("jobs.status", {"job_id": "batch-8", "database": db}, timeout=60)
+    assert status["exists"] and status["parts_done"] >= 3 and status["parts_total"] == 6
+    _, future = to_file(second, GROUPED, target, "batch-8", fmt="csv", db=db)
+    result = future.result(timeout=120)
+    assert result["stats"]["reused_parts"] >= 3
+    whole = data_dir / "whole.csv"
+    expected = second.request("query.run", {"sql": GROUPED, "database": db,
+                                            "output": {"path": str(whole), "format": "csv"}}, timeout=120)
+    assert result["row_count"] == result["output"]["rows"] == expected["row_count"] == 50000  # counts kept
+    assert same_rows(target, whole, "csv")
+    assert not job_dir(tmp_path, "batch-8").exists()
+    assert second.close() == 0
+
+
+def test_a_file_job_id_is_tied_to_its_plan_and_can_be_discarded(sidecar, data_dir, tmp_path):
+    target = data_dir / "grouped.parquet"
+    request_id, future = to_file(sidecar, GROUPED, target, "tied-files")
+    wait_parts(sidecar, "tied-files", 1)
+    sidecar.cancel(request_id)
+    with pytest.raises(RpcError):
+        future.result(timeout=60)
+    assert job_dir(tmp_path, "tied-files").exists()
+    for other in ({"parts": 3}, {"fmt": "csv"}):  # another number of parts, another output format
+        with pytest.raises(RpcError) as err:
+            to_file(sidecar, GROUPED, target, "tied-files", **other)[1].result(timeout=60)
+        assert err.value.code == "INVALID_PARAMS" and "another" in str(err.value)
+    cancelled = sidecar.request("jobs.cancel", {"job_id": "tied-files"}, timeout=60)
+    assert cancelled["cancelled"] is True and cancelled["exists"] is False
+    assert not job_dir(tmp_path, "tied-files").exists()
+    assert sidecar.request("jobs.status", {"job_id": "tied-files"})["exists"] is False

@@ -1,12 +1,15 @@
 """`jobs.status` and `jobs.cancel`: the partitioned jobs a client named with a `job_id`.
 
-A named job keeps its finished parts in a scratch schema of its database until it succeeds,
-so a failed or interrupted job can be resumed by re-sending the same `query.run`. These
-methods show how far such a job got, and discard it.
+A named job keeps its finished parts until it succeeds, so a failed or interrupted job can be
+resumed by re-sending the same `query.run`: as files in its job directory
+(`<state>/jobs/<job_id>/`) when its answer is an output file made of the parts' rows, otherwise
+as tables in a scratch schema of its database. These methods show how far such a job got, and
+discard it.
 """
 
 from __future__ import annotations
 
+import shutil
 from typing import Annotated, Any
 
 import msgspec
@@ -14,7 +17,7 @@ import msgspec
 from sidecar.engine.executor import QuerySpec
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
-from sidecar.workers.partitioned import SCHEMA_PREFIX
+from sidecar.workers.partitioned import SCHEMA_PREFIX, finished_parts, job_directory, read_record
 
 __all__ = ["JobParams", "JobStatus"]
 
@@ -45,15 +48,29 @@ def _run(call: Call, sql: str, database: str | None, params: Any = None) -> list
 
 
 def _status(call: Call, p: JobParams) -> JobStatus:
+    """What the job kept, in its scratch schema and in its job directory."""
     schema = SCHEMA_PREFIX + p.job_id
-    tables = {r[0] for r in _run(call, "SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", p.database, [schema])}
+    tables = {
+        r[0]
+        for r in _run(
+            call, "SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", p.database, [schema]
+        )
+    }
     total = None
     if "__plan" in tables:
-        plan = _run(call, f'SELECT json_array_length(json_extract(plan, \'$.parts\')) FROM "{schema}".__plan', p.database)
+        plan = _run(
+            call,
+            f"SELECT json_array_length(json_extract(plan, '$.parts')) FROM \"{schema}\".__plan",
+            p.database,
+        )
         total = int(plan[0][0]) if plan and plan[0][0] is not None else None
+    directory = job_directory(call.session.settings.state_directory, p.job_id)
+    record = read_record(directory)
+    if record is not None:
+        total = len(record.plan.parts)
     running = p.job_id in call.session.running_jobs
-    done = sum(1 for t in tables if t.startswith("part_"))
-    return JobStatus(p.job_id, running, bool(tables), done, total)
+    done = sum(1 for t in tables if t.startswith("part_")) + len(finished_parts(directory))
+    return JobStatus(p.job_id, running, bool(tables) or directory.exists(), done, total)
 
 
 @registry.method("jobs.status", params=JobParams, result=JobStatus)
@@ -74,4 +91,5 @@ def cancel(call: Call, p: JobParams) -> JobStatus:
         running.finished.wait(30)
     before = _status(call, p)
     _run(call, f'DROP SCHEMA IF EXISTS "{SCHEMA_PREFIX + p.job_id}" CASCADE', p.database)
+    shutil.rmtree(job_directory(session.settings.state_directory, p.job_id), ignore_errors=True)
     return JobStatus(p.job_id, False, False, 0, before.parts_total, cancelled=before.exists or before.running)
