@@ -1,17 +1,22 @@
 """Where a split query goes: the one entry point the supervised engine calls for split work.
 
 Two executors live behind it: `sidecar.workers.partitioned` (hash- or range-split parts plus a
-combine) and, for global exact quantiles, the two-pass executor. The engine and the ladder only
-ask `can_split` and call `run_split`.
+combine) and, for a global SELECT with median/quantile aggregates (which no split of the rows
+re-combines), `sidecar.workers.quantiles` (exact passes of bounded memory). The engine and the
+ladder only ask `can_split` and call `run_split`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sidecar.engine.executor import Attempt, QuerySpec
 from sidecar.engine.monitor import Sample
+from sidecar.errors import SidecarError
+from sidecar.partition.quantiles import has_quantiles, plan_quantiles
 from sidecar.workers.partitioned import run_partitioned, splittable
+from sidecar.workers.quantiles import run_quantiles
 
 if TYPE_CHECKING:
     from sidecar.config import Settings
@@ -22,7 +27,17 @@ __all__ = ["can_split", "run_split"]
 
 def can_split(sql: str) -> bool:
     """Whether some executor can split `sql` (asked only after a memory failure or for an estimate)."""
-    return splittable(sql)
+    return splittable(sql) or _quantiles_plannable(sql)
+
+
+def _quantiles_plannable(sql: str) -> bool:
+    if not has_quantiles(sql):
+        return False
+    try:
+        plan_quantiles(sql, 2)
+    except SidecarError:
+        return False
+    return True
 
 
 def run_split(
@@ -37,5 +52,13 @@ def run_split(
     number: int = 1,
     rung: str = "partition",
 ) -> tuple[dict[str, Any], Attempt]:
-    """Run `spec` split in `parts` parts; returns the final result and one Attempt for it all."""
+    """Run `spec` split in `parts` parts; returns the final result and one Attempt for it all.
+
+    A global query with quantiles goes to the quantile passes (its other aggregates still run in
+    `parts` parts); its refusal, if any, names what the quantile planner could not do.
+    """
+    if has_quantiles(spec.sql) and not splittable(spec.sql):
+        return run_quantiles(
+            engine, spec, settings, call, on_sample, database, parts, number=number, rung=rung
+        )
     return run_partitioned(engine, spec, settings, call, on_sample, database, parts, number=number, rung=rung)

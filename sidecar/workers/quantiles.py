@@ -1,0 +1,208 @@
+"""Exact global quantiles in passes on the local worker pool: the executor of a `QuantilePlan`.
+
+Every pass is an ordinary supervised job (admission, the memory ceiling, the retry ladder and
+the database's turn), and each needs little memory: a count, bin counts, and an ordered read of
+at most `exact_rows` values per wanted rank. In order:
+
+1. `DESCRIBE` the query (the names and types the answer must have);
+2. the other aggregates (sum, count(DISTINCT x), ...) as a reduced query through the partitioned
+   executor, in `parts` parts, each value returned as its exact VARCHAR;
+3. per series (quantile argument): its type, the count pass, bin passes, the exact pass;
+4. the final job, with the user's `output` and `max_rows`: DuckDB's own quantile function over
+   the one or two order statistics each quantile needs, every other aggregate as a literal.
+
+A `job_id` resumes only the reduced query's parts; the quantile passes are recomputed (a few
+scans, each far cheaper than the part that ran out of memory).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from sidecar.engine.executor import Attempt, QuerySpec
+from sidecar.errors import SqlError
+from sidecar.partition.quantiles import (
+    QuantilePlan,
+    Search,
+    Series,
+    answer_sql,
+    bin_sql,
+    bind_params,
+    count_sql,
+    exact_sql,
+    final_sql,
+    literal,
+    narrow,
+    param_sql,
+    pick,
+    plan_quantiles,
+    read_exact,
+    read_params,
+    start_search,
+    value_kind,
+)
+from sidecar.workers.partitioned import _Jobs, _without_done, run_partitioned
+
+if TYPE_CHECKING:
+    from sidecar.config import Settings
+    from sidecar.engine.monitor import Sample
+    from sidecar.workers.engine import SupervisedEngine
+
+__all__ = ["MAX_PASSES", "compute_answers", "run_quantiles"]
+
+log = logging.getLogger(__name__)
+
+MAX_PASSES = 200
+"""Each bin pass leaves out at least one distinct value; real data needs a handful of passes."""
+
+Run = Callable[[str], list[list[Any]]]
+
+
+def compute_answers(
+    plan: QuantilePlan, run: Run, on_pass: Callable[[int], None] | None = None
+) -> dict[str, str]:
+    """The SQL answer of every quantile call (by column), running each pass through `run`.
+
+    `run(sql)` returns the rows of one statement; the executor runs it as a supervised job, the
+    tests in an in-process DuckDB.
+    """
+    sql = param_sql(plan)
+    params = read_params(plan, run(sql)[0]) if sql else {}
+    answers: dict[str, str] = {}
+    passes = 0
+    for index, series in enumerate(plan.series):
+        calls = [c for c in plan.calls if c.series == index]
+        kind = value_kind(run(f"SELECT column_type FROM (DESCRIBE {series.source})")[0][0], plan.sql)
+        first = run(count_sql(series, kind))[0]
+        n = int(first[0])
+        picks = {c.column: [pick(c.function, n, p) for p in params.get(c.column, (None,))] for c in calls}
+        ranks = [r for chosen in picks.values() for p in chosen for r in p.ranks]
+        search = start_search(kind, ranks if n else [], first)
+        search = _search(plan, series, search, run, on_pass, passes)
+        passes += search.passes
+        values = search.values()
+        for c in calls:
+            answers[c.column] = answer_sql(c, kind, picks[c.column], values) if n else "NULL"
+    return answers
+
+
+def _search(
+    plan: QuantilePlan,
+    series: Series,
+    search: Search,
+    run: Run,
+    on_pass: Callable[[int], None] | None,
+    before: int,
+) -> Search:
+    """Bin passes until every wanted rank is in a small range or found, then the exact pass."""
+    while (sql := bin_sql(series, search, plan.bins, plan.exact_rows)) is not None:
+        if search.passes >= MAX_PASSES:
+            raise SqlError(
+                f"the quantiles of {series.value} were still not isolated after {search.passes} passes",
+                hint="The values spread over too many orders of magnitude for equal-width bins; give the "
+                "query more memory, or take the quantile of log(x) where that is monotone for your data.",
+            )
+        if on_pass is not None:
+            on_pass(before + search.passes)
+        search = narrow(search, run(sql), plan.exact_rows)
+    sql = exact_sql(series, search)
+    if sql is None:
+        return search
+    if on_pass is not None:
+        on_pass(before + search.passes)
+    return read_exact(search, run(sql))
+
+
+class _Steps(_Jobs):
+    """The passes of one request as supervised jobs (`_Jobs`), each given only the parameters it uses."""
+
+    def rows(self, sql: str) -> list[list[Any]]:
+        bound, params = bind_params(sql, self.spec.params)
+        return list(self.run(bound, params=params)["rows"])
+
+    def answer(self, sql: str) -> dict[str, Any]:
+        """The final step, with the user's `output` and `max_rows`."""
+        bound, params = bind_params(sql, self.spec.params)
+        return self.run(
+            bound, params=params, output=self.spec.output, max_rows=self.spec.max_rows, final=True
+        )
+
+    def absorb(self, attempt: Attempt) -> None:
+        """Take in the peaks of a step that ran through another executor."""
+        self.peak = max(self.peak, attempt.peak_rss_bytes)
+        self.ceiling = max(self.ceiling, attempt.ceiling_bytes)
+        self.duckdb_limit = max(self.duckdb_limit, attempt.duckdb_memory_limit_bytes)
+        self.threads = min(self.threads, attempt.threads)
+
+    def passed(self, passes: int) -> None:
+        """A 'partition' sample per pass; most queries need four (count, bins, exact, final)."""
+        self.progress(passes, passes + 2)
+
+
+def run_quantiles(
+    engine: SupervisedEngine,
+    spec: QuerySpec,
+    settings: Settings,
+    call: Any,
+    on_sample: Callable[[Sample], None] | None,
+    database: str,
+    parts: int,
+    *,
+    number: int = 1,
+    rung: str = "partition",
+) -> tuple[dict[str, Any], Attempt]:
+    """Answer a global query with quantiles exactly, in passes; the final result and one Attempt."""
+    plan = plan_quantiles(spec.sql, parts)
+    steps = _Steps(engine, spec, settings, call, on_sample, database)
+    describe = f"SELECT column_name, column_type FROM (DESCRIBE {spec.sql.strip().rstrip(';')})"
+    columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params)["rows"]]
+    values, others = _others(plan, steps, parts, number, rung)
+    values.update(compute_answers(plan, steps.rows, steps.passed))
+    result = steps.answer(final_sql(plan, columns, values))
+    result["stats"].update(
+        partitions=parts,
+        reused_parts=others.get("reused_parts", 0),
+        resplit_parts=others.get("resplit_parts", 0),
+        elapsed_ms=float(steps.elapsed_ms),
+        peak_rss_bytes=steps.peak,
+        peak_buffer_bytes=max(steps.buffer, others.get("peak_buffer_bytes", 0)),
+        peak_spill_bytes=max(steps.spill, others.get("peak_spill_bytes", 0)),
+    )
+    log.info("quantiles of %d series in %d ms", len(plan.series), steps.elapsed_ms)
+    attempt = Attempt(
+        number, rung, steps.ceiling, steps.duckdb_limit, steps.threads, "ok", steps.elapsed_ms, steps.peak
+    )
+    return result, attempt
+
+
+def _others(
+    plan: QuantilePlan, steps: _Steps, parts: int, number: int, rung: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The other aggregates, each as an exact literal, computed by the partitioned executor."""
+    if plan.others_sql is None or plan.others_typed is None:
+        return {}, {}
+    types = [
+        str(row[1])
+        for row in steps.rows(f"SELECT column_name, column_type FROM (DESCRIBE {plan.others_typed})")
+    ]
+    sql, params = bind_params(plan.others_sql, steps.spec.params)
+    sub = msgspec.structs.replace(steps.spec, sql=sql, params=params, output=None, max_rows=10)
+    result, attempt = run_partitioned(
+        steps.engine,
+        sub,
+        steps.settings,
+        steps.call,
+        _without_done(steps.on_sample),
+        steps.database,
+        parts,
+        number=number,
+        rung=rung,
+    )
+    steps.absorb(attempt)
+    (row,) = result["rows"]
+    values = {f"__bmad_a{j}": literal(text, kind) for j, (text, kind) in enumerate(zip(row, types))}
+    return values, dict(result.get("stats") or {})
