@@ -158,6 +158,7 @@ class FaultyJobs:
     of each part named in `failing` 'runs out of memory' once. Everything else runs for real."""
 
     sampled_plan = _Jobs.sampled_plan
+    params_for = _Jobs.params_for
 
     def __init__(self, sql: str, failing: set[str]) -> None:
         self.spec = QuerySpec(sql=sql)
