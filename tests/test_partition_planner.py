@@ -228,6 +228,7 @@ def test_the_planner_does_no_io_and_imports_no_execution_layer():
         "dataclasses",
         "datetime",
         "decimal",
+        "re",
         "msgspec",
         "sqlglot",
         "sidecar.errors",

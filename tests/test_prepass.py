@@ -114,3 +114,35 @@ def test_the_pass_is_skipped_where_it_is_not_exact_or_would_not_pay(con: duckdb.
     assert prepass_for(plan_partitioned(joined, PARTS), PARTS, has_params=False) is None
     resplit = plan_partitioned(group, 4, salt=1, within=[Bucket(8, 3, 0)])
     assert prepass_for(resplit, 4, has_params=False) is None
+
+
+# -- end to end over stdio ---------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("output", [None, "parquet"])
+def test_a_split_over_a_csv_reads_buckets_of_one_pass(
+    sidecar, data_dir: Path, tmp_path: Path, output: str | None
+) -> None:
+    source = data_dir / "events.csv"
+    duckdb.execute(
+        f"COPY (SELECT i AS id, 'u' || (i % 997) AS user_id, (hash(i) % 1000) / 10.0 AS amount "
+        f"FROM range(60000) t(i)) TO '{source}' (HEADER true)"
+    )
+    sql = f"SELECT user_id, count(*) AS n, median(amount) AS m, sum(amount) AS total FROM '{source}' GROUP BY user_id"
+    request: dict[str, object] = {"sql": sql, "partition": {"parts": 3}, "max_rows": 100_000}
+    if output is not None:
+        request["output"] = {"path": str(data_dir / "out.parquet"), "format": output}
+    split = sidecar.request("query.run", request, timeout=50)
+    whole = sidecar.request("query.run", {"sql": sql, "max_rows": 100_000}, timeout=50)
+    assert any("read buckets of one pass" in line for line in sidecar.stderr_tail), list(sidecar.stderr_tail)[
+        -10:
+    ]
+    assert split["stats"]["partitions"] == 3
+    rows = (
+        split["rows"]
+        if output is None
+        else duckdb.execute(f"SELECT * FROM '{data_dir / 'out.parquet'}'").fetchall()
+    )
+    assert _multiset([tuple(r) for r in rows]) == _multiset([tuple(r) for r in whole["rows"]])
+    assert not list((tmp_path / "state").glob("jobs/*/buckets"))  # the pass's buckets go with the job

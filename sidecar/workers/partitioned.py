@@ -46,6 +46,15 @@ from sidecar.engine.outputs import atomic_target
 from sidecar.errors import InternalError, InvalidParams, SidecarError
 from sidecar.partition import PARTS_RELATION, Bucket, Plan, plan_partitioned
 from sidecar.partition.planner import column_stats_sql, decode_bounds, sort_key_sample_sql
+from sidecar.partition.prepass import (
+    BUCKET_COLUMN,
+    Prepass,
+    bucket_sql,
+    needed_columns,
+    part_reads_bucket,
+    prepass_for,
+)
+from sidecar.workers.ladder import MEMORY_FAILURES
 from sidecar.workers.shape import holistic
 
 if TYPE_CHECKING:
@@ -375,6 +384,67 @@ class _RowStore:
         return make()
 
 
+class _BucketStore:
+    """Another store's parts, each reading its own bucket of the bucketing pass instead of the input."""
+
+    def __init__(self, inner: _Store, pre: Prepass, directory: Path, columns: list[str]) -> None:
+        self.inner, self.pre, self.directory, self.columns = inner, pre, directory, columns
+        self.done = inner.done
+
+    def compute(self, name: str, sql: str) -> None:
+        bucket = self.directory / f"{BUCKET_COLUMN}={name.split('_')[1]}"
+        files = str(bucket / "*.parquet") if bucket.is_dir() else None
+        self.inner.compute(name, part_reads_bucket(sql, self.pre, files, self.columns))
+
+    def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
+        return self.inner.sub_plan(name, make)
+
+
+def _bucketed(jobs: _Jobs, store: _Store, plan: Plan | None, parts: int, directory: Path) -> _Store:
+    """`store`, its parts reading buckets written by one pass over the input when that applies and
+    pays (sidecar.partition.prepass); otherwise `store` itself, its parts re-scanning the input.
+
+    The pass writes `<job directory>/buckets` whole or not at all (a temporary directory renamed
+    into place), so a resumed job reuses it. A pass that fails for want of memory (DuckDB keeps a
+    writer per bucket) is not an error: the parts re-scan the input instead.
+    """
+    spec = jobs.spec
+    pre = prepass_for(plan, parts, spec.params is not None) if plan is not None else None
+    if pre is None:
+        return store
+    prefix = f"{pre.with_sql} " if pre.with_sql else ""
+    described = jobs.run(f"DESCRIBE {prefix}SELECT * FROM {pre.relation}")
+    columns = needed_columns(spec.sql, [(row[0], row[1]) for row in described["rows"]], pre.alias)
+    if columns is None:
+        return store
+    buckets = directory / "buckets"
+    if not buckets.is_dir():
+        temp = directory / ".buckets.tmp"
+        shutil.rmtree(temp, ignore_errors=True)
+        directory.mkdir(parents=True, exist_ok=True)
+        copy = f"COPY ({bucket_sql(pre, columns)}) TO {_literal(str(temp))} (FORMAT parquet, PARTITION_BY ({BUCKET_COLUMN}))"
+        jobs.progress(0, parts)
+        try:
+            jobs.run(copy)
+        except SidecarError as error:
+            shutil.rmtree(temp, ignore_errors=True)
+            if error.code not in MEMORY_FAILURES:
+                raise
+            log.info("the bucketing pass ran out of memory (%s); the parts re-scan the input", error.code)
+            return store
+        if not temp.is_dir():  # no row passed the query's WHERE: every bucket is empty
+            temp.mkdir()
+        os.replace(temp, buckets)
+    log.info(
+        "the %d parts read buckets of one pass over %s (columns %s)", parts, pre.relation, ", ".join(columns)
+    )
+    return _BucketStore(store, pre, buckets, columns)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 # -- job directories ------------------------------------------------------------------------
 
 
@@ -492,7 +562,8 @@ def _run_to_files(jobs: _Jobs, hashed: Plan | None, parts: int, names: list[str]
                 jobs, directory, output.format, names, jobs.nullable() if sorted_parquet else None
             )
             done = set(store.done)
-            ran, resplit = _run_parts(jobs, store, plan, _split_again(jobs, plan, parts))
+            bucketed = _bucketed(jobs, store, plan, len(plan.parts), directory)
+            ran, resplit = _run_parts(jobs, bucketed, plan, _split_again(jobs, plan, parts))
             described = jobs.run(f"SELECT * FROM ({_body(spec.sql)}) LIMIT 0", params=spec.params, max_rows=0)
             counts = {n: store.rows(n) for n in ran}
             # An empty part may have a schema of its own (DuckDB proved it empty and dropped its
@@ -530,11 +601,12 @@ def _run_in_schema(jobs: _Jobs, plan: Plan, parts: int, names: list[str]) -> _Ra
     schema = f"{SCHEMA_PREFIX}{spec.job_id or secrets.token_hex(4)}"
     combine, rename_view = _combine_sql(plan, schema, names)
     done = _prepare_schema(jobs.run, schema, plan.to_json().decode(), spec.job_id)
+    name = spec.job_id or f"{ANONYMOUS}.{os.getpid()}.{secrets.token_hex(4)}"
+    directory = job_directory(jobs.settings.state_directory, name)
     succeeded = False
     try:
-        tables, resplit = _run_parts(
-            jobs, _TableStore(jobs, schema, done), plan, _split_again(jobs, plan, parts)
-        )
+        store = _bucketed(jobs, _TableStore(jobs, schema, done), plan, parts, directory)
+        tables, resplit = _run_parts(jobs, store, plan, _split_again(jobs, plan, parts))
         union = " UNION ALL ".join(f"SELECT * FROM {_quoted(schema)}.{t}" for t in tables)
         aliases = f" AS u({', '.join(_quoted(n) for n in names)})" if rename_view else " AS u"
         jobs.run(
@@ -546,6 +618,7 @@ def _run_in_schema(jobs: _Jobs, plan: Plan, parts: int, names: list[str]) -> _Ra
     finally:
         # A job with a job_id keeps its finished parts after a failure, so the same request resumes.
         if succeeded or spec.job_id is None:
+            shutil.rmtree(directory, ignore_errors=True)
             try:
                 jobs.run(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE", on=_CleanupCall(jobs.call))
             except SidecarError:
