@@ -306,6 +306,9 @@ def test_passes_are_few_and_quantiles_of_one_series_share_them() -> None:
     # p, describe, count, one bin pass, one exact pass
     assert assert_same(con, sql, exact_rows=10_000) == 5
     assert assert_same(con, sql) == 4  # under exact_rows from the start: count, then exact
+    con.execute("CREATE TABLE hundred AS SELECT range AS v FROM range(100)")
+    # two bins of 25 hold the ranks; one exact pass reads at most exact_rows values, so two passes
+    assert assert_same(con, "SELECT quantile_disc(v, [0.1, 0.9]) FROM hundred", bins=4, exact_rows=30) == 6
 
 
 REFUSED = [

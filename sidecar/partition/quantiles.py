@@ -23,11 +23,9 @@ partitioned planner. Pure: SQL text in, SQL text out; the executor is sidecar.wo
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, localcontext
-from fractions import Fraction
 from typing import Any, Literal
 
 import msgspec
@@ -466,19 +464,19 @@ def pick(function: Function, n: int, param: QuantileParam | None) -> Pick:
     else:
         q, desc = abs(param.double), param.double < 0
     if function == "quantile_disc" and param is not None:
-        exact = abs(Fraction(Decimal(param.text))) if param.exact else _truncated(q)
-        index = max(1, n - math.floor(n - n * exact)) - 1
+        with localcontext() as context:  # exact: n has 20 digits at most, p 40 or so
+            context.prec = 200
+            exact = (
+                abs(Decimal(param.text)) if param.exact else Decimal(q).quantize(Decimal("1e-15"), ROUND_DOWN)
+            )
+            index = max(1, n - int((n - n * exact).to_integral_value(ROUND_FLOOR))) - 1
         return Pick(ranks=(n - 1 - index if desc else index,), fraction=0.5)
     rn = float(n - 1) * q
-    low, high = math.floor(rn), math.ceil(rn)
+    low, high = int(rn // 1), -int(-rn // 1)
     ranks = (low,) if low == high else (low, high)
     if desc:
         ranks = tuple(n - 1 - r for r in ranks)
     return Pick(ranks=ranks, fraction=-(rn - low) if desc else rn - low)
-
-
-def _truncated(q: float) -> Fraction:
-    return Fraction(Decimal(q).quantize(Decimal("1e-15"), rounding=ROUND_DOWN))
 
 
 def answer_sql(call: QuantileCall, kind: ValueKind, picks: Sequence[Pick], values: dict[int, str]) -> str:
@@ -641,7 +639,7 @@ def _bin(kind: ValueKind, rng: Range, bins: int) -> str:
     """
     lo, hi = literal(rng.lo, kind.type), literal(rng.hi, kind.type)
     if kind.family == "float":
-        half = "" if math.isfinite(float(rng.hi) - float(rng.lo)) else " * 0.5"
+        half = "" if float(rng.hi) - float(rng.lo) < float("inf") else " * 0.5"
 
         def offset(x: str) -> str:
             return f"(CAST({x} AS DOUBLE){half} - CAST({lo} AS DOUBLE){half})"
@@ -711,15 +709,31 @@ def narrow(search: Search, rows: Sequence[Sequence[Any]], exact_rows: int) -> Se
     return msgspec.structs.replace(search, found=tuple(found), ranges=tuple(ranges), passes=search.passes + 1)
 
 
-def exact_sql(series: Series, search: Search) -> str | None:
-    """The exact pass over the remaining (small) ranges: rows (range, rank within it, VARCHAR value)."""
-    if not search.ranges:
+def _batch(search: Search, exact_rows: int) -> list[int]:
+    """The ranges the next exact pass reads: in order, at most `exact_rows` values (at least one range)."""
+    chosen: list[int] = []
+    total = 0
+    for i, rng in enumerate(search.ranges):
+        if chosen and total + rng.count > exact_rows:
+            break
+        chosen.append(i)
+        total += rng.count
+    return chosen
+
+
+def exact_sql(series: Series, search: Search, exact_rows: int) -> str | None:
+    """An exact pass over small ranges, at most `exact_rows` values in all (None: none is left).
+
+    Rows: range index, rank within the range, VARCHAR value, for each wanted rank.
+    """
+    batch = _batch(search, exact_rows)
+    if not batch:
         return None
     pending = _pending(search)
-    where, which = _in_ranges(search.kind, list(enumerate(search.ranges)))
+    where, which = _in_ranges(search.kind, [(i, search.ranges[i]) for i in batch])
     keep = " OR ".join(
-        f"(__bmad_r = {i} AND __bmad_n IN ({', '.join(str(k - rng.below) for k in pending[i])}))"
-        for i, rng in enumerate(search.ranges)
+        f"(__bmad_r = {i} AND __bmad_n IN ({', '.join(str(k - search.ranges[i].below) for k in pending[i])}))"
+        for i in batch
     )
     return (
         f"SELECT __bmad_r, __bmad_n, CAST({V} AS VARCHAR) FROM ("
@@ -729,16 +743,19 @@ def exact_sql(series: Series, search: Search) -> str | None:
     )
 
 
-def read_exact(search: Search, rows: Sequence[Sequence[Any]]) -> Search:
-    """The search after the exact pass: every wanted rank found."""
+def read_exact(search: Search, rows: Sequence[Sequence[Any]], exact_rows: int) -> Search:
+    """The search after an exact pass: the wanted ranks of its ranges found, those ranges done."""
+    batch = _batch(search, exact_rows)
     found = dict(search.found)
     for r, k, text in rows:
         found[search.ranges[int(r)].below + int(k)] = str(text)
-    missing = [r for r in search.wanted if r not in found]
-    if missing:
-        raise _changed(search, search.ranges[0])
+    pending = _pending(search)
+    for i in batch:
+        if any(r not in found for r in pending[i]):
+            raise _changed(search, search.ranges[i])
+    left = tuple(rng for i, rng in enumerate(search.ranges) if i not in batch)
     return msgspec.structs.replace(
-        search, found=tuple(sorted(found.items())), ranges=(), passes=search.passes + 1
+        search, found=tuple(sorted(found.items())), ranges=left, passes=search.passes + 1
     )
 
 

@@ -98,7 +98,7 @@ def _search(
     on_pass: Callable[[int], None] | None,
     before: int,
 ) -> Search:
-    """Bin passes until every wanted rank is in a small range or found, then the exact pass."""
+    """Bin passes until every wanted rank is in a small range or found, then exact passes."""
     while (sql := bin_sql(series, search, plan.bins, plan.exact_rows)) is not None:
         if search.passes >= MAX_PASSES:
             raise SqlError(
@@ -109,12 +109,11 @@ def _search(
         if on_pass is not None:
             on_pass(before + search.passes)
         search = narrow(search, run(sql), plan.exact_rows)
-    sql = exact_sql(series, search)
-    if sql is None:
-        return search
-    if on_pass is not None:
-        on_pass(before + search.passes)
-    return read_exact(search, run(sql))
+    while (sql := exact_sql(series, search, plan.exact_rows)) is not None:
+        if on_pass is not None:
+            on_pass(before + search.passes)
+        search = read_exact(search, run(sql), plan.exact_rows)
+    return search
 
 
 class _Steps(_Jobs):
