@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from sidecar.client import SidecarProcess
+from sidecar.client import RpcError, SidecarProcess
 from sidecar.partition import plan_partitioned
 from sidecar.workers.estimate import (
     Cardinalities,
@@ -166,3 +166,25 @@ def test_a_query_that_fits_runs_whole_and_a_plain_one_is_not_estimated(sidecar: 
     assert [a["rung"] for a in result["stats"]["attempts"]] == ["first"]
     plain = sidecar.request("query.run", {"sql": "SELECT v FROM big LIMIT 3", "database": database})
     assert "estimate" not in plain["stats"]
+
+
+@pytest.mark.timeout(120)
+def test_a_named_job_resumes_with_the_parts_it_started_with_whatever_the_estimate_says(
+    sidecar: SidecarProcess, database: str
+) -> None:
+    # a group whose rows fall in the last of 3 parts fails while `flag` has a row
+    last = duckdb.execute("SELECT g FROM range(100) t(g) WHERE hash(g) % 3 = 2 LIMIT 1").fetchone()[0]  # type: ignore[index]
+    sidecar.request("query.run", {"sql": "CREATE TABLE flag AS SELECT 1 AS x", "database": database})
+    sql = (
+        "SELECT g, median(v) AS m, count(*) AS n, "
+        f"max(CASE WHEN g = {last} AND (SELECT count(*) FROM flag) > 0 THEN error('boom') ELSE 0 END) AS e "
+        "FROM big GROUP BY g"
+    )
+    request = {"sql": sql, "database": database, "job_id": "resume-me", "settings": {"memory_limit": "256MiB"}}
+    with pytest.raises(RpcError, match="boom"):
+        sidecar.request("query.run", {**request, "partition": {"parts": 3}}, timeout=100)
+    sidecar.request("query.run", {"sql": "DELETE FROM flag", "database": database})
+    resumed = sidecar.request("query.run", request, timeout=100)  # no `partition`: the estimate alone
+    stats = resumed["stats"]
+    assert stats["estimate"]["parts"] == 3 and stats["partitions"] == 3, stats
+    assert stats["reused_parts"] >= 1 and resumed["row_count"] == 100

@@ -40,7 +40,8 @@ class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Per-request settings: memory_limit (the job's whole budget), threads, ... (see config.get)."""
     job_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
     """Names a partitioned job: if it fails or the sidecar dies, the same request with the same
-    job_id resumes it, reusing the parts already finished (kept in the query's database)."""
+    job_id resumes it, reusing the parts already finished (part files in its job directory under the
+    state directory, or tables in a scratch schema of the query's database) with the same number of parts."""
     partition: PartitionSpec | None = None
     """Run partitioned in `parts` parts; a query whose shape cannot be split is a SQL_ERROR naming it."""
 

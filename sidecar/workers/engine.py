@@ -26,7 +26,7 @@ from sidecar.engine.database import EngineSettings
 from sidecar.engine.executor import WRAPPABLE, Attempt, QuerySpec
 from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import pid_alive, remove_orphaned_outputs
-from sidecar.partition import plan_partitioned
+from sidecar.partition import Plan, plan_partitioned
 from sidecar.errors import ERROR_CLASSES, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
 from sidecar.units import format_size
 from sidecar.workers.admission import Admission, Reservation
@@ -36,6 +36,7 @@ from sidecar.workers.pool import WorkerPool
 from sidecar.workers.protocol import AnalyzeSpec, Run
 from sidecar.workers.estimate import Estimate, estimate
 from sidecar.workers.shape import holistic, shape_of
+from sidecar.workers.partitioned import SCHEMA_PREFIX, job_directory, read_record
 from sidecar.workers.split import can_split, run_split
 from sidecar.workers.watchdog import Watch, Watchdog
 
@@ -88,6 +89,9 @@ class SupervisedEngine:
             bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE - {"COPY"}
         )
         guess = self._estimate(spec, settings, call, database) if shape.statement_types == ("SELECT",) else None
+        if guess is not None and guess.parts > 0 and spec.job_id is not None:
+            # a named job resumes with the parts it was started with, whatever the estimate says now
+            guess = msgspec.structs.replace(guess, parts=self._recorded_parts(spec, settings, call, database) or guess.parts)
         if guess is not None and guess.parts > 0:
             log.info("job %s: split up front into %d parts (%s)", call.id, guess.parts, guess.basis)
         return _with_estimate(
@@ -106,6 +110,23 @@ class SupervisedEngine:
             ),
             guess,
         )
+
+    def _recorded_parts(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> int | None:
+        """The number of parts a named job's kept parts were made for (its job directory's record, or
+        its scratch schema's plan); None when it kept nothing."""
+        record = read_record(job_directory(settings.state_directory, spec.job_id or ""))
+        if record is not None:
+            return record.key.parts
+        schema = f"{SCHEMA_PREFIX}{spec.job_id}"
+        sql = f'SELECT plan FROM "{schema}".__plan'
+        probe = msgspec.structs.replace(spec, sql=sql, params=None, output=None, max_rows=1, job_id=None)
+        try:
+            rows = self._run(
+                "query", probe, settings, call, None, database, idempotent=True, exports=False, holistic=lambda: False
+            )["rows"]
+        except SidecarError:
+            return None  # no such schema: the job kept nothing
+        return len(Plan.from_json(rows[0][0]).parts) if rows else None
 
     def _estimate(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> Estimate | None:
         """How many parts a splittable SELECT needs before it runs (sidecar.workers.estimate); None
@@ -244,6 +265,13 @@ class SupervisedEngine:
                     Attempt(len(attempts) + 1, rung, state.ceiling, state.duckdb_limit, state.threads, error.code, 0, 0)
                 )
                 again = [r for r in self.ladder.rungs if r.name == "partition" and r.applies(failed, state, tried)]
+                if spec.job_id is not None:  # its kept parts belong to this number of parts: do not change it
+                    final = self._final_error(error, failed, state, attempts)
+                    final.hint = (final.hint or "") + (
+                        f" The job's finished parts are kept: re-send the request to resume them, or `jobs.cancel` "
+                        f"'{spec.job_id}' and ask for more than {state.parts} parts with `partition: {{parts: N}}`."
+                    )
+                    raise final from None
                 if not again or len(attempts) >= self.ladder.max_attempts:
                     raise self._final_error(error, failed, state, attempts) from None
                 state, tried, rung = again[0].adjust(failed, state), (*tried, "partition"), "partition"
