@@ -441,3 +441,24 @@ def test_a_real_out_of_memory_on_a_global_median_is_recovered_exactly(sidecar: S
     assert [a["rung"] for a in whole["stats"]["attempts"]] == ["first"]
     assert result["rows"] == whole["rows"] and result["columns"] == whole["columns"]
     assert [c["name"] for c in result["columns"]] == ["m", "p90", "p10", "n"]
+
+
+@pytest.mark.timeout(60)
+def test_a_cancelled_quantile_run_stops_between_or_inside_its_passes(sidecar: SidecarProcess) -> None:
+    sql = "SELECT median(v), quantile_disc(v, 0.3) FROM (SELECT hash(i) AS v FROM range(300000000) r(i))"
+    request_id, future = sidecar.call(
+        "query.run", {"sql": sql, "partition": {"parts": 2}, "progress_token": "c"}
+    )
+    sidecar.wait_for(  # the first bin pass is starting: the count pass (one scan) is done
+        lambda n: (
+            n.get("method") == "$/progress"
+            and n["params"]["token"] == "c"
+            and n["params"]["value"]["phase"] == "partition"
+        ),
+        timeout=40,
+    )
+    sidecar.cancel(request_id)
+    with pytest.raises(RpcError) as err:
+        future.result(timeout=30)
+    assert err.value.code == "CANCELLED"
+    assert sidecar.request("query.run", {"sql": "SELECT 42"})["rows"] == [[42]]
