@@ -40,7 +40,9 @@ def con() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def test_explain_gives_the_input_rows_and_groups_of_the_first_grouping(con: duckdb.DuckDBPyConnection) -> None:
+def test_explain_gives_the_input_rows_and_groups_of_the_first_grouping(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
     cards = read_explain(_explain(con, "SELECT k, sum(v) FROM t GROUP BY k ORDER BY k"))
     assert cards is not None and cards.operator == "group_by"
     assert cards.input_rows == 200_000
@@ -63,7 +65,7 @@ def test_a_sample_of_string_keys_estimates_their_groups(con: duckdb.DuckDBPyConn
     plan = plan_partitioned("SELECT s, count(*) FROM t WHERE v >= 0 GROUP BY s", 2)
     query = sample_sql(plan)
     assert query is not None and "LIMIT" in query
-    d, f1, f2, n = con.execute(query).fetchone()  # type: ignore[misc]
+    d, f1, f2, n = con.execute(query).fetchall()[0]
     groups = chao1(d, f1, f2, n, 200_000)
     assert 40_000 <= groups <= 60_000, (d, f1, f2, n, groups)  # 50,000 distinct strings
     joined = plan_partitioned("SELECT t.s, count(*) FROM t JOIN t AS u USING (id) GROUP BY t.s", 2)
@@ -83,6 +85,11 @@ def test_parts_grow_with_the_need_and_only_past_each_shapes_threshold() -> None:
     rows = choose_parts(window, False, Cardinalities("window", 10**8, 10**8), 16, limit)
     assert rows.parts >= 2 and rows.groups is None
     assert choose_parts(window, False, Cardinalities("window", 10**5, 10**5), 16, limit).parts == 0
+    few = choose_parts(group_by, True, Cardinalities("group_by", 10**8, 3), 40, limit)
+    assert few.parts == 0  # three groups of 3e7 values each: no split makes one fit
+    assert (
+        choose_parts(group_by, True, Cardinalities("group_by", 10**8, 6), 40, 1024 * MiB).parts == 6
+    )  # one group a part
     # DuckDB rewrites `row_number() ... QUALIFY rn <= 2` into a top-n aggregate, whose states do not spill
     top = Cardinalities("group_by", 10**8, 10**6, "arg_max_nulls_last(#1, #2, #3)")
     assert choose_parts(window, False, top, 16, limit, threads=2).parts >= 2
@@ -103,7 +110,9 @@ def test_row_width_counts_types() -> None:
     assert row_width(["INTEGER[]", "STRUCT(a INTEGER)"]) == 96
 
 
-def test_estimate_samples_only_when_duckdb_has_no_statistics(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+def test_estimate_samples_only_when_duckdb_has_no_statistics(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
     path = tmp_path / "u.parquet"
     con.execute(f"COPY (SELECT 'k' || id AS u, 'c' || (id % 7) AS c, v FROM t) TO '{path}'")
     seen: list[str] = []
@@ -148,20 +157,28 @@ def database(sidecar: SidecarProcess, data_dir: Path) -> str:
 
 
 @pytest.mark.timeout(90)
-def test_a_holistic_query_too_big_for_its_budget_is_split_before_it_runs(sidecar: SidecarProcess, database: str) -> None:
+def test_a_holistic_query_too_big_for_its_budget_is_split_before_it_runs(
+    sidecar: SidecarProcess, database: str
+) -> None:
     budget = {"memory_limit": "256MiB"}  # a hard ceiling: growing in place cannot help
     result = sidecar.request("query.run", {"sql": HELD, "database": database, "settings": budget}, timeout=80)
     stats = result["stats"]
     assert stats["estimate"]["parts"] >= 2 and stats["estimate"]["input_rows"] == 3_000_000, stats
     assert [a["rung"] for a in stats["attempts"]] == ["partition"], stats["attempts"]  # no failed whole run
     assert stats["partitions"] == stats["estimate"]["parts"]
-    whole = sidecar.request("query.run", {"sql": HELD, "database": database}, timeout=80)  # the machine's budget
+    whole = sidecar.request(
+        "query.run", {"sql": HELD, "database": database}, timeout=80
+    )  # the machine's budget
     assert whole["stats"]["estimate"]["parts"] == 0 and "partitions" not in whole["stats"]
     assert sorted(result["rows"]) == sorted(whole["rows"])
 
 
-def test_a_query_that_fits_runs_whole_and_a_plain_one_is_not_estimated(sidecar: SidecarProcess, database: str) -> None:
-    result = sidecar.request("query.run", {"sql": "SELECT g, sum(v) FROM big GROUP BY g", "database": database})
+def test_a_query_that_fits_runs_whole_and_a_plain_one_is_not_estimated(
+    sidecar: SidecarProcess, database: str
+) -> None:
+    result = sidecar.request(
+        "query.run", {"sql": "SELECT g, sum(v) FROM big GROUP BY g", "database": database}
+    )
     assert result["stats"]["estimate"]["parts"] == 0 and result["stats"]["estimate"]["groups"] <= 200
     assert [a["rung"] for a in result["stats"]["attempts"]] == ["first"]
     plain = sidecar.request("query.run", {"sql": "SELECT v FROM big LIMIT 3", "database": database})
@@ -173,14 +190,20 @@ def test_a_named_job_resumes_with_the_parts_it_started_with_whatever_the_estimat
     sidecar: SidecarProcess, database: str
 ) -> None:
     # a group whose rows fall in the last of 3 parts fails while `flag` has a row
-    last = duckdb.execute("SELECT g FROM range(100) t(g) WHERE hash(g) % 3 = 2 LIMIT 1").fetchone()[0]  # type: ignore[index]
+    with duckdb.connect() as con:  # never the module's default connection: other tests share it
+        last = con.execute("SELECT g FROM range(100) t(g) WHERE hash(g) % 3 = 2 LIMIT 1").fetchall()[0][0]
     sidecar.request("query.run", {"sql": "CREATE TABLE flag AS SELECT 1 AS x", "database": database})
     sql = (
         "SELECT g, median(v) AS m, count(*) AS n, "
         f"max(CASE WHEN g = {last} AND (SELECT count(*) FROM flag) > 0 THEN error('boom') ELSE 0 END) AS e "
         "FROM big GROUP BY g"
     )
-    request = {"sql": sql, "database": database, "job_id": "resume-me", "settings": {"memory_limit": "256MiB"}}
+    request = {
+        "sql": sql,
+        "database": database,
+        "job_id": "resume-me",
+        "settings": {"memory_limit": "256MiB"},
+    }
     with pytest.raises(RpcError, match="boom"):
         sidecar.request("query.run", {**request, "partition": {"parts": 3}}, timeout=100)
     sidecar.request("query.run", {"sql": "DELETE FROM flag", "database": database})

@@ -37,7 +37,7 @@ def con(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
 
 
 def _csv(con: duckdb.DuckDBPyConnection) -> str:
-    return str(con.execute("SELECT getvariable('csv')").fetchone()[0])  # type: ignore[index]
+    return str(con.execute("SELECT getvariable('csv')").fetchall()[0][0])
 
 
 QUERIES = [
@@ -50,6 +50,9 @@ QUERIES = [
     "SELECT DISTINCT id, g, s, v FROM t",
     "SELECT g, avg(v) FROM (SELECT g, v FROM t WHERE two = 1) GROUP BY g",
     "SELECT s, count(*) FROM '{csv}' GROUP BY s",
+    "SELECT id % 3 AS k3, list(id ORDER BY id) FROM t GROUP BY k3",
+    "SELECT round(v) AS rv, count(*) FROM t WHERE rv > 10 GROUP BY rv",
+    "SELECT g * 2 AS g, count(*) FROM t WHERE g > 3 GROUP BY 1",
     "SELECT f.g, sum(f.id) FROM read_csv('{csv}') AS f GROUP BY f.g",
 ]
 
@@ -63,7 +66,7 @@ def _run_split(con: duckdb.DuckDBPyConnection, sql: str, directory: Path) -> lis
     chosen = needed_columns(sql, columns, pre.alias)
     assert chosen is not None, columns
     con.execute(
-        f"COPY ({bucket_sql(pre, chosen)}) TO '{directory}' (FORMAT parquet, PARTITION_BY ({BUCKET_COLUMN}))"
+        f"COPY ({bucket_sql(pre, chosen, [c for c, _ in columns])}) TO '{directory}' (FORMAT parquet, PARTITION_BY ({BUCKET_COLUMN}))"
     )
     parts = []
     for part in plan.parts:
@@ -125,10 +128,11 @@ def test_a_split_over_a_csv_reads_buckets_of_one_pass(
     sidecar, data_dir: Path, tmp_path: Path, output: str | None
 ) -> None:
     source = data_dir / "events.csv"
-    duckdb.execute(
-        f"COPY (SELECT i AS id, 'u' || (i % 997) AS user_id, (hash(i) % 1000) / 10.0 AS amount "
-        f"FROM range(60000) t(i)) TO '{source}' (HEADER true)"
-    )
+    with duckdb.connect() as con:  # never the module's default connection: other tests share it
+        con.execute(
+            f"COPY (SELECT i AS id, 'u' || (i % 997) AS user_id, (hash(i) % 1000) / 10.0 AS amount "
+            f"FROM range(60000) t(i)) TO '{source}' (HEADER true)"
+        )
     sql = f"SELECT user_id, count(*) AS n, median(amount) AS m, sum(amount) AS total FROM '{source}' GROUP BY user_id"
     request: dict[str, object] = {"sql": sql, "partition": {"parts": 3}, "max_rows": 100_000}
     if output is not None:
@@ -139,10 +143,11 @@ def test_a_split_over_a_csv_reads_buckets_of_one_pass(
         -10:
     ]
     assert split["stats"]["partitions"] == 3
-    rows = (
-        split["rows"]
-        if output is None
-        else duckdb.execute(f"SELECT * FROM '{data_dir / 'out.parquet'}'").fetchall()
-    )
+    with duckdb.connect() as con:
+        rows = (
+            split["rows"]
+            if output is None
+            else con.execute(f"SELECT * FROM '{data_dir / 'out.parquet'}'").fetchall()
+        )
     assert _multiset([tuple(r) for r in rows]) == _multiset([tuple(r) for r in whole["rows"]])
     assert not list((tmp_path / "state").glob("jobs/*/buckets"))  # the pass's buckets go with the job

@@ -66,6 +66,9 @@ class Prepass(msgspec.Struct, frozen=True):
     """The query's WITH clause, when the relation may name one of its CTEs."""
     where: str | None
     text_input: bool
+    aliases: dict[str, str] = {}
+    """The outer SELECT's aliases (lower-cased) and their expressions: the plan's keys and WHERE may
+    name them, as DuckDB allows, but the pass's own SELECT does not define them."""
 
 
 def prepass_for(plan: Plan, parts: int, has_params: bool) -> Prepass | None:
@@ -99,6 +102,11 @@ def prepass_for(plan: Plan, parts: int, has_params: bool) -> Prepass | None:
         with_sql=with_.sql("duckdb") if with_ is not None else None,
         where=where.this.sql("duckdb") if where is not None else None,
         text_input=text_input,
+        aliases={
+            item.alias.lower(): item.this.sql("duckdb")
+            for item in select.expressions
+            if isinstance(item, exp.Alias) and item.alias
+        },
     )
 
 
@@ -148,10 +156,25 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def bucket_sql(pre: Prepass, columns: Sequence[str]) -> str:
+def bucket_sql(pre: Prepass, columns: Sequence[str], relation_columns: Sequence[str]) -> str:
     """The SELECT the pass writes with `PARTITION_BY (__bmad_bucket)`: the needed columns of the
-    relation's rows that pass the query's WHERE, each with its bucket."""
-    keys = [exp.maybe_parse(k, dialect="duckdb") for k in pre.keys]
+    relation's rows that pass the query's WHERE, each with its bucket.
+
+    A key or WHERE naming a SELECT alias gets the alias's expression, unless the relation has a
+    column of that name (DuckDB binds a column before an alias)."""
+    own = {c.lower() for c in relation_columns}
+
+    def resolved(text: str) -> exp.Expression:
+        def swap(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Column) and not node.table:
+                name = node.name.lower()
+                if name in pre.aliases and name not in own:
+                    return exp.paren(exp.maybe_parse(pre.aliases[name], dialect="duckdb"), copy=False)
+            return node
+
+        return exp.maybe_parse(text, dialect="duckdb").transform(swap)
+
+    keys = [resolved(k) for k in pre.keys]
     bucket = exp.Mod(
         this=exp.Anonymous(this="HASH", expressions=keys), expression=exp.Literal.number(pre.modulus)
     ).sql("duckdb")
@@ -159,7 +182,7 @@ def bucket_sql(pre: Prepass, columns: Sequence[str]) -> str:
     relation = pre.relation if pre.alias != "__bmad_input" else f"{pre.relation} AS {_quoted(pre.alias)}"
     sql = f"SELECT {listed}, {bucket} AS {BUCKET_COLUMN} FROM {relation}"
     if pre.where is not None:
-        sql += f" WHERE {pre.where}"
+        sql += f" WHERE {resolved(pre.where).sql('duckdb')}"
     return f"{pre.with_sql} {sql}" if pre.with_sql else sql
 
 

@@ -172,6 +172,12 @@ def choose_parts(
     parts = 0
     if plan.shape in ("group_by", "distinct", "distinct_on", "window") and need > factor * limit:
         parts = min(MAX_PARTS, max(2, math.ceil(need / (factor * limit))))
+        if cards.operator == "group_by":
+            # a group is never split: more parts than groups add nothing, and when one group alone
+            # needs more than the limit no split can help (the ladder then says so)
+            parts = min(parts, groups)
+            if groups < 2 or need / max(1, groups) > factor * limit:
+                parts = 0
     return Estimate(
         bytes=int(need),
         limit_bytes=limit,

@@ -414,7 +414,8 @@ def _bucketed(jobs: _Jobs, store: _Store, plan: Plan | None, parts: int, directo
         return store
     prefix = f"{pre.with_sql} " if pre.with_sql else ""
     described = jobs.run(f"DESCRIBE {prefix}SELECT * FROM {pre.relation}")
-    columns = needed_columns(spec.sql, [(row[0], row[1]) for row in described["rows"]], pre.alias)
+    relation_columns = [(row[0], row[1]) for row in described["rows"]]
+    columns = needed_columns(spec.sql, relation_columns, pre.alias)
     if columns is None:
         return store
     buckets = directory / "buckets"
@@ -422,15 +423,19 @@ def _bucketed(jobs: _Jobs, store: _Store, plan: Plan | None, parts: int, directo
         temp = directory / ".buckets.tmp"
         shutil.rmtree(temp, ignore_errors=True)
         directory.mkdir(parents=True, exist_ok=True)
-        copy = f"COPY ({bucket_sql(pre, columns)}) TO {_literal(str(temp))} (FORMAT parquet, PARTITION_BY ({BUCKET_COLUMN}))"
+        copy = f"COPY ({bucket_sql(pre, columns, [n for n, _ in relation_columns])}) TO {_literal(str(temp))} (FORMAT parquet, PARTITION_BY ({BUCKET_COLUMN}))"
         jobs.progress(0, parts)
         try:
             jobs.run(copy)
         except SidecarError as error:
             shutil.rmtree(temp, ignore_errors=True)
-            if error.code not in MEMORY_FAILURES:
+            if jobs.call.cancel_event.is_set():
                 raise
-            log.info("the bucketing pass ran out of memory (%s); the parts re-scan the input", error.code)
+            # an optimisation only: whatever stopped it (memory, a shape it got wrong), the parts re-scan
+            level = logging.INFO if error.code in MEMORY_FAILURES else logging.WARNING
+            log.log(
+                level, "the bucketing pass failed (%s: %s); the parts re-scan the input", error.code, error
+            )
             return store
         if not temp.is_dir():  # no row passed the query's WHERE: every bucket is empty
             temp.mkdir()
