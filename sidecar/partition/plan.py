@@ -100,7 +100,8 @@ class Unsplittable(SqlError):
 
     default_hint = (
         "Partitioned execution splits GROUP BY, SELECT DISTINCT, window functions with PARTITION BY, "
-        "global sum/count/min/max/avg/count(DISTINCT x) and a full ORDER BY. Rewrite the query into "
+        "global sum/count/min/max/avg/count(DISTINCT x), global median/quantiles and a full ORDER BY. "
+        "Rewrite the query into "
         "one of those shapes, or run it unsplit."
     )
 

@@ -275,9 +275,9 @@ def _join_notes(select: exp.Select) -> list[str]:
         return []
     return [
         (
-            "the row filter applies after the joins: each part still joins every row of a side DuckDB cannot "
-            "push the filter into, so the memory saved is the aggregate's, not the join's (splitting both "
-            "join sides by the join key is not built yet)"
+            "the row filter is on the split keys: when they are the join keys DuckDB pushes it into both "
+            "sides of an inner equi-join; otherwise each part joins every row of the other side, so the "
+            "memory saved is the aggregate's, not the join's (DuckDB's hash join spills on its own)"
         )
     ]
 

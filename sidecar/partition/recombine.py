@@ -107,8 +107,8 @@ def _recombine(agg: exp.Expression, unit: exp.Expression, result: Decomposition,
     hint = f"Only {_RECOMBINABLE} re-combine exactly from parts. Add a GROUP BY (each group then lives in one part)"
     if name in {"median", "quantile", "quantile_cont", "quantile_disc", "percentile_cont", "percentile_disc"}:
         hint += (
-            ", or compute this holistic aggregate in its own query; an exact two-pass median/quantile plan "
-            "(count per value range, then an exact pass over the range holding the answer) is not built yet"
+            "; a global SELECT whose holistic aggregates are all median/quantile_cont/quantile_disc runs in "
+            "exact passes instead (docs/architecture/partitioning-strategies.md)"
         )
     raise Unsplittable(
         "global_aggregate",
