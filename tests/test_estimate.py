@@ -76,32 +76,43 @@ def test_parts_grow_with_the_need_and_only_past_each_shapes_threshold() -> None:
     group_by = plan_partitioned("SELECT k, sum(v) FROM t GROUP BY k", 2)
     window = plan_partitioned("SELECT id, row_number() OVER (PARTITION BY k ORDER BY v) FROM t", 2)
     limit = 100 * MiB
-    fits = choose_parts(group_by, False, Cardinalities("group_by", 10**8, 10**6), 40, limit)
+    fits = choose_parts(group_by.shape, False, Cardinalities("group_by", 10**8, 10**6), 40, limit)
     assert fits.parts == 0 and fits.basis == "groups"
-    many = choose_parts(group_by, False, Cardinalities("group_by", 10**8, 10**8), 40, limit)
+    many = choose_parts(group_by.shape, False, Cardinalities("group_by", 10**8, 10**8), 40, limit)
     assert many.parts == -(-many.bytes // (4 * limit)) >= 2
-    held = choose_parts(group_by, True, Cardinalities("group_by", 10**8, 100), 40, limit)
+    held = choose_parts(group_by.shape, True, Cardinalities("group_by", 10**8, 100), 40, limit)
     assert held.parts > many.parts // 4 and held.basis.startswith("values held")
-    rows = choose_parts(window, False, Cardinalities("window", 10**8, 10**8), 16, limit)
+    rows = choose_parts(window.shape, False, Cardinalities("window", 10**8, 10**8), 16, limit)
     assert rows.parts >= 2 and rows.groups is None
-    assert choose_parts(window, False, Cardinalities("window", 10**5, 10**5), 16, limit).parts == 0
-    few = choose_parts(group_by, True, Cardinalities("group_by", 10**8, 3), 40, limit)
+    assert choose_parts(window.shape, False, Cardinalities("window", 10**5, 10**5), 16, limit).parts == 0
+    few = choose_parts(group_by.shape, True, Cardinalities("group_by", 10**8, 3), 40, limit)
     assert few.parts == 0  # three groups of 3e7 values each: no split makes one fit
     assert (
-        choose_parts(group_by, True, Cardinalities("group_by", 10**8, 6), 40, 1024 * MiB).parts == 6
+        choose_parts(group_by.shape, True, Cardinalities("group_by", 10**8, 6), 40, 1024 * MiB).parts == 6
     )  # one group a part
     # DuckDB rewrites `row_number() ... QUALIFY rn <= 2` into a top-n aggregate, whose states do not spill
     top = Cardinalities("group_by", 10**8, 10**6, "arg_max_nulls_last(#1, #2, #3)")
-    assert choose_parts(window, False, top, 16, limit, threads=2).parts >= 2
-    assert choose_parts(window, False, top, 16, limit, groups=10**4, threads=2).parts == 0
+    assert choose_parts(window.shape, False, top, 16, limit, threads=2).parts >= 2
+    assert choose_parts(window.shape, False, top, 16, limit, groups=10**4, threads=2).parts == 0
 
 
 def test_a_qualified_row_number_is_read_as_a_top_n_aggregate(con: duckdb.DuckDBPyConnection) -> None:
     sql = "SELECT k, v, row_number() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t QUALIFY rn <= 2"
     cards = read_explain(_explain(con, sql))
     assert cards is not None and cards.operator == "group_by", cards
-    top = choose_parts(plan_partitioned(sql, 2), False, cards, 16, 1024, groups=1000, threads=2)
+    top = choose_parts(plan_partitioned(sql, 2).shape, False, cards, 16, 1024, groups=1000, threads=2)
     assert top.basis.startswith("top-n") and top.parts >= 2
+
+
+def test_a_global_quantile_query_is_split_into_exact_passes_when_its_values_would_not_fit(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    cards = read_explain(_explain(con, "SELECT median(v) AS m, count(DISTINCT k) FROM t"))
+    assert cards is not None and cards.operator == "global" and cards.input_rows == 200_000
+    held = Cardinalities("global", 10**8, 1)
+    assert choose_parts("global_quantiles", True, held, 0, 100 * MiB).parts == 2
+    assert choose_parts("global_quantiles", True, Cardinalities("global", 10**5, 1), 0, 100 * MiB).parts == 0
+    assert choose_parts("global_aggregate", True, held, 0, 100 * MiB).parts == 0  # a split would not help it
 
 
 def test_row_width_counts_types() -> None:
@@ -211,3 +222,30 @@ def test_a_named_job_resumes_with_the_parts_it_started_with_whatever_the_estimat
     stats = resumed["stats"]
     assert stats["estimate"]["parts"] == 3 and stats["partitions"] == 3, stats
     assert stats["reused_parts"] >= 1 and resumed["row_count"] == 100
+
+
+@pytest.mark.timeout(90)
+def test_a_global_median_too_big_for_its_budget_runs_in_passes_from_the_start(
+    sidecar: SidecarProcess, database: str
+) -> None:
+    sql = "SELECT median(v) AS m, quantile_cont(v, 0.9) AS q, count(*) AS n FROM big"
+    budget = {"memory_limit": "256MiB"}
+    result = sidecar.request("query.run", {"sql": sql, "database": database, "settings": budget}, timeout=80)
+    stats = result["stats"]
+    assert stats["estimate"]["parts"] == 2 and stats["estimate"]["basis"].startswith("values held"), stats
+    assert [a["rung"] for a in stats["attempts"]] == ["partition"], stats["attempts"]
+    whole = sidecar.request("query.run", {"sql": sql, "database": database}, timeout=80)
+    assert whole["stats"]["estimate"]["parts"] == 0
+    assert result["rows"] == whole["rows"] and result["columns"] == whole["columns"]
+
+
+def test_parts_zero_skips_the_estimate_and_one_part_is_refused(sidecar: SidecarProcess, database: str) -> None:
+    budget = {"memory_limit": "256MiB"}
+    request = {"sql": HELD, "database": database, "settings": budget, "max_rows": 1}
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {**request, "partition": {"parts": 1}})
+    assert err.value.code == "INVALID_PARAMS" and "parts: 0" in err.value.hint
+    result = sidecar.request("query.run", {**request, "partition": {"parts": 0}}, timeout=80)
+    assert "estimate" not in result["stats"]
+    assert result["stats"]["attempts"][0]["rung"] == "first", result["stats"]["attempts"]
+

@@ -138,7 +138,9 @@ HOLISTIC = (
 @pytest.mark.timeout(120)
 def test_a_real_out_of_memory_is_recovered_by_partitioning(sidecar: SidecarProcess) -> None:
     budget = {"memory_limit": "128MiB"}  # an explicit budget: a hard ceiling, `grow` cannot help
-    result = sidecar.request("query.run", {"sql": HOLISTIC, "settings": budget, "max_rows": 3}, timeout=100)
+    # `parts: 0`: no split up front, whatever the estimate says: this is the ladder's test
+    request = {"sql": HOLISTIC, "settings": budget, "max_rows": 3, "partition": {"parts": 0}}
+    result = sidecar.request("query.run", request, timeout=100)
     first, *_, last = result["stats"]["attempts"]
     assert first["outcome"] in ("OUT_OF_MEMORY", "MEMORY_CEILING", "MEMORY_EMERGENCY"), result["stats"][
         "attempts"

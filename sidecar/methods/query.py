@@ -18,8 +18,9 @@ __all__ = ["PartitionSpec", "QueryParams"]
 class PartitionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Run the query as independent parts plus an exact combine (see docs/architecture/partitioning-strategies.md)."""
 
-    parts: Annotated[int, msgspec.Meta(ge=2, le=256)]
-    """How many parts: rows are shared out by a hash of the query's keys."""
+    parts: Annotated[int, msgspec.Meta(ge=0, le=256)]
+    """How many parts (2..256): rows are shared out by a hash of the query's keys. 0: never split up
+    front, whatever the estimate says (the retry ladder may still split after a memory failure)."""
 
 
 class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,6 +63,11 @@ def run(call: Call, p: QueryParams) -> QueryResult:
         job_id=p.job_id,
     )
     parts = p.partition.parts if p.partition is not None else None
+    if parts == 1:
+        raise InvalidParams(
+            "partition.parts must be 0 (no split up front) or 2..256",
+            hint="One part is the whole query: send no `partition`, or `{parts: 0}` to skip the estimate.",
+        )
     if p.job_id is None:
         return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)
     if session.running_jobs.setdefault(p.job_id, call) is not call:

@@ -77,7 +77,7 @@ class SupervisedEngine:
         database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
         spec = msgspec.structs.replace(spec, database=database)
         # -- split execution (sidecar.workers.split) --------------------------
-        if parts is not None:
+        if parts:
             result, attempt = run_split(self, spec, settings, call, on_sample, database, parts)
             return self._finish(result, [attempt])
         # ------------------------------------------------------------------------------------
@@ -88,7 +88,8 @@ class SupervisedEngine:
         idempotent = shape.read_only or (
             bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE - {"COPY"}
         )
-        guess = self._estimate(spec, settings, call, database) if shape.statement_types == ("SELECT",) else None
+        estimated = shape.statement_types == ("SELECT",) and parts is None  # parts 0: the caller said no
+        guess = self._estimate(spec, settings, call, database) if estimated else None
         if guess is not None and guess.parts > 0 and spec.job_id is not None:
             # a named job resumes with the parts it was started with, whatever the estimate says now
             guess = msgspec.structs.replace(guess, parts=self._recorded_parts(spec, settings, call, database) or guess.parts)
@@ -131,10 +132,13 @@ class SupervisedEngine:
     def _estimate(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> Estimate | None:
         """How many parts a splittable SELECT needs before it runs (sidecar.workers.estimate); None
         for a query the planner cannot split, or when the looks themselves fail (it then runs whole)."""
+        plan: Plan | None
         try:
             plan = plan_partitioned(spec.sql, 2)
         except SidecarError:
-            return None
+            if not can_split(spec.sql):  # a global quantile query is split by exact passes instead
+                return None
+            plan = None
         explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
         most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
 

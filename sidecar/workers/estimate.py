@@ -68,6 +68,7 @@ Probe = Callable[[str, Any], list[list[Any]]]
 """Runs one read-only statement (with parameters) as a supervised job; returns its rows."""
 
 _GROUPING = ("HASH_GROUP_BY", "PERFECT_HASH_GROUP_BY")
+_GLOBAL = "UNGROUPED_AGGREGATE"
 _TOP_N = re.compile(r"\b(?:arg_max|arg_min|max_by|min_by)\w*\([^()]*,[^()]*,[^()]*\)", re.IGNORECASE)
 _WINDOWS = ("WINDOW", "STREAMING_WINDOW")
 
@@ -88,18 +89,30 @@ def read_explain(plan_json: str) -> Cardinalities | None:
     while stack:
         node = stack.pop()
         name = str(node.get("name", "")).strip()
-        if name in _GROUPING or name in _WINDOWS:
+        if name in _GROUPING or name in _WINDOWS or name == _GLOBAL:
             children = node.get("children") or []
             rows = _cardinality(children[0]) if children else None
+            if name == _GLOBAL:  # DuckDB plans a global DISTINCT or quantile on branches of its own
+                rows = max((r for r in map(_cardinality, _below(node)) if r is not None), default=rows)
             out = _cardinality(node)
             if rows is None or out is None:
                 return None
             aggregates = (node.get("extra_info") or {}).get("Aggregates", "")
             if isinstance(aggregates, list):
                 aggregates = ", ".join(map(str, aggregates))
-            return Cardinalities("window" if name in _WINDOWS else "group_by", rows, out, str(aggregates))
+            kind = "window" if name in _WINDOWS else "global" if name == _GLOBAL else "group_by"
+            return Cardinalities(kind, rows, out, str(aggregates))
         stack.extend(reversed(node.get("children") or []))
     return None
+
+
+def _below(node: dict[str, Any]) -> list[dict[str, Any]]:
+    found, stack = [], list(node.get("children") or [])
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(child.get("children") or [])
+    return found
 
 
 def _cardinality(node: dict[str, Any]) -> int | None:
@@ -151,7 +164,7 @@ def row_width(types: Sequence[str]) -> int:
 
 
 def choose_parts(
-    plan: Plan,
+    shape: str,
     holistic: bool,
     cards: Cardinalities,
     width: int,
@@ -159,18 +172,30 @@ def choose_parts(
     groups: int | None = None,
     threads: int = 1,
 ) -> Estimate:
-    """The number of parts for `plan` (0: run whole), from cardinalities and DuckDB's limit."""
+    """The number of parts for a plan of this `shape` (0: run whole), from cardinalities and DuckDB's limit.
+
+    `global_quantiles` (a global SELECT of median/quantile aggregates, which run in exact passes of
+    bounded memory) is split when its values would not fit, in 2 parts: the passes need no more,
+    and the parts are only those of its other aggregates."""
     groups = cards.output_rows if groups is None else groups
+    if cards.operator == "global":
+        need = cards.input_rows * HOLISTIC_BYTES_PER_ROW if holistic else 0
+        parts = 2 if shape == "global_quantiles" and need > limit else 0
+        return Estimate(int(need), limit, parts, "values held (holistic aggregate)", cards.input_rows)
     if cards.operator == "window":
         need, factor, basis = cards.input_rows * (width + ROW_OVERHEAD), WINDOW_FACTOR, "window rows"
     elif holistic:
-        need, factor, basis = cards.input_rows * HOLISTIC_BYTES_PER_ROW, 1.0, "values held (holistic aggregate)"
+        need, factor, basis = (
+            cards.input_rows * HOLISTIC_BYTES_PER_ROW,
+            1.0,
+            "values held (holistic aggregate)",
+        )
     elif _TOP_N.search(cards.aggregates):
         need, factor, basis = groups * threads * TOP_N_STATE_BYTES, 1.0, "top-n states per group and thread"
     else:
         need, factor, basis = groups * (width + ROW_OVERHEAD), SPILL_FACTOR, "groups"
     parts = 0
-    if plan.shape in ("group_by", "distinct", "distinct_on", "window") and need > factor * limit:
+    if shape in ("group_by", "distinct", "distinct_on", "window") and need > factor * limit:
         parts = min(MAX_PARTS, max(2, math.ceil(need / (factor * limit))))
         if cards.operator == "group_by":
             # a group is never split: more parts than groups add nothing, and when one group alone
@@ -226,16 +251,20 @@ def chao1(d: int, f1: int, f2: int, n: int, input_rows: int) -> int:
 
 
 def estimate(
-    probe: Probe, plan: Plan, holistic: bool, sql: str, params: Any, limit: int, threads: int = 1
+    probe: Probe, plan: Plan | None, holistic: bool, sql: str, params: Any, limit: int, threads: int = 1
 ) -> Estimate | None:
-    """Run the looks (EXPLAIN, DESCRIBE, maybe a sample) and choose; None when there is nothing to go on."""
+    """Run the looks (EXPLAIN, DESCRIBE, maybe a sample) and choose; None when there is nothing to go on.
+
+    `plan` is the hash plan, or None for a global quantile query (split by exact passes)."""
     rows = probe(f"EXPLAIN (FORMAT JSON) {sql.strip().rstrip(';')}", params)
     cards = read_explain(rows[0][1]) if rows and len(rows[0]) > 1 else None
     if cards is None:
         return None
 
     def choose(width: int, groups: int | None = None) -> Estimate:
-        return choose_parts(plan, holistic, cards, width, limit, groups, threads)
+        return choose_parts(
+            plan.shape if plan else "global_quantiles", holistic, cards, width, limit, groups, threads
+        )
 
     if choose(WIDEST_ROW).parts == 0:
         return choose(0)  # fits however wide its rows: no DESCRIBE
@@ -243,9 +272,14 @@ def estimate(
     first = choose(width)
     # DuckDB puts the groups at the input rows when a key has no statistics: look at a sample,
     # but only when its answer could change the decision.
-    if first.parts == 0 or holistic or cards.operator != "group_by" or cards.output_rows < cards.input_rows // 2:
+    if (
+        first.parts == 0
+        or holistic
+        or cards.operator != "group_by"
+        or cards.output_rows < cards.input_rows // 2
+    ):
         return first
-    query = sample_sql(plan)
+    query = sample_sql(plan) if plan is not None else None
     if query is None:
         return first
     d, f1, f2, n = probe(query, params)[0]
