@@ -17,7 +17,8 @@ import msgspec
 from sidecar.engine.executor import QuerySpec
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
-from sidecar.workers.partitioned import SCHEMA_PREFIX, finished_parts, job_directory, read_record
+from sidecar.workers.jobdirs import finished_parts, job_directory, read_record
+from sidecar.workers.partitioned import SCHEMA_PREFIX
 
 __all__ = ["JobParams", "JobStatus"]
 

@@ -36,7 +36,8 @@ from sidecar.workers.pool import WorkerPool
 from sidecar.workers.protocol import AnalyzeSpec, Run
 from sidecar.workers.estimate import Estimate, estimate
 from sidecar.workers.shape import holistic, shape_of
-from sidecar.workers.partitioned import SCHEMA_PREFIX, job_directory, read_record
+from sidecar.workers.jobdirs import job_directory, read_record
+from sidecar.workers.partitioned import SCHEMA_PREFIX
 from sidecar.workers.split import can_split, run_split
 from sidecar.workers.watchdog import Watch, Watchdog
 

@@ -54,6 +54,15 @@ from sidecar.partition.prepass import (
     part_reads_bucket,
     prepass_for,
 )
+from sidecar.workers.jobdirs import (
+    ANONYMOUS,
+    JobKey,
+    finished_parts,
+    job_directory,
+    job_plan,
+    mismatch,
+    write_atomic,
+)
 from sidecar.workers.ladder import MEMORY_FAILURES
 from sidecar.workers.shape import holistic
 
@@ -61,25 +70,11 @@ if TYPE_CHECKING:
     from sidecar.config import Settings
     from sidecar.workers.engine import SupervisedEngine
 
-__all__ = [
-    "SCHEMA_PREFIX",
-    "JobKey",
-    "JobRecord",
-    "anonymous_owner",
-    "finished_parts",
-    "job_directory",
-    "jobs_root",
-    "read_record",
-    "run_partitioned",
-    "splittable",
-]
+__all__ = ["SCHEMA_PREFIX", "run_partitioned", "splittable"]
 
 log = logging.getLogger(__name__)
 
 SCHEMA_PREFIX = "__bmad_job_"
-PLAN_FILE = "plan.json"
-ANONYMOUS = "anon"
-"""Job directories of requests without a job_id are `anon.<sidecar pid>.<hex>`: a job_id cannot hold a dot."""
 RESPLIT_PARTS = 4
 """A part that runs out of memory is split again into this many parts."""
 MAX_RESPLIT_DEPTH = 3
@@ -346,7 +341,7 @@ class _FileStore:
         output = OutputSpec(path=str(self.path(name)), format=self.fmt, overwrite=True)  # type: ignore[arg-type]
         renamed = _renamed(sql, self.names, self.nullable)
         result = self.jobs.run(renamed, params=self.jobs.spec.params, output=output, max_rows=0)
-        _write_atomic(self.directory / f"{name}.rows", str(result["row_count"]).encode())
+        write_atomic(self.directory / f"{name}.rows", str(result["row_count"]).encode())
 
     def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
         """A re-split's plan is recorded: sampled bounds differ between runs, its finished sub-parts must not."""
@@ -354,7 +349,7 @@ class _FileStore:
         if record.exists():
             return Plan.from_json(record.read_bytes())
         plan = make()
-        _write_atomic(record, plan.to_json())
+        write_atomic(record, plan.to_json())
         return plan
 
 
@@ -450,81 +445,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# -- job directories ------------------------------------------------------------------------
-
-
-class JobKey(msgspec.Struct, frozen=True):
-    """What a job directory's parts were computed for; a re-sent request must match it to reuse them."""
-
-    sql: str
-    parts: int
-    database: str | None
-    """None: the sidecar's own database (a new file after a restart, so not part of the key)."""
-    format: str
-    params: Any = None
-
-
-class JobRecord(msgspec.Struct, frozen=True):
-    """`plan.json`: the request a job directory belongs to and the plan its parts follow."""
-
-    key: JobKey
-    plan: Plan
-
-
-def jobs_root(state_directory: str) -> Path:
-    return Path(state_directory) / "jobs"
-
-
-def job_directory(state_directory: str, job_id: str) -> Path:
-    return jobs_root(state_directory) / job_id
-
-
-def anonymous_owner(directory: Path) -> int | None:
-    """The pid of the sidecar that made an anonymous job directory (None for a named job's)."""
-    kind, _, rest = directory.name.partition(".")
-    pid = rest.partition(".")[0]
-    return int(pid) if kind == ANONYMOUS and pid.isdigit() else None
-
-
-def read_record(directory: Path) -> JobRecord | None:
-    try:
-        return msgspec.json.decode((directory / PLAN_FILE).read_bytes(), type=JobRecord)
-    except FileNotFoundError:
-        return None
-
-
-def finished_parts(directory: Path) -> set[str]:
-    """Parts whose file is complete and whose row count was recorded after it."""
-    return {p.name.removesuffix(".rows") for p in directory.glob("part_*.rows")}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)
-
-
-def _mismatch(job_id: str | None) -> InvalidParams:
-    return InvalidParams(
-        f"job_id '{job_id}' belongs to another query or another number of parts",
-        hint="Use a new job_id, or `jobs.cancel` this one to discard its finished parts.",
-        details={"job_id": job_id},
-    )
-
-
-def _job_plan(directory: Path, key: JobKey, job_id: str | None, make: Callable[[], Plan]) -> Plan:
-    """The plan recorded in the job directory (sampled bounds are reused, not re-sampled), or a new one."""
-    record = read_record(directory)
-    if record is not None:
-        if record.key != key:
-            raise _mismatch(job_id)
-        return record.plan
-    plan = make()
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(directory / PLAN_FILE, msgspec.json.encode(JobRecord(key, plan)))
-    return plan
-
-
 # -- the three ways to run a plan -----------------------------------------------------------
 
 
@@ -559,9 +479,7 @@ def _run_to_files(jobs: _Jobs, hashed: Plan | None, parts: int, names: list[str]
     try:
         allowed = list(settings.allowed_directories)
         with atomic_target(output.path, overwrite=output.overwrite, allowed=allowed, journal=journal) as temp:
-            plan = _job_plan(
-                directory, key, spec.job_id, lambda: hashed or jobs.sampled_plan(spec.sql, parts)
-            )
+            plan = job_plan(directory, key, spec.job_id, lambda: hashed or jobs.sampled_plan(spec.sql, parts))
             sorted_parquet = plan.shape == "sorted_ranges" and output.format == "parquet"
             store = _FileStore(
                 jobs, directory, output.format, names, jobs.nullable() if sorted_parquet else None
@@ -719,5 +637,5 @@ def _prepare_schema(
         return set()
     recorded = job(f"SELECT plan FROM {_quoted(schema)}.__plan")["rows"] if "__plan" in tables else []
     if not recorded or recorded[0][0] != fingerprint:
-        raise _mismatch(job_id)
+        raise mismatch(job_id)
     return {t for t in tables if t.startswith("part_")}
