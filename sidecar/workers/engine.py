@@ -136,8 +136,9 @@ class SupervisedEngine:
         plan: Plan | None
         try:
             plan = plan_partitioned(spec.sql, 2)
-        except SidecarError:
-            if not can_split(spec.sql):  # a global quantile query is split by exact passes instead
+        except SidecarError as refused:
+            # a global quantile query (refused as a global aggregate) is split by exact passes instead
+            if refused.details.get("shape") != "global_aggregate" or not can_split(spec.sql):
                 return None
             plan = None
         explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
