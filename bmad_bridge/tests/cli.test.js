@@ -63,6 +63,21 @@ test('query --save writes the full result to a file; the file reads back', async
   assert.notEqual(again.code, 0, 'an existing file is not replaced without --overwrite');
 });
 
+test('query --parts splits the query and combines it exactly; --job-id names it; the split is said', async () => {
+  const sql = 'SELECT i % 7 AS k, count(*) AS n, median(i) AS m FROM range(7000) t(i) GROUP BY k ORDER BY k';
+  const r = await runCli(['query', sql, '--parts', '3', '--job-id', 'cli-split', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const [result] = only(r.lines, 'result');
+  assert.equal(result.data.stats.partitions, 3);
+  assert.deepEqual(result.data.rows.map((row) => row[1]), [1000, 1000, 1000, 1000, 1000, 1000, 1000]);
+  const human = await runCli(['query', sql, '--parts', '2'], { env: { NO_COLOR: '1' } });
+  assert.equal(human.code, 0, human.stderr);
+  assert.match(human.stderr, /Ran in 2 parts \(as asked\)/);
+  const refused = await runCli(['query', sql, '--parts', '1', '--json']);
+  assert.notEqual(refused.code, 0);
+  assert.match(only(refused.lines, 'error')[0].error.hint, /parts: 0/);
+});
+
 test('--max-rows caps printed rows and says the result is truncated', async () => {
   const r = await runCli(['query', 'SELECT * FROM range(100) t(i)', '--max-rows', '5'], { env: { NO_COLOR: '1' } });
   assert.equal(r.code, 0, r.stderr);

@@ -23,6 +23,8 @@ function register(program) {
     .option('--save <path>', 'write the full result to this file, atomically')
     .addOption(new Option('--format <format>', 'file format for --save').choices(['parquet', 'csv', 'json']))
     .option('--overwrite', 'replace an existing --save file')
+    .option('--parts <n>', 'split into n parts (2..256) and combine exactly; 0: never split up front', parseInteger)
+    .option('--job-id <id>', 'name the job: if it fails or is stopped, the same command resumes from its finished parts')
     .addOption(new Option('-o, --output <format>', 'how to print the result').choices(['table', 'json', 'csv']).default('table'))
     .action(async (sql, opts, cmd) => {
       await runCommand('query', cmd.optsWithGlobals(), (ctx) => handle(ctx, sql, opts), {
@@ -59,6 +61,8 @@ async function handle({ client, reporter, signal }, sqlArg, opts) {
   if (opts.database) params.database = opts.database;
   if (opts.maxRows !== undefined) params.max_rows = opts.maxRows;
   if (opts.timeout !== undefined) params.timeout_ms = opts.timeout;
+  if (opts.parts !== undefined) params.partition = { parts: opts.parts };
+  if (opts.jobId) params.job_id = opts.jobId;
   const settings = {};
   if (opts.memoryLimit) settings.memory_limit = opts.memoryLimit;
   if (opts.threads !== undefined) settings.threads = opts.threads;
@@ -75,6 +79,8 @@ async function handle({ client, reporter, signal }, sqlArg, opts) {
     if (!data.output) renderResult(data, opts.output, r);
     if (data.truncated) r.warn(`showing the first ${data.rows.length} rows; write everything with --save <file>`);
     if (data.output) r.success(`Wrote ${data.output.rows ?? data.row_count} rows to ${data.output.path}`);
+    const split = splitLine(data.stats);
+    if (split) r.info(split);
     r.success(`Query completed: ${data.row_count} rows${statsLine(data.stats)}`);
   });
 }
@@ -87,4 +93,16 @@ function statsLine(stats) {
   return ` in ${parts.join(', ')}`;
 }
 
-module.exports = { register, statsLine };
+/** How the query was split, when it was: up front by the estimate, by request, or by the retry ladder. */
+function splitLine(stats) {
+  if (!stats || !stats.partitions) return '';
+  const estimated = stats.estimate && stats.estimate.parts === stats.partitions;
+  const ladder = (stats.attempts || []).length > 1;
+  const why = estimated ? `estimated ${formatBytes(stats.estimate.bytes)} against ${formatBytes(stats.estimate.limit_bytes)}` : ladder ? 'after a memory failure' : 'as asked';
+  const extra = [];
+  if (stats.reused_parts) extra.push(`${stats.reused_parts} reused`);
+  if (stats.resplit_parts) extra.push(`${stats.resplit_parts} split again`);
+  return `🧩 Ran in ${stats.partitions} parts (${why})${extra.length ? `; ${extra.join(', ')}` : ''}`;
+}
+
+module.exports = { register, statsLine, splitLine };
