@@ -22,6 +22,7 @@ from typing import IO, Any, Mapping
 
 from sidecar import __version__
 from sidecar.methods import load_all
+from sidecar.methods.maintenance import DEFAULT_JOB_MAX_AGE_MS, remove_stale_job_directories
 from sidecar.protocol.dispatcher import Dispatcher
 from sidecar.protocol.framing import MessageWriter, claim_stdout, read_lines
 from sidecar.session import Session
@@ -55,6 +56,11 @@ class Server:
 
     def serve(self) -> int:
         freed, removed = self.session.engine.cleanup(aggressive=False)
+        # job directories nobody resumed within the default age, and those of dead sidecars, go by age
+        job_bytes, job_files = remove_stale_job_directories(
+            self.session.settings.state_directory, DEFAULT_JOB_MAX_AGE_MS, ()
+        )
+        freed, removed = freed + job_bytes, removed + job_files
         if removed:
             log.info("removed %d file(s), %d bytes, left behind by earlier runs", removed, freed)
         log.info("bmad-data sidecar %s ready (pid %d)", __version__, os.getpid())

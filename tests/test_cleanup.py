@@ -115,3 +115,16 @@ def test_cleanup_removes_job_directories_by_age_but_never_a_running_jobs(sidecar
     assert running.exists() and not young.exists() and own.exists()
     sidecar.request("jobs.cancel", {"job_id": "running"}, timeout=60)
     assert not running.exists()
+
+
+def test_a_starting_sidecar_removes_job_directories_by_age(start_sidecar, tmp_path):
+    root = tmp_path / "state" / "jobs"
+    week = 7 * 24 * 3600
+    old = _job_dir(root, "nightly-old", 1000, age_s=week + 60)
+    young = _job_dir(root, "nightly-young", 10, age_s=week - 3600)
+    orphan = _job_dir(root, f"anon.{2**22 - 7}.deadbeef", 100)  # left by a sidecar that is gone
+    sidecar = start_sidecar()
+    sidecar.request("system.resources")  # answered once the start-up sweep is done
+    assert not old.exists() and not orphan.exists() and young.exists()
+    assert any("left behind by earlier runs" in line for line in sidecar.stderr_tail)
+    assert sidecar.close() == 0
