@@ -3,14 +3,14 @@
 The ladder splits a query after it ran out of memory; on the H2O benchmark that first, failed
 attempt cost 8.7-28.6 s before the split run (6-11 s) began. This module looks first:
 
-1. `EXPLAIN (FORMAT JSON)` gives DuckDB's cardinalities: the rows entering the first grouping or
-   window operator (exact for Parquet, from its footers) and its group estimate, which DuckDB
-   bounds by the keys' min/max statistics for integers but sets to the input rows when a key has
-   no statistics (strings);
-2. in that case only, and only when the answer would change the decision, a system sample of
-   about a million rows of the keys gives a Chao1 estimate of the distinct groups
-   (`d + f1 (f1 - 1) / (2 (f2 + 1))`); measured on 1e8 H2O rows it gave 1.0e6 for `id3` (1e6
-   groups) and saturated at the rows for `id1..id6` (1e8), in 0.1-1.1 s;
+1. `EXPLAIN (FORMAT JSON)` gives DuckDB's cardinalities: the rows entering the first grouping,
+   window or global aggregate (exact for Parquet, from its footers) and its group estimate, which
+   DuckDB bounds by the keys' min/max statistics for integers but sets to the input rows when a
+   key has no statistics (strings);
+2. in that case only, and only when the answer would change the decision, the keys of the first
+   million input rows give a Chao1 estimate of the distinct groups (`d + f1 (f1 - 1) / (2 (f2 + 1))`);
+   on 1e8 H2O rows it gave 1.0e6 for `id3` (1e6 groups) and saturated at the rows for `id1..id6`
+   (1e8), in 0.1-0.3 s (see `sample_sql` for why the first rows and not a system sample);
 3. a working-memory figure per shape (below), against DuckDB's limit for the most the job can
    ever get: a job that may grow in place is not split when growing suffices.
 
@@ -20,8 +20,12 @@ The model, per shape (bytes are rough on purpose; every figure is a multiple of 
   q3 and q5 (1e6 groups) are not.
 - Holistic aggregates (median, quantile, list, string_agg, ...) keep every input value:
   `input rows x HOLISTIC_BYTES_PER_ROW`, split past 1x the limit. (q6, median of 1e8 doubles by
-  id4, id5, failed at 4 parts and completed at 8 within 698 MiB.)
+  id4, id5, failed at 4 parts and completed at 8 within 698 MiB.) A query one of whose groups alone
+  needs more than the limit is not split: no split can help it.
+- A top-n aggregate (DuckDB's rewrite of `row_number() ... QUALIFY rn <= n`): per group and thread.
 - Windows: `input rows x (row width + 32)`, split past `WINDOW_FACTOR` x the limit.
+- A global query of median/quantiles whose values would not fit runs in exact passes (2 parts for
+  its other aggregates).
 Anything else, or a plan the planner cannot split, runs whole and the ladder stays the safety net:
 an underestimate costs the failed attempt it always cost, an overestimate costs the split.
 """
