@@ -13,10 +13,11 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import replace
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import msgspec
 
@@ -26,27 +27,29 @@ from sidecar.engine.database import EngineSettings
 from sidecar.engine.executor import WRAPPABLE, Attempt, QuerySpec
 from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import pid_alive, remove_orphaned_outputs
-from sidecar.partition import Plan, plan_partitioned
 from sidecar.errors import ERROR_CLASSES, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
+from sidecar.partition import Plan, plan_partitioned
 from sidecar.units import format_size
 from sidecar.workers.admission import Admission, Reservation
+from sidecar.workers.estimate import Estimate, estimate
 from sidecar.workers.handle import JobOutcome, WorkerDied, WorkerHandle
+from sidecar.workers.jobdirs import job_directory, read_record
 from sidecar.workers.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
+from sidecar.workers.partitioned import SCHEMA_PREFIX
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.protocol import AnalyzeSpec, Run
-from sidecar.workers.estimate import Estimate, estimate
 from sidecar.workers.shape import holistic, shape_of
-from sidecar.workers.jobdirs import job_directory, read_record
-from sidecar.workers.partitioned import SCHEMA_PREFIX
-from sidecar.workers.split import can_split, run_split
+from sidecar.workers.split import SplitRun, can_split, run_split
 from sidecar.workers.watchdog import Watch, Watchdog
 
-__all__ = ["SupervisedEngine", "Attempt"]
+__all__ = ["Attempt", "SupervisedEngine"]
 
 log = logging.getLogger(__name__)
 
 _BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}
 OOM_KILL_HINT_FRACTION = 0.5
+PROBE_ROWS = 100_000
+"""Rows a look before the query may return: DESCRIBE of a wide query has a row per column."""
 
 
 class SupervisedEngine:
@@ -79,7 +82,7 @@ class SupervisedEngine:
         spec = msgspec.structs.replace(spec, database=database)
         # -- split execution (sidecar.workers.split) --------------------------
         if parts:
-            result, attempt = run_split(self, spec, settings, call, on_sample, database, parts)
+            result, attempt = run_split(SplitRun(self, spec, settings, call, on_sample, database), parts)
             return self._finish(result, [attempt])
         # ------------------------------------------------------------------------------------
         shape = shape_of(spec.sql)
@@ -93,7 +96,9 @@ class SupervisedEngine:
         guess = self._estimate(spec, settings, call, database) if estimated else None
         if guess is not None and guess.parts > 0 and spec.job_id is not None:
             # a named job resumes with the parts it was started with, whatever the estimate says now
-            guess = msgspec.structs.replace(guess, parts=self._recorded_parts(spec, settings, call, database) or guess.parts)
+            guess = msgspec.structs.replace(
+                guess, parts=self._recorded_parts(spec, settings, call, database) or guess.parts
+            )
         if guess is not None and guess.parts > 0:
             log.info("job %s: split up front into %d parts (%s)", call.id, guess.parts, guess.basis)
         return _with_estimate(
@@ -113,19 +118,37 @@ class SupervisedEngine:
             guess,
         )
 
+    def _probe(
+        self, spec: QuerySpec, settings: Settings, call: Any, database: str, sql: str, params: Any = None
+    ) -> list[list[Any]]:
+        """The rows of one small read-only look (EXPLAIN, DESCRIBE, a sample) taken before the query
+        runs, as a supervised job on its database; no progress, and never the query's `output`."""
+        sub = msgspec.structs.replace(
+            spec, sql=sql, params=params, output=None, max_rows=PROBE_ROWS, job_id=None
+        )
+        result = self._run(
+            "query",
+            sub,
+            settings,
+            call,
+            None,
+            database,
+            idempotent=True,
+            exports=False,
+            holistic=lambda: False,
+        )
+        return result["rows"]  # type: ignore[no-any-return]
+
     def _recorded_parts(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> int | None:
         """The number of parts a named job's kept parts were made for (its job directory's record, or
         its scratch schema's plan); None when it kept nothing."""
         record = read_record(job_directory(settings.state_directory, spec.job_id or ""))
         if record is not None:
             return record.key.parts
-        schema = f"{SCHEMA_PREFIX}{spec.job_id}"
-        sql = f'SELECT plan FROM "{schema}".__plan'
-        probe = msgspec.structs.replace(spec, sql=sql, params=None, output=None, max_rows=1, job_id=None)
         try:
-            rows = self._run(
-                "query", probe, settings, call, None, database, idempotent=True, exports=False, holistic=lambda: False
-            )["rows"]
+            rows = self._probe(
+                spec, settings, call, database, f'SELECT plan FROM "{SCHEMA_PREFIX}{spec.job_id}".__plan'
+            )
         except SidecarError:
             return None  # no such schema: the job kept nothing
         return len(Plan.from_json(rows[0][0]).parts) if rows else None
@@ -141,18 +164,12 @@ class SupervisedEngine:
             if refused.details.get("shape") != "global_aggregate" or not can_split(spec.sql):
                 return None
             plan = None
-        explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
-        most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
 
         def probe(sql: str, params: Any) -> list[list[Any]]:
-            sub = msgspec.structs.replace(spec, sql=sql, params=params, output=None, max_rows=10, job_id=None)
-            result = self._run(
-                "query", sub, settings, call, None, database, idempotent=True, exports=False, holistic=lambda: False
-            )
-            return result["rows"]  # type: ignore[no-any-return]
+            return self._probe(spec, settings, call, database, sql, params)
 
         try:
-            limit = duckdb_limit_for(most)
+            limit = duckdb_limit_for(_most(settings))
             return estimate(probe, plan, holistic(spec.sql), spec.sql, spec.params, limit, settings.threads)
         except SidecarError as error:
             if call.cancel_event.is_set():
@@ -192,8 +209,8 @@ class SupervisedEngine:
         splittable: Callable[[], bool] = lambda: False,
         parts: int = 0,
     ) -> Any:
-        explicit = not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
-        most = settings.memory_budget_bytes if explicit else settings.machine_budget_bytes
+        explicit = _explicit_budget(settings)
+        most = _most(settings)
         start = (
             settings.memory_budget_bytes
             if explicit
@@ -252,25 +269,36 @@ class SupervisedEngine:
         the partition rung still applies (each part is already re-split when it alone runs out)."""
         while True:
             try:
-                result, attempt = run_split(
+                request = SplitRun(
                     self,
                     spec,
                     settings,
                     call,
                     on_sample,
                     database or self.default_database,
-                    state.parts,
-                    number=len(attempts) + 1,
-                    rung=rung,
+                    len(attempts) + 1,
+                    rung,
                 )
+                result, attempt = run_split(request, state.parts)
             except SidecarError as error:
                 if error.code not in MEMORY_FAILURES:
                     raise
                 failed = Failure(error.code)
                 attempts.append(
-                    Attempt(len(attempts) + 1, rung, state.ceiling, state.duckdb_limit, state.threads, error.code, 0, 0)
+                    Attempt(
+                        len(attempts) + 1,
+                        rung,
+                        state.ceiling,
+                        state.duckdb_limit,
+                        state.threads,
+                        error.code,
+                        0,
+                        0,
+                    )
                 )
-                again = [r for r in self.ladder.rungs if r.name == "partition" and r.applies(failed, state, tried)]
+                again = [
+                    r for r in self.ladder.rungs if r.name == "partition" and r.applies(failed, state, tried)
+                ]
                 if spec.job_id is not None:  # its kept parts belong to this number of parts: do not change it
                     final = self._final_error(error, failed, state, attempts)
                     final.hint = (final.hint or "") + (
@@ -546,6 +574,16 @@ def _wait(future: Future[JobOutcome]) -> JobOutcome | WorkerDied:
         return future.result()
     except WorkerDied as died:
         return died
+
+
+def _explicit_budget(settings: Settings) -> bool:
+    """Whether the job's memory budget was set (request, env, overrides, profile): then it is a hard ceiling."""
+    return not settings.sources.get("memory_budget_bytes", "auto").startswith("auto")
+
+
+def _most(settings: Settings) -> int:
+    """The most a job may ever get: its own budget when set, or the machine budget (growing in place)."""
+    return settings.memory_budget_bytes if _explicit_budget(settings) else settings.machine_budget_bytes
 
 
 def _with_estimate(result: Any, guess: Estimate | None) -> Any:

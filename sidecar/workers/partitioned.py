@@ -70,7 +70,7 @@ if TYPE_CHECKING:
     from sidecar.config import Settings
     from sidecar.workers.engine import SupervisedEngine
 
-__all__ = ["SCHEMA_PREFIX", "run_partitioned", "splittable"]
+__all__ = ["SCHEMA_PREFIX", "SplitRun", "run_partitioned", "splittable"]
 
 log = logging.getLogger(__name__)
 
@@ -137,20 +137,47 @@ class _CleanupCall(Cancellation):
         return self._call.cancelled_error()  # type: ignore[no-any-return]
 
 
+@dataclass(frozen=True)
+class SplitRun:
+    """One request to run split, as every executor of a plan takes it: the query, where its steps
+    run (the engine, the database) and report (the call, its progress), and the attempt it counts as."""
+
+    engine: SupervisedEngine
+    spec: QuerySpec
+    settings: Settings
+    call: Any
+    on_sample: Callable[[Sample], None] | None
+    database: str
+    number: int = 1
+    rung: str = "partition"
+
+    def attempt(self, steps: _Jobs) -> Attempt:
+        """The one Attempt the whole split run counts as, with the peaks its steps reached."""
+        return Attempt(
+            self.number,
+            self.rung,
+            steps.ceiling,
+            steps.duckdb_limit,
+            steps.threads,
+            "ok",
+            steps.elapsed_ms,
+            steps.peak,
+        )
+
+
 class _Jobs:
     """Runs the steps of one partitioned request as supervised jobs, and keeps their peaks."""
 
-    def __init__(
-        self,
-        engine: SupervisedEngine,
-        spec: QuerySpec,
-        settings: Settings,
-        call: Any,
-        on_sample: Callable[[Sample], None] | None,
-        database: str,
-    ) -> None:
-        self.engine, self.spec, self.settings, self.call = engine, spec, settings, call
-        self.on_sample, self.database = on_sample, database
+    def __init__(self, request: SplitRun) -> None:
+        self.request = request
+        self.engine, self.spec, self.settings, self.call = (
+            request.engine,
+            request.spec,
+            request.settings,
+            request.call,
+        )
+        self.on_sample, self.database = request.on_sample, request.database
+        settings = request.settings
         self.started = time.monotonic()
         self.peak = self.buffer = self.spill = 0
         self.ceiling, self.duckdb_limit, self.threads = 0, 0, settings.threads
@@ -555,21 +582,11 @@ def _body(sql: str) -> str:
     return sql.strip().rstrip(";")
 
 
-def run_partitioned(
-    engine: SupervisedEngine,
-    spec: QuerySpec,
-    settings: Settings,
-    call: Any,
-    on_sample: Callable[[Sample], None] | None,
-    database: str,
-    parts: int,
-    *,
-    number: int = 1,
-    rung: str = "partition",
-) -> tuple[dict[str, Any], Attempt]:
-    """Run `spec` as `parts` parts plus a combine; returns the final result and one Attempt for it all."""
+def run_partitioned(request: SplitRun, parts: int) -> tuple[dict[str, Any], Attempt]:
+    """Run the request's query as `parts` parts plus a combine; the final result and one Attempt for it all."""
+    spec = request.spec
     plan = hash_plan(spec.sql, parts)
-    jobs = _Jobs(engine, spec, settings, call, on_sample, database)
+    jobs = _Jobs(request)
     described = jobs.run(f"SELECT column_name FROM (DESCRIBE {_body(spec.sql)})", params=spec.params)
     names = [row[0] for row in described["rows"]]
     if spec.output is not None and (plan is None or _passes_through(plan)):
@@ -582,10 +599,7 @@ def run_partitioned(
     stats.update(partitions=ran.partitions, reused_parts=ran.reused, resplit_parts=ran.resplit)
     stats.update(elapsed_ms=float(jobs.elapsed_ms), peak_rss_bytes=jobs.peak)
     stats.update(peak_buffer_bytes=jobs.buffer, peak_spill_bytes=jobs.spill)
-    attempt = Attempt(
-        number, rung, jobs.ceiling, jobs.duckdb_limit, jobs.threads, "ok", jobs.elapsed_ms, jobs.peak
-    )
-    return ran.result, attempt
+    return ran.result, request.attempt(jobs)
 
 
 # -- the scratch schema ---------------------------------------------------------------------

@@ -17,13 +17,14 @@ scans, each far cheaper than the part that ran out of memory).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-from sidecar.engine.executor import Attempt, QuerySpec
+from sidecar.engine.executor import Attempt
 from sidecar.errors import SqlError
 from sidecar.partition.quantiles import (
     QuantilePlan,
@@ -45,12 +46,7 @@ from sidecar.partition.quantiles import (
     start_search,
     value_kind,
 )
-from sidecar.workers.partitioned import _Jobs, _without_done, run_partitioned
-
-if TYPE_CHECKING:
-    from sidecar.config import Settings
-    from sidecar.engine.monitor import Sample
-    from sidecar.workers.engine import SupervisedEngine
+from sidecar.workers.partitioned import SplitRun, _Jobs, _without_done, run_partitioned
 
 __all__ = ["MAX_PASSES", "compute_answers", "run_quantiles"]
 
@@ -142,24 +138,14 @@ class _Steps(_Jobs):
         self.progress(passes, passes + 2)
 
 
-def run_quantiles(
-    engine: SupervisedEngine,
-    spec: QuerySpec,
-    settings: Settings,
-    call: Any,
-    on_sample: Callable[[Sample], None] | None,
-    database: str,
-    parts: int,
-    *,
-    number: int = 1,
-    rung: str = "partition",
-) -> tuple[dict[str, Any], Attempt]:
+def run_quantiles(request: SplitRun, parts: int) -> tuple[dict[str, Any], Attempt]:
     """Answer a global query with quantiles exactly, in passes; the final result and one Attempt."""
+    spec = request.spec
     plan = plan_quantiles(spec.sql, parts)
-    steps = _Steps(engine, spec, settings, call, on_sample, database)
+    steps = _Steps(request)
     describe = f"SELECT column_name, column_type FROM (DESCRIBE {spec.sql.strip().rstrip(';')})"
     columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params)["rows"]]
-    values, others = _others(plan, steps, parts, number, rung)
+    values, others = _others(plan, steps, parts)
     values.update(compute_answers(plan, steps.rows, steps.passed))
     result = steps.answer(final_sql(plan, columns, values))
     result["stats"].update(
@@ -172,15 +158,10 @@ def run_quantiles(
         peak_spill_bytes=max(steps.spill, others.get("peak_spill_bytes", 0)),
     )
     log.info("quantiles of %d series in %d ms", len(plan.series), steps.elapsed_ms)
-    attempt = Attempt(
-        number, rung, steps.ceiling, steps.duckdb_limit, steps.threads, "ok", steps.elapsed_ms, steps.peak
-    )
-    return result, attempt
+    return result, request.attempt(steps)
 
 
-def _others(
-    plan: QuantilePlan, steps: _Steps, parts: int, number: int, rung: str
-) -> tuple[dict[str, str], dict[str, Any]]:
+def _others(plan: QuantilePlan, steps: _Steps, parts: int) -> tuple[dict[str, str], dict[str, Any]]:
     """The other aggregates, each as an exact literal, computed by the partitioned executor."""
     if plan.others_sql is None or plan.others_typed is None:
         return {}, {}
@@ -190,17 +171,8 @@ def _others(
     ]
     sql, params = bind_params(plan.others_sql, steps.spec.params)
     sub = msgspec.structs.replace(steps.spec, sql=sql, params=params, output=None, max_rows=10)
-    result, attempt = run_partitioned(
-        steps.engine,
-        sub,
-        steps.settings,
-        steps.call,
-        _without_done(steps.on_sample),
-        steps.database,
-        parts,
-        number=number,
-        rung=rung,
-    )
+    reduced = dataclasses.replace(steps.request, spec=sub, on_sample=_without_done(steps.on_sample))
+    result, attempt = run_partitioned(reduced, parts)
     steps.absorb(attempt)
     (row,) = result["rows"]
     values = {f"__bmad_a{j}": literal(text, kind) for j, (text, kind) in enumerate(zip(row, types))}

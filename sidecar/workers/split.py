@@ -8,21 +8,15 @@ ladder only ask `can_split` and call `run_split`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sidecar.engine.executor import Attempt, QuerySpec
-from sidecar.engine.monitor import Sample
+from sidecar.engine.executor import Attempt
 from sidecar.errors import SidecarError
 from sidecar.partition.quantiles import has_quantiles, plan_quantiles
-from sidecar.workers.partitioned import run_partitioned, splittable
+from sidecar.workers.partitioned import SplitRun, run_partitioned, splittable
 from sidecar.workers.quantiles import run_quantiles
 
-if TYPE_CHECKING:
-    from sidecar.config import Settings
-    from sidecar.workers.engine import SupervisedEngine
-
-__all__ = ["can_split", "run_split"]
+__all__ = ["SplitRun", "can_split", "run_split"]
 
 
 def can_split(sql: str) -> bool:
@@ -40,25 +34,12 @@ def _quantiles_plannable(sql: str) -> bool:
     return True
 
 
-def run_split(
-    engine: SupervisedEngine,
-    spec: QuerySpec,
-    settings: Settings,
-    call: Any,
-    on_sample: Callable[[Sample], None] | None,
-    database: str,
-    parts: int,
-    *,
-    number: int = 1,
-    rung: str = "partition",
-) -> tuple[dict[str, Any], Attempt]:
-    """Run `spec` split in `parts` parts; returns the final result and one Attempt for it all.
+def run_split(request: SplitRun, parts: int) -> tuple[dict[str, Any], Attempt]:
+    """Run the request's query split in `parts` parts; the final result and one Attempt for it all.
 
     A global query with quantiles goes to the quantile passes (its other aggregates still run in
     `parts` parts); its refusal, if any, names what the quantile planner could not do.
     """
-    if has_quantiles(spec.sql) and not splittable(spec.sql):
-        return run_quantiles(
-            engine, spec, settings, call, on_sample, database, parts, number=number, rung=rung
-        )
-    return run_partitioned(engine, spec, settings, call, on_sample, database, parts, number=number, rung=rung)
+    if has_quantiles(request.spec.sql) and not splittable(request.spec.sql):
+        return run_quantiles(request, parts)
+    return run_partitioned(request, parts)
