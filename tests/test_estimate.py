@@ -239,7 +239,9 @@ def test_a_global_median_too_big_for_its_budget_runs_in_passes_from_the_start(
     assert result["rows"] == whole["rows"] and result["columns"] == whole["columns"]
 
 
-def test_parts_zero_skips_the_estimate_and_one_part_is_refused(sidecar: SidecarProcess, database: str) -> None:
+def test_parts_zero_skips_the_estimate_and_one_part_is_refused(
+    sidecar: SidecarProcess, database: str
+) -> None:
     budget = {"memory_limit": "256MiB"}
     request = {"sql": HELD, "database": database, "settings": budget, "max_rows": 1}
     with pytest.raises(RpcError) as err:
@@ -249,3 +251,16 @@ def test_parts_zero_skips_the_estimate_and_one_part_is_refused(sidecar: SidecarP
     assert "estimate" not in result["stats"]
     assert result["stats"]["attempts"][0]["rung"] == "first", result["stats"]["attempts"]
 
+
+def test_the_row_width_counts_every_column_of_a_wide_query(sidecar: SidecarProcess, database: str) -> None:
+    columns = ", ".join(f"v + {i} AS c{i}" for i in range(14))
+    sql = f"SELECT g, {columns}, count(*) AS n FROM big GROUP BY ALL"
+    budget = {"memory_limit": "256MiB"}
+    result = sidecar.request(
+        "query.run", {"sql": sql, "database": database, "settings": budget, "max_rows": 1}, timeout=80
+    )
+    guess = result["stats"]["estimate"]
+    described = sidecar.request("query.run", {"sql": f"DESCRIBE {sql}", "database": database})
+    types = [row[1] for row in described["rows"]]
+    assert len(types) == 16
+    assert guess["bytes"] == guess["groups"] * (row_width(types) + 32), guess
