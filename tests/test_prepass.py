@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from sidecar.client import RpcError
 from sidecar.partition import Bucket, plan_partitioned
 from sidecar.partition.prepass import (
     BUCKET_COLUMN,
@@ -151,3 +152,55 @@ def test_a_split_over_a_csv_reads_buckets_of_one_pass(
         )
     assert _multiset([tuple(r) for r in rows]) == _multiset([tuple(r) for r in whole["rows"]])
     assert not list((tmp_path / "state").glob("jobs/*/buckets"))  # the pass's buckets go with the job
+
+
+def _events(data_dir: Path) -> Path:
+    source = data_dir / "events.csv"
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT i AS id, 'u' || (i % 997) AS user_id, (hash(i) % 1000) / 10.0 AS amount "
+            f"FROM range(60000) t(i)) TO '{source}' (HEADER true)"
+        )
+    return source
+
+
+@pytest.mark.timeout(60)
+def test_a_bucketing_pass_that_fails_leaves_the_parts_to_re_scan(
+    sidecar, data_dir: Path, tmp_path: Path
+) -> None:
+    source = _events(data_dir)
+    sql = f"SELECT user_id, count(*) AS n, sum(amount) AS total FROM '{source}' GROUP BY user_id"
+    blocker = tmp_path / "state" / "jobs" / "blocked" / ".buckets.tmp"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the pass writes its directory")  # the pass's COPY fails for real
+    request = {"sql": sql, "partition": {"parts": 3}, "job_id": "blocked", "max_rows": 100_000}
+    split = sidecar.request("query.run", request, timeout=50)
+    whole = sidecar.request("query.run", {"sql": sql, "max_rows": 100_000}, timeout=50)
+    assert any("bucketing pass failed" in line for line in sidecar.stderr_tail), list(sidecar.stderr_tail)[
+        -10:
+    ]
+    assert _multiset([tuple(r) for r in split["rows"]]) == _multiset([tuple(r) for r in whole["rows"]])
+    assert not blocker.parent.exists()  # the job succeeded: its directory went with it
+
+
+@pytest.mark.timeout(90)
+def test_a_named_job_resumes_with_the_buckets_its_first_run_wrote(
+    sidecar, data_dir: Path, tmp_path: Path
+) -> None:
+    source = _events(data_dir)
+    sidecar.request("query.run", {"sql": "CREATE TABLE flag AS SELECT 1 AS x"})
+    sql = (
+        f"SELECT user_id, count(*) AS n, max(CASE WHEN user_id = 'u7' AND (SELECT count(*) FROM flag) > 0 "
+        f"THEN error('boom') ELSE 0 END) AS e FROM '{source}' GROUP BY user_id"
+    )
+    request = {"sql": sql, "partition": {"parts": 3}, "job_id": "bucketed", "max_rows": 100_000}
+    with pytest.raises(RpcError, match="boom"):
+        sidecar.request("query.run", request, timeout=50)
+    buckets = tmp_path / "state" / "jobs" / "bucketed" / "buckets"
+    assert list(buckets.rglob("*.parquet")), "the failed run keeps its buckets for the resume"
+    sidecar.request("query.run", {"sql": "DELETE FROM flag"})
+    resumed = sidecar.request("query.run", request, timeout=50)
+    assert any("reusing the buckets an earlier run" in line for line in sidecar.stderr_tail)
+    whole = sidecar.request("query.run", {"sql": sql, "max_rows": 100_000}, timeout=50)
+    assert _multiset([tuple(r) for r in resumed["rows"]]) == _multiset([tuple(r) for r in whole["rows"]])
+    assert resumed["row_count"] == 997 and not buckets.parent.exists()

@@ -441,7 +441,9 @@ def _bucketed(jobs: _Jobs, store: _Store, plan: Plan | None, parts: int, directo
     if columns is None:
         return store
     buckets = directory / "buckets"
-    if not buckets.is_dir():
+    if buckets.is_dir():
+        log.info("reusing the buckets an earlier run of this job wrote in %s", buckets)
+    else:
         temp = directory / ".buckets.tmp"
         shutil.rmtree(temp, ignore_errors=True)
         directory.mkdir(parents=True, exist_ok=True)
