@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
-from sidecar.bench.report import write_block
 from sidecar.bench.headroom import GiB, MiB, generate, run_one
+from sidecar.bench.report import mib, write_block
 from sidecar.config.settings import duckdb_limit_for
 from sidecar.units import duckdb_size, parse_size
 
@@ -186,34 +186,24 @@ def start_sidecar(root: Path, mode: str, budget: int) -> Any:
     return sc
 
 
-def run_sidecar(sc: Any, mode: str, sql: str, budget: int, threads: int) -> dict[str, Any]:
-    """One query.run; wall time on the client's side, the workers sampled by this process."""
+def sampled_request(sc: Any, params: dict[str, Any], guard: int, timeout_s: float) -> dict[str, Any]:
+    """One query.run with the sidecar's workers sampled by this process: its status or error, wall
+    time, attempts, peaks (stats' and sampled) and the result's `stats`; never raises for the query."""
     from sidecar.client import RpcError
 
-    settings: dict[str, Any] = {"threads": threads}
-    if mode == "budget":
-        settings["memory_limit"] = duckdb_size(budget)
-    most = budget if mode == "budget" else MACHINE_FACTOR * budget
-    report: dict[str, Any] = {"status": "ok", "error": "", "attempts": [], "stats_peak": 0}
-    with WorkerSampler(sc.pid, guard=most + 1 * GiB) as sampler:
+    report: dict[str, Any] = {"status": "ok", "error": "", "attempts": [], "stats_peak": 0, "stats": {}}
+    with WorkerSampler(sc.pid, guard=guard) as sampler:
         started = time.perf_counter()
         try:
-            result = sc.request("query.run", {"sql": sql, "timeout_ms": TIMEOUT_MS, "settings": settings},
-                                timeout=TIMEOUT_MS / 1000 + 60)  # fmt: skip
-            stats = result["stats"]
-            report.update(attempts=stats.get("attempts", []), stats_peak=stats.get("peak_rss_bytes", 0),
-                          duckdb_settings=stats.get("settings", {}))  # fmt: skip
+            stats = sc.request("query.run", params, timeout=timeout_s)["stats"]
+            report.update(attempts=stats.get("attempts", []), stats_peak=stats.get("peak_rss_bytes", 0), stats=stats)
         except RpcError as err:
             report.update(status=err.code or str(err.rpc_code), error=str(err).splitlines()[0][:300],
                           attempts=err.data.get("details", {}).get("attempts", []))  # fmt: skip
         except (EOFError, TimeoutError) as err:
             report.update(status="NO_ANSWER", error=f"{type(err).__name__}: {err}")
         report["wall"] = time.perf_counter() - started
-    attempts = report["attempts"]
-    report["stats_peak"] = max([report["stats_peak"], *(a.get("peak_rss_bytes", 0) for a in attempts)])
-    report["ceiling"] = (
-        max([0, *(max(a["ceiling_bytes"], a.get("grown_to_bytes") or 0) for a in attempts)]) or most
-    )
+    report["stats_peak"] = max([report["stats_peak"], *(a.get("peak_rss_bytes", 0) for a in report["attempts"])])
     report["sampled_peak"] = sampler.worst
     report["sidecar_rss"] = sampler.sidecar_peak
     report["guard_kills"] = sampler.guard_kills
@@ -221,18 +211,30 @@ def run_sidecar(sc: Any, mode: str, sql: str, budget: int, threads: int) -> dict
     return report
 
 
+def run_sidecar(sc: Any, mode: str, sql: str, budget: int, threads: int) -> dict[str, Any]:
+    """One query.run; wall time on the client's side, the workers sampled by this process."""
+    settings: dict[str, Any] = {"threads": threads}
+    if mode == "budget":
+        settings["memory_limit"] = duckdb_size(budget)
+    most = budget if mode == "budget" else MACHINE_FACTOR * budget
+    params = {"sql": sql, "timeout_ms": TIMEOUT_MS, "settings": settings}
+    report = sampled_request(sc, params, most + 1 * GiB, TIMEOUT_MS / 1000 + 60)
+    report["duckdb_settings"] = report.pop("stats").get("settings", {})
+    attempts = report["attempts"]
+    report["ceiling"] = (
+        max([0, *(max(a["ceiling_bytes"], a.get("grown_to_bytes") or 0) for a in attempts)]) or most
+    )
+    return report
+
+
 # ---- report -----------------------------------------------------------------------------------
-
-
-def _mib(n: float) -> str:
-    return f"{n / MiB:,.0f}"
 
 
 def _attempts(r: dict[str, Any]) -> str:
     parts = []
     for a in r["attempts"]:
-        grown = f" grown to {_mib(a['grown_to_bytes'])} MiB" if a.get("grown_to_bytes") else ""
-        parts.append(f"{a['rung']}: {a['outcome']} @{_mib(a['ceiling_bytes'])}/{_mib(a['duckdb_memory_limit_bytes'])}"
+        grown = f" grown to {mib(a['grown_to_bytes'])} MiB" if a.get("grown_to_bytes") else ""
+        parts.append(f"{a['rung']}: {a['outcome']} @{mib(a['ceiling_bytes'])}/{mib(a['duckdb_memory_limit_bytes'])}"
                      f" t{a['threads']}{grown}")  # fmt: skip
     return "; ".join(parts) or "-"
 
@@ -254,7 +256,7 @@ def _within(side: dict[str, Any]) -> str:
     if over <= 0:
         return f"yes ({side['sampled_peak'] / side['ceiling']:.2f})"
     killed = any(a["outcome"] == "MEMORY_CEILING" for a in side["attempts"])
-    return f"over by {_mib(over)} MiB" + (" (watchdog killed it)" if killed else " **not killed**")
+    return f"over by {mib(over)} MiB" + (" (watchdog killed it)" if killed else " **not killed**")
 
 
 HEADER = (
@@ -288,10 +290,10 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], target: float) -> s
             p, s = r.get("plain"), r.get(mode)
             if s is None:
                 continue
-            plain = f"{p['status']} | {p['wall']:.1f} | {_mib(p['peak_rss'])}" if p else "- | - | -"
+            plain = f"{p['status']} | {p['wall']:.1f} | {mib(p['peak_rss'])}" if p else "- | - | -"
             lines.append(
-                f"| {r['query']} | {plain} | {s['status']} | {s['wall']:.1f} | {_mib(s['stats_peak'])} "
-                f"| {_mib(s['sampled_peak'])} | {_attempts(s)} | {_ratio(p, s, target) if p else '-'} |"
+                f"| {r['query']} | {plain} | {s['status']} | {s['wall']:.1f} | {mib(s['stats_peak'])} "
+                f"| {mib(s['sampled_peak'])} | {_attempts(s)} | {_ratio(p, s, target) if p else '-'} |"
             )
         lines.append("")
     if "inner" in meta["modes"]:
@@ -302,9 +304,9 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], target: float) -> s
         for r in rows:
             p, i = r.get("plain"), r["inner"]
             ratio = f"{i['wall'] / p['wall']:.2f}" if p and p["status"] == i["status"] == "ok" else "-"
-            plain = f"{p['status']} | {p['wall']:.1f} | {_mib(p['peak_rss'])}" if p else "- | - | -"
+            plain = f"{p['status']} | {p['wall']:.1f} | {mib(p['peak_rss'])}" if p else "- | - | -"
             lines.append(
-                f"| {r['query']} | {plain} | {i['status']} | {i['wall']:.1f} | {_mib(i['peak_rss'])} | {ratio} |"
+                f"| {r['query']} | {plain} | {i['status']} | {i['wall']:.1f} | {mib(i['peak_rss'])} | {ratio} |"
             )
         lines.append("")
     lines += [CEILINGS, "", CEILING_HEADER, "|---|---|---|---|---|---|---|"]
@@ -313,8 +315,8 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any], target: float) -> s
             s = r.get(mode)
             if s is not None:
                 lines.append(
-                    f"| {r['query']} | {mode} | {_mib(s['ceiling'])} | {_mib(s['sampled_peak'])} "
-                    f"| {_within(s)} | {'yes' if s['sidecar_alive'] else '**no**'} | {_mib(s['sidecar_rss'])} |"
+                    f"| {r['query']} | {mode} | {mib(s['ceiling'])} | {mib(s['sampled_peak'])} "
+                    f"| {_within(s)} | {'yes' if s['sidecar_alive'] else '**no**'} | {mib(s['sidecar_rss'])} |"
                 )
     errors = [(r["query"], m, r[m]["error"]) for r in rows for m in MODES if r.get(m) and r[m]["error"]]
     if errors:
@@ -346,9 +348,9 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _progress(query: str, mode: str, r: dict[str, Any]) -> None:
     peak = r.get("peak_rss", r.get("sampled_peak", 0))
     extra = (
-        f" stats {_mib(r['stats_peak'])} attempts [{_attempts(r)}]" if mode not in ("plain", "inner") else ""
+        f" stats {mib(r['stats_peak'])} attempts [{_attempts(r)}]" if mode not in ("plain", "inner") else ""
     )
-    sys.stderr.write(f"{query:<15} {mode:<8} {r['status']:<16} {r['wall']:7.1f}s peak {_mib(peak):>6} MiB"
+    sys.stderr.write(f"{query:<15} {mode:<8} {r['status']:<16} {r['wall']:7.1f}s peak {mib(peak):>6} MiB"
                      f"{extra} {r['error'][:160]}\n")  # fmt: skip
     sys.stderr.flush()
 

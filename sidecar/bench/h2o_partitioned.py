@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.bench import headroom
-from sidecar.bench.h2o import WorkerSampler, prepare, start_sidecar
+from sidecar.bench.h2o import prepare, sampled_request, start_sidecar
 from sidecar.bench.headroom import GiB, MiB, run_one
+from sidecar.bench.report import mib
 from sidecar.units import duckdb_size, parse_size
 
 PLAIN_GUARD = 6 * GiB  # no plain-DuckDB child may pass this, whatever its limit
@@ -122,47 +123,18 @@ def prepare_all(root: Path, rows: int, threads: int) -> dict[str, Path]:
 
 def run_sidecar(sc: Any, sql: str, out: Path, budget: int, threads: int, parts: int | None) -> dict[str, Any]:
     """One query.run with `output` (and `partition`); the workers sampled by this process."""
-    from sidecar.client import RpcError
-
     params: dict[str, Any] = {"sql": sql, "timeout_ms": TIMEOUT_S * 1000,
                               "settings": {"memory_limit": duckdb_size(budget), "threads": threads},
                               "output": {"path": str(out), "format": "parquet", "overwrite": True}}  # fmt: skip
     if parts:
         params["partition"] = {"parts": parts}
-    report: dict[str, Any] = {
-        "status": "ok",
-        "error": "",
-        "attempts": [],
-        "stats_peak": 0,
-        "partitions": None,
-        "estimate": None,
-    }
-    with WorkerSampler(sc.pid, guard=budget + 1 * GiB) as sampler:
-        started = time.perf_counter()
-        try:
-            stats = sc.request("query.run", params, timeout=TIMEOUT_S + 60)["stats"]
-            report.update(attempts=stats.get("attempts", []), stats_peak=stats.get("peak_rss_bytes", 0),
-                          partitions=stats.get("partitions"), estimate=stats.get("estimate"))  # fmt: skip
-        except RpcError as err:
-            report.update(status=err.code or str(err.rpc_code), error=str(err).splitlines()[0][:300],
-                          attempts=err.data.get("details", {}).get("attempts", []))  # fmt: skip
-        except (EOFError, TimeoutError) as err:
-            report.update(status="NO_ANSWER", error=f"{type(err).__name__}: {err}")
-        report["wall"] = time.perf_counter() - started
-    report["stats_peak"] = max(
-        [report["stats_peak"], *(a.get("peak_rss_bytes", 0) for a in report["attempts"])]
-    )
-    report["sampled_peak"] = sampler.worst
-    report["guard_kills"] = sampler.guard_kills
-    report["sidecar_alive"] = sc.proc.poll() is None
+    report = sampled_request(sc, params, budget + 1 * GiB, TIMEOUT_S + 60)
+    stats = report.pop("stats")
+    report.update(partitions=stats.get("partitions"), estimate=stats.get("estimate"))
     return report
 
 
 # ---- report -----------------------------------------------------------------------------------
-
-
-def _mib(n: float) -> str:
-    return f"{n / MiB:,.0f}"
 
 
 def _rungs(r: dict[str, Any]) -> str:
@@ -170,7 +142,7 @@ def _rungs(r: dict[str, Any]) -> str:
 
 
 def _cell_plain(r: dict[str, Any] | None) -> str:
-    return f"{r['status']} | {r['wall']:.1f} | {_mib(r['peak_rss'])}" if r else "- | - | -"
+    return f"{r['status']} | {r['wall']:.1f} | {mib(r['peak_rss'])}" if r else "- | - | -"
 
 
 def _est(r: dict[str, Any]) -> str:
@@ -181,7 +153,7 @@ def _est(r: dict[str, Any]) -> str:
 def _cell_side(r: dict[str, Any] | None) -> str:
     if r is None:
         return "- | - | - | - | -"
-    peak = f"{_mib(r['sampled_peak'])} / {_mib(r['stats_peak'])}"
+    peak = f"{mib(r['sampled_peak'])} / {mib(r['stats_peak'])}"
     return f"{r['status']} | {r['wall']:.1f} | {peak} | {_est(r)} | {r['partitions'] or '-'}"
 
 
@@ -236,7 +208,7 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def _split_cell(r: dict[str, Any]) -> str:
     return (
-        f"{r['wall']:.1f} | {_mib(r['sampled_peak'])} / {_mib(r['stats_peak'])} | {r['partitions'] or '-'}"
+        f"{r['wall']:.1f} | {mib(r['sampled_peak'])} / {mib(r['stats_peak'])} | {r['partitions'] or '-'}"
         + ("" if r["status"] == "ok" else f" **{r['status']}**")
     )
 
@@ -244,7 +216,7 @@ def _split_cell(r: dict[str, Any]) -> str:
 def _progress(query: str, mode: str, r: dict[str, Any]) -> None:
     peak = r.get("peak_rss", r.get("sampled_peak", 0))
     extra = f" est {_est(r)} parts {r['partitions']} [{_rungs(r)}]" if "attempts" in r else ""
-    sys.stderr.write(f"{query:<13} {mode:<8} {r['status']:<16} {r['wall']:7.1f}s peak {_mib(peak):>6} MiB"
+    sys.stderr.write(f"{query:<13} {mode:<8} {r['status']:<16} {r['wall']:7.1f}s peak {mib(peak):>6} MiB"
                      f"{extra} {r['error'][:200]}\n")  # fmt: skip
     sys.stderr.flush()
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sidecar.bench.report import write_block
+from sidecar.bench.report import mib, write_block
 from sidecar.units import duckdb_size, parse_size
 
 MiB = 1024**2
@@ -274,10 +274,6 @@ def limit_for_budget(budget: int, reserve: int, k: float, floor_share: float = 0
     return max(int(budget * floor_share), int((budget - reserve) / k))
 
 
-def _mib(n: float) -> str:
-    return f"{n / MiB:,.0f}"
-
-
 def saturated(r: dict[str, Any]) -> bool:
     """DuckDB's buffer manager reached ~its limit, so this peak says what a full limit costs."""
     return bool(r["buffer_peak"] >= SATURATED * r["limit"] or r["status"] in ("oom", "killed"))
@@ -300,7 +296,7 @@ def render(results: list[dict[str, Any]], base: dict[str, Any], meta: dict[str, 
         f"{meta['ram_gib']:.0f} GiB RAM, no swap; threads={meta['threads']}, rows={meta['rows']:,} "
         f"({meta['data_mib']:,.0f} MiB Parquet), preserve_insertion_order=false.",
         "",
-        f"Baseline (python + `import duckdb` + connect, idle): VmHWM {_mib(b)} MiB.",
+        f"Baseline (python + `import duckdb` + connect, idle): VmHWM {mib(b)} MiB.",
         "",
         "| limit | shape | status | wall s | peak RSS MiB | RSS / limit | (RSS - base) / limit "
         "| DuckDB buffer peak MiB | RSS - base - buffer MiB | spill MiB |",
@@ -310,10 +306,10 @@ def render(results: list[dict[str, Any]], base: dict[str, Any], meta: dict[str, 
         mark = "" if saturated(r) else " (not full)"
         lines.append(
             f"| {r['limit_text']} | {r['shape']} | {r['status']}{mark} | {r['wall']:.1f} "
-            f"| {_mib(r['peak_rss'])} | {r['peak_rss'] / r['limit']:.2f} "
+            f"| {mib(r['peak_rss'])} | {r['peak_rss'] / r['limit']:.2f} "
             f"| {(r['peak_rss'] - b) / r['limit']:.2f} "
-            f"| {_mib(r['buffer_peak'])} | {_mib(r['peak_rss'] - b - r['buffer_peak'])} "
-            f"| {_mib(r['spill'])} |"
+            f"| {mib(r['buffer_peak'])} | {mib(r['peak_rss'] - b - r['buffer_peak'])} "
+            f"| {mib(r['spill'])} |"
         )
     errors = [r for r in results if r["error"]]
     if errors:
@@ -324,7 +320,7 @@ def render(results: list[dict[str, Any]], base: dict[str, Any], meta: dict[str, 
               "|---|---|---|---|---|"]  # fmt: skip
     for limit in sorted({r["limit"] for r in results}):
         top = max((r for r in results if r["limit"] == limit), key=lambda r: r["peak_rss"])
-        lines.append(f"| {top['limit_text']} | {top['shape']} | {_mib(top['peak_rss'])} "
+        lines.append(f"| {top['limit_text']} | {top['shape']} | {mib(top['peak_rss'])} "
                      f"| {top['peak_rss'] / limit:.2f} | {(top['peak_rss'] - b) / limit:.2f} |")  # fmt: skip
     budgeted = [r for r in results if r.get("budget")]
     if budgeted:
@@ -334,14 +330,14 @@ def render(results: list[dict[str, Any]], base: dict[str, Any], meta: dict[str, 
                   "|---|---|---|---|---|---|"]  # fmt: skip
         for r in budgeted:
             over = " **over**" if r["peak_rss"] > r["budget"] else ""
-            lines.append(f"| {r['budget_text']} | {_mib(r['limit'])} MiB | {r['shape']} | {r['status']} "
-                         f"| {_mib(r['peak_rss'])} | {r['peak_rss'] / r['budget']:.2f}{over} |")  # fmt: skip
+            lines.append(f"| {r['budget_text']} | {mib(r['limit'])} MiB | {r['shape']} | {r['status']} "
+                         f"| {mib(r['peak_rss'])} | {r['peak_rss'] / r['budget']:.2f}{over} |")  # fmt: skip
     if len({r["limit"] for r in results}) >= 2:
         m = summarize(results, b)
         lines += ["", f"Saturated runs (buffer peak >= {SATURATED:.0%} of the limit, or OOM): least-squares "
-                  f"peak RSS = {_mib(m['fit_base'])} MiB + {m['fit_k']:.3f} x limit; envelope with the "
-                  f"measured base: peak RSS <= {_mib(b)} MiB + {m['k_envelope']:.3f} x limit; largest RSS "
-                  f"above base + limit: {_mib(m['max_extra'])} MiB."]  # fmt: skip
+                  f"peak RSS = {mib(m['fit_base'])} MiB + {m['fit_k']:.3f} x limit; envelope with the "
+                  f"measured base: peak RSS <= {mib(b)} MiB + {m['k_envelope']:.3f} x limit; largest RSS "
+                  f"above base + limit: {mib(m['max_extra'])} MiB."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -353,8 +349,8 @@ def write_report(path: Path, table: str, command: str) -> None:
 def _progress(r: dict[str, Any]) -> None:
     sys.stderr.write(
         f"{r['limit_text']:>7} {r['shape']:<15} {r['status']:<11} {r['wall']:6.1f}s "
-        f"peak {_mib(r['peak_rss']):>7} MiB ratio {r['peak_rss'] / r['limit']:5.2f} "
-        f"buffer {_mib(r['buffer_peak']):>6} spill {_mib(r['spill'])} {r['error'][:120]}\n"
+        f"peak {mib(r['peak_rss']):>7} MiB ratio {r['peak_rss'] / r['limit']:5.2f} "
+        f"buffer {mib(r['buffer_peak']):>6} spill {mib(r['spill'])} {r['error'][:120]}\n"
     )
     sys.stderr.flush()
 
@@ -376,7 +372,7 @@ def run_matrix(args: argparse.Namespace, shapes: list[str], limit_texts: list[st
                 "data": str(data), "sql": sql}  # fmt: skip
 
     base = run_one(spec(256 * MiB, None), 256 * MiB, 60)
-    sys.stderr.write(f"baseline: VmHWM {_mib(base['VmHWM'])} MiB\n")
+    sys.stderr.write(f"baseline: VmHWM {mib(base['VmHWM'])} MiB\n")
     results: list[dict[str, Any]] = []
     plan = [(parse_size(t), t, 0, "") for t in limit_texts]
     reserve = parse_size(args.reserve)

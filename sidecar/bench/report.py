@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["write_block"]
+__all__ = ["mib", "write_block"]
+
+
+def mib(n: float) -> str:
+    """Bytes as whole MiB with thousands separators, as every benchmark table prints them."""
+    return f"{n / 2**20:,.0f}"
 
 
 def write_block(path: Path, name: str, title: str, table: str, command: str) -> None:
