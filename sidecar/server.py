@@ -57,9 +57,13 @@ class Server:
     def serve(self) -> int:
         freed, removed = self.session.engine.cleanup(aggressive=False)
         # job directories nobody resumed within the default age, and those of dead sidecars, go by age
-        job_bytes, job_files = remove_stale_job_directories(
-            self.session.settings.state_directory, DEFAULT_JOB_MAX_AGE_MS, ()
-        )
+        try:
+            job_bytes, job_files = remove_stale_job_directories(
+                self.session.settings.state_directory, DEFAULT_JOB_MAX_AGE_MS, ()
+            )
+        except OSError:  # housekeeping never keeps the sidecar from serving; `cleanup` can retry it
+            log.warning("could not sweep old job directories", exc_info=True)
+            job_bytes = job_files = 0
         freed, removed = freed + job_bytes, removed + job_files
         if removed:
             log.info("removed %d file(s), %d bytes, left behind by earlier runs", removed, freed)

@@ -47,16 +47,19 @@ def remove_stale_job_directories(
     for directory in root.iterdir():
         if not directory.is_dir() or directory.name in running:
             continue
-        files = [f for f in directory.rglob("*") if f.is_file()]
-        owner = anonymous_owner(directory)
-        if owner is not None:
-            stale = not pid_alive(owner)
-        else:
-            newest = max([directory.stat().st_mtime, *(f.stat().st_mtime for f in files)])
-            stale = (now - newest) * 1000 >= max_age_ms
+        try:
+            sizes = [(f.stat().st_mtime, f.stat().st_size) for f in directory.rglob("*") if f.is_file()]
+            owner = anonymous_owner(directory)
+            if owner is not None:
+                stale = not pid_alive(owner)
+            else:
+                newest = max([directory.stat().st_mtime, *(mtime for mtime, _ in sizes)])
+                stale = (now - newest) * 1000 >= max_age_ms
+        except FileNotFoundError:  # another sidecar (or the job itself) removed it while we looked
+            continue
         if stale:
-            freed += sum(f.stat().st_size for f in files)
-            removed += len(files)
+            freed += sum(size for _, size in sizes)
+            removed += len(sizes)
             shutil.rmtree(directory, ignore_errors=True)
     return freed, removed
 

@@ -151,7 +151,10 @@ class SupervisedEngine:
             )
         except SidecarError:
             return None  # no such schema: the job kept nothing
-        return len(Plan.from_json(rows[0][0]).parts) if rows else None
+        try:
+            return len(Plan.from_json(rows[0][0]).parts) if rows else None
+        except msgspec.DecodeError:  # not a plan this version wrote: the run itself will refuse the job_id
+            return None
 
     def _estimate(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> Estimate | None:
         """How many parts a splittable SELECT needs before it runs (sidecar.workers.estimate); None
