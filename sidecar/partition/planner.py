@@ -207,8 +207,16 @@ def _buckets(parts: int, salt: int, within: Sequence[Bucket]) -> list[tuple[Buck
     return [(*within, Bucket(modulus=parts, remainder=i, salt=salt)) for i in range(parts)]
 
 
-def _predicate(keys: Sequence[exp.Expression], buckets: tuple[Bucket, ...]) -> exp.Expression:
-    return exp.and_(*(hash_predicate(keys, b) for b in buckets))
+def _hash_parts(
+    part_select: exp.Select, keys: Sequence[exp.Expression], parts: int, salt: int, within: Sequence[Bucket]
+) -> tuple[Part, ...]:
+    """`part_select` once per bucket, each with its bucket's hash filter added to the WHERE."""
+    plan_parts = []
+    for i, buckets in enumerate(_buckets(parts, salt, within)):
+        predicate = exp.and_(*(hash_predicate(keys, b) for b in buckets))
+        part = part_select.where(predicate.copy(), append=True, copy=True)
+        plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
+    return tuple(plan_parts)
 
 
 def _plan_union(
@@ -223,15 +231,10 @@ def _plan_union(
     if not keys:
         raise Unsplittable(shape, "there is no key to split by", sql=sql)
     split = split_modifiers(select, keys, shape, sql)
-    plan_parts = []
-    for i, buckets in enumerate(_buckets(parts, salt, within)):
-        predicate = _predicate(keys, buckets)
-        part = split.part_select.where(predicate.copy(), append=True, copy=True)
-        plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
     return Plan(
         shape=shape,
         sql=sql,
-        parts=tuple(plan_parts),
+        parts=_hash_parts(split.part_select, keys, parts, salt, within),
         combine=Combine(kind="union_then", sql=split.combine.sql("duckdb")),
         key_exprs=tuple(k.sql("duckdb") for k in keys),
         salt=salt,
@@ -247,11 +250,6 @@ def _plan_global(select: exp.Select, sql: str, parts: int, salt: int, within: Se
     for clause in ("having", "order", "limit", "offset", "distinct", "qualify"):
         part_select.set(clause, None)
     part_select.set("expressions", decomposition.partials)
-    plan_parts = []
-    for i, buckets in enumerate(_buckets(parts, salt, within)):
-        predicate = _predicate(keys, buckets)
-        part = part_select.where(predicate.copy(), append=True, copy=True)
-        plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
     notes = _join_notes(select)
     if not decomposition.distinct_keys:
         notes.append(
@@ -261,7 +259,7 @@ def _plan_global(select: exp.Select, sql: str, parts: int, salt: int, within: Se
     return Plan(
         shape="global_aggregate",
         sql=sql,
-        parts=tuple(plan_parts),
+        parts=_hash_parts(part_select, keys, parts, salt, within),
         combine=Combine(kind="union_then", sql=decomposition.combine.sql("duckdb")),
         key_exprs=tuple(k.sql("duckdb") for k in keys),
         salt=salt,
