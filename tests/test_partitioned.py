@@ -95,8 +95,11 @@ def test_partitioned_equals_the_single_query(sidecar: SidecarProcess, database: 
     (attempt,) = split["stats"]["attempts"]
     assert attempt["rung"] == "partition" and attempt["outcome"] == "ok"
     assert _schemas_left(sidecar, database) == []
-    phases = [n["params"]["value"]["phase"] for n in sidecar.notifications if n.get("method") == "$/progress"]
+    values = [n["params"]["value"] for n in sidecar.notifications if n.get("method") == "$/progress"]
+    phases = [v["phase"] for v in values]
     assert phases.count("partition") == 3 and phases.count("done") == 1 and phases[-1] == "done"
+    starts = [(v["part"], v["parts"]) for v in values if v["phase"] == "partition"]
+    assert starts == [(1, 3), (2, 3), (3, 3)], starts
 
 
 @pytest.mark.timeout(60)

@@ -41,6 +41,8 @@ test('progressText says "progress unknown" rather than invent a percent', () => 
   assert.match(progressText('Query', { percent: null, phase: 'running', rss_bytes: 2e9, spill_bytes: 0, elapsed_ms: 1500 }, 0),
     /^Query {2}progress unknown · running · RSS 2.00 GB · spill 0 B · 1.5s$/);
   assert.match(progressText('Query', { percent: 41.6 }, 2000), /42% · 2.0s/);
+  assert.match(progressText('Query', { percent: 25, phase: 'partition', part: 3, parts: 8, elapsed_ms: 900 }, 0),
+    /25% · partition · part 3\/8 · 0.9s/);
 });
 
 test('detailLines shows flag, file, diagnostics and the stderr tail', () => {

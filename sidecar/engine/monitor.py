@@ -87,6 +87,9 @@ class Sample(msgspec.Struct, frozen=True):
     rss_bytes: int
     buffer_bytes: int
     spill_bytes: int
+    part: int | None = None
+    """In a split run: the part running (1-based) of `parts`."""
+    parts: int | None = None
 
 
 class JobWatch:

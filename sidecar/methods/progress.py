@@ -25,6 +25,8 @@ def progress_listener(call: Call) -> Callable[[Sample], None] | None:
                 rss_bytes=sample.rss_bytes,
                 buffer_bytes=sample.buffer_bytes,
                 spill_bytes=sample.spill_bytes,
+                part=sample.part,
+                parts=sample.parts,
             )
         )
 

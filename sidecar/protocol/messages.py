@@ -25,7 +25,9 @@ __all__ = [
     "Phase",
 ]
 
-Phase = Literal["queued", "starting", "running", "fetching", "writing", "analyzing", "retrying", "partition", "done"]
+Phase = Literal[
+    "queued", "starting", "running", "fetching", "writing", "analyzing", "retrying", "partition", "done"
+]
 
 
 class ErrorData(msgspec.Struct, frozen=True):
@@ -45,7 +47,7 @@ class ErrorObject(msgspec.Struct, frozen=True):
     data: ErrorData
 
 
-class ProgressValue(msgspec.Struct, frozen=True):
+class ProgressValue(msgspec.Struct, frozen=True, omit_defaults=True):
     """One progress sample of a running request.
 
     `percent` is null when DuckDB cannot tell (it reports per-pipeline progress, which can be
@@ -58,6 +60,11 @@ class ProgressValue(msgspec.Struct, frozen=True):
     rss_bytes: int
     buffer_bytes: int
     spill_bytes: int
+    part: int | None = None
+    """In a query run in parts: the part (or exact quantile pass) running now, counted from 1 (`phase` is `partition` as it
+    starts, then that of the part's own job); absent otherwise."""
+    parts: int | None = None
+    """How many parts, with `part`."""
 
 
 class ProgressParams(msgspec.Struct, frozen=True):

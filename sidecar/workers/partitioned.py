@@ -182,6 +182,7 @@ class _Jobs:
         self.peak = self.buffer = self.spill = 0
         self.ceiling, self.duckdb_limit, self.threads = 0, 0, settings.threads
         self.stats: dict[str, Any] = {}
+        self.current: tuple[int | None, int | None] = (None, None)
 
     def run(
         self,
@@ -199,7 +200,7 @@ class _Jobs:
             sub,
             self.settings,
             on or self.call,
-            self.on_sample if final else _without_done(self.on_sample),
+            self.on_sample if final else self._relay(),
             self.database,
             idempotent=True,
             exports=output is not None,
@@ -220,8 +221,24 @@ class _Jobs:
         return int((time.monotonic() - self.started) * 1000)
 
     def progress(self, part: int, parts: int) -> None:
+        """Part `part` (0-based) of `parts` starts; the samples of its jobs carry its number until the next."""
+        self.current = (part + 1, parts)
         if self.on_sample is not None:
-            self.on_sample(Sample("partition", 100.0 * part / parts, self.elapsed_ms, 0, 0, 0))
+            self.on_sample(
+                Sample("partition", 100.0 * part / parts, self.elapsed_ms, 0, 0, 0, part + 1, parts)
+            )
+
+    def _relay(self) -> Callable[[Sample], None] | None:
+        """A step's samples, minus its 'done' (only the request's last step ends it), tagged with the part."""
+        listener = self.on_sample
+        if listener is None:
+            return None
+
+        def relay(sample: Sample) -> None:
+            if sample.phase != "done":
+                listener(msgspec.structs.replace(sample, part=self.current[0], parts=self.current[1]))
+
+        return relay
 
     def done(self) -> None:
         """The request's one 'done', when its last step was not a worker job's own final step."""

@@ -110,6 +110,7 @@ function progressText(label, value, elapsedMs) {
   const parts = [];
   parts.push(typeof value.percent === 'number' ? `${value.percent.toFixed(0)}%` : 'progress unknown');
   if (value.phase) parts.push(value.phase);
+  if (value.part && value.parts) parts.push(`part ${value.part}/${value.parts}`);
   if (typeof value.rss_bytes === 'number') parts.push(`RSS ${formatBytes(value.rss_bytes)}`);
   if (typeof value.buffer_bytes === 'number') parts.push(`buffers ${formatBytes(value.buffer_bytes)}`);
   if (typeof value.spill_bytes === 'number') parts.push(`spill ${formatBytes(value.spill_bytes)}`);
