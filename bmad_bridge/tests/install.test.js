@@ -13,6 +13,8 @@ const path = require('node:path');
 const { tempDir, runProcess } = require('./helpers');
 
 const PACKAGE_DIR = path.resolve(__dirname, '..');
+const REPO = path.resolve(PACKAGE_DIR, '..');
+const { version } = require('../package.json');
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const NPX = process.platform === 'win32' ? 'npx.cmd' : 'npx';
 // The Python that builds the wheel and the setup venv: the one the suite runs with, else python3.
@@ -84,6 +86,14 @@ test('npm pack installs into a clean project; setup, doctor and a query work the
     assert.deepEqual(jsonLines(query.stdout).find((l) => l.type === 'result').data.rows, [[42]]);
   });
 
+  await t.test('in a v4 project, the pack copied to .bmad-data-duckdb/ is the config in force', async () => {
+    const copy = path.join(project, '.bmad-data-duckdb');
+    fs.cpSync(path.join(REPO, 'expansion-pack'), copy, { recursive: true });
+    const status = await npx(['status', '--json'], { BMAD_DATA_CONFIG_DIR: copy });
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.equal(jsonLines(status.stdout).find((l) => l.type === 'result').data.config_dir, copy);
+  });
+
   await t.test('a sidecar wheel whose bmad-data-sidecar is on PATH is found without setup', async () => {
     const bin = path.join(home, 'venv', process.platform === 'win32' ? 'Scripts' : 'bin');
     const elsewhere = { BMAD_DATA_HOME: path.join(work, 'no-setup-here'), PATH: `${bin}${path.delimiter}${process.env.PATH}` };
@@ -92,4 +102,13 @@ test('npm pack installs into a clean project; setup, doctor and a query work the
     const sidecar = jsonLines(doctor.stdout).find((l) => l.type === 'check' && l.name === 'sidecar');
     assert.match(sidecar.message, /bmad-data-sidecar on PATH/);
   });
+});
+
+test("the README's install commands are the ones this test runs", () => {
+  const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
+  for (const line of [
+    'cd bmad_bridge && npm pack',
+    `npm install /path/to/bmad-data/bmad_bridge/bmad-data-${version}.tgz && npx bmad-data setup`,
+    'mkdir -p .bmad-data-duckdb && cp -r /path/to/bmad-data/expansion-pack/. .bmad-data-duckdb/',
+  ]) assert.ok(readme.includes(line), `README.md shows: ${line}`);
 });

@@ -83,7 +83,7 @@ test(`bmad-method@${BMAD_VERSION}'s validate_skills.py --strict finds nothing in
 test(`npx bmad-method@${BMAD_VERSION} install --custom-source installs the module's skills for claude-code`, { timeout: 600000 }, async (t) => {
   const project = tempDir('bmad-data-v6-project-');
   t.after(() => fs.rmSync(project, { recursive: true, force: true }));
-  const args = ['--yes', `bmad-method@${BMAD_VERSION}`, 'install', '--directory', project, '--custom-source', OUT, '--tools', 'claude-code', '--yes'];
+  const args = ['--yes', `bmad-method@${BMAD_VERSION}`, 'install', '--directory', '.', '--custom-source', OUT, '--tools', 'claude-code', '--yes'];
   const run = await runProcess(NPX, args, { cwd: project, timeoutMs: 540000 });
   const log = `${run.stdout}\n${run.stderr}`;
   assert.equal(run.code, 0, log);
@@ -100,4 +100,8 @@ test(`npx bmad-method@${BMAD_VERSION} install --custom-source installs the modul
   assert.equal(mod.version, yaml.load(fs.readFileSync(path.join(OUT, 'module.yaml'), 'utf8')).module_version);
   const help = fs.readFileSync(path.join(project, '_bmad', '_config', 'bmad-help.csv'), 'utf8');
   for (const skill of skillDirs(OUT)) assert.match(help, new RegExp(`,${skill},`), `bmad-help.csv lists ${skill}`);
+  // The README's command is this one, with the project as the current directory.
+  const readme = fs.readFileSync(path.join(OUT, '..', 'README.md'), 'utf8');
+  const shown = `npx bmad-method@${BMAD_VERSION} install --directory . --custom-source /path/to/bmad-data/bmad-module --tools claude-code --yes`;
+  assert.ok(readme.includes(shown), `README.md shows: ${shown}`);
 });
