@@ -28,7 +28,10 @@ from sidecar.layout import CHECKOUT_PACK_DIR, REPO_ROOT
 pytestmark = pytest.mark.timeout(600)
 
 # What a fresh clone does not have, or what the build must not see.
-NOT_IN_A_CLONE = (".git", ".venv", "node_modules", "build", "dist", ".bmad-data", "__pycache__", "*.egg-info")
+NOT_IN_A_CLONE = (
+    ".git", ".venv", "node_modules", "build", "dist", ".bmad-data", ".state", "tmp", "__pycache__", "*.egg-info",
+    ".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache",
+)
 
 
 def _bin(env_dir: Path, name: str) -> Path:

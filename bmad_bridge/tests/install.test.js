@@ -112,3 +112,19 @@ test("the README's install commands are the ones this test runs", () => {
     'mkdir -p .bmad-data-duckdb && cp -r /path/to/bmad-data/expansion-pack/. .bmad-data-duckdb/',
   ]) assert.ok(readme.includes(line), `README.md shows: ${line}`);
 });
+
+test('the Python of a pip console script is read from either shebang form pip writes', () => {
+  const { scriptInterpreter } = require('../lib/locate');
+  const dir = tempDir('bmad-data-scripts-');
+  const short = path.join(dir, 'short');
+  fs.writeFileSync(short, '#!/opt/venv/bin/python3.12\nimport sys\n');
+  const long = path.join(dir, 'long'); // pip's form when the interpreter path is too long for #!
+  fs.writeFileSync(long, '#!/bin/sh\n\'\'\'exec\' "/a very/long path/venv/bin/python" "$0" "$@"\n\' \'\'\'\nimport sys\n');
+  const notPython = path.join(dir, 'other');
+  fs.writeFileSync(notPython, '#!/bin/bash\necho hi\n');
+  assert.equal(scriptInterpreter(short), '/opt/venv/bin/python3.12');
+  assert.equal(scriptInterpreter(long), '/a very/long path/venv/bin/python');
+  assert.equal(scriptInterpreter(notPython), null);
+  assert.equal(scriptInterpreter(path.join(dir, 'missing')), null);
+  fs.rmSync(dir, { recursive: true, force: true });
+});

@@ -75,7 +75,7 @@ async function findPython(opts, env) {
   });
 }
 
-async function step(reporter, what, file, args) {
+async function step(what, file, args) {
   try {
     return await run(file, args, { maxBuffer: 64 * 1024 * 1024, timeout: 15 * 60 * 1000 });
   } catch (err) {
@@ -99,14 +99,14 @@ async function handle({ reporter }, opts, env = process.env) {
     reporter.info(`🐍 Creating the sidecar's venv in ${venv.dir} with Python ${version} (${python})...`);
     fs.rmSync(venv.dir, { recursive: true, force: true });
     fs.mkdirSync(path.dirname(venv.dir), { recursive: true });
-    await step(reporter, 'creating the venv', python, ['-m', 'venv', venv.dir]);
+    await step('creating the venv', python, ['-m', 'venv', venv.dir]);
     reporter.info(`📦 Installing the locked dependencies (${path.basename(what.lock)}, hash-checked)...`);
-    await step(reporter, 'installing requirements.lock', venv.python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--require-hashes', '-r', what.lock]);
+    await step('installing requirements.lock', venv.python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--require-hashes', '-r', what.lock]);
     reporter.info(`📦 Installing the sidecar from ${what.from}...`);
-    await step(reporter, 'installing the sidecar', venv.python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', what.sidecar]);
+    await step('installing the sidecar', venv.python, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', what.sidecar]);
     fs.writeFileSync(stampFile, `${JSON.stringify(want)}\n`);
   }
-  const { stdout } = await step(reporter, 'checking the installed sidecar', venv.python, ['-P', '-m', 'sidecar', '--version']);
+  const { stdout } = await step('checking the installed sidecar', venv.python, ['-P', '-m', 'sidecar', '--version']);
   const data = { venv: venv.dir, python: venv.python, sidecar_version: stdout.trim(), data_dir: dataDir(env), from: what.from, changed: !upToDate };
   reporter.result('setup', data, (d, r) => {
     r.success(`${d.changed ? 'Set up' : 'Already set up'}: sidecar ${d.sidecar_version} in ${d.venv}`);
