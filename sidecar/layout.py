@@ -12,14 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "BUILTIN_PACK_DIR",
+    "CHECKOUT_PACK_DIR",
     "PACKAGE_DIR",
     "REPO_ROOT",
-    "CHECKOUT_PACK_DIR",
-    "BUILTIN_PACK_DIR",
     "default_pack_dir",
+    "default_state_dir",
+    "in_checkout",
     "is_builtin_pack",
     "project_root_of",
-    "default_state_dir",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -29,8 +29,20 @@ pytestmark = pytest.mark.timeout(600)
 
 # What a fresh clone does not have, or what the build must not see.
 NOT_IN_A_CLONE = (
-    ".git", ".venv", "node_modules", "build", "dist", ".bmad-data", ".state", "tmp", "__pycache__", "*.egg-info",
-    ".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache",
+    ".git",
+    ".venv",
+    "node_modules",
+    "build",
+    "dist",
+    ".bmad-data",
+    ".state",
+    "tmp",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".hypothesis",
+    ".ruff_cache",
+    ".mypy_cache",
 )
 
 
@@ -46,7 +58,9 @@ def _pip(python: Path, *args: str, cwd: Path | None = None) -> None:
         text=True,
     )
     if done.returncode != 0:
-        raise AssertionError(f"pip {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        raise AssertionError(
+            f"pip {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +91,19 @@ def _clean_env() -> dict[str, str]:
 def _session(command: list[str], cwd: Path, requests: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     """Send the requests (then shutdown and exit) over real stdio; return the answers in order."""
     lines = [
-        json.dumps({"jsonrpc": "2.0", "id": i, "method": m, "params": p}) for i, (m, p) in enumerate(requests, 1)
+        json.dumps({"jsonrpc": "2.0", "id": i, "method": m, "params": p})
+        for i, (m, p) in enumerate(requests, 1)
     ]
     lines.append(json.dumps({"jsonrpc": "2.0", "id": len(requests) + 1, "method": "shutdown"}))
     lines.append(json.dumps({"jsonrpc": "2.0", "method": "exit"}))
     done = subprocess.run(
-        command, input="\n".join(lines) + "\n", capture_output=True, text=True, cwd=cwd, env=_clean_env(), timeout=120
+        command,
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_clean_env(),
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     answers = [json.loads(line) for line in done.stdout.splitlines()]
@@ -107,14 +128,19 @@ def test_the_wheel_carries_the_sidecar_and_the_pack_configs_only(wheel: Path) ->
     assert "bmad-data-sidecar = sidecar.server:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
-def test_the_installed_console_script_answers_from_an_empty_directory(installed: Path, tmp_path: Path) -> None:
+def test_the_installed_console_script_answers_from_an_empty_directory(
+    installed: Path, tmp_path: Path
+) -> None:
     project = tmp_path / "empty-project"
     project.mkdir()
     init, answer, config = _session(
         [str(_bin(installed, "bmad-data-sidecar"))],
         project,
-        [("initialize", {"client": {"name": "test_install"}}), ("query.run", {"sql": "SELECT 42 AS n"}),
-         ("config.get", {})],
+        [
+            ("initialize", {"client": {"name": "test_install"}}),
+            ("query.run", {"sql": "SELECT 42 AS n"}),
+            ("config.get", {}),
+        ],
     )
     result = init["result"]
     assert result["server"]["name"] == "bmad-data-sidecar", result
@@ -129,5 +155,7 @@ def test_the_installed_console_script_answers_from_an_empty_directory(installed:
 
 
 def test_the_installed_module_runs_as_python_dash_m_sidecar(installed: Path, tmp_path: Path) -> None:
-    (init,) = _session([str(_bin(installed, "python")), "-P", "-m", "sidecar"], tmp_path, [("initialize", {})])
+    (init,) = _session(
+        [str(_bin(installed, "python")), "-P", "-m", "sidecar"], tmp_path, [("initialize", {})]
+    )
     assert init["result"]["server"]["name"] == "bmad-data-sidecar"
