@@ -62,6 +62,14 @@ test('npm pack installs into a clean project; setup, doctor and a query work the
     assert.match(failed[0].fix, /npx bmad-data setup/, failed[0].fix);
   });
 
+  await t.test('without a usable Python, doctor says to install one and then run setup', async () => {
+    const doctor = await npx(['doctor', '--json'], { BMAD_DATA_PYTHON: path.join(work, 'no-such-python3') });
+    assert.equal(doctor.code, 14, doctor.stdout + doctor.stderr);
+    const python = jsonLines(doctor.stdout).find((l) => l.type === 'check' && l.name === 'python');
+    assert.equal(python.status, 'fail');
+    assert.match(python.fix, /Install Python >= 3\.11, then run `npx bmad-data setup`/);
+  });
+
   await t.test('setup builds the venv in BMAD_DATA_HOME from the shipped lock and wheel, then only checks', async () => {
     const setup = await npx(['setup', '--python', PYTHON, '--json']);
     assert.equal(setup.code, 0, setup.stdout + setup.stderr);
