@@ -324,7 +324,7 @@ function exited(info) {
 
 function unavailable(client, err) {
   return new BmadDataError('SIDECAR_UNAVAILABLE', `cannot start the sidecar with ${client.python} (${client.pythonSource}): ${err.message}`, {
-    hint: 'Set BMAD_DATA_PYTHON to a Python >= 3.11 with the sidecar installed, or run scripts/bootstrap.sh in the repository.',
+    hint: 'Run `npx bmad-data setup` (a venv with the sidecar), or set BMAD_DATA_PYTHON to a Python >= 3.11 that has it; in a bmad-data checkout, run scripts/bootstrap.sh.',
     details: { python: client.python, source: client.pythonSource, errno: err.code || null },
   });
 }

@@ -52,15 +52,10 @@ async function startClient(options = {}) {
   return client;
 }
 
-/**
- * Run the CLI; resolves {code, stdout, stderr, lines (parsed JSON lines when --json)}.
- * Runs in `cwd` (a temp dir by default) with NO_COLOR unset unless given.
- */
-function runCli(args, { env = {}, cwd, timeoutMs = 60000 } = {}) {
+/** Run a process to its end; resolves {code, signal, stdout, stderr}. SIGKILL after `timeoutMs`. */
+function runProcess(command, args, { cwd, env = process.env, timeoutMs = 60000 } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: cwd || tempDir(), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => { stdout += c; });
@@ -69,19 +64,28 @@ function runCli(args, { env = {}, cwd, timeoutMs = 60000 } = {}) {
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      const result = { code, signal, stdout, stderr, lines: null };
-      if (args.includes('--json')) {
-        result.lines = stdout.split('\n').filter((l) => l !== '').map((l) => {
-          try {
-            return JSON.parse(l);
-          } catch (err) {
-            throw new Error(`--json printed a line that is not JSON: ${JSON.stringify(l)}\n${stdout}`);
-          }
-        });
-      }
-      resolve(result);
+      resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+/**
+ * Run the CLI; resolves {code, stdout, stderr, lines (parsed JSON lines when --json)}.
+ * Runs in `cwd` (a temp dir by default) with NO_COLOR unset unless given.
+ */
+async function runCli(args, { env = {}, cwd, timeoutMs = 60000 } = {}) {
+  const result = await runProcess(process.execPath, [BIN, ...args], { cwd: cwd || tempDir(), env: { ...process.env, ...env }, timeoutMs });
+  result.lines = null;
+  if (args.includes('--json')) {
+    result.lines = result.stdout.split('\n').filter((l) => l !== '').map((l) => {
+      try {
+        return JSON.parse(l);
+      } catch (err) {
+        throw new Error(`--json printed a line that is not JSON: ${JSON.stringify(l)}\n${result.stdout}`);
+      }
+    });
+  }
+  return result;
 }
 
 /** True while a process with this pid exists. */
@@ -106,4 +110,4 @@ async function waitFor(predicate, { timeoutMs = 10000, stepMs = 50 } = {}) {
 /** A query that keeps DuckDB busy for roughly `seconds` on this machine (1 thread). */
 const busySql = (rows) => `SELECT count(*) AS n FROM range(${rows}) t(i) WHERE hash(i) % 7 = 1`;
 
-module.exports = { REPO, PACK, BIN, tempDir, packCopy, startClient, runCli, alive, waitFor, busySql };
+module.exports = { REPO, PACK, BIN, tempDir, packCopy, startClient, runProcess, runCli, alive, waitFor, busySql };

@@ -26,6 +26,7 @@ from sidecar.config.schema import (
 )
 from sidecar.config.validate import INFO, MISSING, Ctx, Ignore, Section, walk
 from sidecar.config.yamlload import MarkedDict, load_yaml, plain
+from sidecar.layout import default_pack_dir
 
 __all__ = [
     "Pack",
@@ -39,7 +40,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # kept for importers; sidecar.layout knows checkout vs installed
 
 # role -> path inside the pack. The original pack kept all four side by side, so each file is also
 # looked up directly in the config dir (the "flat" layout).
@@ -80,10 +81,11 @@ class Pack(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def default_config_dir(env: Mapping[str, str] | None = None) -> Path:
-    """BMAD_DATA_CONFIG_DIR when set, else the repo's own expansion-pack/."""
+    """BMAD_DATA_CONFIG_DIR when set, else the repo's own expansion-pack/ (the wheel's built-in copy
+    when installed)."""
     env = os.environ if env is None else env
     given = env.get("BMAD_DATA_CONFIG_DIR")
-    return Path(given) if given else REPO_ROOT / "expansion-pack"
+    return Path(given) if given else default_pack_dir()
 
 
 def find_pack_file(config_dir: Path, role: str) -> Path | None:

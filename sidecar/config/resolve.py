@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 from sidecar.config import rules
 from sidecar.config.diagnostics import Diagnostic
-from sidecar.config.pack import REPO_ROOT, Pack
+from sidecar.config.pack import Pack
 from sidecar.config.schema import MemoryLimit, Profile
 from sidecar.config.settings import (
     ALLOWED_DIRS_ENV,
@@ -40,6 +40,7 @@ from sidecar.config.settings import (
 from sidecar.config.thresholds import merge_thresholds
 from sidecar.config.validate import to_int, to_path, to_size
 from sidecar.errors import ConfigInvalid, InvalidParams, did_you_mean
+from sidecar.layout import default_state_dir, project_root_of
 from sidecar.resources import Resources, disk_space, effective_memory_bytes
 from sidecar.units import format_size
 
@@ -227,8 +228,10 @@ def resolve_settings(
         )
 
     # directories ----------------------------------------------------------------------------
-    state_dir = Path(env[STATE_DIR_ENV]) if env.get(STATE_DIR_ENV) else REPO_ROOT / ".bmad-data"
-    state_src = f"env:{STATE_DIR_ENV}" if env.get(STATE_DIR_ENV) else "auto: <repo>/.bmad-data"
+    if env.get(STATE_DIR_ENV):
+        state_dir, state_src = Path(env[STATE_DIR_ENV]), f"env:{STATE_DIR_ENV}"
+    else:
+        state_dir, state_src = default_state_dir()
     temp = pick(
         "temp_directory", "temp_directory", lambda: ("auto: <state dir>/spill", str(state_dir / "spill"))
     )
@@ -359,7 +362,7 @@ class _ProfileFields:
     its `file:path:line (profile name)` source."""
 
     def __init__(self, pack: Pack, name: str, prof: Profile | None) -> None:
-        self.root = Path(pack.config_dir).absolute().parent  # relative paths in the pack are project-relative
+        self.root = project_root_of(pack.config_dir)  # relative paths in the pack are project-relative
         self.values: dict[str, _Candidate] = {}
         tmpl = pack.memory_templates
         if prof is not None and tmpl is not None:

@@ -8,7 +8,7 @@ const { Command, CommanderError } = require('commander');
 const { EXIT_CODES } = require('../errors');
 const { version } = require('../../package.json');
 
-const COMMANDS = ['analyze', 'query', 'monitor', 'cleanup', 'benchmark', 'status', 'doctor'];
+const COMMANDS = ['analyze', 'query', 'monitor', 'cleanup', 'benchmark', 'status', 'doctor', 'setup'];
 
 /** Build the commander program (tests introspect it to check the pack's commands exist). */
 function buildProgram() {

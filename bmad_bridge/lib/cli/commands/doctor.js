@@ -9,6 +9,7 @@ const { BmadDataError } = require('../../errors');
 const { runCommand } = require('../session');
 const { formatBytes } = require('../format');
 const { flagList, COMMAND_FLAGS } = require('../gates');
+const { managedVenv } = require('../../locate');
 
 const run = promisify(execFile);
 const MIN_SPILL_FREE = 1e9;
@@ -29,10 +30,21 @@ async function checkPython(client) {
     const version = (stdout || stderr).trim();
     const [, major, minor] = version.match(/(\d+)\.(\d+)/) || [];
     if (Number(major) === 3 && Number(minor) >= 11) return ok('python', `${version} (${client.python}, from ${client.pythonSource})`);
-    return fail('python', `${version} at ${client.python} is too old; the sidecar needs Python >= 3.11`, 'Set BMAD_DATA_PYTHON to a Python >= 3.11, or run scripts/bootstrap.sh');
+    return fail('python', `${version} at ${client.python} is too old; the sidecar needs Python >= 3.11`, `Install Python >= 3.11, then run \`${SETUP}\` (or \`${SETUP} --python <path to it>\`)`);
   } catch (err) {
-    return fail('python', `cannot run ${client.python} (${client.pythonSource}): ${err.message.split('\n')[0]}`, 'Install Python >= 3.11 and run scripts/bootstrap.sh, or set BMAD_DATA_PYTHON');
+    return fail('python', `cannot run ${client.python} (${client.pythonSource}): ${err.message.split('\n')[0]}`, `Install Python >= 3.11, then run \`${SETUP}\`; or set BMAD_DATA_PYTHON to a Python >= 3.11 that has the sidecar`);
   }
+}
+
+const SETUP = 'npx bmad-data setup';
+
+/** The fix for a sidecar that did not start: a Python without the sidecar needs setup. */
+function sidecarFix(err) {
+  const tail = String((err.details && err.details.stderr_tail) || '');
+  if (/No module named '?sidecar/.test(tail)) {
+    return `The sidecar is not installed for this Python. Run \`${SETUP}\` (it creates ${managedVenv().dir}); or \`pip install\` the bmad-data-sidecar wheel and put its bmad-data-sidecar on PATH; or set BMAD_DATA_PYTHON to a Python that has it`;
+  }
+  return err.hint || 'Run with --verbose to see its log';
 }
 
 const ok = (name, message) => ({ name, status: 'ok', message, fix: '' });
@@ -85,9 +97,9 @@ async function handle({ client, reporter }) {
   if (python.status !== 'fail') {
     try {
       init = await client.start();
-      checks.push(ok('sidecar', `${init.server?.name ?? 'sidecar'} ${init.server?.version ?? ''}, DuckDB ${init.duckdb_version}`));
+      checks.push(ok('sidecar', `${init.server?.name ?? 'sidecar'} ${init.server?.version ?? ''}, DuckDB ${init.duckdb_version} (Python from ${client.pythonSource})`));
     } catch (err) {
-      checks.push(fail('sidecar', `the sidecar did not start: ${err.code}: ${err.message}`, err.hint || 'Run with --verbose to see its log'));
+      checks.push(fail('sidecar', `the sidecar did not start: ${err.code}: ${err.message}`, sidecarFix(err)));
       if (err.code === 'CONFIG_INVALID') checks.push(configCheck(err.details.diagnostics || []));
     }
   }
