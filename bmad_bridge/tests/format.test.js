@@ -68,3 +68,14 @@ test('BmadDataError.fromRpc keeps the sidecar\'s data; numbers alone still map t
   assert.equal(exitCodeFor(new Error('plain')), EXIT_CODES.INTERNAL);
   assert.equal(exitCodeFor(new BmadDataError('SOMETHING_NEW', 'x')), EXIT_CODES.INTERNAL);
 });
+
+test('renderTable and toCsv take any number of rows (no call-stack limit: 300k rows)', () => {
+  const rows = Array.from({ length: 300000 }, (_, i) => [i, i % 3 === 0 ? null : `r${i}`]);
+  const table = renderTable(['i', 's'], rows).split('\n');
+  assert.equal(table.length, 300000 + 4);
+  assert.equal(table[1], '│      i │ s       │');
+  assert.equal(table[table.length - 2], '│ 299999 │ r299999 │');
+  const csv = toCsv(['i', 's'], rows).split('\n');
+  assert.equal(csv.length, 300001);
+  assert.equal(csv[300000], '299999,r299999');
+});

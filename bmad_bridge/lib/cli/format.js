@@ -64,7 +64,12 @@ function truncate(text, max) {
 function renderTable(headers, rows, { maxCell = 40, paint = (s) => s } = {}) {
   const text = rows.map((row) => row.map((v) => truncate(cellText(v), maxCell)));
   const heads = headers.map((h) => truncate(String(h), maxCell));
-  const widths = heads.map((h, i) => Math.max(width(h), ...text.map((r) => width(r[i] ?? ''))));
+  // A loop, not Math.max(...cells): spreading one argument per row overflows the call stack
+  // past ~120k rows (format.test.js renders 300k).
+  const widths = heads.map((h) => width(h));
+  for (const r of text) {
+    for (let i = 0; i < widths.length; i += 1) widths[i] = Math.max(widths[i], width(r[i] ?? ''));
+  }
   const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => r[i] === null || typeof r[i] === 'number'));
   const pad = (s, i) => {
     const gap = ' '.repeat(widths[i] - width(s));
