@@ -19,7 +19,8 @@ async function handle({ client, reporter, signal }, opts) {
   if (opts.force) reporter.warn('Performing aggressive cleanup...');
   const result = await client.request('cleanup', { aggressive: Boolean(opts.force) }, { signal });
   reporter.result('cleanup', result, (d, r) => {
-    r.success(`Cleanup completed: freed ${formatBytes(d.bytes_freed, { both: true })}, removed ${d.files_removed} files`);
+    // The result goes to stdout (the chatter above goes to stderr).
+    r.print(r.out.green(`✅ Cleanup completed: freed ${formatBytes(d.bytes_freed, { both: true })}, removed ${d.files_removed} files`));
   });
 }
 
