@@ -27,8 +27,11 @@ function register(program) {
     .option('--job-id <id>', 'name the job: if it fails or is stopped, the same command resumes from its finished parts')
     .addOption(new Option('-o, --output <format>', 'how to print the result').choices(['table', 'json', 'csv']).default('table'))
     .action(async (sql, opts, cmd) => {
-      await runCommand('query', cmd.optsWithGlobals(), (ctx) => handle(ctx, sql, opts), {
-        options: passedOptions(cmd),
+      const passed = passedOptions(cmd);
+      let output = null;
+      await runCommand('query', cmd.optsWithGlobals(), (ctx) => handle(ctx, sql, opts, output), {
+        options: passed,
+        validate: () => { output = saveTarget(opts, passed); },
       });
     });
 }
@@ -46,16 +49,64 @@ async function readSql(sql, file) {
   return sql;
 }
 
-function usage(message) {
-  return new BmadDataError('USAGE', message, { hint: 'Run `bmad-data query --help` for the options.' });
+function usage(message, hint = 'Run `bmad-data query --help` for the options.') {
+  return new BmadDataError('USAGE', message, { hint });
 }
 
+const FORMAT_OF_EXTENSION = Object.freeze({ parquet: 'parquet', pq: 'parquet', csv: 'csv', json: 'json', jsonl: 'json', ndjson: 'json' });
+
+/** The format a file name's extension says, or undefined: inferFormat('a/b.jsonl') -> 'json'. */
 function inferFormat(file) {
-  const ext = path.extname(file).toLowerCase().slice(1);
-  return { parquet: 'parquet', csv: 'csv', json: 'json', jsonl: 'json', ndjson: 'json' }[ext];
+  return FORMAT_OF_EXTENSION[path.extname(file).toLowerCase().slice(1)];
 }
 
-async function handle({ client, reporter, signal }, sqlArg, opts) {
+/**
+ * The `output` of query.run for --save/--format/--overwrite, or null without --save. Refuses
+ * the flags that would be silently ignored or contradict each other, naming both flags.
+ */
+function saveTarget(opts, passed) {
+  if (!opts.save) {
+    for (const flag of ['format', 'overwrite']) {
+      if (passed.includes(flag)) throw usage(`--${flag} applies to the file of --save, and no --save was given`, `Add --save <file>, or drop --${flag} (--output sets how printed rows look).`);
+    }
+    return null;
+  }
+  if (passed.includes('output')) {
+    throw usage('--output sets how rows are printed, but with --save the rows go to the file and none are printed', 'Drop --output, or drop --save to print the rows.');
+  }
+  const implied = inferFormat(opts.save);
+  if (opts.format && implied && opts.format !== implied) {
+    throw usage(`--save ${opts.save} names a ${implied} file but --format says ${opts.format}`, `Drop --format (the extension decides), or save to a .${opts.format} file.`);
+  }
+  const format = opts.format || implied;
+  if (!format) throw usage(`cannot tell the format of --save ${opts.save} from its extension`, 'Add --format parquet|csv|json, or use a .parquet, .csv or .json file name.');
+  return { path: path.resolve(opts.save), format, overwrite: Boolean(opts.overwrite) };
+}
+
+/**
+ * Create the missing parent directories of `file`; returns those it created, deepest first,
+ * so that a failed query can remove them again (removeEmpty).
+ */
+async function makeParents(file) {
+  const first = await fs.mkdir(path.dirname(file), { recursive: true });
+  if (!first) return [];
+  const made = [];
+  for (let dir = path.dirname(file); dir.length >= first.length; dir = path.dirname(dir)) made.push(dir);
+  return made;
+}
+
+/** Remove the directories given (deepest first) while they are empty. */
+async function removeEmpty(dirs) {
+  for (const dir of dirs) {
+    try {
+      await fs.rmdir(dir);
+    } catch {
+      return; // not empty (something else wrote there) or already gone: leave it
+    }
+  }
+}
+
+async function handle({ client, reporter, signal }, sqlArg, opts, output) {
   const sql = await readSql(sqlArg, opts.file);
   const params = { sql };
   if (opts.database) params.database = opts.database;
@@ -67,14 +118,18 @@ async function handle({ client, reporter, signal }, sqlArg, opts) {
   if (opts.memoryLimit) settings.memory_limit = opts.memoryLimit;
   if (opts.threads !== undefined) settings.threads = opts.threads;
   if (Object.keys(settings).length) params.settings = settings;
-  if (opts.save) {
-    const format = opts.format || inferFormat(opts.save);
-    if (!format) throw usage(`cannot tell the format of ${opts.save}; add --format parquet|csv|json`);
-    params.output = { path: path.resolve(opts.save), format, overwrite: Boolean(opts.overwrite) };
-  }
+  if (output) params.output = output;
+  const made = output ? await makeParents(output.path) : [];
+  if (made.length) reporter.detail(`Created ${made[made.length - 1]} for --save`);
   reporter.info('🔍 Running query...');
   const onProgress = reporter.startProgress('query', 'Running query');
-  const result = await client.request('query.run', params, { signal, onProgress });
+  let result;
+  try {
+    result = await client.request('query.run', params, { signal, onProgress });
+  } catch (err) {
+    await removeEmpty(made);
+    throw err;
+  }
   reporter.result('query', result, (data, r) => {
     if (!data.output) renderResult(data, opts.output, r);
     if (data.truncated) r.warn(`showing the first ${data.rows.length} rows; write everything with --save <file>`);
