@@ -22,7 +22,7 @@ function buildProgram({ json = false } = {}) {
     .description('Memory-safe DuckDB for BMad: queries and dataset analysis through a supervised sidecar')
     .version(version)
     .option('--json', 'print JSON lines only (for agents and scripts)')
-    .option('-c, --config-dir <dir>', 'expansion pack folder holding the config (default: the repo\'s expansion-pack/, or BMAD_DATA_CONFIG_DIR)')
+    .option('-c, --config-dir <dir>', 'expansion pack folder holding the config (default: BMAD_DATA_CONFIG_DIR, else the repo\'s expansion-pack/)')
     .option('-p, --profile <name>', 'memory profile from duckdb-memory-config-templates.yaml (default: auto)')
     .option('-v, --verbose', 'show the sidecar\'s log on stderr')
     .showSuggestionAfterError(true)

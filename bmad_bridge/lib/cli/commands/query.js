@@ -6,7 +6,7 @@ const { Option } = require('commander');
 const { BmadDataError } = require('../../errors');
 const { runCommand } = require('../session');
 const { renderResult } = require('./render');
-const { passedOptions, parseInteger } = require('./common');
+const { passedOptions, parseInteger, parseAtLeast } = require('./common');
 const { formatBytes, formatMs } = require('../format');
 
 function register(program) {
@@ -15,14 +15,14 @@ function register(program) {
     .description('Run SQL within the memory budget (results capped; big results go to a file with --save)')
     .argument('[sql]', 'the SQL to run (or use --file)')
     .option('-f, --file <path>', 'read the SQL from a file')
-    .option('-d, --database <path>', 'DuckDB database file (default: an in-memory database)')
+    .option('-d, --database <path>', 'DuckDB database file to use, created if missing (default: a private database file of this command\'s sidecar, deleted when the command ends: tables do not outlive one command)')
     .option('-m, --memory-limit <size>', 'memory budget for this query, e.g. 2GB or 2GiB')
     .option('--threads <n>', 'DuckDB threads for this query', parseInteger)
     .option('--max-rows <n>', 'rows to return at most (default 10000)', parseInteger)
-    .option('--timeout <ms>', 'stop the query after this many milliseconds', parseInteger)
-    .option('--save <path>', 'write the full result to this file, atomically')
-    .addOption(new Option('--format <format>', 'file format for --save').choices(['parquet', 'csv', 'json']))
-    .option('--overwrite', 'replace an existing --save file')
+    .option('--timeout <ms>', 'stop the query after this many milliseconds (default: timeout_threshold in resource-thresholds-config.yaml)', parseAtLeast(1))
+    .option('--save <path>', 'write the full result to this file, atomically (missing directories are created)')
+    .addOption(new Option('--format <format>', 'file format for --save (default: from its extension)').choices(['parquet', 'csv', 'json']))
+    .option('--overwrite', 'replace an existing --save file (without it, an existing file is an error)')
     .option('--parts <n>', 'split into n parts (2..256) and combine exactly; 0: never split up front', parseInteger)
     .option('--job-id <id>', 'name the job: if it fails or is stopped, the same command resumes from its finished parts')
     .addOption(new Option('-o, --output <format>', 'how to print the result').choices(['table', 'json', 'csv']).default('table'))
