@@ -2,14 +2,14 @@
 /**
  * The `bmad-data` program: global options and the subcommands of the pack's
  * duckdb-cli-integration-config.yaml (analyze, query, monitor, cleanup, benchmark, status)
- * plus doctor. Exit codes: lib/errors.js EXIT_CODES, documented in docs/bmad-integration.md.
+ * plus convert, partition and doctor. Exit codes: lib/errors.js EXIT_CODES, documented in docs/bmad-integration.md.
  */
 const { Command, CommanderError } = require('commander');
 const { BmadDataError, EXIT_CODES } = require('../errors');
 const { Reporter } = require('./output');
 const { version } = require('../../package.json');
 
-const COMMANDS = ['analyze', 'query', 'monitor', 'cleanup', 'benchmark', 'status', 'doctor'];
+const COMMANDS = ['analyze', 'query', 'convert', 'partition', 'monitor', 'cleanup', 'benchmark', 'status', 'doctor'];
 
 /**
  * Build the commander program (tests introspect it to check the pack's commands exist).

@@ -30,6 +30,14 @@ function parseSeconds(min) {
   };
 }
 
+/** The `timeout_ms` and `settings` of a dataset method from --timeout and --memory-limit. */
+function dataParams(opts) {
+  const params = {};
+  if (opts.timeout !== undefined) params.timeout_ms = opts.timeout;
+  if (opts.memoryLimit) params.settings = { memory_limit: opts.memoryLimit };
+  return params;
+}
+
 /** Long names of the options the user actually passed on the command line (not defaults). */
 function passedOptions(cmd) {
   return cmd.options
@@ -37,4 +45,4 @@ function passedOptions(cmd) {
     .map((o) => o.long.replace(/^--/, ''));
 }
 
-module.exports = { parseInteger, parseAtLeast, parseSeconds, passedOptions };
+module.exports = { parseInteger, parseAtLeast, parseSeconds, passedOptions, dataParams };
