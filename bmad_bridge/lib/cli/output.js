@@ -12,6 +12,7 @@
 const chalk = require('chalk');
 const ora = require('ora');
 const { formatBytes } = require('./format');
+const { cliHint, flagsOf } = require('./hints');
 
 function colorLevel(stream, env) {
   if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return 0;
@@ -57,16 +58,22 @@ class Reporter {
     else this._say(this.err.yellow(`⚠️  ${message}`));
   }
 
-  /** The failure report: red headline, then the error code and the hint. */
+  /**
+   * The failure report: red headline, then the error code and the hint, the hint in the
+   * command's own flags (lib/cli/hints.js), not the sidecar protocol's words.
+   */
   fail(command, error) {
     this.stopProgress();
+    const { buildProgram } = require('./main'); // lazy: main.js requires this module
+    const hint = cliHint(error.hint, command, flagsOf(buildProgram(), command));
     if (this.json) {
-      this.emit('error', { command, error: typeof error.toJSON === 'function' ? error.toJSON() : { code: 'INTERNAL', message: String(error.message || error) } });
+      const body = typeof error.toJSON === 'function' ? error.toJSON() : { code: 'INTERNAL', message: String(error.message || error) };
+      this.emit('error', { command, error: { ...body, hint } });
       return;
     }
     this._say(this.err.red(`❌ Command '${command}' failed: ${error.message}`));
     if (error.code) this._say(this.err.yellow(`   Error code: ${error.code}`));
-    if (error.hint) this._say(this.err.blue(`   Next step: ${error.hint}`));
+    if (hint) this._say(this.err.blue(`   Next step: ${hint}`));
     for (const line of detailLines(error.details || {})) this._say(this.err.gray(`   ${line}`));
   }
 
