@@ -37,6 +37,7 @@ const USAGE_CASES = [
   [['query', '--max-rows', 'ten', 'SELECT 1'], 'query'],
   [['analyze'], 'analyze'],
   [['query', '--output', 'xml', 'SELECT 1'], 'query'],
+  [['query', '--max-rows', '1000001', 'SELECT 1'], 'query'],
   [['qeury', 'SELECT 1'], 'bmad-data'],
   [[], 'bmad-data'],
 ];
@@ -54,6 +55,7 @@ for (const [args, command] of USAGE_CASES) {
     assert.equal(line.error.code, 'USAGE');
     assert.equal(line.error.severity, 'error');
     assert.equal(line.error.retryable, false);
+    assert.equal(line.error.rpc_code, null);
     assert.match(line.error.hint, command === 'bmad-data' ? /bmad-data --help/ : new RegExp(`bmad-data ${command} --help`));
     assert.doesNotMatch(line.error.message, /^error:/);
   });

@@ -91,7 +91,8 @@ test('jsonPieces writes rows a batch at a time and the pieces join into the same
   const compact = [...jsonPieces(data, data.rows)].join('');
   assert.equal(compact, JSON.stringify(data));
   assert.equal([...jsonPieces({ rows: [] }, [], { indent: 2 })].join(''), JSON.stringify({ rows: [] }, null, 2));
-  assert.equal([...jsonPieces({ a: 1 }, null)].join(''), '{"a":1}');
+  assert.equal([...jsonPieces({ a: 1, b: null }, null)].join(''), '{"a":1,"b":null}', 'no rows: nulls stay null');
+  assert.equal([...jsonPieces({ a: 1, b: null }, undefined, { indent: 2 })].join(''), JSON.stringify({ a: 1, b: null }, null, 2));
 });
 
 test('a big result reaches stdout in writes of about 1 MiB, never as one string', () => {

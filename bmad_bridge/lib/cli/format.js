@@ -120,10 +120,14 @@ function toCsv(headers, rows) {
  *   [...jsonPieces({a: 1, rows: [[1], [2]]}, [[1], [2]])].join('') -> '{"a":1,"rows":[[1],[2]]}'
  */
 function* jsonPieces(value, rows, { indent = 0, batch = 2000 } = {}) {
+  if (!Array.isArray(rows)) {
+    yield JSON.stringify(value, null, indent || undefined);
+    return;
+  }
   const mark = `\u0000rows-${process.pid}-${Math.random()}`;
   const text = JSON.stringify(value, (key, v) => (v === rows ? mark : v), indent || undefined);
   const at = text.indexOf(JSON.stringify(mark));
-  if (!Array.isArray(rows) || at < 0) {
+  if (at < 0) {
     yield text;
     return;
   }

@@ -20,6 +20,15 @@ function parseAtLeast(min, instead = '') {
   };
 }
 
+/** Commander parser for whole numbers from `min` to `max`: parseBetween(0, 10)('11') -> InvalidArgumentError. */
+function parseBetween(min, max) {
+  return (value) => {
+    const n = parseInteger(value);
+    if (n < min || n > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}.`);
+    return n;
+  };
+}
+
 /** Commander parser for a number of seconds >= `min` (decimals allowed: 0.5). */
 function parseSeconds(min) {
   return (value) => {
@@ -45,4 +54,4 @@ function passedOptions(cmd) {
     .map((o) => o.long.replace(/^--/, ''));
 }
 
-module.exports = { parseInteger, parseAtLeast, parseSeconds, passedOptions, dataParams };
+module.exports = { parseInteger, parseAtLeast, parseBetween, parseSeconds, passedOptions, dataParams };

@@ -6,7 +6,7 @@ const { Option } = require('commander');
 const { BmadDataError } = require('../../errors');
 const { runCommand } = require('../session');
 const { renderResult } = require('./render');
-const { passedOptions, parseInteger, parseAtLeast } = require('./common');
+const { passedOptions, parseInteger, parseAtLeast, parseBetween } = require('./common');
 const { formatBytes, formatMs } = require('../format');
 
 function register(program) {
@@ -18,7 +18,7 @@ function register(program) {
     .option('-d, --database <path>', 'DuckDB database file to use, created if missing (default: a private database file of this command\'s sidecar, deleted when the command ends: tables do not outlive one command)')
     .option('-m, --memory-limit <size>', 'memory budget for this query, e.g. 2GB or 2GiB')
     .option('--threads <n>', 'DuckDB threads for this query', parseInteger)
-    .option('--max-rows <n>', 'rows to return at most (default 10000)', parseInteger)
+    .option('--max-rows <n>', 'rows to return at most, up to 1000000 (default 10000); write more with --save', parseBetween(0, 1000000))
     .option('--timeout <ms>', 'stop the query after this many milliseconds (default: timeout_threshold in resource-thresholds-config.yaml)', parseAtLeast(1))
     .option('--save <path>', 'write the full result to this file, atomically (missing directories are created)')
     .addOption(new Option('--format <format>', 'file format for --save (default: from its extension)').choices(['parquet', 'csv', 'json']))
