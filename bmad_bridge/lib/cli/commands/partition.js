@@ -19,7 +19,7 @@ const { InvalidArgumentError } = require('commander');
 const { BmadDataError } = require('../../errors');
 const { runCommand } = require('../session');
 const { formatBytes } = require('../format');
-const { passedOptions, parseAtLeast, dataParams } = require('./common');
+const { passedOptions, parseAtLeast, parseBetween, dataParams } = require('./common');
 
 const DONE_DIR = '.bmad-done'; // sidecar/methods/partition.py DONE_DIR
 const LAYOUTS = ['by', 'hash-by', 'rows-per-file'];
@@ -42,9 +42,9 @@ function register(program) {
     .argument('<output_dir>', 'the directory to write (created if missing)')
     .option('--by <columns>', 'partition by these columns\' values, e.g. --by year,region (for columns with few values you filter on)', parseColumns)
     .option('--hash-by <columns>', 'partition by a hash of these columns into --buckets bucket=N/ directories (for join or group keys)', parseColumns)
-    .option('--buckets <n>', 'buckets for --hash-by (2..4096, default 16)', parseAtLeast(2))
+    .option('--buckets <n>', 'buckets for --hash-by (2..4096, default 16)', parseBetween(2, 4096))
     .option('--rows-per-file <n>', 'no partition columns: cut into files of about this many rows (at least 1000)', parseAtLeast(1000))
-    .option('--overwrite', 'replace an output directory that holds anything but an unfinished partition run')
+    .option('--overwrite', 'replace an output directory that exists (the new one is swapped in when complete); without it, only a directory an earlier partition run left is written into, resuming it')
     .option('-m, --memory-limit <size>', 'memory budget for each input\'s job, e.g. 2GB or 2GiB')
     .option('--timeout <ms>', 'stop each input\'s job after this many milliseconds (default: timeout_threshold in resource-thresholds-config.yaml)', parseAtLeast(1))
     .action(async (input, outputDir, opts, cmd) => {
