@@ -120,3 +120,28 @@ test('partition needs exactly one layout; --buckets goes with --hash-by', async 
     assert.equal(r.lines.length, 1);
   }
 });
+
+test('partition stopped with Ctrl+C after its first input resumes from there', { timeout: 180000 }, async () => {
+  const { spawn } = require('node:child_process');
+  const { BIN, waitFor } = require('./helpers');
+  const dir = tempDir();
+  fs.mkdirSync(path.join(dir, 'in'));
+  writeSales(path.join(dir, 'in', 'a.csv'), 1000);
+  const big = await runCli(['query', "COPY (SELECT i AS id, ['north', 'south', 'east'][i % 3 + 1] AS region, 2020 + i % 4 AS year, i * 1.5 AS amount FROM range(1000, 4001000) t(i)) TO 'in/b.csv'", '--json'], { cwd: dir });
+  assert.equal(big.code, 0, big.stdout);
+  const child = spawn(process.execPath, [BIN, 'partition', 'in', 'part', '--by', 'year', '--json'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (c) => { stdout += c; });
+  const exited = new Promise((resolve) => child.on('close', (code) => resolve(code)));
+  const markers = path.join(dir, 'part', '.bmad-done');
+  assert.ok(await waitFor(() => fs.existsSync(markers) && fs.readdirSync(markers).length === 1, { timeoutMs: 60000, stepMs: 20 }), 'a.csv finished');
+  child.kill('SIGINT');
+  const code = await exited;
+  assert.equal(code, EXIT_CODES.CANCELLED, stdout);
+  assert.equal(fs.readdirSync(markers).length, 1, 'b.csv did not finish');
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'part')).filter((f) => f.startsWith('.bmad-staging')), [], 'nothing half-written is left');
+  const resumed = await runCli(['partition', 'in', 'part', '--by', 'year', '--json'], { cwd: dir });
+  assert.equal(resumed.code, 0, resumed.stdout);
+  assert.deepEqual([result(resumed).data.written, result(resumed).data.skipped], [1, 1]);
+  assert.equal(await scalar(dir, "SELECT count(*) FROM read_parquet('part/**/*.parquet')"), 4001000);
+});
