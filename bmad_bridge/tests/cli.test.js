@@ -75,7 +75,7 @@ test('query --parts splits the query and combines it exactly; --job-id names it;
   assert.match(human.stderr, /Ran in 2 parts \(as asked\)/);
   const refused = await runCli(['query', sql, '--parts', '1', '--json']);
   assert.notEqual(refused.code, 0);
-  assert.match(only(refused.lines, 'error')[0].error.hint, /parts: 0/);
+  assert.match(only(refused.lines, 'error')[0].error.hint, /--parts 0/, 'the hint names the CLI flag');
 });
 
 test('--max-rows caps printed rows and says the result is truncated', async () => {

@@ -68,3 +68,50 @@ test('BmadDataError.fromRpc keeps the sidecar\'s data; numbers alone still map t
   assert.equal(exitCodeFor(new Error('plain')), EXIT_CODES.INTERNAL);
   assert.equal(exitCodeFor(new BmadDataError('SOMETHING_NEW', 'x')), EXIT_CODES.INTERNAL);
 });
+
+test('renderTable and toCsv take any number of rows (no call-stack limit: 300k rows)', () => {
+  const rows = Array.from({ length: 300000 }, (_, i) => [i, i % 3 === 0 ? null : `r${i}`]);
+  const table = renderTable(['i', 's'], rows).split('\n');
+  assert.equal(table.length, 300000 + 4);
+  assert.equal(table[1], '│      i │ s       │');
+  assert.equal(table[table.length - 2], '│ 299999 │ r299999 │');
+  const csv = toCsv(['i', 's'], rows).split('\n');
+  assert.equal(csv.length, 300001);
+  assert.equal(csv[300000], '299999,r299999');
+});
+
+test('jsonPieces writes rows a batch at a time and the pieces join into the same JSON', () => {
+  const { jsonPieces } = require('../lib/cli/format');
+  const data = { columns: [{ name: 'i', type: 'BIGINT' }], rows: Array.from({ length: 4501 }, (_, i) => [i, `s${i}`, null, { k: [i] }]), stats: { n: 1 } };
+  for (const indent of [0, 2]) {
+    const pieces = [...jsonPieces(data, data.rows, { indent, batch: 1000 })];
+    assert.ok(pieces.length >= 5, 'one piece per batch');
+    assert.deepEqual(JSON.parse(pieces.join('')), data);
+  }
+  const compact = [...jsonPieces(data, data.rows)].join('');
+  assert.equal(compact, JSON.stringify(data));
+  assert.equal([...jsonPieces({ rows: [] }, [], { indent: 2 })].join(''), JSON.stringify({ rows: [] }, null, 2));
+  assert.equal([...jsonPieces({ a: 1, b: null }, null)].join(''), '{"a":1,"b":null}', 'no rows: nulls stay null');
+  assert.equal([...jsonPieces({ a: 1, b: null }, undefined, { indent: 2 })].join(''), JSON.stringify({ a: 1, b: null }, null, 2));
+});
+
+test('a big result reaches stdout in writes of about 1 MiB, never as one string', () => {
+  const { Reporter } = require('../lib/cli/output');
+  const { renderResult } = require('../lib/cli/commands/render');
+  const rows = Array.from({ length: 200000 }, (_, i) => [i, `row ${i}`]);
+  const data = { columns: [{ name: 'i' }, { name: 's' }], rows };
+  for (const [format, json] of [['table', false], ['csv', false], ['json', false], ['table', true]]) {
+    const writes = [];
+    const sink = { write: (s) => { writes.push(s); return true; }, isTTY: false };
+    const reporter = new Reporter({ json, stdout: sink, stderr: sink, env: {} });
+    if (json) reporter.result('query', data);
+    else renderResult(data, format, reporter);
+    assert.ok(writes.length > 3, `${format}${json ? ' --json' : ''}: ${writes.length} writes`);
+    assert.ok(writes.every((w) => w.length < 1.1 * 2 ** 20), `${format}: every write under ~1 MiB`);
+    const text = writes.join('');
+    if (format === 'table' && !json) assert.equal(text, `${renderTable(['i', 's'], rows)}\n`);
+    if (format === 'csv') assert.equal(text, `${toCsv(['i', 's'], rows)}\n`);
+    if (format === 'json') assert.deepEqual(JSON.parse(text), data);
+    if (json) assert.deepEqual(JSON.parse(text), { type: 'result', command: 'query', data });
+  }
+});

@@ -34,59 +34,113 @@ function cellText(value) {
   return String(value);
 }
 
+const WIDE = [[0x1100, 0x115f], [0x2e80, 0xa4cf], [0xac00, 0xd7a3], [0xf900, 0xfaff], [0xfe30, 0xfe4f],
+  [0xff00, 0xff60], [0xffe0, 0xffe6], [0x1f300, 0x1faff], [0x20000, 0x3fffd]];
+
+/** Columns one character takes: 0 for controls and combining marks, 2 for CJK and most emoji. */
+function charWidth(cp) {
+  if (cp < 32 || (cp >= 0x300 && cp <= 0x36f) || cp === 0xfe0f || cp === 0x200d) return 0;
+  if (cp < 0x1100) return 1;
+  return WIDE.some(([lo, hi]) => cp >= lo && cp <= hi) ? 2 : 1;
+}
+
 /** Display width, counting wide characters (CJK, most emoji) as two columns. */
 function width(text) {
+  if (/^[\x20-\x7e]*$/.test(text)) return text.length; // plain ASCII: the common case, fast
   let w = 0;
-  for (const ch of text) {
-    const cp = ch.codePointAt(0);
-    if (cp < 32 || (cp >= 0x300 && cp <= 0x36f) || cp === 0xfe0f || cp === 0x200d) continue;
-    w += cp >= 0x1100 && (cp <= 0x115f || (cp >= 0x2e80 && cp <= 0xa4cf) || (cp >= 0xac00 && cp <= 0xd7a3)
-      || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xfe30 && cp <= 0xfe4f) || (cp >= 0xff00 && cp <= 0xff60)
-      || (cp >= 0xffe0 && cp <= 0xffe6) || (cp >= 0x1f300 && cp <= 0x1faff) || (cp >= 0x20000 && cp <= 0x3fffd)) ? 2 : 1;
-  }
+  for (const ch of text) w += charWidth(ch.codePointAt(0));
   return w;
 }
 
 function truncate(text, max) {
   if (width(text) <= max) return text;
   let out = '';
+  let w = 0;
   for (const ch of text) {
-    if (width(out + ch) > max - 1) break;
+    w += charWidth(ch.codePointAt(0));
+    if (w > max - 1) break;
     out += ch;
   }
   return `${out}…`;
 }
 
 /**
- * A boxed table. `headers` are strings, `rows` arrays of values; numbers align right.
- * `paint` colours the header (identity by default). Cells wider than maxCell are cut with "…".
+ * A boxed table, line by line, so that a table of any size is written without ever being one
+ * string. `headers` are strings, `rows` arrays of values; numbers align right. `paint` colours
+ * the header (identity by default). Cells wider than maxCell are cut with "…".
  */
-function renderTable(headers, rows, { maxCell = 40, paint = (s) => s } = {}) {
-  const text = rows.map((row) => row.map((v) => truncate(cellText(v), maxCell)));
+function* tableLines(headers, rows, { maxCell = 40, paint = (s) => s } = {}) {
+  const cell = (v) => truncate(cellText(v), maxCell);
   const heads = headers.map((h) => truncate(String(h), maxCell));
-  const widths = heads.map((h, i) => Math.max(width(h), ...text.map((r) => width(r[i] ?? ''))));
+  // A loop, not Math.max(...cells): spreading one argument per row overflows the call stack
+  // past ~120k rows (format.test.js renders 300k). Cells are made twice rather than kept: a
+  // million rows of kept strings cost more in garbage collection than making them again.
+  const widths = heads.map((h) => width(h));
+  for (const row of rows) {
+    for (let i = 0; i < widths.length; i += 1) widths[i] = Math.max(widths[i], width(cell(row[i])));
+  }
   const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => r[i] === null || typeof r[i] === 'number'));
   const pad = (s, i) => {
     const gap = ' '.repeat(widths[i] - width(s));
     return numeric[i] ? gap + s : s + gap;
   };
   const line = (l, m, r) => l + widths.map((w) => '─'.repeat(w + 2)).join(m) + r;
-  const out = [line('┌', '┬', '┐')];
-  out.push(`│ ${heads.map((h, i) => paint(pad(h, i))).join(' │ ')} │`);
-  out.push(line('├', '┼', '┤'));
-  for (const r of text) out.push(`│ ${r.map((c, i) => pad(c, i)).join(' │ ')} │`);
-  out.push(line('└', '┴', '┘'));
-  return out.join('\n');
+  yield line('┌', '┬', '┐');
+  yield `│ ${heads.map((h, i) => paint(pad(h, i))).join(' │ ')} │`;
+  yield line('├', '┼', '┤');
+  for (const row of rows) yield `│ ${widths.map((_, i) => pad(cell(row[i]), i)).join(' │ ')} │`;
+  yield line('└', '┴', '┘');
 }
 
-/** RFC 4180 CSV: quote fields holding a comma, quote, CR or LF; NULL is an empty field. */
-function toCsv(headers, rows) {
+/** tableLines as one string, for small tables (status, convert). */
+function renderTable(headers, rows, options) {
+  return [...tableLines(headers, rows, options)].join('\n');
+}
+
+/** RFC 4180 CSV, line by line: quote fields holding a comma, quote, CR or LF; NULL is an empty field. */
+function* csvLines(headers, rows) {
   const field = (v) => {
     if (v === null || v === undefined) return '';
     const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
-  return [headers, ...rows].map((r) => r.map(field).join(',')).join('\n');
+  yield headers.map(field).join(',');
+  for (const r of rows) yield r.map(field).join(',');
+}
+
+/** csvLines as one string, for small results. */
+function toCsv(headers, rows) {
+  return [...csvLines(headers, rows)].join('\n');
+}
+
+/**
+ * JSON text of `value` in pieces: the array `rows` inside it (found by identity) is written a
+ * batch of rows at a time, so a result of any size never becomes one string. With `indent`,
+ * the text is pretty-printed with one row per line.
+ *   [...jsonPieces({a: 1, rows: [[1], [2]]}, [[1], [2]])].join('') -> '{"a":1,"rows":[[1],[2]]}'
+ */
+function* jsonPieces(value, rows, { indent = 0, batch = 2000 } = {}) {
+  if (!Array.isArray(rows)) {
+    yield JSON.stringify(value, null, indent || undefined);
+    return;
+  }
+  const mark = `\u0000rows-${process.pid}-${Math.random()}`;
+  const text = JSON.stringify(value, (key, v) => (v === rows ? mark : v), indent || undefined);
+  const at = text.indexOf(JSON.stringify(mark));
+  if (at < 0) {
+    yield text;
+    return;
+  }
+  const lineStart = text.lastIndexOf('\n', at) + 1;
+  const pad = indent ? ' '.repeat(text.slice(lineStart).search(/\S/)) : '';
+  const [open, sep, close] = indent && rows.length ? ['[\n', ',\n', `\n${pad}]`] : ['[', ',', ']'];
+  const rowPad = indent ? pad + ' '.repeat(indent) : '';
+  yield text.slice(0, at) + open;
+  for (let i = 0; i < rows.length; i += batch) {
+    const chunk = rows.slice(i, i + batch).map((r) => rowPad + JSON.stringify(r)).join(sep);
+    yield i + batch < rows.length ? chunk + sep : chunk;
+  }
+  yield close + text.slice(at + JSON.stringify(mark).length);
 }
 
 /** Milliseconds as "850 ms" or "12.3 s". */
@@ -95,4 +149,4 @@ function formatMs(ms) {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-module.exports = { formatBytes, renderTable, toCsv, cellText, width, formatMs };
+module.exports = { formatBytes, renderTable, tableLines, toCsv, csvLines, jsonPieces, cellText, width, formatMs };

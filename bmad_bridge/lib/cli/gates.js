@@ -16,6 +16,8 @@ const { BmadDataError } = require('../errors');
 const COMMAND_FLAGS = Object.freeze({
   analyze: ['duckdb_analytics', 'duckdb_cli_integration'],
   query: ['duckdb_analytics', 'duckdb_cli_integration'],
+  convert: ['duckdb_analytics', 'duckdb_cli_integration'],
+  partition: ['duckdb_analytics', 'duckdb_cli_integration'],
   monitor: ['duckdb_monitoring', 'duckdb_cli_monitoring'],
   cleanup: ['duckdb_analytics'],
   benchmark: ['duckdb_analytics'],

@@ -11,7 +11,8 @@
  */
 const chalk = require('chalk');
 const ora = require('ora');
-const { formatBytes } = require('./format');
+const { formatBytes, jsonPieces } = require('./format');
+const { cliHint, flagsOf } = require('./hints');
 
 function colorLevel(stream, env) {
   if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return 0;
@@ -31,9 +32,11 @@ class Reporter {
     this.spinner = null;
   }
 
-  /** One JSON line on stdout (JSON mode only). */
+  /** One JSON line on stdout (JSON mode only); a result's rows are written in batches. */
   emit(type, payload) {
-    if (this.json) this.stdout.write(`${JSON.stringify({ type, ...payload })}\n`);
+    if (!this.json) return;
+    const rows = payload.data && Array.isArray(payload.data.rows) ? payload.data.rows : null;
+    writeChunks(this.stdout, jsonPieces({ type, ...payload }, rows), '\n');
   }
 
   _say(line) {
@@ -57,16 +60,22 @@ class Reporter {
     else this._say(this.err.yellow(`⚠️  ${message}`));
   }
 
-  /** The failure report: red headline, then the error code and the hint. */
+  /**
+   * The failure report: red headline, then the error code and the hint, the hint in the
+   * command's own flags (lib/cli/hints.js), not the sidecar protocol's words.
+   */
   fail(command, error) {
     this.stopProgress();
+    const { buildProgram } = require('./main'); // lazy: main.js requires this module
+    const hint = cliHint(error.hint, command, flagsOf(buildProgram(), command));
     if (this.json) {
-      this.emit('error', { command, error: typeof error.toJSON === 'function' ? error.toJSON() : { code: 'INTERNAL', message: String(error.message || error) } });
+      const body = typeof error.toJSON === 'function' ? error.toJSON() : { code: 'INTERNAL', message: String(error.message || error) };
+      this.emit('error', { command, error: { ...body, hint } });
       return;
     }
     this._say(this.err.red(`❌ Command '${command}' failed: ${error.message}`));
     if (error.code) this._say(this.err.yellow(`   Error code: ${error.code}`));
-    if (error.hint) this._say(this.err.blue(`   Next step: ${error.hint}`));
+    if (hint) this._say(this.err.blue(`   Next step: ${hint}`));
     for (const line of detailLines(error.details || {})) this._say(this.err.gray(`   ${line}`));
   }
 
@@ -80,6 +89,16 @@ class Reporter {
   /** Write text to stdout (human mode). */
   print(text = '') {
     if (!this.json) this.stdout.write(`${text}\n`);
+  }
+
+  /** Write lines (any iterable, e.g. tableLines) to stdout in human mode, never as one string. */
+  printLines(lines) {
+    if (!this.json) writeChunks(this.stdout, lines, '', '\n');
+  }
+
+  /** Write text given in pieces (e.g. jsonPieces), then a newline, in human mode. */
+  printPieces(pieces) {
+    if (!this.json) writeChunks(this.stdout, pieces, '\n');
   }
 
   /** Start a spinner; returns a progress callback for SidecarClient's onProgress. */
@@ -103,6 +122,25 @@ class Reporter {
       this.spinner = null;
     }
   }
+}
+
+const CHUNK_CHARS = 1 << 20;
+
+/**
+ * Write the strings of `pieces` to `stream` in writes of about 1 MiB, each piece followed by
+ * `sep`, the whole followed by `end`: output of any size, never one string (V8 caps a string
+ * near 512 MiB; format.test.js checks the size of the writes).
+ */
+function writeChunks(stream, pieces, end = '', sep = '') {
+  let buffer = '';
+  for (const piece of pieces) {
+    buffer += piece + sep;
+    if (buffer.length >= CHUNK_CHARS) {
+      stream.write(buffer);
+      buffer = '';
+    }
+  }
+  stream.write(buffer + end);
 }
 
 /** "Analyzing data.parquet  42% · scan · RSS 1.2 GB · spill 0 B · 3.4s" */
@@ -141,4 +179,4 @@ function detailLines(details) {
   return lines;
 }
 
-module.exports = { Reporter, progressText, detailLines, colorLevel };
+module.exports = { Reporter, progressText, detailLines, colorLevel, writeChunks };

@@ -38,8 +38,10 @@ function asBmadError(error) {
  * @param {boolean} [options.gate]      check the integration config and flags (default true)
  * @param {boolean} [options.start]     start and initialize the sidecar first (default true);
  *                                      false hands the handler an unstarted client (doctor)
+ * @param {Function} [options.validate] checks the arguments before the sidecar starts; what it
+ *                                      throws is reported like any other failure
  */
-async function runCommand(name, globals, handler, { overrides = {}, options = [], gate = true, start = true } = {}) {
+async function runCommand(name, globals, handler, { overrides = {}, options = [], gate = true, start = true, validate } = {}) {
   const reporter = new Reporter({ json: Boolean(globals.json) });
   const client = new SidecarClient({ initialize: initializeParams(globals, overrides), restart: { maxRestarts: 0 } });
   client.on('protocol-error', (err) => reporter.warn(`protocol error from the sidecar: ${err.message}`, { code: err.code, details: err.details }));
@@ -60,6 +62,7 @@ async function runCommand(name, globals, handler, { overrides = {}, options = []
 
   let exitCode = 0;
   try {
+    if (validate) validate();
     const init = start ? await client.start() : null;
     if (start && gate) await checkCommandEnabled(client, name, options);
     await handler({ client, reporter, init, signal: controller.signal });

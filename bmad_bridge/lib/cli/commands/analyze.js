@@ -3,7 +3,7 @@
 const { Option } = require('commander');
 const { runCommand } = require('../session');
 const { renderAnalysis } = require('./render');
-const { passedOptions, parseInteger } = require('./common');
+const { passedOptions, parseInteger, parseAtLeast } = require('./common');
 const { formatBytes } = require('../format');
 
 function register(program) {
@@ -16,6 +16,7 @@ function register(program) {
     .option('--monitor', 'show memory and spill while the analysis runs, and the peaks after')
     .option('--sample-rows <n>', 'rows to sample for the estimated statistics', parseInteger)
     .option('--exact', 'compute exact statistics (reads everything; slow on big data)')
+    .option('--timeout <ms>', 'stop the analysis after this many milliseconds (default: timeout_threshold in resource-thresholds-config.yaml)', parseAtLeast(1))
     .action(async (dataset, opts, cmd) => {
       const overrides = opts.memoryLimit ? { memory_limit: opts.memoryLimit } : {};
       await runCommand('analyze', cmd.optsWithGlobals(), (ctx) => handle(ctx, dataset, opts), {
@@ -30,6 +31,7 @@ async function handle({ client, reporter, signal }, dataset, opts) {
   const params = { path: dataset };
   if (opts.sampleRows !== undefined) params.sample_rows = opts.sampleRows;
   if (opts.exact) params.exact = true;
+  if (opts.timeout !== undefined) params.timeout_ms = opts.timeout;
   const peaks = { rss: 0, spill: 0 };
   const show = reporter.startProgress('analyze', `Analyzing ${dataset}`);
   const onProgress = (value) => {

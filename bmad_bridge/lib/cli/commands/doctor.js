@@ -88,6 +88,15 @@ function spaceChecks(res, init) {
   return checks;
 }
 
+const MARKS = { ok: ['✅', 'green'], warn: ['⚠️ ', 'yellow'], fail: ['❌', 'red'] };
+
+/** One check as the lines a person reads: mark, name, message, and the fix when not ok. */
+function checkText(check, paint) {
+  const [mark, colour] = MARKS[check.status];
+  const head = paint[colour](`${mark} ${check.name}: ${check.message}`);
+  return check.status === 'ok' ? head : `${head}\n   Fix: ${check.fix}`;
+}
+
 async function handle({ client, reporter }) {
   reporter.info('🩺 Checking the bmad-data setup...');
   const checks = [ok('node', `Node ${process.version}`)];
@@ -110,17 +119,16 @@ async function handle({ client, reporter }) {
     checks.push(flagsCheck(config.flags));
     checks.push(...spaceChecks(await client.request('system.resources'), init));
   }
+  // The checks are doctor's result: stdout (one `check` line each in JSON mode).
   for (const check of checks) {
     if (reporter.json) reporter.emit('check', check);
-    else if (check.status === 'ok') reporter.success(`${check.name}: ${check.message}`);
-    else if (check.status === 'warn') reporter.warn(`${check.name}: ${check.message}\n   Fix: ${check.fix}`);
-    else reporter.error(`${check.name}: ${check.message}\n   Fix: ${check.fix}`);
+    else reporter.print(checkText(check, reporter.out));
   }
   const failed = checks.filter((c) => c.status === 'fail');
   if (failed.length) {
     throw new BmadDataError('CHECKS_FAILED', `${failed.length} check(s) failed: ${failed.map((c) => c.name).join(', ')}`, { hint: failed[0].fix, details: { checks } });
   }
-  reporter.result('doctor', { checks }, (d, r) => r.success('All checks passed'));
+  reporter.result('doctor', { checks }, (d, r) => r.print(r.out.green('All checks passed')));
 }
 
 module.exports = { register, configCheck, flagsCheck };

@@ -6,24 +6,27 @@
 const { BmadDataError } = require('../../errors');
 const { runCommand } = require('../session');
 const { formatBytes } = require('../format');
-const { passedOptions, parseInteger } = require('./common');
+const { passedOptions, parseAtLeast, parseSeconds } = require('./common');
 
 function register(program) {
   program
     .command('monitor')
     .description('Sample memory and spill space every --interval seconds (Ctrl+C stops)')
-    .option('-i, --interval <seconds>', 'seconds between samples', parseInteger, 5)
-    .option('-n, --count <n>', 'stop after this many samples', parseInteger)
+    .option('-i, --interval <seconds>', 'seconds between samples (at least 0.1, e.g. 5 or 0.5)', parseSeconds(0.1), 5)
+    .option('-n, --count <n>', 'stop after this many samples (at least 1); without it, sample until Ctrl+C',
+      parseAtLeast(1, 'omit --count to sample until Ctrl+C'))
     .option('-w, --web', 'web dashboard (arrives with the monitoring issue)')
     .action(async (opts, cmd) => {
       await runCommand('monitor', cmd.optsWithGlobals(), (ctx) => handle(ctx, opts), { options: passedOptions(cmd) });
     });
 }
 
+/** Wait `ms`, or less if `signal` aborts; the abort listener goes when the wait ends, so none pile up. */
 function sleep(ms, signal) {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+    const onAbort = () => { clearTimeout(timer); resolve(); };
+    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 
@@ -33,7 +36,6 @@ async function handle({ client, reporter, signal }, opts) {
       hint: 'Run `bmad-data monitor` without --web for samples in the terminal.',
     });
   }
-  if (opts.interval < 1) throw new BmadDataError('USAGE', '--interval must be at least 1 second', { hint: 'e.g. --interval 5' });
   reporter.info(`📊 Monitoring every ${opts.interval}s${opts.count ? ` for ${opts.count} samples` : ' (Ctrl+C to stop)'}...`);
   for (let n = 1; !signal.aborted && (!opts.count || n <= opts.count); n += 1) {
     const res = await client.request('system.resources', {}, { signal });

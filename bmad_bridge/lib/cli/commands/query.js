@@ -6,7 +6,7 @@ const { Option } = require('commander');
 const { BmadDataError } = require('../../errors');
 const { runCommand } = require('../session');
 const { renderResult } = require('./render');
-const { passedOptions, parseInteger } = require('./common');
+const { passedOptions, parseInteger, parseAtLeast, parseBetween } = require('./common');
 const { formatBytes, formatMs } = require('../format');
 
 function register(program) {
@@ -15,20 +15,23 @@ function register(program) {
     .description('Run SQL within the memory budget (results capped; big results go to a file with --save)')
     .argument('[sql]', 'the SQL to run (or use --file)')
     .option('-f, --file <path>', 'read the SQL from a file')
-    .option('-d, --database <path>', 'DuckDB database file (default: an in-memory database)')
+    .option('-d, --database <path>', 'DuckDB database file to use, created if missing (default: a private database file of this command\'s sidecar, deleted when the command ends: tables do not outlive one command)')
     .option('-m, --memory-limit <size>', 'memory budget for this query, e.g. 2GB or 2GiB')
     .option('--threads <n>', 'DuckDB threads for this query', parseInteger)
-    .option('--max-rows <n>', 'rows to return at most (default 10000)', parseInteger)
-    .option('--timeout <ms>', 'stop the query after this many milliseconds', parseInteger)
-    .option('--save <path>', 'write the full result to this file, atomically')
-    .addOption(new Option('--format <format>', 'file format for --save').choices(['parquet', 'csv', 'json']))
-    .option('--overwrite', 'replace an existing --save file')
+    .option('--max-rows <n>', 'rows to return at most, up to 1000000 (default 10000); write more with --save', parseBetween(0, 1000000))
+    .option('--timeout <ms>', 'stop the query after this many milliseconds (default: timeout_threshold in resource-thresholds-config.yaml)', parseAtLeast(1))
+    .option('--save <path>', 'write the full result to this file, atomically (missing directories are created)')
+    .addOption(new Option('--format <format>', 'file format for --save (default: from its extension)').choices(['parquet', 'csv', 'json']))
+    .option('--overwrite', 'replace an existing --save file (without it, an existing file is an error)')
     .option('--parts <n>', 'split into n parts (2..256) and combine exactly; 0: never split up front', parseInteger)
     .option('--job-id <id>', 'name the job: if it fails or is stopped, the same command resumes from its finished parts')
     .addOption(new Option('-o, --output <format>', 'how to print the result').choices(['table', 'json', 'csv']).default('table'))
     .action(async (sql, opts, cmd) => {
-      await runCommand('query', cmd.optsWithGlobals(), (ctx) => handle(ctx, sql, opts), {
-        options: passedOptions(cmd),
+      const passed = passedOptions(cmd);
+      let output = null;
+      await runCommand('query', cmd.optsWithGlobals(), (ctx) => handle(ctx, sql, opts, output), {
+        options: passed,
+        validate: () => { output = saveTarget(opts, passed); },
       });
     });
 }
@@ -46,16 +49,64 @@ async function readSql(sql, file) {
   return sql;
 }
 
-function usage(message) {
-  return new BmadDataError('USAGE', message, { hint: 'Run `bmad-data query --help` for the options.' });
+function usage(message, hint = 'Run `bmad-data query --help` for the options.') {
+  return new BmadDataError('USAGE', message, { hint });
 }
 
+const FORMAT_OF_EXTENSION = Object.freeze({ parquet: 'parquet', pq: 'parquet', csv: 'csv', json: 'json', jsonl: 'json', ndjson: 'json' });
+
+/** The format a file name's extension says, or undefined: inferFormat('a/b.jsonl') -> 'json'. */
 function inferFormat(file) {
-  const ext = path.extname(file).toLowerCase().slice(1);
-  return { parquet: 'parquet', csv: 'csv', json: 'json', jsonl: 'json', ndjson: 'json' }[ext];
+  return FORMAT_OF_EXTENSION[path.extname(file).toLowerCase().slice(1)];
 }
 
-async function handle({ client, reporter, signal }, sqlArg, opts) {
+/**
+ * The `output` of query.run for --save/--format/--overwrite, or null without --save. Refuses
+ * the flags that would be silently ignored or contradict each other, naming both flags.
+ */
+function saveTarget(opts, passed) {
+  if (!opts.save) {
+    for (const flag of ['format', 'overwrite']) {
+      if (passed.includes(flag)) throw usage(`--${flag} applies to the file of --save, and no --save was given`, `Add --save <file>, or drop --${flag} (--output sets how printed rows look).`);
+    }
+    return null;
+  }
+  if (passed.includes('output')) {
+    throw usage('--output sets how rows are printed, but with --save the rows go to the file and none are printed', 'Drop --output, or drop --save to print the rows.');
+  }
+  const implied = inferFormat(opts.save);
+  if (opts.format && implied && opts.format !== implied) {
+    throw usage(`--save ${opts.save} names a ${implied} file but --format says ${opts.format}`, `Drop --format (the extension decides), or save to a .${opts.format} file.`);
+  }
+  const format = opts.format || implied;
+  if (!format) throw usage(`cannot tell the format of --save ${opts.save} from its extension`, 'Add --format parquet|csv|json, or use a .parquet, .csv or .json file name.');
+  return { path: path.resolve(opts.save), format, overwrite: Boolean(opts.overwrite) };
+}
+
+/**
+ * Create the missing parent directories of `file`; returns those it created, deepest first,
+ * so that a failed query can remove them again (removeEmpty).
+ */
+async function makeParents(file) {
+  const first = await fs.mkdir(path.dirname(file), { recursive: true });
+  if (!first) return [];
+  const made = [];
+  for (let dir = path.dirname(file); dir.length >= first.length; dir = path.dirname(dir)) made.push(dir);
+  return made;
+}
+
+/** Remove the directories given (deepest first) while they are empty. */
+async function removeEmpty(dirs) {
+  for (const dir of dirs) {
+    try {
+      await fs.rmdir(dir);
+    } catch {
+      return; // not empty (something else wrote there) or already gone: leave it
+    }
+  }
+}
+
+async function handle({ client, reporter, signal }, sqlArg, opts, output) {
   const sql = await readSql(sqlArg, opts.file);
   const params = { sql };
   if (opts.database) params.database = opts.database;
@@ -67,14 +118,18 @@ async function handle({ client, reporter, signal }, sqlArg, opts) {
   if (opts.memoryLimit) settings.memory_limit = opts.memoryLimit;
   if (opts.threads !== undefined) settings.threads = opts.threads;
   if (Object.keys(settings).length) params.settings = settings;
-  if (opts.save) {
-    const format = opts.format || inferFormat(opts.save);
-    if (!format) throw usage(`cannot tell the format of ${opts.save}; add --format parquet|csv|json`);
-    params.output = { path: path.resolve(opts.save), format, overwrite: Boolean(opts.overwrite) };
-  }
+  if (output) params.output = output;
+  const made = output ? await makeParents(output.path) : [];
+  if (made.length) reporter.detail(`Created ${made[made.length - 1]} for --save`);
   reporter.info('🔍 Running query...');
   const onProgress = reporter.startProgress('query', 'Running query');
-  const result = await client.request('query.run', params, { signal, onProgress });
+  let result;
+  try {
+    result = await client.request('query.run', params, { signal, onProgress });
+  } catch (err) {
+    await removeEmpty(made);
+    throw err;
+  }
   reporter.result('query', result, (data, r) => {
     if (!data.output) renderResult(data, opts.output, r);
     if (data.truncated) r.warn(`showing the first ${data.rows.length} rows; write everything with --save <file>`);

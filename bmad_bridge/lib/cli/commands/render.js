@@ -1,16 +1,17 @@
 'use strict';
 /** Printing `query.run` and `dataset.analyze` results as a table, JSON or CSV on stdout. */
-const { renderTable, toCsv, formatBytes, formatMs } = require('../format');
+const { tableLines, csvLines, jsonPieces, formatBytes, formatMs } = require('../format');
 
 /** A query result: {columns: [{name, type}], rows: [[...]]}. */
 function renderResult(data, format, reporter) {
   const headers = (data.columns || []).map((c) => c.name);
+  // Written a batch of rows at a time: no result is too big to print (cli-output-size.test.js).
   if (format === 'json') {
-    reporter.print(JSON.stringify(data, null, 2));
+    reporter.printPieces(jsonPieces(data, data.rows, { indent: 2 }));
   } else if (format === 'csv') {
-    reporter.print(toCsv(headers, data.rows || []));
+    reporter.printLines(csvLines(headers, data.rows || []));
   } else if (headers.length > 0) {
-    reporter.print(renderTable(headers, data.rows || [], { paint: reporter.out.bold }));
+    reporter.printLines(tableLines(headers, data.rows || [], { paint: reporter.out.bold }));
   }
 }
 
@@ -31,7 +32,7 @@ function renderAnalysis(data, format, reporter) {
     return;
   }
   if (format === 'csv') {
-    reporter.print(toCsv(STAT_COLUMNS, analysisRows(data)));
+    reporter.printLines(csvLines(STAT_COLUMNS, analysisRows(data)));
     return;
   }
   const c = reporter.out;
@@ -43,7 +44,7 @@ function renderAnalysis(data, format, reporter) {
   reporter.print(`Rows: ${c.cyan(data.row_count === null || data.row_count === undefined ? 'n/a' : Number(data.row_count).toLocaleString('en-US'))} (${exactness})`);
   if (data.stats && data.stats.elapsed_ms !== undefined) reporter.print(`Time: ${c.cyan(formatMs(data.stats.elapsed_ms))}`);
   reporter.print('');
-  reporter.print(renderTable(STAT_COLUMNS, analysisRows(data), { paint: c.bold, maxCell: 28 }));
+  reporter.printLines(tableLines(STAT_COLUMNS, analysisRows(data), { paint: c.bold, maxCell: 28 }));
 }
 
 module.exports = { renderResult, renderAnalysis, analysisRows, STAT_COLUMNS };
