@@ -278,18 +278,18 @@ def test_stats_estimate_is_there_for_a_splittable_select_with_the_fields_the_pac
     assert "estimate" not in lines[-1]["data"]["stats"]
 
 
-def task_command(task: str, subcommand: str) -> list[str]:
+def run_task_command(task: str, subcommand: str, sandbox: Path, tmp_path: Path) -> tuple[list[str], Path]:
+    """Run the task's first `bmad-data <subcommand>` command; (its arguments, its output path)."""
     found = [substitute(cmd) for f, _, cmd in pack_commands() if f == task and shlex.split(cmd)[1] == subcommand]
     assert found, f"{task} has no `bmad-data {subcommand}` command"
-    return found[0]
+    skip_unless_listed(subcommand)
+    code, lines, _ = run_cli(found[0], sandbox, tmp_path)
+    assert code == 0, lines[-1:]
+    return found[0], sandbox / found[0][2]
 
 
 def test_convert_as_the_task_says_never_replaces_an_output_without_overwrite(sandbox, tmp_path):
-    argv = task_command("tasks/convert-dataset.md", "convert")
-    skip_unless_listed("convert")
-    code, _, _ = run_cli(argv, sandbox, tmp_path)
-    assert code == 0
-    output = sandbox / argv[2]
+    argv, output = run_task_command("tasks/convert-dataset.md", "convert", sandbox, tmp_path)
     rows = duckdb.execute(f"SELECT count(*) FROM '{output}'").fetchone()
     assert rows == duckdb.execute(f"SELECT count(*) FROM '{sandbox / argv[1]}'").fetchone()
     before = output.read_bytes()
@@ -301,11 +301,7 @@ def test_convert_as_the_task_says_never_replaces_an_output_without_overwrite(san
 
 
 def test_partition_as_the_task_says_writes_hive_directories_and_resumes(sandbox, tmp_path):
-    argv = task_command("tasks/partition-dataset.md", "partition")
-    skip_unless_listed("partition")
-    code, _, _ = run_cli(argv, sandbox, tmp_path)
-    assert code == 0
-    out = sandbox / argv[2]
+    argv, out = run_task_command("tasks/partition-dataset.md", "partition", sandbox, tmp_path)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["region=APAC", "region=EU", "region=US"]
     assert any((out / ".bmad-done").iterdir())
     files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
