@@ -294,19 +294,26 @@ def test_convert_as_the_task_says_never_replaces_an_output_without_overwrite(san
     assert rows == duckdb.execute(f"SELECT count(*) FROM '{sandbox / argv[1]}'").fetchone()
     before = output.read_bytes()
     (sandbox / argv[1]).write_text("region,year,amount,order_date\nXX,1999,1.0,1999-01-01\n")
-    run_cli(argv, sandbox, tmp_path)
+    code, lines, _ = run_cli(argv, sandbox, tmp_path)
+    assert (code, lines[-1]["error"]["code"]) == (7, "INPUT_ERROR"), "every output exists: nothing converted"
     assert output.read_bytes() == before, "an existing output was replaced without --overwrite"
     code, _, _ = run_cli([*argv, "--overwrite"], sandbox, tmp_path)
     assert code == 0 and duckdb.execute(f"SELECT count(*) FROM '{output}'").fetchone() == (1,)
 
 
-def test_partition_as_the_task_says_writes_hive_directories_and_resumes(sandbox, tmp_path):
+def test_partition_as_the_task_says_writes_hive_directories_and_never_writes_into_a_finished_or_foreign_one(sandbox, tmp_path):
     argv, out = run_task_command("tasks/partition-dataset.md", "partition", sandbox, tmp_path)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["region=APAC", "region=EU", "region=US"]
     assert any((out / ".bmad-done").iterdir())
-    files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
-    code, _, _ = run_cli(argv, sandbox, tmp_path)
-    assert code == 0 and sorted(p.relative_to(out) for p in out.rglob("*.parquet")) == files
+    files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.parquet")}
+    code, lines, _ = run_cli(argv, sandbox, tmp_path)
+    assert (code, lines[-1]["error"]["code"]) == (7, "INPUT_ERROR"), "every input finished: nothing written"
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*.parquet")} == files
+    foreign = sandbox / "out" / "someone-elses"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a partition run's\n")
+    code, lines, _ = run_cli([argv[0], argv[1], str(foreign), *argv[3:]], sandbox, tmp_path)
+    assert (code, lines[-1]["error"]["code"]) == (7, "INPUT_ERROR") and (foreign / "notes.txt").exists()
 
 
 # -- references ----------------------------------------------------------------------------
