@@ -360,3 +360,81 @@ def test_the_documented_core_files_are_the_ones_the_agent_lists_and_the_tests_ac
     accepted = (REPO_ROOT / "bmad_bridge" / "tests" / "pack.test.js").read_text(encoding="utf-8")
     block = accepted.split("const BMAD_PROVIDED = new Set([", 1)[1].split("]);", 1)[0]
     assert set(re.findall(r"'([^']+)'", block)) == set(core)
+
+
+# -- the fields and outputs the pack names ---------------------------------------------------
+
+JSON_TYPES = {"progress", "warning", "result", "error", "check", "sample"}
+"""The `type`s of a --json line, as the data engineer's rules list them."""
+
+
+def named_fields() -> set[tuple[str, str]]:
+    """(file, `a.b.c`) for every dotted JSON field the walked files name in backticks."""
+    found = set()
+    for f in walked_files():
+        for name in re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`", f.read_text(encoding="utf-8")):
+            if not re.search(r"\.(md|yaml|parquet|sql|csv|json)$", name):
+                found.add((f.relative_to(PACK).as_posix(), name))
+    return found
+
+
+def test_every_json_field_the_pack_names_is_in_real_output(sandbox, tmp_path):
+    """`settings.*`/`resources.*` from status, `stats.*` from a query, `data.*` from analyze,
+    `error.*`/`details.*` from real failures: out of memory, an unsplittable --parts, bad SQL."""
+    def last(*argv: str) -> dict[str, Any]:
+        return run_cli([*argv, "--json"], sandbox, tmp_path)[1][-1]
+
+    status = last("status")["data"]
+    failures = [
+        last("query", "SELECT list(i ORDER BY i DESC)[1] FROM range(60000000) t(i)", "--memory-limit", "300MB"),
+        last("query", "SELECT * FROM 'data/events.parquet'", "--parts", "4"),
+        last("query", "SELEC 1"),
+    ]
+    assert [f["error"]["code"] for f in failures] == ["OUT_OF_MEMORY", "SQL_ERROR", "SQL_ERROR"]
+    roots = {
+        "settings": [status["settings"]],
+        "resources": [status["resources"]],
+        "stats": [last("query", "--file", "job.sql")["data"]["stats"]],
+        "data": [last("analyze", "data/events.parquet")["data"]],
+        "error": [f["error"] for f in failures],
+        "details": [f["error"]["details"] for f in failures],
+    }
+
+    def has(value: Any, path: list[str]) -> bool:
+        if not path:
+            return True
+        return isinstance(value, dict) and path[0] in value and has(value[path[0]], path[1:])
+
+    fields = named_fields()
+    assert ("tasks/plan-larger-than-memory-job.md", "stats.estimate") in fields
+    unknown = sorted(
+        f"{f}: {name}" for f, name in fields
+        if name.split(".")[0] in roots and not any(has(v, name.split(".")[1:]) for v in roots[name.split(".")[0]])
+    )
+    assert not unknown, unknown
+    assert {name.split(".")[0] for _, name in fields} <= set(roots), "a field under a root the test does not know"
+
+
+def test_stdout_line_types_are_the_ones_the_agent_lists(sandbox, tmp_path):
+    agent = (PACK / "agents" / "data-engineer.md").read_text(encoding="utf-8")
+    assert "(progress, warning, result, error, check, sample)" in agent
+    seen = set()
+    for argv in (["doctor"], ["monitor", "--count", "1", "--interval", "1"], ["query", "--file", "job.sql"], ["query", "SELEC 1"]):
+        seen |= {line["type"] for line in run_cli([*argv, "--json"], sandbox, tmp_path)[1]}
+    assert {"check", "sample", "result", "error", "progress"} <= seen <= JSON_TYPES
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SET threads = 1", "ATTACH 'other.duckdb' AS other", "LOAD httpfs", "SELECT * FROM read_csv('/etc/passwd')"],
+)
+def test_what_run_query_safely_says_is_access_denied_is(sql, sandbox, tmp_path):
+    code, lines, _ = run_cli(["query", sql, "--json"], sandbox, tmp_path)
+    assert (code, lines[-1]["error"]["code"]) == (6, "ACCESS_DENIED")
+
+
+def test_every_query_has_the_deadline_run_query_safely_names(sandbox, tmp_path):
+    shipped = re.search(r"timeout_threshold: (\d+)", (PACK / "data/resource-thresholds-config.yaml").read_text(encoding="utf-8"))
+    assert shipped and int(shipped.group(1)) == 300_000
+    assert "300,000 ms = 5 minutes as shipped" in (PACK / "tasks/run-query-safely.md").read_text(encoding="utf-8")
+    assert run_cli(["status", "--json"], sandbox, tmp_path)[1][-1]["data"]["settings"]["timeout_ms"] == 300_000
