@@ -438,3 +438,20 @@ def test_every_query_has_the_deadline_run_query_safely_names(sandbox, tmp_path):
     assert shipped and int(shipped.group(1)) == 300_000
     assert "300,000 ms = 5 minutes as shipped" in (PACK / "tasks/run-query-safely.md").read_text(encoding="utf-8")
     assert run_cli(["status", "--json"], sandbox, tmp_path)[1][-1]["data"]["settings"]["timeout_ms"] == 300_000
+
+
+def test_a_jobs_ceiling_and_duckdb_limit_are_what_the_knowledge_base_says(sandbox, tmp_path):
+    kb = (PACK / "data/duckdb-memory-kb.md").read_text(encoding="utf-8")
+    assert "max(ceiling / 2, (ceiling − 256 MiB) / 1.10)" in kb
+
+    def duckdb_limit(ceiling: int) -> int:
+        return int(max(ceiling / 2, (ceiling - 256 * 2**20) / 1.10))
+
+    settings = run_cli(["status", "--json"], sandbox, tmp_path)[1][-1]["data"]["settings"]
+    for extra, ceiling in (
+        (["--memory-limit", "1GB"], 10**9),
+        ([], min(settings["memory_budget_bytes"], settings["machine_budget_bytes"] // settings["max_concurrent_jobs"])),
+    ):
+        attempt = run_cli(["query", "SELECT 1 AS one", *extra, "--json"], sandbox, tmp_path)[1][-1]["data"]["stats"]["attempts"][0]
+        assert attempt["ceiling_bytes"] == ceiling
+        assert abs(attempt["duckdb_memory_limit_bytes"] - duckdb_limit(ceiling)) <= 1
