@@ -455,3 +455,15 @@ def test_a_jobs_ceiling_and_duckdb_limit_are_what_the_knowledge_base_says(sandbo
         attempt = run_cli(["query", "SELECT 1 AS one", *extra, "--json"], sandbox, tmp_path)[1][-1]["data"]["stats"]["attempts"][0]
         assert attempt["ceiling_bytes"] == ceiling
         assert abs(attempt["duckdb_memory_limit_bytes"] - duckdb_limit(ceiling)) <= 1
+
+
+def test_every_task_has_the_regular_structure_a_generator_can_rely_on():
+    """Header comment, one title, Purpose, Inputs, Instructions, numbered steps: the BMad v6
+    module is generated from these files, section by section."""
+    for task in sorted((PACK / "tasks").glob("*.md")):
+        text = task.read_text(encoding="utf-8")
+        assert text.startswith("<!-- Powered by BMAD™ Core -->\n\n# "), task.name
+        assert len(re.findall(r"^# ", text, re.M)) == 1, task.name
+        assert re.findall(r"^## (.+)$", text, re.M) == ["Purpose", "Inputs", "Instructions"], task.name
+        steps = re.findall(r"^### (\d+)\. ", text, re.M)
+        assert steps == [str(n) for n in range(1, len(steps) + 1)] and len(steps) >= 3, task.name
