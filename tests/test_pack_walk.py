@@ -153,13 +153,24 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+STATELESS = {"status", "doctor", "cleanup", "benchmark"}
+"""Subcommands whose answer does not depend on the workspace or on the commands run before them
+in a fresh state directory: the walk runs each such command line once and reuses its answer."""
+_answers: dict[tuple[str, ...], tuple[int, list[dict[str, Any]], str]] = {}
+
+
 def run_cli(argv: list[str], cwd: Path, tmp_path: Path) -> tuple[int, list[dict[str, Any]], str]:
     """Run the real CLI; (exit code, stdout's JSON lines, stderr). Every stdout line must be JSON."""
+    if argv[0] in STATELESS and tuple(argv) in _answers:
+        return _answers[tuple(argv)]
     proc = subprocess.run(
         ["node", str(CLI), *argv], cwd=cwd, env=cli_env(tmp_path), capture_output=True, text=True, timeout=100
     )
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return proc.returncode, lines, proc.stderr
+    answer = proc.returncode, lines, proc.stderr
+    if argv[0] in STATELESS:
+        _answers[tuple(argv)] = answer
+    return answer
 
 
 @functools.cache
