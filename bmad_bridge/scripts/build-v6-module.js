@@ -33,6 +33,8 @@ const CORE_TASKS = {
   'create-doc.md': 'fill in a template from `assets/` of the `bmad-data-engineer` skill with the user, section by section, and write the document it names',
   'execute-checklist.md': 'go through a checklist from `references/` of the `bmad-data-engineer` skill item by item with the user, marking each done or not',
 };
+// v4 core files the agent lists as dependencies (expansion-pack/README.md names them); a v6 module carries none of them.
+const CORE_DATA = new Set(['elicitation-methods.md']);
 
 const skillName = (stem) => `${MODULE_CODE}-${stem.replace(/^data-/, '')}`;
 const stripPowered = (text) => text.replace(/^\s*(#\s*)?<!-- Powered by BMAD™ Core -->\s*\n/, '');
@@ -152,6 +154,7 @@ function buildAgent(pack, file, taskSkills) {
   const files = {};
   for (const [folder, target] of [['data', 'references'], ['checklists', 'references'], ['templates', 'assets']]) {
     for (const dep of deps[folder] || []) {
+      if (folder === 'data' && CORE_DATA.has(dep)) continue;
       const src = path.join(pack, folder, dep);
       if (!fs.existsSync(src)) throw new Error(`${file}: dependency ${folder}/${dep} is not in the pack`);
       files[`${target}/${dep}`] = fs.readFileSync(src, 'utf8');
