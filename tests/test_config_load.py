@@ -22,9 +22,14 @@ needs_originals = pytest.mark.skipif(
 )
 
 
+MIN_FLAGS = "features:\n  duckdb_analytics:\n    enabled: true\n"
+
+
 def write_pack(root: Path, **files: str) -> Path:
-    """A flat pack directory holding the given files (name without .yaml -> text)."""
+    """A flat pack directory holding the given files (name without .yaml -> text); a minimal flags
+    file unless `flags` is given (without one every data method is refused: an error)."""
     root.mkdir(parents=True, exist_ok=True)
+    files.setdefault("flags", MIN_FLAGS)
     names = {"templates": TEMPLATES, "thresholds": THRESHOLDS, "cli": CLI, "flags": FLAGS}
     for key, text in files.items():
         (root / names[key]).write_text(text)
@@ -125,7 +130,7 @@ def test_missing_dir_and_missing_files(tmp_path: Path) -> None:
     assert not pack.ok and pack.errors[0].message == "config directory not found"
     empty = load_pack(write_pack(tmp_path / "empty"))
     assert empty.ok and empty.memory_templates is None
-    assert len([d for d in empty.diagnostics if "file not found" in d.message]) == 4
+    assert len([d for d in empty.diagnostics if "file not found" in d.message]) == 3
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,8 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Pack:
     (root / "data").mkdir(parents=True)
     (root / "data" / "duckdb-memory-config-templates.yaml").write_text(PROFILES)
     (root / "data" / "resource-thresholds-config.yaml").write_text(THRESHOLDS)
+    (root / "config").mkdir()
+    (root / "config" / "feature-flags.yaml").write_text("features:\n  duckdb_analytics:\n    enabled: true\n")
     loaded = load_pack(root, env={})
     assert loaded.ok, loaded.diagnostics
     return loaded
