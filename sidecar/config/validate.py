@@ -299,8 +299,10 @@ def to_size(minimum: int = 0) -> Converter:
             raise ValueError("expected a size such as '4GB' or '4GiB'")
         n = parse_size(value)
         if n < minimum:
+            bare = not (isinstance(value, str) and any(c.isalpha() for c in value))
             raise ValueError(
-                f"{format_size(n)} is below the minimum {format_size(minimum)}; did you forget a unit?"
+                f"{format_size(n)} is below the minimum {format_size(minimum)}"
+                + ("; a bare number is bytes: did you forget a unit?" if bare else "")
             )
         return n
 
