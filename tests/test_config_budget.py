@@ -57,7 +57,9 @@ def test_the_budget_shown_is_the_ceiling_a_job_runs_at(
         assert shown["memory_budget_bytes"] == 700 * MiB
 
 
-def test_asking_for_more_than_the_machine_is_refused_with_the_most_it_can_give(sidecar: SidecarProcess) -> None:
+def test_asking_for_more_than_the_machine_is_refused_with_the_most_it_can_give(
+    sidecar: SidecarProcess,
+) -> None:
     machine = sidecar.request("config.get")["settings"]["machine_budget_bytes"]
     with pytest.raises(RpcError) as err:
         sidecar.request("query.run", {"sql": "SELECT 1", "settings": {"memory_limit": "1TB"}})
@@ -93,7 +95,9 @@ def test_a_bare_number_below_the_minimum_still_asks_for_a_unit(sidecar: SidecarP
     assert "did you forget a unit" in str(err.value)
 
 
-def test_a_clamped_environment_value_is_named_in_config_get(start_sidecar: Callable[..., SidecarProcess]) -> None:
+def test_a_clamped_environment_value_is_named_in_config_get(
+    start_sidecar: Callable[..., SidecarProcess],
+) -> None:
     sidecar = start_sidecar(BMAD_DATA_THREADS="64", BMAD_DATA_MEMORY_LIMIT="1TB")
     settings = sidecar.request("config.get")["settings"]
     cpus = sidecar.request("system.resources")["usable_cpus"]

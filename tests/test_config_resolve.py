@@ -306,3 +306,41 @@ def test_original_container_profile_uses_the_env_share(tmp_path: Path) -> None:
     s = resolve_settings(originals, machine(), profile="container", env={})
     assert s.memory_budget_bytes == int(4 * GiB * 0.40)
     assert "(profile container) (40% of effective memory" in s.sources["memory_budget_bytes"]
+
+
+def test_bad_settings_hints_say_what_to_send() -> None:
+    from sidecar.config.resolve import _EXAMPLES, _PARSERS, parse_user_settings
+
+    assert set(_EXAMPLES) == set(_PARSERS)  # every setting has an example for its hint
+    with pytest.raises(InvalidParams) as err:
+        parse_user_settings({"memory": "4GB"}, "request")
+    assert "memory_limit" in err.value.hint and "threads" in err.value.hint
+    with pytest.raises(InvalidParams) as err:
+        parse_user_settings({"threads": "many"}, "request")
+    assert err.value.hint == "Give threads as a whole number of at least 1, such as 2."
+
+
+def test_bad_environment_and_unknown_profile_hints_name_the_fix(pack: Pack) -> None:
+    with pytest.raises(ConfigInvalid) as err:
+        resolve_settings(pack, machine(), env={"BMAD_DATA_MEMORY_LIMIT": "lots"})
+    assert err.value.hint.startswith("Set BMAD_DATA_MEMORY_LIMIT to a size with a unit such as '4GB'")
+    with pytest.raises(ConfigInvalid) as err:
+        resolve_settings(pack, machine(), profile="smal", env={})
+    assert "did you mean 'small'" in str(err.value)
+    assert pack.paths["memory_templates"] in err.value.hint and "add a profile named 'smal'" in err.value.hint
+
+
+def test_a_threshold_crossing_after_merging_names_a_real_file_and_line(tmp_path: Path) -> None:
+    root = tmp_path / "pack"
+    (root / "data").mkdir(parents=True)
+    (root / "config").mkdir()
+    (root / "config" / "feature-flags.yaml").write_text("features:\n  duckdb_analytics:\n    enabled: true\n")
+    (root / "data" / "resource-thresholds-config.yaml").write_text(THRESHOLDS)  # critical 80, emergency 90
+    templates = root / "data" / "duckdb-memory-config-templates.yaml"
+    templates.write_text(
+        "hot:\n  monitoring:\n    memory_threshold_warning: 70\n    memory_threshold_critical: 95\n"
+    )
+    s = resolve_settings(load_pack(root, env={}), machine(), profile="hot", env={})
+    (warn,) = [d for d in s.diagnostics if d.path == "thresholds.duckdb_memory_emergency"]
+    # `file` used to be the source text "file:...:3 (profile hot monitoring)", with no line
+    assert warn.file == str(templates) and warn.line == 3, warn

@@ -134,7 +134,8 @@ def load_pack(config_dir: Path, env: Mapping[str, str] | None = None) -> Pack:
                 None,
                 "",
                 "config directory not found",
-                "Point BMAD_DATA_CONFIG_DIR (or the server's config_dir) at the expansion pack directory.",
+                "Point BMAD_DATA_CONFIG_DIR (or initialize's config_dir, or config.validate's path) at the "
+                "expansion pack directory, the one holding config/ and data/.",
             )
         )
     else:

@@ -93,6 +93,26 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+_EXAMPLES: dict[str, str] = {
+    "memory_limit": "a size with a unit such as '4GB' or '4GiB', or a share of memory such as '60%'",
+    "threads": "a whole number of at least 1, such as 2",
+    "temp_directory": "a directory path (or '' to turn spilling off)",
+    "max_temp_directory_size": "a size with a unit such as '20GB'",
+    "preserve_insertion_order": "true or false",
+    "timeout_ms": "whole milliseconds, such as 60000 (0: no timeout)",
+    "max_rows": "a whole number of rows, such as 10000",
+    "profile": "a profile name such as 'development' (config.get lists them)",
+    "log_level": "one of debug, info, warning, error, critical",
+    "database_path": "a file path or ':memory:'",
+    "checkpoint_threshold": "a size with a unit such as '16MiB'",
+    "enable_profiling": "true or false",
+    "machine_budget": "a size with a unit such as '8GB'",
+    "max_concurrent_jobs": "a whole number of at least 1, such as 2",
+    "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
+}
+"""A valid value of each setting, for hints: one per key of _PARSERS (a test checks they match)."""
+
+
 def _raise(message: str) -> Any:
     raise ValueError(message)
 
@@ -104,6 +124,7 @@ def parse_user_settings(values: Mapping[str, Any] | None, layer: str) -> dict[st
         if key not in USER_KEYS:
             raise InvalidParams(
                 f"unknown setting '{key}' in {layer}{did_you_mean(key, USER_KEYS)}",
+                hint=f"The settings a {layer} may carry: {', '.join(USER_KEYS)} (docs/configuration.md).",
                 details={"key": key, "layer": layer, "known": list(USER_KEYS)},
             )
         try:
@@ -111,6 +132,7 @@ def parse_user_settings(values: Mapping[str, Any] | None, layer: str) -> dict[st
         except ValueError as exc:
             raise InvalidParams(
                 f"invalid value for '{key}' in {layer}: {exc}",
+                hint=f"Give {key} as {_EXAMPLES[key]}.",
                 details={"key": key, "layer": layer, "value": value},
             ) from None
     return out
@@ -126,7 +148,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         except ValueError as exc:
             raise ConfigInvalid(
                 f"environment variable {var}={env[var]!r} is invalid: {exc}",
-                hint=f"Fix or unset {var}.",
+                hint=f"Set {var} to {_EXAMPLES.get(key, 'a valid value')}, or unset it.",
                 details={"variable": var, "value": env[var]},
             ) from None
     return out
@@ -318,7 +340,11 @@ def _find_profile(pack: Pack, name: str) -> Profile | None:
         names = ["auto", *pack.profile_names()]
         raise ConfigInvalid(
             f"unknown profile '{name}'{did_you_mean(name, names)}",
-            hint=f"Known profiles: {', '.join(names)}.",
+            hint=(
+                f"Pick one of: {', '.join(names)}"
+                + (f" (defined in {pack.paths['memory_templates']})" if pack.memory_templates else "")
+                + f", or add a profile named '{name}' there."
+            ),
             details={"profile": name, "known": names, "file": pack.paths.get("memory_templates")},
         )
     return found

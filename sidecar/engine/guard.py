@@ -87,7 +87,7 @@ def checked_statements(con: duckdb.DuckDBPyConnection, sql: str) -> Sequence[duc
                     "Send queries, DDL and DML that read and write inside the allowed directories; "
                     "extensions, settings and other databases are managed by the sidecar, not by SQL."
                 ),
-                details={"statement": text.strip()[:2000], "statement_type": name},
+                details={"statement": text.strip()[:2000], "statement_name": name},
             ) from exc
         if kind == "SET" and _SET_VARIABLE.match(text):
             continue
@@ -108,6 +108,8 @@ _LEADING_WORDS = re.compile(r"[A-Za-z_]+")
 
 def _path_tables(sql: str) -> Iterator[str]:
     """Table names in `sql` that are file paths: they hold a path separator or start with `~`."""
+    if not any(c in sql for c in "/\\~"):
+        return  # no path can be written without one of these: skip the parse
     try:
         trees = sqlglot.parse(sql, read="duckdb")
     except sqlglot.errors.SqlglotError:
@@ -138,5 +140,9 @@ def _refuse_paths_outside(con: duckdb.DuckDBPyConnection, sql: str) -> None:
                 "Move the file into one of the allowed directories (config.get -> "
                 "settings.allowed_directories), or add its directory to BMAD_DATA_ALLOWED_DIRECTORIES."
             ),
-            details={"path": name, "resolved": str(resolved), "allowed_directories": [str(d) for d in allowed]},
+            details={
+                "path": name,
+                "resolved": str(resolved),
+                "allowed_directories": [str(d) for d in allowed],
+            },
         )
