@@ -2,9 +2,8 @@
 file (and the line where there is one), never a FEATURE_DISABLED about an undeclared flag.
 
 A file whose absence leaves a working fallback (memory templates: only `auto`; thresholds: the
-built-ins; the CLI file: the sidecar serves, the CLI's flags are undeclared) is a warning that
-says so, and data methods keep serving; the flags file has no fallback, so its absence is an
-error. config.yaml is not needed by the sidecar (flat packs have none), but when present it must
+built-ins) is a warning that says so, and data methods keep serving; the two files that declare
+flags (flags, CLI) have no fallback, so their absence is an error. config.yaml is not needed by the sidecar (flat packs have none), but when present it must
 parse. The table below is the contract; docs/configuration.md states it for users.
 """
 
@@ -44,8 +43,6 @@ SERVES = {
     ("templates", "empty"): "only the built-in `auto` profile",
     ("thresholds", "missing"): "built-in monitoring thresholds",
     ("thresholds", "empty"): "built-in monitoring thresholds",
-    ("cli", "missing"): "duckdb_cli_integration",
-    ("cli", "empty"): "duckdb_cli_integration",
     ("manifest", "missing"): None,  # no diagnostic at all
 }
 

@@ -14,13 +14,13 @@ FLAGS = "feature-flags.yaml"
 CLI = "duckdb-cli-integration-config.yaml"
 
 
-def flags_pack(tmp_path: Path, flags: str, cli: str | None = None) -> Path:
+def flags_pack(tmp_path: Path, flags: str, cli: str = "cli_integration:\n  commands: {}\n") -> Path:
+    """A pack with these flags and CLI files (a CLI file declaring no flag unless given)."""
     root = tmp_path / "pack"
     (root / "config").mkdir(parents=True)
     (root / "config" / FLAGS).write_text(flags)
-    if cli is not None:
-        (root / "data").mkdir()
-        (root / "data" / CLI).write_text(cli)
+    (root / "data").mkdir()
+    (root / "data" / CLI).write_text(cli)
     return root
 
 

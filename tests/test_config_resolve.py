@@ -88,6 +88,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Pack:
     (root / "data" / "resource-thresholds-config.yaml").write_text(THRESHOLDS)
     (root / "config").mkdir()
     (root / "config" / "feature-flags.yaml").write_text("features:\n  duckdb_analytics:\n    enabled: true\n")
+    (root / "data" / "duckdb-cli-integration-config.yaml").write_text("cli_integration:\n  commands: {}\n")
     loaded = load_pack(root, env={})
     assert loaded.ok, loaded.diagnostics
     return loaded
@@ -335,6 +336,7 @@ def test_a_threshold_crossing_after_merging_names_a_real_file_and_line(tmp_path:
     (root / "data").mkdir(parents=True)
     (root / "config").mkdir()
     (root / "config" / "feature-flags.yaml").write_text("features:\n  duckdb_analytics:\n    enabled: true\n")
+    (root / "data" / "duckdb-cli-integration-config.yaml").write_text("cli_integration:\n  commands: {}\n")
     (root / "data" / "resource-thresholds-config.yaml").write_text(THRESHOLDS)  # critical 80, emergency 90
     templates = root / "data" / "duckdb-memory-config-templates.yaml"
     templates.write_text(

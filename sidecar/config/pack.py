@@ -50,16 +50,17 @@ PACK_FILES: dict[str, str] = {
     "feature_flags": "config/feature-flags.yaml",
 }
 
-# What happens without each file. Only the flags file has no built-in fallback that works: without it
-# `duckdb_analytics` is undeclared and every data method is refused, so a missing or empty one is an
-# error. Without the CLI file the sidecar serves, but the CLI's own flags are undeclared.
+# What happens without each file. The two files that declare flags have no built-in fallback: without
+# the flags file `duckdb_analytics` is undeclared and every data method is refused; without the CLI
+# file the CLI's own flags are undeclared and every `bmad-data` command that needs them is refused,
+# with nothing pointing at the missing file. So a missing or empty one is an error that names it.
 _WITHOUT: dict[str, tuple[Severity, str]] = {
     "memory_templates": ("warning", "only the built-in `auto` profile exists"),
     "thresholds": ("warning", "the built-in monitoring thresholds apply"),
     "cli": (
-        "warning",
+        "error",
         "the CLI's feature flags (duckdb_cli_integration, ...) are undeclared, so `bmad-data` commands "
-        "needing them are refused",
+        "needing them would be refused",
     ),
     "feature_flags": (
         "error",
