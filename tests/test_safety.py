@@ -123,3 +123,24 @@ def test_a_file_that_is_not_a_duckdb_database_is_refused_and_left_alone(sidecar,
     assert csv.read_text() == "a,b\n1,2\n"
     new = data_dir / "fresh.duckdb"  # a new file is still created on demand
     assert sidecar.request("query.run", {"sql": "SELECT 1 AS one", "database": str(new)})["rows"] == [[1]]
+
+
+def test_the_path_check_applies_only_to_confined_connections(tmp_path):
+    """The guard's path check follows DuckDB's own confinement: a connection with external access on
+    (not one of the sidecar's) is not refused; a confined one is, and one inside its directories is not."""
+    import duckdb
+
+    from sidecar.engine import guard
+    from sidecar.errors import AccessDenied
+
+    con = duckdb.connect()
+    try:
+        guard.checked_statements(con, "FROM '/etc/hostname'")
+        con.execute(f"SET allowed_directories = ['{tmp_path}/']")
+        con.execute("SET enable_external_access = false")
+        with pytest.raises(AccessDenied) as err:
+            guard.checked_statements(con, "FROM '/etc/hostname'")
+        assert err.value.details["resolved"] == "/etc/hostname"
+        guard.checked_statements(con, f"FROM '{tmp_path}/in.csv'")
+    finally:
+        con.close()

@@ -127,8 +127,12 @@ def _refuse_paths_outside(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     names = list(_path_tables(sql))
     if not names:
         return
-    row = con.execute("SELECT current_setting('allowed_directories')").fetchone()
-    allowed = [Path(d).resolve() for d in (row[0] if row else None) or []]
+    row = con.execute(
+        "SELECT current_setting('enable_external_access'), current_setting('allowed_directories')"
+    ).fetchone()
+    if row is None or row[0]:
+        return  # not confined (a connection outside the sidecar's workers): DuckDB allows any path
+    allowed = [Path(d).resolve() for d in row[1] or []]
     for name in names:
         path = Path(os.path.expanduser(name))
         resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()  # `..` and symlinks
