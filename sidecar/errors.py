@@ -166,7 +166,9 @@ class InputError(SidecarError):
 class SqlError(SidecarError):
     code = "SQL_ERROR"
     rpc_code = -32005
-    default_hint = "Fix the SQL at the position given in details and retry."
+    default_hint = (
+        "Fix the SQL and retry; when DuckDB gives a position, details.context marks it with a caret."
+    )
 
 
 class ResourceError(SidecarError):
@@ -196,7 +198,10 @@ class Timeout(SidecarError):
     code = "TIMEOUT"
     rpc_code = -32008
     retryable = True
-    default_hint = "Raise `timeout_ms` for this request, or narrow the query."
+    default_hint = (
+        "If it ran past its deadline, raise `timeout_ms` for this request or narrow the query; if it "
+        "stalled (no progress and no CPU), `stall_timeout_ms` stopped it: look for what it waited on."
+    )
 
 
 class Cancelled(SidecarError):

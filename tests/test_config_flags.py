@@ -14,13 +14,13 @@ FLAGS = "feature-flags.yaml"
 CLI = "duckdb-cli-integration-config.yaml"
 
 
-def flags_pack(tmp_path: Path, flags: str, cli: str | None = None) -> Path:
+def flags_pack(tmp_path: Path, flags: str, cli: str = "cli_integration:\n  commands: {}\n") -> Path:
+    """A pack with these flags and CLI files (a CLI file declaring no flag unless given)."""
     root = tmp_path / "pack"
     (root / "config").mkdir(parents=True)
     (root / "config" / FLAGS).write_text(flags)
-    if cli is not None:
-        (root / "data").mkdir()
-        (root / "data" / CLI).write_text(cli)
+    (root / "data").mkdir()
+    (root / "data" / CLI).write_text(cli)
     return root
 
 
@@ -134,3 +134,23 @@ def test_enabled_is_required_and_must_be_boolean(tmp_path: Path) -> None:
     assert any("required key 'enabled' is missing" in m for m in messages)
     assert any("expected true or false" in m for m in messages)
     assert "a" not in pack.flags.states and "b" not in pack.flags.states
+
+
+def test_the_hint_names_the_one_edit_that_turns_a_flag_on(tmp_path: Path) -> None:
+    """The hint used to say "the flag named in the reason" at the requested flag's own line (9),
+    while the edit that helps is `base` at line 3."""
+    pack = load_pack(flags_pack(tmp_path, CHAIN))
+    flags_file = str(tmp_path / "pack" / "config" / FLAGS)
+    for name in ("top", "middle", "base"):
+        with pytest.raises(FeatureDisabled) as info:
+            require_feature(pack.flags, name)
+        hint = info.value.hint
+        assert hint.startswith(f"Set `enabled: true` for 'base' at {flags_file}:3"), hint
+    with pytest.raises(FeatureDisabled) as info:
+        require_feature(pack.flags, "nowhere")
+    assert "Declare 'nowhere'" in info.value.hint
+    ghost = "features:\n  a:\n    enabled: true\n    dependencies: [ghost]\n"
+    unknown = load_pack(flags_pack(tmp_path / "u", ghost))
+    with pytest.raises(FeatureDisabled) as info:
+        require_feature(unknown.flags, "a")
+    assert "Declare 'ghost'" in info.value.hint and ":4" in info.value.hint

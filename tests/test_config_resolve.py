@@ -86,6 +86,9 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Pack:
     (root / "data").mkdir(parents=True)
     (root / "data" / "duckdb-memory-config-templates.yaml").write_text(PROFILES)
     (root / "data" / "resource-thresholds-config.yaml").write_text(THRESHOLDS)
+    (root / "config").mkdir()
+    (root / "config" / "feature-flags.yaml").write_text("features:\n  duckdb_analytics:\n    enabled: true\n")
+    (root / "data" / "duckdb-cli-integration-config.yaml").write_text("cli_integration:\n  commands: {}\n")
     loaded = load_pack(root, env={})
     assert loaded.ok, loaded.diagnostics
     return loaded
@@ -94,10 +97,14 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Pack:
 def test_auto_sizes_from_the_cgroup_limit(pack: Pack) -> None:
     s = resolve_settings(pack, machine(available=10 * GiB), env={})
     assert s.profile == "auto" and s.sources["profile"] == "auto"
-    assert s.memory_budget_bytes == 2 * GiB  # 50% of the 4 GiB cgroup limit, not of 16 GiB
-    assert s.duckdb_memory_limit_bytes == duckdb_limit_for(2 * GiB)
+    # 50% of the 4 GiB cgroup limit (not of 16 GiB) is 2 GiB, but a job starts at its share of the
+    # machine budget: 80% of 4 GiB over 8 concurrent jobs (8 CPUs)
+    assert s.memory_budget_bytes == int(4 * GiB * 0.8) // 8
+    assert s.duckdb_memory_limit_bytes == duckdb_limit_for(s.memory_budget_bytes)
     assert "cgroup v2 limit" in s.sources["memory_budget_bytes"]
-    # 1.6 GiB of DuckDB limit allows 6 threads of 256 MiB, fewer than the 8 CPUs
+    assert "a job's share of the machine budget" in s.sources["memory_budget_bytes"]
+    # threads are sized for the 2 GiB a job running alone grows to: 1.6 GiB of DuckDB limit allows
+    # 6 threads of 256 MiB, fewer than the 8 CPUs
     assert s.threads == duckdb_limit_for(2 * GiB) // MIN_THREAD_MEMORY_BYTES == 6
     assert s.preserve_insertion_order is False and s.max_rows == 10_000 and s.database_path == ":memory:"
     assert s.timeout_ms == 120000 and "resource-thresholds-config.yaml:9" in s.sources["timeout_ms"]
@@ -107,7 +114,7 @@ def test_auto_sizes_from_the_cgroup_limit(pack: Pack) -> None:
 
 
 def test_auto_budget_never_above_what_is_free(pack: Pack) -> None:
-    s = resolve_settings(pack, machine(available=1 * GiB), env={})
+    s = resolve_settings(pack, machine(available=1 * GiB), env={"BMAD_DATA_MAX_CONCURRENT_JOBS": "1"})
     assert s.memory_budget_bytes == int(1 * GiB * 0.9)
     assert "available memory" in s.sources["memory_budget_bytes"]
 
@@ -125,11 +132,49 @@ def test_profile_values_cite_file_and_line(pack: Pack) -> None:
 
 def test_profile_larger_than_the_machine_is_clamped(pack: Pack) -> None:
     s = resolve_settings(pack, machine(), profile="huge", env={})
-    assert s.memory_budget_bytes == int(4 * GiB * MAX_BUDGET_SHARE)
-    assert "clamped" in s.sources["memory_budget_bytes"]
+    assert s.memory_budget_bytes == s.machine_budget_bytes == int(4 * GiB * 0.8)
+    assert "clamped to the machine budget" in s.sources["memory_budget_bytes"]
     (warn,) = [d for d in s.diagnostics if d.path == "memory_limit"]
     assert warn.severity == "warning" and warn.line == 12
     assert warn.file.endswith("duckdb-memory-config-templates.yaml")
+    # a machine budget of all the memory: the 90% cap binds first
+    whole = resolve_settings(pack, machine(), profile="huge", env={"BMAD_DATA_MACHINE_BUDGET": "4GiB"})
+    assert whole.memory_budget_bytes == int(4 * GiB * MAX_BUDGET_SHARE)
+    assert "clamped to 90% of effective memory" in whole.sources["memory_budget_bytes"]
+
+
+def test_a_request_for_more_than_the_machine_can_give_is_refused(pack: Pack) -> None:
+    """`--memory-limit 1TB` used to run at a ceiling above the machine budget; now it says the most."""
+    with pytest.raises(InvalidParams) as err:
+        resolve_settings(pack, machine(), env={}, request={"memory_limit": "1TB"})
+    assert "above the machine budget 3.20 GiB" in str(err.value)
+    assert "at most 3276MiB" in err.value.hint
+    most = resolve_settings(pack, machine(), env={}, request={"memory_limit": "3276MiB"})
+    assert most.memory_budget_bytes == 3276 * MiB  # the figure the hint offers is accepted
+    with pytest.raises(InvalidParams) as err:
+        resolve_settings(pack, machine(cpus=2), env={}, request={"threads": 64})
+    assert "threads 64 is more than the 2 usable CPUs" in str(err.value) and "at most 2" in err.value.hint
+    with pytest.raises(InvalidParams) as err:
+        resolve_settings(pack, machine(), env={}, overrides={"threads": 9})
+    assert err.value.details["layer"] == "overrides"
+
+
+def test_files_and_environment_asking_too_much_are_clamped_and_say_so(pack: Pack) -> None:
+    s = resolve_settings(pack, machine(cpus=2), profile="small", env={})  # small asks for 5 threads
+    assert s.threads == 2 and "clamped to the 2 usable CPUs: asked for 5" in s.sources["threads"]
+    (warn,) = [d for d in s.diagnostics if d.path == "threads" and "usable CPUs" in d.message]
+    assert warn.file.endswith("duckdb-memory-config-templates.yaml") and warn.line is not None
+    env = resolve_settings(pack, machine(), env={"BMAD_DATA_MEMORY_LIMIT": "1TB", "BMAD_DATA_THREADS": "64"})
+    assert env.memory_budget_bytes == env.machine_budget_bytes and env.threads == 8
+    assert env.sources["threads"].startswith("env:BMAD_DATA_THREADS; clamped")
+
+
+def test_the_machine_budget_sizes_the_auto_budget(pack: Pack) -> None:
+    """BMAD_DATA_MACHINE_BUDGET used to change nothing that config.get showed."""
+    env = {"BMAD_DATA_MACHINE_BUDGET": "1GiB", "BMAD_DATA_MAX_CONCURRENT_JOBS": "2"}
+    s = resolve_settings(pack, machine(), env=env)
+    assert s.memory_budget_bytes == 512 * MiB
+    assert s.duckdb_memory_limit_bytes == duckdb_limit_for(512 * MiB)
 
 
 def test_percent_limit_is_a_share_of_effective_memory(pack: Pack) -> None:
@@ -262,3 +307,42 @@ def test_original_container_profile_uses_the_env_share(tmp_path: Path) -> None:
     s = resolve_settings(originals, machine(), profile="container", env={})
     assert s.memory_budget_bytes == int(4 * GiB * 0.40)
     assert "(profile container) (40% of effective memory" in s.sources["memory_budget_bytes"]
+
+
+def test_bad_settings_hints_say_what_to_send() -> None:
+    from sidecar.config.resolve import _EXAMPLES, _PARSERS, parse_user_settings
+
+    assert set(_EXAMPLES) == set(_PARSERS)  # every setting has an example for its hint
+    with pytest.raises(InvalidParams) as err:
+        parse_user_settings({"memory": "4GB"}, "request")
+    assert "memory_limit" in err.value.hint and "threads" in err.value.hint
+    with pytest.raises(InvalidParams) as err:
+        parse_user_settings({"threads": "many"}, "request")
+    assert err.value.hint == "Give threads as a whole number of at least 1, such as 2."
+
+
+def test_bad_environment_and_unknown_profile_hints_name_the_fix(pack: Pack) -> None:
+    with pytest.raises(ConfigInvalid) as err:
+        resolve_settings(pack, machine(), env={"BMAD_DATA_MEMORY_LIMIT": "lots"})
+    assert err.value.hint.startswith("Set BMAD_DATA_MEMORY_LIMIT to a size with a unit such as '4GB'")
+    with pytest.raises(ConfigInvalid) as err:
+        resolve_settings(pack, machine(), profile="smal", env={})
+    assert "did you mean 'small'" in str(err.value)
+    assert pack.paths["memory_templates"] in err.value.hint and "add a profile named 'smal'" in err.value.hint
+
+
+def test_a_threshold_crossing_after_merging_names_a_real_file_and_line(tmp_path: Path) -> None:
+    root = tmp_path / "pack"
+    (root / "data").mkdir(parents=True)
+    (root / "config").mkdir()
+    (root / "config" / "feature-flags.yaml").write_text("features:\n  duckdb_analytics:\n    enabled: true\n")
+    (root / "data" / "duckdb-cli-integration-config.yaml").write_text("cli_integration:\n  commands: {}\n")
+    (root / "data" / "resource-thresholds-config.yaml").write_text(THRESHOLDS)  # critical 80, emergency 90
+    templates = root / "data" / "duckdb-memory-config-templates.yaml"
+    templates.write_text(
+        "hot:\n  monitoring:\n    memory_threshold_warning: 70\n    memory_threshold_critical: 95\n"
+    )
+    s = resolve_settings(load_pack(root, env={}), machine(), profile="hot", env={})
+    (warn,) = [d for d in s.diagnostics if d.path == "thresholds.duckdb_memory_emergency"]
+    # `file` used to be the source text "file:...:3 (profile hot monitoring)", with no line
+    assert warn.file == str(templates) and warn.line == 3, warn

@@ -38,6 +38,7 @@ def _pack_dir(tmp_path: Path) -> Path:
     root = tmp_path / "pack"
     (root / "config").mkdir(parents=True)
     (root / "config" / "feature-flags.yaml").write_text(FLAGS_ON)
+    (root / "duckdb-cli-integration-config.yaml").write_text("cli_integration:\n  commands: {}\n")
     return root
 
 

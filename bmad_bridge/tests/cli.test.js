@@ -210,6 +210,20 @@ test('duckdb_analytics off: the command names the flag and the file, exit 3', as
   assert.match(human.stderr, /feature-flags\.yaml/);
 });
 
+test('a YAML syntax error in the flags file is CONFIG_INVALID naming file:line, not an undeclared flag', async () => {
+  const dir = packCopy();
+  const flagsFile = path.join(dir, 'config', 'feature-flags.yaml');
+  const lines = fs.readFileSync(flagsFile, 'utf8').split('\n').length;
+  fs.appendFileSync(flagsFile, '\nbroken: [unclosed\nnext: 1\n');
+  const r = await runCli(['query', 'SELECT 1', '--json'], { env: { BMAD_DATA_CONFIG_DIR: dir } });
+  assert.equal(r.code, EXIT_CODES.CONFIG_INVALID, r.stdout);
+  const { error } = only(r.lines, 'error')[0];
+  assert.equal(error.code, 'CONFIG_INVALID');
+  assert.equal(error.details.file, flagsFile);
+  assert.equal(error.details.line, lines + 2);
+  assert.match(error.message, /YAML syntax error/);
+});
+
 test('a flag whose dependency is off is off: monitor needs duckdb_monitoring', async () => {
   const dir = packCopy({ flags: { duckdb_monitoring: false } });
   const r = await runCli(['monitor', '--count', '1', '--json'], { env: { BMAD_DATA_CONFIG_DIR: dir } });

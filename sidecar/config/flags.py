@@ -39,6 +39,8 @@ class Flags(msgspec.Struct, frozen=True, kw_only=True):
     """Effective flag states, computed once when the pack is loaded."""
 
     states: dict[str, FlagState] = {}
+    fixes: dict[str, str] = {}
+    """For each flag that is off, the one edit that turns it on (the root of its chain of causes)."""
 
     def state(self, name: str) -> FlagState:
         """The flag's effective state; an undeclared flag is off, with a suggestion."""
@@ -69,13 +71,14 @@ def require_feature(flags: Flags, name: str) -> None:
     st = flags.state(name)
     if st.enabled:
         return
-    where = f" ({st.file}:{st.line})" if st.file is not None else ""
+    fix = flags.fixes.get(name) or (
+        f"Declare '{name}' under `features:` in config/feature-flags.yaml"
+        if name not in flags.states
+        else f"Set `enabled: true` for '{name}' at {st.file}:{st.line}"
+    )
     raise FeatureDisabled(
         f"feature '{name}' is disabled: {st.reason}",
-        hint=(
-            f"Set `enabled: true` for the flag named in the reason{where}, then retry; "
-            "the file is reloaded live."
-        ),
+        hint=f"{fix}, then retry; the file is reloaded live.",
         details={"flag": name, "file": st.file, "line": st.line, "reason": st.reason},
     )
 
@@ -130,6 +133,7 @@ def build_flags(
             positions[name] = (cli_file.path, cli_file.positions, f"{prefix}.{name}")
 
     states: dict[str, FlagState] = {}
+    fixes: dict[str, str] = {}
     resolving: list[str] = []
 
     def resolve(name: str) -> FlagState:
@@ -151,6 +155,7 @@ def build_flags(
                 )
             )
             for member in cycle:
+                fixes[member] = f"Remove one dependency of the cycle {text} ({decl.file}:{decl.line})"
                 d = decls[member]
                 states[member] = FlagState(
                     name=member,
@@ -165,6 +170,7 @@ def build_flags(
         reason = ""
         if not decl.declared_enabled:
             reason = f"'{name}' is disabled at {decl.file}:{decl.line}"
+            fixes[name] = f"Set `enabled: true` for '{name}' at {decl.file}:{decl.line}"
         for i, dep in enumerate(decl.dependencies):
             if dep not in decls:
                 file, pos_table, key = positions[name]
@@ -183,7 +189,12 @@ def build_flags(
                         "Declare the flag in config/feature-flags.yaml or fix the name.",
                     )
                 )
-                reason = reason or f"depends on '{dep}', which is not declared in any flags file"
+                if not reason:
+                    reason = f"depends on '{dep}', which is not declared in any flags file"
+                    fixes[name] = (
+                        f"Declare '{dep}' in config/feature-flags.yaml, or fix the dependency of '{name}' "
+                        f"at {file}:{pos[0] if pos else decl.line}"
+                    )
                 continue
             dep_state = resolve(dep)
             if name in states:  # became part of a cycle while resolving the dependency
@@ -191,6 +202,8 @@ def build_flags(
                 return states[name]
             if not dep_state.enabled and not reason:
                 reason = f"depends on '{dep}', which is off: {dep_state.reason}"
+                if dep in fixes:
+                    fixes[name] = fixes[dep]
         resolving.remove(name)
         states[name] = FlagState(
             name=name,
@@ -204,4 +217,7 @@ def build_flags(
 
     for flag in decls:
         resolve(flag)
-    return Flags(states=dict(sorted(states.items())))
+    return Flags(
+        states=dict(sorted(states.items())),
+        fixes={n: f for n, f in fixes.items() if not states[n].enabled},
+    )

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import msgspec
 
 from sidecar.config import rules
-from sidecar.config.diagnostics import Diagnostic
+from sidecar.config.diagnostics import Diagnostic, Severity
 from sidecar.config.flags import Flags, build_flags
 from sidecar.config.schema import (
     CliIntegration,
@@ -24,7 +24,7 @@ from sidecar.config.schema import (
     Profile,
     ResourceThresholds,
 )
-from sidecar.config.validate import INFO, MISSING, Ctx, Ignore, Section, walk
+from sidecar.config.validate import INFO, MISSING, Ctx, Ignore, Section, walk, yaml_kind
 from sidecar.config.yamlload import MarkedDict, load_yaml, plain
 from sidecar.layout import default_pack_dir
 
@@ -50,6 +50,26 @@ PACK_FILES: dict[str, str] = {
     "cli": "data/duckdb-cli-integration-config.yaml",
     "feature_flags": "config/feature-flags.yaml",
 }
+
+# What happens without each file. The two files that declare flags have no built-in fallback: without
+# the flags file `duckdb_analytics` is undeclared and every data method is refused; without the CLI
+# file the CLI's own flags are undeclared and every `bmad-data` command that needs them is refused,
+# with nothing pointing at the missing file. So a missing or empty one is an error that names it.
+_WITHOUT: dict[str, tuple[Severity, str]] = {
+    "memory_templates": ("warning", "only the built-in `auto` profile exists"),
+    "thresholds": ("warning", "the built-in monitoring thresholds apply"),
+    "cli": (
+        "error",
+        "the CLI's feature flags (duckdb_cli_integration, ...) are undeclared, so `bmad-data` commands "
+        "needing them would be refused",
+    ),
+    "feature_flags": (
+        "error",
+        "`duckdb_analytics`, which every data method needs, is undeclared, so every query is refused",
+    ),
+}
+MANIFEST = "config.yaml"
+"""The pack's BMad manifest: the sidecar applies nothing from it, but checks it parses (BMad reads it)."""
 
 
 class Pack(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,7 +111,7 @@ def default_config_dir(env: Mapping[str, str] | None = None) -> Path:
 def find_pack_file(config_dir: Path, role: str) -> Path | None:
     rel = PACK_FILES[role]
     for candidate in (config_dir / rel, config_dir / Path(rel).name):
-        if candidate.is_file():
+        if candidate.exists():  # a directory in its place is reported by the loader, not taken as missing
             return candidate
     return None
 
@@ -117,27 +137,30 @@ def load_pack(config_dir: Path, env: Mapping[str, str] | None = None) -> Pack:
                 None,
                 "",
                 "config directory not found",
-                "Point BMAD_DATA_CONFIG_DIR (or the server's config_dir) at the expansion pack directory.",
+                "Point BMAD_DATA_CONFIG_DIR (or initialize's config_dir, or config.validate's path) at the "
+                "expansion pack directory, the one holding config/ and data/.",
             )
         )
     else:
         for role, rel in PACK_FILES.items():
             found = find_pack_file(config_dir, role)
             if found is None:
+                severity, without = _WITHOUT[role]
                 diagnostics.append(
                     Diagnostic(
-                        "warning",
+                        severity,
                         str(config_dir / rel),
                         None,
                         None,
                         "",
-                        "file not found; built-in defaults apply",
-                        f"Create {rel} (see docs/configuration.md) if you want to configure this part.",
+                        f"file not found; {without}",
+                        f"Restore {rel} from the bmad-data expansion pack (see docs/configuration.md).",
                     )
                 )
                 continue
             paths[role] = str(found)
             parsed[role] = _load_file(role, found, env, diagnostics)
+        _check_manifest(config_dir / MANIFEST, env, diagnostics)
     flags = build_flags(parsed.get("feature_flags"), parsed.get("cli"), diagnostics)
     pack = Pack(
         config_dir=str(config_dir),
@@ -168,10 +191,24 @@ def _load_file(role: str, path: Path, env: Mapping[str, str], diagnostics: list[
     ctx = Ctx(file=str(path), env=env)
     if doc is None:
         doc = MarkedDict()
-        ctx.add("warning", None, "", "file is empty; built-in defaults apply")
+        severity, without = _WITHOUT[role]
+        ctx.add(
+            severity,
+            None,
+            "",
+            f"file is empty; {without}",
+            f"Restore {PACK_FILES[role]} from the bmad-data expansion pack (see docs/configuration.md).",
+        )
+        if severity == "error":
+            diagnostics.extend(ctx.diagnostics)
+            return None
     if not isinstance(doc, MarkedDict):
         ctx.add(
-            "error", (1, 1), "", f"expected a mapping of sections at the top level, got {type(doc).__name__}"
+            "error",
+            (1, 1),
+            "",
+            f"expected a mapping of sections at the top level, got {yaml_kind(doc)}",
+            f"Restore {PACK_FILES[role]} from the bmad-data expansion pack (see docs/configuration.md).",
         )
         diagnostics.extend(ctx.diagnostics)
         return None
@@ -183,6 +220,32 @@ def _load_file(role: str, path: Path, env: Mapping[str, str], diagnostics: list[
     if value is MISSING:
         return None
     return msgspec.structs.replace(value, path=str(path), positions=dict(ctx.positions))
+
+
+def _check_manifest(path: Path, env: Mapping[str, str], diagnostics: list[Diagnostic]) -> None:
+    """config.yaml, when present, must be a mapping with a string `name` (BMad's installer needs it).
+
+    A flat pack (the four files side by side) has none; that is not a problem for the sidecar.
+    """
+    if not path.exists():
+        return
+    doc, diags = load_yaml(path)
+    diagnostics.extend(diags)
+    if any(d.severity == "error" for d in diags):
+        return
+    hint = "Restore config.yaml from the bmad-data expansion pack (it starts with `name: bmad-data-duckdb`)."
+    if not isinstance(doc, MarkedDict):
+        got = "nothing (the file is empty)" if doc is None else yaml_kind(doc)
+        line = None if doc is None else 1
+        diagnostics.append(
+            Diagnostic("error", str(path), line, line, "", f"expected a mapping with `name`, got {got}", hint)
+        )
+        return
+    if not isinstance(doc.get("name"), str) or not doc["name"]:
+        line, col = doc.value_pos.get("name", doc.pos)
+        diagnostics.append(
+            Diagnostic("error", str(path), line, col, "name", "`name` must be the pack's name as text", hint)
+        )
 
 
 def _walk_templates(doc: MarkedDict, ctx: Ctx) -> MemoryTemplates:

@@ -12,19 +12,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from sidecar.config import rules
+from sidecar.config.budget import auto_budget, job_budget, job_threads, memory_origin, warn_at
 from sidecar.config.diagnostics import Diagnostic
 from sidecar.config.pack import Pack
-from sidecar.config.schema import MemoryLimit, Profile
+from sidecar.config.schema import Profile
 from sidecar.config.settings import (
     ALLOWED_DIRS_ENV,
-    AUTO_BUDGET_SHARE,
-    AVAILABLE_SHARE,
     DEFAULT_CHECKPOINT_THRESHOLD_BYTES,
     DEFAULT_MAX_ROWS,
     DEFAULT_TIMEOUT_MS,
     ENV_VARS,
-    MAX_BUDGET_SHARE,
-    MIN_BUDGET_BYTES,
     MIN_THREAD_MEMORY_BYTES,
     MACHINE_BUDGET_SHARE,
     DEFAULT_STALL_TIMEOUT_MS,
@@ -97,6 +94,26 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+_EXAMPLES: dict[str, str] = {
+    "memory_limit": "a size with a unit such as '4GB' or '4GiB', or a share of memory such as '60%'",
+    "threads": "a whole number of at least 1, such as 2",
+    "temp_directory": "a directory path (or '' to turn spilling off)",
+    "max_temp_directory_size": "a size with a unit such as '20GB'",
+    "preserve_insertion_order": "true or false",
+    "timeout_ms": "whole milliseconds, such as 60000 (0: no timeout)",
+    "max_rows": "a whole number of rows, such as 10000",
+    "profile": "a profile name such as 'development' (config.get lists them)",
+    "log_level": "one of debug, info, warning, error, critical",
+    "database_path": "a file path or ':memory:'",
+    "checkpoint_threshold": "a size with a unit such as '16MiB'",
+    "enable_profiling": "true or false",
+    "machine_budget": "a size with a unit such as '8GB'",
+    "max_concurrent_jobs": "a whole number of at least 1, such as 2",
+    "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
+}
+"""A valid value of each setting, for hints: one per key of _PARSERS (a test checks they match)."""
+
+
 def _raise(message: str) -> Any:
     raise ValueError(message)
 
@@ -108,6 +125,7 @@ def parse_user_settings(values: Mapping[str, Any] | None, layer: str) -> dict[st
         if key not in USER_KEYS:
             raise InvalidParams(
                 f"unknown setting '{key}' in {layer}{did_you_mean(key, USER_KEYS)}",
+                hint=f"The settings a {layer} may carry: {', '.join(USER_KEYS)} (docs/configuration.md).",
                 details={"key": key, "layer": layer, "known": list(USER_KEYS)},
             )
         try:
@@ -115,6 +133,7 @@ def parse_user_settings(values: Mapping[str, Any] | None, layer: str) -> dict[st
         except ValueError as exc:
             raise InvalidParams(
                 f"invalid value for '{key}' in {layer}: {exc}",
+                hint=f"Give {key} as {_EXAMPLES[key]}.",
                 details={"key": key, "layer": layer, "value": value},
             ) from None
     return out
@@ -130,7 +149,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         except ValueError as exc:
             raise ConfigInvalid(
                 f"environment variable {var}={env[var]!r} is invalid: {exc}",
-                hint=f"Fix or unset {var}.",
+                hint=f"Set {var} to {_EXAMPLES.get(key, 'a valid value')}, or unset it.",
                 details={"variable": var, "value": env[var]},
             ) from None
     return out
@@ -178,24 +197,38 @@ def resolve_settings(
         sources[field] = src
         return value
 
-    # budget ---------------------------------------------------------------------------------
-    limit = pick("memory_budget_bytes", "memory_limit", lambda: _auto_budget(resources, effective))
-    budget, note = _budget_bytes(limit, effective)
-    if budget < MIN_BUDGET_BYTES:
-        # a worker process alone holds ~85 MiB: a smaller budget could not run even SELECT 1
-        asked = f"memory_limit {format_size(budget)} is below the minimum job budget {format_size(MIN_BUDGET_BYTES)}"
-        if sources["memory_budget_bytes"] in ("request", "overrides"):
-            raise InvalidParams(
-                asked, hint="A job's process needs about 85 MiB before DuckDB holds any data; ask for 256MiB or more.",
-                details={"key": "memory_limit", "layer": sources["memory_budget_bytes"]},
-            )
-        file, line = _file_of(sources["memory_budget_bytes"])
-        diags.append(Diagnostic("warning", file, line, None, "memory_limit", f"{asked}; raised to the minimum"))
-        note += f"; raised to the minimum {format_size(MIN_BUDGET_BYTES)}"
-        budget = MIN_BUDGET_BYTES
-    if "clamped" in note:
-        file, line = _file_of(sources["memory_budget_bytes"])
-        diags.append(Diagnostic("warning", file, line, None, "memory_limit", note.strip(" ;")))
+    # the machine budget and the jobs sharing it first: a job's auto budget is its share -------
+    machine = pick(
+        "machine_budget_bytes",
+        "machine_budget",
+        lambda: (
+            f"auto: {MACHINE_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}",
+            int(effective * MACHINE_BUDGET_SHARE),
+        ),
+    )
+    if machine > effective:
+        warn_at(
+            diags,
+            sources["machine_budget_bytes"],
+            "machine_budget",
+            f"machine budget {format_size(machine)} exceeds the effective memory "
+            f"{format_size(effective)}; clamped",
+        )
+        machine = effective
+        sources["machine_budget_bytes"] += "; clamped to the effective memory"
+    max_jobs = pick(
+        "max_concurrent_jobs",
+        "max_concurrent_jobs",
+        lambda: (
+            f"auto: {max(2, resources.usable_cpus)} (usable CPUs, at least 2)",
+            max(2, resources.usable_cpus),
+        ),
+    )
+
+    # budget: what one job's process gets (the engine starts every job at exactly this) ---------
+    limit = pick("memory_budget_bytes", "memory_limit", lambda: auto_budget(resources, effective))
+    auto_sized = sources["memory_budget_bytes"].startswith("auto")
+    budget, note = job_budget(limit, sources["memory_budget_bytes"], effective, machine, max_jobs, diags)
     sources["memory_budget_bytes"] += note
     duck_limit = duckdb_limit_for(budget)
     sources["duckdb_memory_limit_bytes"] = (
@@ -205,26 +238,25 @@ def resolve_settings(
 
     # threads --------------------------------------------------------------------------------
     def auto_threads() -> tuple[str, Any]:
-        by_memory = max(1, duck_limit // MIN_THREAD_MEMORY_BYTES)
+        # An auto-sized job starts at its share but grows in place while no job waits: size its
+        # threads for the auto budget before the share cap, as a job running alone uses it.
+        basis = duckdb_limit_for(max(budget, limit.bytes or 0)) if auto_sized else duck_limit
+        by_memory = max(1, basis // MIN_THREAD_MEMORY_BYTES)
         n = max(1, min(resources.usable_cpus, by_memory))
         return (
             f"auto: {resources.usable_cpus} usable CPUs, at most one per "
-            f"{format_size(MIN_THREAD_MEMORY_BYTES)} of DuckDB memory limit"
+            f"{format_size(MIN_THREAD_MEMORY_BYTES)} of DuckDB memory limit {format_size(basis)}"
         ), n
 
     threads = pick("threads", "threads", auto_threads)
+    threads, sources["threads"] = job_threads(threads, sources["threads"], resources.usable_cpus, diags)
     if duck_limit // threads < MIN_THREAD_MEMORY_BYTES and not sources["threads"].startswith("auto"):
-        file, line = _file_of(sources["threads"])
-        diags.append(
-            Diagnostic(
-                "warning",
-                file,
-                line,
-                None,
-                "threads",
-                f"{threads} threads leave {format_size(duck_limit // threads)} of DuckDB memory per thread "
-                f"(below {format_size(MIN_THREAD_MEMORY_BYTES)}); expect more spilling",
-            )
+        warn_at(
+            diags,
+            sources["threads"],
+            "threads",
+            f"{threads} threads leave {format_size(duck_limit // threads)} of DuckDB memory per thread "
+            f"(below {format_size(MIN_THREAD_MEMORY_BYTES)}); expect more spilling",
         )
 
     # directories ----------------------------------------------------------------------------
@@ -259,38 +291,7 @@ def resolve_settings(
         f" + env:{ALLOWED_DIRS_ENV}" if env.get(ALLOWED_DIRS_ENV) else ""
     )
     sources["state_directory"] = state_src
-    sources["effective_memory_bytes"] = _memory_origin(resources)
-    machine = pick(
-        "machine_budget_bytes",
-        "machine_budget",
-        lambda: (
-            f"auto: {MACHINE_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}",
-            int(effective * MACHINE_BUDGET_SHARE),
-        ),
-    )
-    if machine > effective:
-        file, line = _file_of(sources["machine_budget_bytes"])
-        diags.append(
-            Diagnostic(
-                "warning",
-                file,
-                line,
-                None,
-                "machine_budget",
-                f"machine budget {format_size(machine)} exceeds the effective memory "
-                f"{format_size(effective)}; clamped",
-            )
-        )
-        machine = effective
-        sources["machine_budget_bytes"] += "; clamped to the effective memory"
-    max_jobs = pick(
-        "max_concurrent_jobs",
-        "max_concurrent_jobs",
-        lambda: (
-            f"auto: {max(2, resources.usable_cpus)} (usable CPUs, at least 2)",
-            max(2, resources.usable_cpus),
-        ),
-    )
+    sources["effective_memory_bytes"] = memory_origin(resources)
     return Settings(
         profile=profile_name,
         memory_budget_bytes=budget,
@@ -327,15 +328,6 @@ def resolve_settings(
     )
 
 
-def _file_of(source: str) -> tuple[str, int | None]:
-    """(file, line) from a `file:/path:42 (profile x)` source, or (layer name, None)."""
-    if not source.startswith("file:"):
-        return f"<{source}>", None
-    path, _, rest = source[len("file:") :].rpartition(":")
-    line = rest.split(" ", 1)[0]
-    return path, int(line) if line.isdigit() else None
-
-
 def _first(candidates: list[_Candidate]) -> _Candidate:
     for src, value in candidates:
         if value is not NOT_GIVEN:
@@ -351,7 +343,11 @@ def _find_profile(pack: Pack, name: str) -> Profile | None:
         names = ["auto", *pack.profile_names()]
         raise ConfigInvalid(
             f"unknown profile '{name}'{did_you_mean(name, names)}",
-            hint=f"Known profiles: {', '.join(names)}.",
+            hint=(
+                f"Pick one of: {', '.join(names)}"
+                + (f" (defined in {pack.paths['memory_templates']})" if pack.memory_templates else "")
+                + f", or add a profile named '{name}' there."
+            ),
             details={"profile": name, "known": names, "file": pack.paths.get("memory_templates")},
         )
     return found
@@ -410,43 +406,6 @@ class _ProfileFields:
 
     def get(self, key: str) -> _Candidate:
         return self.values.get(key, ("", NOT_GIVEN))
-
-
-def _auto_budget(res: Resources, effective: int) -> tuple[str, Any]:
-    share = int(effective * AUTO_BUDGET_SHARE)
-    from_available = int(res.available_memory_bytes * AVAILABLE_SHARE)
-    origin = _memory_origin(res)
-    if from_available < share:
-        src = (
-            f"auto: {AVAILABLE_SHARE:.0%} of available memory "
-            f"{format_size(res.available_memory_bytes)} at start "
-            f"(less than {AUTO_BUDGET_SHARE:.0%} of effective memory {format_size(effective)}, {origin})"
-        )
-        value = from_available
-    else:
-        src = f"auto: {AUTO_BUDGET_SHARE:.0%} of effective memory {format_size(effective)} ({origin})"
-        value = share
-    return src, MemoryLimit(text="auto", bytes=max(value, min(MIN_BUDGET_BYTES, effective)))
-
-
-def _budget_bytes(limit: MemoryLimit, effective: int) -> tuple[int, str]:
-    """Bytes of the budget, clamped to MAX_BUDGET_SHARE of the effective memory; (bytes, note)."""
-    asked = limit.bytes if limit.bytes is not None else int(effective * (limit.share or 0))
-    note = f" ({limit.text} of effective memory {format_size(effective)})" if limit.share is not None else ""
-    ceiling = int(effective * MAX_BUDGET_SHARE)
-    if asked > ceiling:
-        return ceiling, (
-            f"{note}; clamped to {MAX_BUDGET_SHARE:.0%} of effective memory "
-            f"{format_size(effective)}: asked for {format_size(asked)}"
-        )
-    return asked, note
-
-
-def _memory_origin(res: Resources) -> str:
-    if res.cgroup_memory_limit_bytes is not None and res.cgroup_memory_limit_bytes < res.total_memory_bytes:
-        return f"cgroup v{res.cgroup_version} limit {format_size(res.cgroup_memory_limit_bytes)}"
-    cg = "no cgroup limit" if res.cgroup_memory_limit_bytes is None else "cgroup limit above physical"
-    return f"physical {format_size(res.total_memory_bytes)}; {cg}"
 
 
 def _absolute(path: str, source: str, project_root: Path) -> str:

@@ -60,8 +60,11 @@ def to_memory_limit(value: Any) -> s.MemoryLimit:
         if not 0 < pct <= 100:
             raise ValueError(f"a share of memory must be above 0% and at most 100%, got {pct:g}%")
         return s.MemoryLimit(text=value.strip(), share=pct / 100)
+    # a bare number is bytes, so a tiny one is a forgotten unit; a size with a unit below the
+    # minimum job budget is refused (or raised) by the resolver, which names that minimum
+    with_unit = isinstance(value, str) and any(c.isalpha() for c in value)
     try:
-        n = to_size(MIN_MEMORY_LIMIT)(value)
+        n = to_size(0 if with_unit else MIN_MEMORY_LIMIT)(value)
     except ValueError as exc:
         raise ValueError(f"{exc}; expected a size such as '4GB', '4GiB' or a share such as '60%'") from None
     return s.MemoryLimit(text=str(value), bytes=n)

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from sidecar.config.budget import file_of
 from sidecar.config.diagnostics import Diagnostic
 from sidecar.config.pack import Pack
 from sidecar.config.schema import MemoryThresholds, Profile
@@ -85,11 +86,12 @@ def merge_thresholds(
     for chain in _CHAINS:
         for low, high in zip(chain, chain[1:]):
             if values[high] < values[low]:
+                file, line = file_of(parts[-1])  # the last layer merged, where the crossing arose
                 diagnostics.append(
                     Diagnostic(
                         "warning",
-                        parts[-1],
-                        None,
+                        file,
+                        line,
                         None,
                         f"thresholds.{high}",
                         f"{high} ({values[high]}) fell below {low} ({values[low]}) after merging "

@@ -47,6 +47,30 @@ __all__ = [
 ]
 
 
+_FIX_VALUE = "Fix the value at this line; docs/configuration.md gives each key's type and an example."
+
+
+def yaml_kind(raw: Any) -> str:
+    """What a YAML author wrote, in YAML's words (not the loader's class names).
+
+    >>> yaml_kind(MarkedList()), yaml_kind("x"), yaml_kind(None)
+    ('a list', 'text', 'nothing (null)')
+    """
+    if isinstance(raw, dict):
+        return "a mapping"
+    if isinstance(raw, list):
+        return "a list"
+    if raw is None:
+        return "nothing (null)"
+    if isinstance(raw, bool):
+        return "a boolean"
+    if isinstance(raw, (int, float)):
+        return "a number"
+    if isinstance(raw, str):
+        return "text"
+    return type(raw).__name__
+
+
 class _Missing:
     def __repr__(self) -> str:
         return "MISSING"
@@ -134,7 +158,7 @@ def walk(spec: Any, raw: Any, ctx: Ctx, path: str, pos: Pos | None) -> Any:
         try:
             value = spec.convert(substitute(raw, ctx, path, pos))
         except ValueError as exc:
-            ctx.add("error", pos, path, f"invalid value {raw!r}: {exc}")
+            ctx.add("error", pos, path, f"invalid value {raw!r}: {exc}", _FIX_VALUE)
             return MISSING
         if isinstance(value, Noted):
             ctx.add(value.severity, pos, path, value.message, value.hint)
@@ -146,12 +170,12 @@ def walk(spec: Any, raw: Any, ctx: Ctx, path: str, pos: Pos | None) -> Any:
         return plain(raw)
     if isinstance(spec, ListOf):
         if not isinstance(raw, MarkedList):
-            ctx.add("error", pos, path, f"expected a list, got {type(raw).__name__}")
+            ctx.add("error", pos, path, f"expected a list, got {yaml_kind(raw)}", _FIX_VALUE)
             return MISSING
         items = [walk(spec.item, v, ctx, f"{path}[{i}]", raw.item_pos[i]) for i, v in enumerate(raw)]
         return [v for v in items if v is not MISSING]
     if not isinstance(raw, MarkedDict):
-        ctx.add("error", pos, path, f"expected a mapping of keys, got {type(raw).__name__}")
+        ctx.add("error", pos, path, f"expected a mapping of keys, got {yaml_kind(raw)}", _FIX_VALUE)
         return MISSING
     if pos is not None:
         ctx.positions[path] = pos
@@ -191,7 +215,13 @@ def _walk_section(spec: Section, raw: MarkedDict, ctx: Ctx, path: str) -> Any:
     ]
     for key in missing:
         if key not in raw:  # present but invalid was reported at its own position already
-            ctx.add("error", raw.pos, _join(path, key), f"required key '{key}' is missing")
+            ctx.add(
+                "error",
+                raw.pos,
+                _join(path, key),
+                f"required key '{key}' is missing",
+                f"Add `{key}:` here; docs/configuration.md shows every key of this file.",
+            )
     if missing:
         return MISSING
     if spec.check is not None:
@@ -269,8 +299,10 @@ def to_size(minimum: int = 0) -> Converter:
             raise ValueError("expected a size such as '4GB' or '4GiB'")
         n = parse_size(value)
         if n < minimum:
+            bare = not (isinstance(value, str) and any(c.isalpha() for c in value))
             raise ValueError(
-                f"{format_size(n)} is below the minimum {format_size(minimum)}; did you forget a unit?"
+                f"{format_size(n)} is below the minimum {format_size(minimum)}"
+                + ("; a bare number is bytes: did you forget a unit?" if bare else "")
             )
         return n
 

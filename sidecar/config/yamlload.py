@@ -85,41 +85,75 @@ MarkedLoader.add_constructor("tag:yaml.org,2002:map", MarkedLoader.construct_mar
 MarkedLoader.add_constructor("tag:yaml.org,2002:seq", MarkedLoader.construct_marked_seq)
 
 
+def _failed(
+    path: Path, at: tuple[int | None, int | None], message: str, hint: str
+) -> tuple[None, list[Diagnostic]]:
+    return None, [Diagnostic("error", str(path), at[0], at[1], "", message, hint)]
+
+
+def _line_col(text: str | bytes, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of a character (or byte) offset.
+
+    >>> _line_col("ab\\ncd", 4)
+    (2, 2)
+    """
+    if isinstance(text, bytes):
+        return text.count(b"\n", 0, offset) + 1, offset - text.rfind(b"\n", 0, offset)
+    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
+
+
 def load_yaml(path: Path) -> tuple[Any, list[Diagnostic]]:
     """Parse one file; (document or None, diagnostics). Never raises for bad content."""
+    if path.is_dir():
+        return _failed(
+            path,
+            (None, None),
+            "is a directory, not a YAML file",
+            "Move the directory away and put the YAML file at this path (see docs/configuration.md).",
+        )
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return None, [
-            Diagnostic(
-                "error", str(path), None, None, "", f"not UTF-8 text: {exc}", "Save the file as UTF-8."
-            )
-        ]
+        raw = path.read_bytes()
     except OSError as exc:
-        return None, [Diagnostic("error", str(path), None, None, "", f"cannot read: {exc.strerror}", "")]
-    loader = MarkedLoader(text)
+        return _failed(
+            path,
+            (None, None),
+            f"cannot read: {exc.strerror}",
+            "Make the file readable by the user running the sidecar (check its permissions).",
+        )
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _failed(
+            path,
+            _line_col(raw, exc.start),
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
+            "Save the file as UTF-8 (or retype the character at this line).",
+        )
+    loader: MarkedLoader | None = None
+    try:
+        loader = MarkedLoader(text)  # the reader checks the characters here, before any parsing
         doc = loader.get_single_data()  # type: ignore[no-untyped-call]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
-        problem = exc.problem or "invalid YAML"
         context = f" ({exc.context})" if exc.context else ""
-        return None, [
-            Diagnostic(
-                "error",
-                str(path),
-                line,
-                col,
-                "",
-                f"YAML syntax error: {problem}{context}",
-                "Fix the YAML at this line; the last good configuration stays in force.",
-            )
-        ]
+        return _failed(
+            path,
+            (mark.line + 1, mark.column + 1) if mark is not None else (None, None),
+            f"YAML syntax error: {exc.problem or 'invalid YAML'}{context}",
+            "Fix the YAML at this line; the last good configuration stays in force.",
+        )
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
+        return _failed(
+            path,
+            _line_col(text, exc.position),
+            f"YAML cannot contain the character U+{_code_point(exc.character):04X} ({exc.reason})",
+            "Remove the character at this line.",
+        )
     except yaml.YAMLError as exc:
-        return None, [Diagnostic("error", str(path), None, None, "", f"YAML error: {exc}", "")]
+        return _failed(path, (None, None), f"YAML error: {exc}", "Fix the YAML in this file.")
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        if loader is not None:
+            loader.dispose()  # type: ignore[no-untyped-call]
     diags = [
         Diagnostic(
             "warning",
@@ -130,9 +164,13 @@ def load_yaml(path: Path) -> tuple[Any, list[Diagnostic]]:
             f"duplicate key '{key}' (first at line {first[0]}); YAML keeps only this last one",
             "Remove one of the two entries.",
         )
-        for key, first, second in loader.duplicates
+        for key, first, second in (loader.duplicates if loader is not None else [])
     ]
     return doc, diags
+
+
+def _code_point(character: int | str) -> int:
+    return character if isinstance(character, int) else ord(character[0])
 
 
 def plain(value: Any) -> Any:

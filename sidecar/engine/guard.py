@@ -6,14 +6,23 @@ DuckDB would still let SQL do is change the settings the sidecar manages, attach
 databases, and install or load extensions: those statement types are refused here,
 before anything runs. `lock_configuration` is deliberately not used: the sidecar itself
 must still be able to change `memory_limit` on a running query.
+
+One gap in DuckDB's answer is closed here too: a path written as a table (`FROM '/etc/hostname'`,
+`FROM "../x/y"`) that DuckDB does not recognise as a file comes back as "Table ... does not exist!
+Did you mean sqlite_schema", which sends the user hunting for a table. Such a path outside the
+allowed directories (`..` and symlinks resolved) is refused as ACCESS_DENIED, like read_csv of it.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Sequence
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import duckdb
+import sqlglot
+from sqlglot import exp
 
 from sidecar.errors import AccessDenied, SqlError
 
@@ -71,10 +80,14 @@ def checked_statements(con: duckdb.DuckDBPyConnection, sql: str) -> Sequence[duc
         try:
             kind = statement.type.name
         except ValueError as exc:  # a statement type the Python binding cannot even name
+            name = " ".join(_LEADING_WORDS.findall(text)[:2]).upper() or "this statement"
             raise AccessDenied(
-                f"statement refused: {text.strip()[:200]!r} is of a type that could not be classified ({exc})",
-                hint="Only queries, DDL and DML that read and write inside the allowed directories are served.",
-                details={"statement": text.strip()[:2000]},
+                f"statement refused: {name} is not served by the sidecar ({text.strip()[:200]!r})",
+                hint=(
+                    "Send queries, DDL and DML that read and write inside the allowed directories; "
+                    "extensions, settings and other databases are managed by the sidecar, not by SQL."
+                ),
+                details={"statement": text.strip()[:2000], "statement_name": name},
             ) from exc
         if kind == "SET" and _SET_VARIABLE.match(text):
             continue
@@ -86,4 +99,54 @@ def checked_statements(con: duckdb.DuckDBPyConnection, sql: str) -> Sequence[duc
                 raise _refusal(kind, "is a database-level operation (IMPORT/COPY DATABASE)", text)
             if match.group(1).lower() not in SAFE_PRAGMAS:
                 raise _refusal(kind, f"runs PRAGMA {match.group(1)}, which may change settings", text)
+        _refuse_paths_outside(con, text)
     return statements
+
+
+_LEADING_WORDS = re.compile(r"[A-Za-z_]+")
+
+
+def _path_tables(sql: str) -> Iterator[str]:
+    """Table names in `sql` that are file paths: they hold a path separator or start with `~`."""
+    if not any(c in sql for c in "/\\~"):
+        return  # no path can be written without one of these: skip the parse
+    try:
+        trees = sqlglot.parse(sql, read="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return  # DuckDB parsed it; what sqlglot cannot read, DuckDB answers for itself
+    for tree in trees:
+        if tree is None:
+            continue
+        for table in tree.find_all(exp.Table):
+            name = table.name
+            if "/" in name or "\\" in name or name.startswith("~"):
+                yield name
+
+
+def _refuse_paths_outside(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    names = list(_path_tables(sql))
+    if not names:
+        return
+    row = con.execute(
+        "SELECT current_setting('enable_external_access'), current_setting('allowed_directories')"
+    ).fetchone()
+    if row is None or row[0]:
+        return  # not confined (a connection outside the sidecar's workers): DuckDB allows any path
+    allowed = [Path(d).resolve() for d in row[1] or []]
+    for name in names:
+        path = Path(os.path.expanduser(name))
+        resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()  # `..` and symlinks
+        if any(resolved == d or d in resolved.parents for d in allowed):
+            continue
+        raise AccessDenied(
+            f"statement refused: it reads {name!r} ({resolved}), which is outside the allowed directories",
+            hint=(
+                "Move the file into one of the allowed directories (config.get -> "
+                "settings.allowed_directories), or add its directory to BMAD_DATA_ALLOWED_DIRECTORIES."
+            ),
+            details={
+                "path": name,
+                "resolved": str(resolved),
+                "allowed_directories": [str(d) for d in allowed],
+            },
+        )

@@ -212,13 +212,10 @@ class SupervisedEngine:
         splittable: Callable[[], bool] = lambda: False,
         parts: int = 0,
     ) -> Any:
-        explicit = _explicit_budget(settings)
         most = _most(settings)
-        start = (
-            settings.memory_budget_bytes
-            if explicit
-            else min(settings.memory_budget_bytes, self.admission.share())
-        )
+        # resolve_settings sized it (sidecar.config.budget.job_budget): an auto budget is already a
+        # job's share of the machine budget, so config.get shows the ceiling every job starts at
+        start = settings.memory_budget_bytes
         state = JobState(
             ceiling=start,
             most=most,

@@ -96,6 +96,15 @@ function flagRefusal(flags, needed, what) {
 /** Throw FEATURE_DISABLED or COMMAND_DISABLED when `name` (with `options`) may not run. */
 async function checkCommandEnabled(client, name, options = []) {
   const config = await client.request('config.get');
+  // A broken pack file leaves its flags undeclared: report the file and line, not an undeclared flag.
+  const broken = config.ok === false ? (config.diagnostics || []).find((d) => d.severity === 'error') : null;
+  if (broken) {
+    const where = `${broken.file}${broken.line ? `:${broken.line}` : ''}`;
+    throw new BmadDataError('CONFIG_INVALID', `${where}: ${broken.message}`, {
+      hint: broken.hint || 'Fix the file at this line; `bmad-data doctor` lists every problem.',
+      details: { file: broken.file, line: broken.line, diagnostics: config.diagnostics.filter((d) => d.severity === 'error') },
+    });
+  }
   const off = await subcommandRefusal(config.files && config.files.cli, name);
   if (off) {
     throw new BmadDataError('COMMAND_DISABLED', `command '${name}' is disabled in ${off.file}${off.line ? `:${off.line}` : ''}`, {
