@@ -19,7 +19,7 @@ import duckdb
 import msgspec
 
 from sidecar.engine.database import MEMORY, Database, EngineSettings
-from sidecar.engine.encode import convert_rows
+from sidecar.engine.encode import execute_encoded
 from sidecar.engine.errors import map_duckdb_error
 from sidecar.engine.guard import checked_statements
 from sidecar.engine.monitor import JobContext, JobWatch, Sample, Sampler
@@ -320,16 +320,16 @@ class Engine:
                 len(statements),
                 healthy,
             )
-        cursor.execute(last, spec.params)
+        encoding = execute_encoded(cursor, last, spec.params)
         description = cursor.description or []
-        columns = [Column(d[0], str(d[1])) for d in description]
+        columns = [Column(d[0], t) for d, t in zip(description, encoding.type_names)]
         raw = cursor.fetchmany(spec.max_rows + 1) if description else []
         truncated = len(raw) > spec.max_rows
         if truncated:
             raw = raw[: spec.max_rows]
             healthy = False  # the rest of the result is still pending on this cursor: drop it
         watch.set_phase("fetching")
-        rows = convert_rows(raw, [c.type for c in columns])
+        rows = encoding.rows(raw)
         return columns, rows, truncated, None, len(statements), healthy
 
     def _write_output(
