@@ -70,7 +70,7 @@ def test_small_parquet_is_scanned_exactly_with_json_friendly_values(con, tmp_pat
         ("b", "BOOLEAN"), ("s", "VARCHAR"), ("all_null", "INTEGER"),
     ]  # fmt: skip
     assert (col(result, "i").min, col(result, "i").max, col(result, "i").mean) == (0, 999, 499.5)
-    assert (col(result, "dec").min, col(result, "dec").max) == (0.0, 249.75)
+    assert (col(result, "dec").min, col(result, "dec").max) == ("0.00", "249.75")  # as query.run has them
     assert (col(result, "d").min, col(result, "d").max) == ("2020-01-01", "2021-02-03")
     assert col(result, "ts").min == "2021-03-04T05:06:07"
     assert (col(result, "b").min, col(result, "b").max, col(result, "b").mean) == (False, True, None)
@@ -274,3 +274,56 @@ def test_large_text_glob_samples_the_head_of_every_file(con, tmp_path, monkeypat
     assert (result.row_count, result.row_count_exact, result.sampled_rows) == (30_000, False, 3000)
     x = col(result, "x")  # 1000 head rows from each file
     assert (x.min, x.max, x.min_max_exact, x.mean) == (0, 20_999, False, 10_499.5)
+
+
+EDGE_ROWS = """
+SELECT
+    9007199254740993::BIGINT + range AS big,
+    (2::HUGEINT ** 70)::HUGEINT + range AS huge,
+    (range + 0.5)::DECIMAL(20, 2) AS dec,
+    (range * 0.125)::DECIMAL(6, 3) AS small_dec,
+    TIMESTAMPTZ '2024-01-02 03:04:05+00' + to_hours(range) AS tz,
+    CASE WHEN range = 0 THEN DATE '-infinity' ELSE DATE '2020-01-01' + range::INTEGER END AS d,
+    CASE WHEN range = 1 THEN TIMESTAMP 'infinity' ELSE TIMESTAMP '2020-01-01' END AS ts,
+    CASE WHEN range = 2 THEN 'inf'::DOUBLE ELSE range / 3 END AS dbl
+FROM range(5000)
+"""
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [
+        ("parquet", {"exact": True}),  # a full scan
+        ("parquet", {"sample_rows": 500}),  # footers for min/max, a sample for the rest
+        ("csv", {}),  # a full scan of text
+        ("csv", {"sample_rows": 500}),
+    ],
+)
+def test_min_max_are_encoded_exactly_as_query_run_encodes_them(con, tmp_path, fmt, options, monkeypatch):
+    from sidecar.engine.encode import execute_encoded
+
+    monkeypatch.setattr(analyze_module, "SMALL_TEXT_BYTES", 0 if options.get("sample_rows") else 10**9)
+    options_sql = "FORMAT parquet, ROW_GROUP_SIZE 1000" if fmt == "parquet" else "FORMAT csv, HEADER true"
+    path = write(con, EDGE_ROWS, tmp_path / f"edge.{fmt}", options_sql)
+    result = analyze_dataset(con, str(path), **options)
+    reader = f"read_{fmt}('{path}')"
+    compared = 0
+    for column in result.columns:
+        name = dataset_stats.quote_ident(column.name)
+        (statement,) = con.extract_statements(f"SELECT min({name}), max({name}) FROM {reader}")
+        encoding = execute_encoded(con, statement, None)
+        (expected,) = encoding.rows(con.fetchall())
+        if column.min_max_exact:
+            assert [column.min, column.max] == list(expected), column.name
+            compared += 1
+    by_name = {c.name: c for c in result.columns}
+    if fmt == "csv" and "sample_rows" in options:  # estimated from a head: not comparable, but the same form
+        assert compared == 0 and isinstance(by_name["big"].min, str)
+    else:  # Parquet keeps no footer statistics for a HUGEINT (written as DOUBLE) or a DOUBLE holding inf
+        assert all(by_name[n].min_max_exact for n in ("big", "dec", "small_dec", "tz", "d", "ts")) and compared >= 6
+    if fmt == "parquet":
+        assert (by_name["big"].min, by_name["big"].max) == ("9007199254740993", "9007199254745992")
+        assert by_name["dec"].min == "0.50" and by_name["small_dec"].max == "624.875"
+        assert by_name["tz"].min == "2024-01-02T03:04:05Z"
+        assert by_name["d"].min == "-infinity" and by_name["ts"].max == "infinity"
+        assert by_name["dbl"].max == "Infinity"

@@ -37,6 +37,7 @@ import msgspec
 __all__ = [
     "ResultEncoding",
     "execute_encoded",
+    "ValueEncoding",
     "result_encoding",
     "convert_rows",
     "json_value",
@@ -393,6 +394,35 @@ def execute_encoded(cursor: Any, statement: Any, params: Any) -> ResultEncoding:
             return encoding
     cursor.execute(statement, params)
     return ResultEncoding([d[1] for d in cursor.description or []], render=False)
+
+
+class ValueEncoding:
+    """The encoding of single values of one DuckDB type computed in SQL the sidecar writes
+    (dataset.analyze's min/max): `sql(expr)` is what to select, calling it encodes the answer,
+    so a figure reads exactly as the same value would in a query.run row.
+
+    >>> import duckdb
+    >>> con = duckdb.connect()
+    >>> enc = ValueEncoding("DATE")
+    >>> enc(con.execute("SELECT " + enc.sql("DATE 'infinity'")).fetchone()[0])
+    'infinity'
+    """
+
+    def __init__(self, type_name: str) -> None:
+        try:
+            duck_type = duckdb.sqltype(type_name)
+        except duckdb.Error:  # a type Python cannot name (an extension's): DuckDB's text
+            self._cast: str | None = "VARCHAR"
+            self._convert: Convert = lambda v: v
+            return
+        self._cast = rendered_type(duck_type) if needs_rendering(duck_type) else None
+        self._convert = _nullable(converter(duck_type, rendered=self._cast is not None) or (lambda v: v))
+
+    def sql(self, expr: str) -> str:
+        return expr if self._cast is None else f"CAST({expr} AS {self._cast})"
+
+    def __call__(self, value: Any) -> Any:
+        return self._convert(value)
 
 
 def result_encoding(types: Sequence[Any], *, render: bool = False) -> ResultEncoding:
