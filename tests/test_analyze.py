@@ -189,14 +189,50 @@ def test_glob_and_directory_union_files(con, tmp_path):
     write(con, "SELECT range AS a FROM range(6000, 10000)", data / "nested" / "p2.parquet",
           "FORMAT parquet, ROW_GROUP_SIZE 2048")  # fmt: skip
     (data / "_SUCCESS").write_text("")
-    by_dir = analyze_dataset(con, str(data), sample_rows=2048)
+    by_dir = analyze_dataset(con, str(data), sample_rows=2048, union_by_name=True)
     assert by_dir.files == [str(data / "nested" / "p2.parquet"), str(data / "p1.parquet")]
-    assert by_dir.row_count == 10_000 and by_dir.sampled_rows is not None
+    assert by_dir.row_count == 10_000 and by_dir.sampled_rows is not None and by_dir.union_by_name
     b = col(by_dir, "b")  # missing from p2: its rows are NULL
     assert (b.null_count, b.null_count_exact, b.min, b.max) == (4000, True, 0, 11_998)
     assert (col(by_dir, "a").min, col(by_dir, "a").max) == (0, 9999)
-    by_glob = analyze_dataset(con, str(data / "**" / "*.parquet"), exact=True)
+    by_glob = analyze_dataset(con, str(data / "**" / "*.parquet"), exact=True, union_by_name=True)
     assert by_glob.row_count == 10_000 and col(by_glob, "b").null_count == 4000
+    assert [f.kind for f in by_glob.findings] == ["schema_differs"]
+
+
+def test_a_glob_is_analyzed_as_a_query_sees_it_and_schema_differences_are_a_finding(con, tmp_path):
+    write(con, "SELECT range::INTEGER AS a, (range + 0.5)::DECIMAL(21,1) AS b FROM range(3)", tmp_path / "f1.parquet")
+    write(con, "SELECT range::INTEGER AS a, (range + 0.5)::VARCHAR AS b, range AS c FROM range(3)", tmp_path / "f2.parquet")
+    glob = str(tmp_path / "*.parquet")
+    query_sees = con.execute(f"DESCRIBE SELECT * FROM '{glob}'").fetchall()
+    result = analyze_dataset(con, glob, exact=True)
+    assert [(c.name, c.type) for c in result.columns] == [(r[0], r[1]) for r in query_sees] == [
+        ("a", "INTEGER"), ("b", "DECIMAL(21,1)")
+    ]
+    (finding,) = result.findings
+    assert finding.kind == "schema_differs" and not result.union_by_name
+    (difference,) = finding.differences
+    assert difference.files == [str(tmp_path / "f2.parquet")] and finding.files == [str(tmp_path / "f1.parquet")]
+    assert difference.extra == ["c"] and msgspec.to_builtins(difference.types) == {
+        "b": {"first_file": "DECIMAL(21,1)", "here": "VARCHAR"}
+    }
+    assert "union_by_name" in finding.hint and "f1.parquet" in finding.message
+    union = analyze_dataset(con, glob, exact=True, union_by_name=True)
+    assert [(c.name, c.type) for c in union.columns] == [("a", "INTEGER"), ("b", "VARCHAR"), ("c", "BIGINT")]
+
+
+def test_a_glob_that_a_query_cannot_read_fails_with_the_schema_difference_not_a_corrupt_file_hint(con, tmp_path):
+    write(con, "SELECT 1 AS a, 2 AS b", tmp_path / "f1.parquet")
+    write(con, "SELECT 1 AS a", tmp_path / "f2.parquet")
+    with pytest.raises(InputError, match="schemas differ") as info:
+        analyze_dataset(con, str(tmp_path / "*.parquet"), exact=True)
+    assert "union_by_name" in info.value.hint and "{" not in info.value.message
+    assert info.value.details["differences"][0]["missing"] == ["b"]
+    assert analyze_dataset(con, str(tmp_path / "*.parquet"), union_by_name=True).row_count == 2
+    write(con, "SELECT 1 AS a, 'x' AS b", tmp_path / "f2.parquet")  # b cannot be read as the first file's INTEGER
+    with pytest.raises(InputError, match="schemas differ") as info:
+        analyze_dataset(con, str(tmp_path / "*.parquet"), exact=True)
+    assert info.value.details["differences"][0]["types"] == {"b": {"first_file": "INTEGER", "here": "VARCHAR"}}
 
 
 def test_mixed_formats_are_an_input_error(con, tmp_path):

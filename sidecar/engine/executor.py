@@ -260,13 +260,17 @@ class Engine:
         job: JobContext,
         on_sample: Callable[[Sample], None] | None = None,
         timeout_ms: int | None = None,
+        union_by_name: bool = False,
+        csv: Any = None,
     ) -> Any:
         """Profile a dataset file, glob or directory (see sidecar.engine.analyze)."""
         from sidecar.engine.analyze import analyze_dataset
 
         with self._job(None, settings, job, on_sample, timeout_ms, None) as run:
             run.watch.set_phase("running")
-            result = analyze_dataset(run.cursor, path, sample_rows=sample_rows, exact=exact)
+            result = analyze_dataset(
+                run.cursor, path, sample_rows=sample_rows, exact=exact, union_by_name=union_by_name, csv=csv
+            )
             run.healthy = True
         return result
 
