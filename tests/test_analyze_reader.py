@@ -126,3 +126,49 @@ def test_a_read_error_carries_duckdbs_message_not_its_json(sidecar, data_dir: Pa
     text = str(err.value)
     assert err.value.code == "INPUT_ERROR" and "broken.parquet" in text
     assert "exception_type" not in text and "exception_message" not in text and '{"' not in text
+
+
+WIDE_ROWS = (
+    "SELECT range AS id, md5(range::VARCHAR) AS h, md5((range * 7)::VARCHAR) AS h2, range % 1000 AS g "
+    "FROM range(600000)"
+)
+
+
+@pytest.fixture
+def wide_parquet(tmp_path) -> Path:
+    path = tmp_path / "wide.parquet"
+    duckdb.execute(f"COPY ({WIDE_ROWS}) TO '{path}' (ROW_GROUP_SIZE 50000)")
+    return path
+
+
+def small(limit: str) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(config={"memory_limit": limit, "threads": 1}).cursor()
+
+
+def test_a_sample_that_would_not_fit_in_memory_is_not_tried_the_streaming_scan_is(wide_parquet):
+    # The 200k-row sample holds ~50 MiB at once; a 40 MB limit cannot hold it, but a scan streams.
+    result = analyze_dataset(small("40MB"), str(wide_parquet), sample_rows=200_000)
+    assert result.row_count == 600_000 and result.sampled_rows is None
+    assert "would not fit in half of memory_limit" in result.notes[0]
+    assert all(c.min_max_exact and c.mean_std_exact for c in result.columns)
+    h = next(c for c in result.columns if c.name == "h")
+    assert (h.null_count, h.min) == (0, min(duckdb.execute(f"SELECT min(h) FROM '{wide_parquet}'").fetchone()))
+
+
+def test_a_sample_that_runs_out_of_memory_falls_back_to_the_scan(wide_parquet, monkeypatch):
+    from sidecar.engine import analyze as analyze_module
+
+    monkeypatch.setattr(analyze_module, "_SAMPLE_OVERHEAD", 0)  # pretend the sample fits: it does not
+    # At 20 MB the sample runs out of memory (it does from 10 to 30 MB) and the scan fits (from 16 MB).
+    result = analyze_dataset(small("20MB"), str(wide_parquet), sample_rows=200_000)
+    assert "the sample ran out of memory" in result.notes[0] and result.row_count_exact
+    assert result.sampled_rows is None
+
+
+def test_a_scan_out_of_memory_is_an_analyze_error_with_an_analyze_hint(wide_parquet):
+    from sidecar.errors import OutOfMemory
+
+    with pytest.raises(OutOfMemory, match="dataset.analyze ran out of memory scanning") as info:
+        analyze_dataset(small("4MB"), str(wide_parquet), exact=True)
+    assert "memory_limit" in info.value.hint and "narrower glob" in info.value.hint
+    assert "filter or aggregate" not in info.value.hint and "{" not in info.value.message
