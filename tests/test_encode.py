@@ -134,3 +134,9 @@ def test_statements_other_than_select_use_the_python_values():
     encoding, rows = encoded(con, "INSERT INTO t VALUES (DATE '2024-01-02', [1.5]) RETURNING *")
     assert encoding.type_names == ["DATE", "DECIMAL(4,2)[]"] and not encoding.renders
     assert rows == [["2024-01-02", ["1.50"]]]
+
+
+def test_a_struct_field_named_like_an_arrays_size_is_still_rendered():
+    con = duckdb.connect()
+    _, rows = encoded(con, "SELECT {'size': DATE 'infinity'} AS s")
+    assert rows == [[{"size": "infinity"}]]

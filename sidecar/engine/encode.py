@@ -217,12 +217,23 @@ def _children(duck_type: Any) -> list[tuple[str, Any]]:
     return list(duck_type.children)
 
 
+def _child_types(duck_type: Any) -> list[Any]:
+    """The types inside a nested type: an ARRAY's children also hold its ("size", n), a UNION's
+    its ("", tag type) first."""
+    children = _children(duck_type)
+    if duck_type.id == "array":
+        return [children[0][1]]
+    if duck_type.id == "union":
+        return [t for _, t in children[1:]]
+    return [t for _, t in children]
+
+
 def needs_rendering(duck_type: Any) -> bool:
     """Whether a type holds a leaf DuckDB must render as text for a faithful value."""
     if duck_type.id in _RENDERED_IDS:
         return True
     if duck_type.id in _NESTED_IDS:
-        return any(needs_rendering(t) for name, t in _children(duck_type) if name not in ("size",) and name != "")
+        return any(needs_rendering(t) for t in _child_types(duck_type))
     return False
 
 
@@ -264,15 +275,12 @@ def _rendered_leaf(kind: str) -> Convert:
     return lambda text: text  # DATE, TIME, TIMETZ: DuckDB's text is ISO 8601 already
 
 
-def _python_leaf(kind: str) -> Convert | None:
-    """Leaves DuckDB did not render (a statement other than a SELECT): the Python value's best."""
-    if kind in _TIMESTAMP_IDS or kind in ("date", "time", "time_ns", "time with time zone"):
-        return lambda v: v if isinstance(v, str) else json_value(v)
-    if kind == "timestamp with time zone":
-        return lambda v: v if isinstance(v, str) else json_value(v)
+def _python_leaf(kind: str) -> Convert:
+    """Temporal leaves DuckDB did not render (a statement other than a SELECT): the Python
+    value's best. DuckDB hands over as text what Python cannot hold (TIME '24:00:00', year 10000)."""
     if kind == "interval":
         return iso_duration
-    return None
+    return lambda v: v if isinstance(v, str) else json_value(v)
 
 
 def converter(duck_type: Any, *, rendered: bool) -> Convert | None:
