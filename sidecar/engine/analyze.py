@@ -196,16 +196,18 @@ def _reading(path: str, reader: Reader, findings: Sequence[Finding] = ()) -> Ite
         if reader.csv is not None and not any(f in text for f in files):
             raise InvalidParams(
                 f"DuckDB refused the csv options: {first_line}",
-                hint="Fix the csv options (read_csv's own: delimiter, header, quote, escape, skip, encoding, ...).",
+                hint="Fix the csv options (read_csv's own: delimiter, header, quote, escape, skip, ...).",
                 details={"csv": msgspec.to_builtins(reader.csv)},
             ) from exc
         if isinstance(exc, duckdb.BinderException):
             raise
-        hint = f"Check that '{culprit}' is a complete, valid {fmt} file (not truncated or still being written)."
+        hint = f"Check that '{culprit}' is a complete, valid {fmt} file (not truncated, not still written)."
         if fmt == "csv":
-            hint += " For a CSV that parses badly, pass csv options (delimiter, quote, null_padding, ignore_errors, ...)."
+            hint += " For a CSV that parses badly, pass csv options (delimiter, null_padding, ...)."
         raise InputError(
-            f"cannot read '{culprit}' as {fmt}: {first_line}", hint=hint, details={"file": culprit, "format": fmt}
+            f"cannot read '{culprit}' as {fmt}: {first_line}",
+            hint=hint,
+            details={"file": culprit, "format": fmt},
         ) from exc
 
 
@@ -215,7 +217,12 @@ def _schema_error(exc: duckdb.Error, fmt: Format, files: Sequence[str], schema: 
     raise InputError(
         f"the files' schemas differ, and a query on them fails the same way: {text.splitlines()[0]}",
         hint=schema.hint,
-        details={"file": culprit, "format": fmt, "first_file": files[0], "differences": msgspec.to_builtins(schema.differences)},
+        details={
+            "file": culprit,
+            "format": fmt,
+            "first_file": files[0],
+            "differences": msgspec.to_builtins(schema.differences),
+        },
     ) from exc
 
 
@@ -242,7 +249,8 @@ def analyze_dataset(
     fmt, files = resolve_dataset(con, path)
     if csv is not None and fmt != "csv":
         raise InvalidParams(
-            f"csv options were given, but '{path}' is {fmt}", hint="Drop the csv options, or point at CSV files."
+            f"csv options were given, but '{path}' is {fmt}",
+            hint="Drop the csv options, or point at CSV files.",
         )
     reader = Reader(fmt, files, union_by_name, csv)
     size = sum(os.path.getsize(f) for f in files)
@@ -324,8 +332,11 @@ GROUP BY hash table at a time (measured: 3M rows of five columns, 268 MB uncompr
 memory at 40 MB and spilled for 10 s at 150 MB, where the 3 s full scan fit in both)."""
 
 
-def _parquet_sample_bytes(con: duckdb.DuckDBPyConnection, files: Sequence[str], rows: int, budget: int) -> int:
-    row = con.execute("SELECT sum(total_uncompressed_size) FROM parquet_metadata(?)", [list(files)]).fetchone()
+def _parquet_sample_bytes(
+    con: duckdb.DuckDBPyConnection, files: Sequence[str], rows: int, budget: int
+) -> int:
+    total_sql = "SELECT sum(total_uncompressed_size) FROM parquet_metadata(?)"
+    row = con.execute(total_sql, [list(files)]).fetchone()
     total = int(row[0] or 0) if row else 0
     return int(total / max(rows, 1) * min(budget, rows) * _SAMPLE_OVERHEAD)
 

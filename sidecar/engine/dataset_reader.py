@@ -17,7 +17,17 @@ import msgspec
 from sidecar.engine.dataset_stats import quote_ident, quote_str, sql_list
 from sidecar.errors import InvalidParams
 
-__all__ = ["CsvOptions", "CsvDialect", "Finding", "SchemaDifference", "TypeChange", "Reader", "sniff_csv", "schema_findings", "csv_findings"]
+__all__ = [
+    "CsvOptions",
+    "CsvDialect",
+    "Finding",
+    "SchemaDifference",
+    "TypeChange",
+    "Reader",
+    "sniff_csv",
+    "schema_findings",
+    "csv_findings",
+]
 
 Format = Literal["parquet", "csv", "json"]
 
@@ -86,11 +96,14 @@ def check_csv_options(options: CsvOptions) -> None:
                 f"csv.{name} must be one byte or empty, got {value!r}",
                 hint=f"Pass a single character such as '\"', or '' for no {name} character.",
             )
-    if options.encoding is not None and options.encoding.lower() not in ("utf-8", "utf8", "utf-16", "utf16", "latin-1", "latin1"):
+    if options.encoding is not None and options.encoding.lower() not in _ENCODINGS:
         raise InvalidParams(
             f"csv.encoding {options.encoding!r} is not one DuckDB's CSV reader knows",
             hint="Use 'utf-8', 'utf-16' or 'latin-1', or convert the file to UTF-8 first.",
         )
+
+
+_ENCODINGS = ("utf-8", "utf8", "utf-16", "utf16", "latin-1", "latin1")
 
 
 class Reader(msgspec.Struct, frozen=True):
@@ -193,13 +206,14 @@ def csv_findings(
     placeholder column DuckDB invents for an empty file."""
     findings: list[Finding] = []
     empty = [f for f in files if os.path.getsize(f) == 0]
+    phantom = [n for n, _ in columns] == ["column0"]
     if empty:
         findings.append(
             Finding(
                 kind="empty_file",
                 message=f"{len(empty)} file(s) are empty: {', '.join(empty[:5])}"
-                + (" (DuckDB names a placeholder column 'column0' for it)" if [n for n, _ in columns] == ["column0"] else ""),
-                hint="Remove the empty files or point at the ones with data; an empty file has no columns to profile.",
+                + (" (DuckDB names a placeholder column 'column0' for it)" if phantom else ""),
+                hint="Remove the empty files or point at the ones with data; an empty file has no columns.",
                 files=empty,
             )
         )
@@ -213,11 +227,13 @@ def csv_findings(
                     kind="suspect_sniff",
                     message=(
                         f"the CSV sniffer found a single column named {name!r}, which holds {shown}: "
-                        "it probably failed to detect the delimiter (a ragged row or a stray quote can cause this)"
+                        "it probably failed to detect the delimiter (a ragged row or a stray quote can "
+                        "cause this)"
                     ),
                     hint=(
                         f"Pass the csv options a query would need, e.g. csv: {{delimiter: {inside[0]!r}, "
-                        "null_padding: true}} for short rows, or ignore_errors: true to skip rows that do not parse."
+                        "null_padding: true}} for short rows, or ignore_errors: true to skip rows that "
+                        "do not parse."
                     ),
                     column=name,
                 )
@@ -268,13 +284,15 @@ def schema_findings(con: duckdb.DuckDBPyConnection, reader: Reader) -> list[Find
     summary = "; ".join(_describe_difference(d) for d in differences[:5])
     if reader.union_by_name:
         message = (
-            f"{differing} of {len(reader.files)} files have a schema different from the first file's ({first}): "
+            f"{differing} of {len(reader.files)} files have a schema different from the first file's "
+            f"({first}): "
             f"{summary}. Read with union_by_name, so the columns are the union of every file's, by name"
         )
         hint = "Query these files with read_parquet([...], union_by_name = true) to see the same columns."
     else:
         message = (
-            f"{differing} of {len(reader.files)} files have a schema different from the first file's ({first}), "
+            f"{differing} of {len(reader.files)} files have a schema different from the first file's "
+            f"({first}), "
             f"whose columns a query on these files sees: {summary}"
         )
         hint = (
@@ -282,7 +300,9 @@ def schema_findings(con: duckdb.DuckDBPyConnection, reader: Reader) -> list[Find
             "union_by_name: true to analyze (and read_parquet([...], union_by_name = true) in SQL) "
             "to read every file's columns by name."
         )
-    return [Finding(kind="schema_differs", message=message, hint=hint, files=[first], differences=differences)]
+    return [
+        Finding(kind="schema_differs", message=message, hint=hint, files=[first], differences=differences)
+    ]
 
 
 def _describe_difference(d: SchemaDifference) -> str:

@@ -53,13 +53,15 @@ MAX_SAFE_INTEGER = 2**53 - 1
 Convert = Callable[[Any], Any]
 
 _IDENTITY_IDS = frozenset(
-    {"boolean", "tinyint", "smallint", "integer", "utinyint", "usmallint", "uinteger", "varchar", "enum", "bit"}
+    {"boolean", "tinyint", "smallint", "integer", "utinyint", "usmallint", "uinteger"}
+    | {"varchar", "enum", "bit"}
 )
 _WIDE_INT_IDS = frozenset({"bigint", "ubigint", "hugeint", "uhugeint", "bignum", "varint"})
 _FLOAT_IDS = frozenset({"float", "double"})
 _TIMESTAMP_IDS = frozenset({"timestamp", "timestamp_s", "timestamp_ms", "timestamp_ns"})
 _RENDERED_IDS = frozenset(
-    {"date", "time", "time_ns", "time with time zone", "interval", "timestamp with time zone"} | _TIMESTAMP_IDS
+    {"date", "time", "time_ns", "time with time zone", "interval", "timestamp with time zone"}
+    | _TIMESTAMP_IDS
 )
 """Leaves whose Python conversion loses information: DuckDB renders them as text in SQL."""
 _NESTED_IDS = frozenset({"list", "array", "struct", "map", "union"})
