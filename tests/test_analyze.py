@@ -70,7 +70,7 @@ def test_small_parquet_is_scanned_exactly_with_json_friendly_values(con, tmp_pat
         ("b", "BOOLEAN"), ("s", "VARCHAR"), ("all_null", "INTEGER"),
     ]  # fmt: skip
     assert (col(result, "i").min, col(result, "i").max, col(result, "i").mean) == (0, 999, 499.5)
-    assert (col(result, "dec").min, col(result, "dec").max) == (0.0, 249.75)
+    assert (col(result, "dec").min, col(result, "dec").max) == ("0.00", "249.75")  # as query.run has them
     assert (col(result, "d").min, col(result, "d").max) == ("2020-01-01", "2021-02-03")
     assert col(result, "ts").min == "2021-03-04T05:06:07"
     assert (col(result, "b").min, col(result, "b").max, col(result, "b").mean) == (False, True, None)
@@ -189,14 +189,50 @@ def test_glob_and_directory_union_files(con, tmp_path):
     write(con, "SELECT range AS a FROM range(6000, 10000)", data / "nested" / "p2.parquet",
           "FORMAT parquet, ROW_GROUP_SIZE 2048")  # fmt: skip
     (data / "_SUCCESS").write_text("")
-    by_dir = analyze_dataset(con, str(data), sample_rows=2048)
+    by_dir = analyze_dataset(con, str(data), sample_rows=2048, union_by_name=True)
     assert by_dir.files == [str(data / "nested" / "p2.parquet"), str(data / "p1.parquet")]
-    assert by_dir.row_count == 10_000 and by_dir.sampled_rows is not None
+    assert by_dir.row_count == 10_000 and by_dir.sampled_rows is not None and by_dir.union_by_name
     b = col(by_dir, "b")  # missing from p2: its rows are NULL
     assert (b.null_count, b.null_count_exact, b.min, b.max) == (4000, True, 0, 11_998)
     assert (col(by_dir, "a").min, col(by_dir, "a").max) == (0, 9999)
-    by_glob = analyze_dataset(con, str(data / "**" / "*.parquet"), exact=True)
+    by_glob = analyze_dataset(con, str(data / "**" / "*.parquet"), exact=True, union_by_name=True)
     assert by_glob.row_count == 10_000 and col(by_glob, "b").null_count == 4000
+    assert [f.kind for f in by_glob.findings] == ["schema_differs"]
+
+
+def test_a_glob_is_analyzed_as_a_query_sees_it_and_schema_differences_are_a_finding(con, tmp_path):
+    write(con, "SELECT range::INTEGER AS a, (range + 0.5)::DECIMAL(21,1) AS b FROM range(3)", tmp_path / "f1.parquet")
+    write(con, "SELECT range::INTEGER AS a, (range + 0.5)::VARCHAR AS b, range AS c FROM range(3)", tmp_path / "f2.parquet")
+    glob = str(tmp_path / "*.parquet")
+    query_sees = con.execute(f"DESCRIBE SELECT * FROM '{glob}'").fetchall()
+    result = analyze_dataset(con, glob, exact=True)
+    assert [(c.name, c.type) for c in result.columns] == [(r[0], r[1]) for r in query_sees] == [
+        ("a", "INTEGER"), ("b", "DECIMAL(21,1)")
+    ]
+    (finding,) = result.findings
+    assert finding.kind == "schema_differs" and not result.union_by_name
+    (difference,) = finding.differences
+    assert difference.files == [str(tmp_path / "f2.parquet")] and finding.files == [str(tmp_path / "f1.parquet")]
+    assert difference.extra == ["c"] and msgspec.to_builtins(difference.types) == {
+        "b": {"first_file": "DECIMAL(21,1)", "here": "VARCHAR"}
+    }
+    assert "union_by_name" in finding.hint and "f1.parquet" in finding.message
+    union = analyze_dataset(con, glob, exact=True, union_by_name=True)
+    assert [(c.name, c.type) for c in union.columns] == [("a", "INTEGER"), ("b", "VARCHAR"), ("c", "BIGINT")]
+
+
+def test_a_glob_that_a_query_cannot_read_fails_with_the_schema_difference_not_a_corrupt_file_hint(con, tmp_path):
+    write(con, "SELECT 1 AS a, 2 AS b", tmp_path / "f1.parquet")
+    write(con, "SELECT 1 AS a", tmp_path / "f2.parquet")
+    with pytest.raises(InputError, match="schemas differ") as info:
+        analyze_dataset(con, str(tmp_path / "*.parquet"), exact=True)
+    assert "union_by_name" in info.value.hint and "{" not in info.value.message
+    assert info.value.details["differences"][0]["missing"] == ["b"]
+    assert analyze_dataset(con, str(tmp_path / "*.parquet"), union_by_name=True).row_count == 2
+    write(con, "SELECT 1 AS a, 'x' AS b", tmp_path / "f2.parquet")  # b cannot be read as the first file's INTEGER
+    with pytest.raises(InputError, match="schemas differ") as info:
+        analyze_dataset(con, str(tmp_path / "*.parquet"), exact=True)
+    assert info.value.details["differences"][0]["types"] == {"b": {"first_file": "INTEGER", "here": "VARCHAR"}}
 
 
 def test_mixed_formats_are_an_input_error(con, tmp_path):
@@ -274,3 +310,56 @@ def test_large_text_glob_samples_the_head_of_every_file(con, tmp_path, monkeypat
     assert (result.row_count, result.row_count_exact, result.sampled_rows) == (30_000, False, 3000)
     x = col(result, "x")  # 1000 head rows from each file
     assert (x.min, x.max, x.min_max_exact, x.mean) == (0, 20_999, False, 10_499.5)
+
+
+EDGE_ROWS = """
+SELECT
+    9007199254740993::BIGINT + range AS big,
+    (2::HUGEINT ** 70)::HUGEINT + range AS huge,
+    (range + 0.5)::DECIMAL(20, 2) AS dec,
+    (range * 0.125)::DECIMAL(6, 3) AS small_dec,
+    TIMESTAMPTZ '2024-01-02 03:04:05+00' + to_hours(range) AS tz,
+    CASE WHEN range = 0 THEN DATE '-infinity' ELSE DATE '2020-01-01' + range::INTEGER END AS d,
+    CASE WHEN range = 1 THEN TIMESTAMP 'infinity' ELSE TIMESTAMP '2020-01-01' END AS ts,
+    CASE WHEN range = 2 THEN 'inf'::DOUBLE ELSE range / 3 END AS dbl
+FROM range(5000)
+"""
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [
+        ("parquet", {"exact": True}),  # a full scan
+        ("parquet", {"sample_rows": 500}),  # footers for min/max, a sample for the rest
+        ("csv", {}),  # a full scan of text
+        ("csv", {"sample_rows": 500}),
+    ],
+)
+def test_min_max_are_encoded_exactly_as_query_run_encodes_them(con, tmp_path, fmt, options, monkeypatch):
+    from sidecar.engine.encode import execute_encoded
+
+    monkeypatch.setattr(analyze_module, "SMALL_TEXT_BYTES", 0 if options.get("sample_rows") else 10**9)
+    options_sql = "FORMAT parquet, ROW_GROUP_SIZE 1000" if fmt == "parquet" else "FORMAT csv, HEADER true"
+    path = write(con, EDGE_ROWS, tmp_path / f"edge.{fmt}", options_sql)
+    result = analyze_dataset(con, str(path), **options)
+    reader = f"read_{fmt}('{path}')"
+    compared = 0
+    for column in result.columns:
+        name = dataset_stats.quote_ident(column.name)
+        (statement,) = con.extract_statements(f"SELECT min({name}), max({name}) FROM {reader}")
+        encoding = execute_encoded(con, statement, None)
+        (expected,) = encoding.rows(con.fetchall())
+        if column.min_max_exact:
+            assert [column.min, column.max] == list(expected), column.name
+            compared += 1
+    by_name = {c.name: c for c in result.columns}
+    if fmt == "csv" and "sample_rows" in options:  # estimated from a head: not comparable, but the same form
+        assert compared == 0 and isinstance(by_name["big"].min, str)
+    else:  # Parquet keeps no footer statistics for a HUGEINT (written as DOUBLE) or a DOUBLE holding inf
+        assert all(by_name[n].min_max_exact for n in ("big", "dec", "small_dec", "tz", "d", "ts")) and compared >= 6
+    if fmt == "parquet":
+        assert (by_name["big"].min, by_name["big"].max) == ("9007199254740993", "9007199254745992")
+        assert by_name["dec"].min == "0.50" and by_name["small_dec"].max == "624.875"
+        assert by_name["tz"].min == "2024-01-02T03:04:05Z"
+        assert by_name["d"].min == "-infinity" and by_name["ts"].max == "infinity"
+        assert by_name["dbl"].max == "Infinity"

@@ -3,19 +3,21 @@ or from a sample of rows.
 
 Kept apart from `analyze.py` (which resolves paths, picks a strategy and builds the result)
 so each strategy is one small query builder that can be read next to the SQL it emits.
-Values leave DuckDB already JSON-friendly: temporal and exotic types are rendered to ISO-8601
-or plain strings in SQL, so Python only sees numbers, booleans and strings.
+Min/max values are encoded exactly as query.run encodes a value of the same type
+(`sidecar.engine.encode.ValueEncoding`): a BIGINT beyond 2^53 or any DECIMAL is a string, a
+TIMESTAMPTZ is UTC with a 'Z', DATE 'infinity' stays 'infinity'.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
 from typing import Any, Sequence
 
 import duckdb
 import msgspec
+
+from sidecar.engine.encode import ValueEncoding
 
 __all__ = [
     "ColumnFigures",
@@ -26,7 +28,6 @@ __all__ = [
     "sql_list",
     "is_numeric",
     "is_nested",
-    "json_value",
     "scan_figures",
     "sample_figures",
     "footer_figures",
@@ -50,7 +51,6 @@ _INTEGER_TYPES = frozenset(
 )
 _FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE"})
 _NESTED = re.compile(r"^(STRUCT|MAP|UNION)\(|\[\d*\]$")
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ColumnFigures(msgspec.Struct, frozen=True):
@@ -125,37 +125,6 @@ def is_nested(duck_type: str) -> bool:
     return bool(_NESTED.search(duck_type))
 
 
-def _render(expr: str, duck_type: str) -> str:
-    """SQL turning a min/max value into a JSON-friendly one: numbers and booleans stay, times
-    become ISO 8601 (DuckDB prints a space where ISO wants a 'T'), everything else a string."""
-    if is_numeric(duck_type) or duck_type == "BOOLEAN":
-        return expr
-    if duck_type.startswith("TIMESTAMP"):
-        return f"replace(CAST({expr} AS VARCHAR), ' ', 'T')"
-    return f"CAST({expr} AS VARCHAR)"
-
-
-def json_value(value: Any) -> int | float | str | bool | None:
-    """A fetched min/max as JSON can carry it without loss.
-
-    Integers beyond int64 and decimals that a float cannot hold exactly become strings;
-    NaN and infinities have no JSON form and become None.
-
-    >>> json_value(Decimal("1.25")), json_value(2**70), json_value(float("nan"))
-    (1.25, '1180591620717411303424', None)
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        as_float = float(value)
-        return as_float if math.isfinite(as_float) and Decimal(repr(as_float)) == value else str(value)
-    return str(value)
-
-
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -170,20 +139,21 @@ def _column_aggregates(name: str, duck_type: str, *, with_distinct: bool) -> lis
     numeric = is_numeric(duck_type)
     return [
         f"count({col})",
-        "NULL" if nested else _render(f"min({col}){keep}", duck_type),
-        "NULL" if nested else _render(f"max({col}){keep}", duck_type),
+        "NULL" if nested else ValueEncoding(duck_type).sql(f"min({col}){keep}"),
+        "NULL" if nested else ValueEncoding(duck_type).sql(f"max({col}){keep}"),
         f"approx_count_distinct({col})" if with_distinct else "NULL",
         f"avg(CAST({col} AS DOUBLE))" if numeric else "NULL",
         f"stddev_samp(CAST({col} AS DOUBLE))" if numeric else "NULL",
     ]
 
 
-def _figures_from_row(row: Sequence[Any], start: int) -> ColumnFigures:
+def _figures_from_row(row: Sequence[Any], start: int, duck_type: str) -> ColumnFigures:
     non_null, lo, hi, distinct, mean, std = row[start : start + 6]
+    encode = ValueEncoding(duck_type)
     return ColumnFigures(
         non_null=non_null,
-        min=json_value(lo),
-        max=json_value(hi),
+        min=encode(lo),
+        max=encode(hi),
         approx_distinct=distinct,
         mean=_finite(mean),
         std=_finite(std),
@@ -200,7 +170,7 @@ def scan_figures(
     row = con.execute(f"SELECT {', '.join(aggs)} FROM {source}").fetchone()
     if row is None:  # an aggregate without GROUP BY always yields one row
         raise duckdb.InternalException("aggregate query returned no row")
-    return int(row[0]), [_figures_from_row(row, 1 + 6 * i) for i in range(len(columns))]
+    return int(row[0]), [_figures_from_row(row, 1 + 6 * i, t) for i, (_, t) in enumerate(columns)]
 
 
 def sample_figures(
@@ -223,9 +193,9 @@ def sample_figures(
     if row is None:
         raise duckdb.InternalException("aggregate query returned no row")
     figures, distincts = [], []
-    for i in range(len(columns)):
+    for i, (_, duck_type) in enumerate(columns):
         start = 1 + 7 * i
-        figures.append(_figures_from_row(row, start))
+        figures.append(_figures_from_row(row, start, duck_type))
         freq = row[start + 6] or {"d": 0, "f1": 0}
         distincts.append(DistinctSample(n=int(row[start] or 0), d=int(freq["d"]), f1=int(freq["f1"])))
     return int(row[0]), figures, distincts
@@ -283,19 +253,20 @@ def footer_figures(
             f"sum(stats_null_count) FILTER (WHERE {here})",
             f"count(*) FILTER (WHERE {here} AND stats_null_count IS NULL)",
             f"coalesce(sum(num_values) FILTER (WHERE {here}), 0)",
-            _render(f"min({lo}) FILTER (WHERE {here})", duck_type),
-            _render(f"max({hi}) FILTER (WHERE {here})", duck_type),
+            ValueEncoding(duck_type).sql(f"min({lo}) FILTER (WHERE {here})"),
+            ValueEncoding(duck_type).sql(f"max({hi}) FILTER (WHERE {here})"),
             f"count(*) FILTER (WHERE {here} AND {unusable})",
         ]
     row = con.execute(f"SELECT {', '.join(aggs)} FROM parquet_metadata({sql_list(list(files))})").fetchone()
     if row is None:
         raise duckdb.InternalException("aggregate query returned no row")
     result: dict[str, FooterFigures] = {}
-    for i, (name, _) in enumerate(flat):
+    for i, (name, duck_type) in enumerate(flat):
         nulls, missing_nulls, values, lo, hi, unusable = row[6 * i : 6 * i + 6]
+        encode = ValueEncoding(duck_type)
         null_count = None if missing_nulls else int(nulls or 0) + (row_count - int(values))
         result[name] = FooterFigures(
-            null_count=null_count, min=json_value(lo), max=json_value(hi), min_max_exact=not unusable
+            null_count=null_count, min=encode(lo), max=encode(hi), min_max_exact=not unusable
         )
     return result
 

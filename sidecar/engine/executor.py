@@ -19,7 +19,7 @@ import duckdb
 import msgspec
 
 from sidecar.engine.database import MEMORY, Database, EngineSettings
-from sidecar.engine.encode import convert_rows
+from sidecar.engine.encode import execute_encoded
 from sidecar.engine.errors import map_duckdb_error
 from sidecar.engine.guard import checked_statements
 from sidecar.engine.monitor import JobContext, JobWatch, Sample, Sampler
@@ -260,13 +260,17 @@ class Engine:
         job: JobContext,
         on_sample: Callable[[Sample], None] | None = None,
         timeout_ms: int | None = None,
+        union_by_name: bool = False,
+        csv: Any = None,
     ) -> Any:
         """Profile a dataset file, glob or directory (see sidecar.engine.analyze)."""
         from sidecar.engine.analyze import analyze_dataset
 
         with self._job(None, settings, job, on_sample, timeout_ms, None) as run:
             run.watch.set_phase("running")
-            result = analyze_dataset(run.cursor, path, sample_rows=sample_rows, exact=exact)
+            result = analyze_dataset(
+                run.cursor, path, sample_rows=sample_rows, exact=exact, union_by_name=union_by_name, csv=csv
+            )
             run.healthy = True
         return result
 
@@ -320,16 +324,16 @@ class Engine:
                 len(statements),
                 healthy,
             )
-        cursor.execute(last, spec.params)
+        encoding = execute_encoded(cursor, last, spec.params)
         description = cursor.description or []
-        columns = [Column(d[0], str(d[1])) for d in description]
+        columns = [Column(d[0], t) for d, t in zip(description, encoding.type_names)]
         raw = cursor.fetchmany(spec.max_rows + 1) if description else []
         truncated = len(raw) > spec.max_rows
         if truncated:
             raw = raw[: spec.max_rows]
             healthy = False  # the rest of the result is still pending on this cursor: drop it
         watch.set_phase("fetching")
-        rows = convert_rows(raw, [c.type for c in columns])
+        rows = encoding.rows(raw)
         return columns, rows, truncated, None, len(statements), healthy
 
     def _write_output(

@@ -120,6 +120,8 @@ class Worker:
                     spec.path,
                     sample_rows=spec.sample_rows,
                     exact=spec.exact,
+                    union_by_name=spec.union_by_name,
+                    csv=spec.csv,
                     settings=message.settings,
                     job=job,
                     on_sample=listener,

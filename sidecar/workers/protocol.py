@@ -15,6 +15,7 @@ from typing import IO, Any, Literal, Union
 import msgspec
 
 from sidecar.engine.database import EngineSettings
+from sidecar.engine.dataset_reader import CsvOptions
 from sidecar.engine.executor import QuerySpec
 from sidecar.engine.monitor import Sample
 
@@ -40,6 +41,8 @@ class AnalyzeSpec(msgspec.Struct, frozen=True):
     sample_rows: int | None = None
     exact: bool = False
     timeout_ms: int | None = None
+    union_by_name: bool = False
+    csv: CsvOptions | None = None
 
 
 class Run(msgspec.Struct, frozen=True, tag=True):
