@@ -8,9 +8,10 @@ thread pool. Every bad line gets its error and the next line is served normally.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,12 +29,19 @@ from sidecar.errors import (
     did_you_mean,
 )
 from sidecar.engine.monitor import Cancellation
-from sidecar.protocol.framing import MAX_LINE_BYTES, LineTooLong, MessageWriter
-from sidecar.protocol.messages import ProgressParams, ProgressValue
+from sidecar.protocol.framing import MAX_LINE_BYTES, LineTooLong, MessageWriter, error_message
+from sidecar.protocol.messages import CancelParams, ProgressParams, ProgressValue
 
 __all__ = ["Call", "MethodSpec", "Registry", "Dispatcher", "error_message"]
 
 log = logging.getLogger(__name__)
+
+MAX_BATCH = 10_000
+"""The most members a batch may have. Each member gets an answer object, all sent on one line,
+so an unbounded batch (a 16 MiB line of `1,1,1,...` holds 8 million) would hold gigabytes."""
+
+MAX_DEPTH = sys.getrecursionlimit()
+"""About how deeply the JSON decoder follows nesting before it gives up (Python's recursion limit)."""
 
 Reply = Callable[[dict[str, Any] | None], None]
 
@@ -52,6 +60,8 @@ class Call(Cancellation):
         self.progress_token = progress_token
         self.session = session
         self.started = time.monotonic()
+        self.future: Future[None] | None = None
+        """The pool's handle on a request run off the reader thread; None for inline ones."""
         self._writer = writer
 
     def cancelled_error(self) -> SidecarError:
@@ -109,12 +119,22 @@ class Registry:
         return register
 
 
-def error_message(id: Any, err: SidecarError) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": {"code": err.rpc_code, "message": err.message, "data": err.to_data()},
-    }
+class _Once:
+    """A reply that passes on its first answer only, so a request never gets two."""
+
+    __slots__ = ("_reply", "_used", "_lock")
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+        self._used = False
+        self._lock = threading.Lock()
+
+    def __call__(self, response: dict[str, Any] | None) -> None:
+        with self._lock:
+            if self._used:
+                return
+            self._used = True
+        self._reply(response)
 
 
 def _valid_id(value: Any) -> bool:
@@ -138,6 +158,19 @@ class Dispatcher:
     # -- lines ---------------------------------------------------------------------------
 
     def handle_line(self, line: bytes | LineTooLong) -> None:
+        """Serve one line. Nothing a line holds escapes as an exception: the reader loop must live.
+
+        A fault that slips past the checks below is a bug: it is logged and answered as INTERNAL
+        (`tests/test_fuzz_protocol.py` feeds this method thousands of hostile lines).
+        """
+        try:
+            self._handle_line(line)
+        except Exception as exc:
+            log.exception("internal error while serving a line")
+            err = InternalError(f"internal error while reading a line: {type(exc).__name__}: {exc}")
+            self.writer.send(error_message(None, err))
+
+    def _handle_line(self, line: bytes | LineTooLong) -> None:
         if isinstance(line, LineTooLong):
             err = ParseError(
                 f"a request line of {line.length} bytes exceeds the limit of {MAX_LINE_BYTES} bytes",
@@ -152,6 +185,13 @@ class Dispatcher:
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             self.writer.send(error_message(None, ParseError(f"not valid JSON: {exc}")))
             return
+        except RecursionError:
+            err = ParseError(
+                f"JSON nested more deeply than the decoder allows (about {MAX_DEPTH} levels)",
+                hint="A request nests a few levels deep; send one flat JSON object (or batch array) per line.",
+            )
+            self.writer.send(error_message(None, err))
+            return
         if isinstance(message, list):
             self._handle_batch(message)
         else:
@@ -164,6 +204,13 @@ class Dispatcher:
     def _handle_batch(self, items: list[Any]) -> None:
         if not items:
             self.writer.send(error_message(None, InvalidRequest("an empty batch array is not a request")))
+            return
+        if len(items) > MAX_BATCH:
+            err = InvalidRequest(
+                f"a batch of {len(items)} members exceeds the limit of {MAX_BATCH}; none of it was run",
+                hint=f"Send at most {MAX_BATCH} requests per batch, or send them as separate lines.",
+            )
+            self.writer.send(error_message(None, err))
             return
         responses: list[dict[str, Any] | None] = [None] * len(items)
         remaining = [len(items)]
@@ -188,6 +235,26 @@ class Dispatcher:
     # -- one request ---------------------------------------------------------------------
 
     def _handle_one(self, message: Any, reply: Reply) -> None:
+        """Serve one request or notification; `reply` is called exactly once, whatever happens."""
+        once = _Once(reply)
+        try:
+            self._serve_one(message, once)
+        except Exception as exc:  # a bug: answer it with a stable code, and keep serving
+            log.exception("internal error while dispatching a request")
+            id = message.get("id") if isinstance(message, dict) else None
+            id = id if _valid_id(id) else None
+            with self._lock:
+                call = self.inflight.get(id)
+                if call is not None and call.future is None and not call.finished.is_set():
+                    del self.inflight[id]  # registered but never started: nothing else will answer it
+                    self._idle.notify_all()
+            if isinstance(message, dict) and "id" not in message:
+                once(None)  # a notification gets no answer, not even this one; the log has it
+            else:
+                err = InternalError(f"internal error while dispatching: {type(exc).__name__}: {exc}")
+                once(error_message(id, err))
+
+    def _serve_one(self, message: Any, reply: Reply) -> None:
         if not isinstance(message, dict):
             reply(
                 error_message(None, InvalidRequest(f"expected a JSON object, got {type(message).__name__}"))
@@ -203,14 +270,14 @@ class Dispatcher:
         except SidecarError as err:
             reply(None if is_notification else error_message(id, err))
             return
-        if spec is None:  # a notification handled on the spot
-            reply(None)
+        if spec is None:  # handled on the spot ($/cancelRequest, exit, an optional notification)
+            reply(None if is_notification else {"jsonrpc": "2.0", "id": id, "result": None})
             return
         answer: Reply = (lambda response: reply(None)) if is_notification else reply
         if spec.inline:
             self._run(call, spec, params, answer)
         else:
-            self._pool.submit(self._run, call, spec, params, answer)
+            call.future = self._pool.submit(self._run, call, spec, params, answer)
 
     def _prepare(self, message: dict[str, Any], id: Any) -> tuple[Call, MethodSpec | None, Any]:
         if message.get("jsonrpc") != "2.0":
@@ -224,13 +291,9 @@ class Dispatcher:
         if not isinstance(raw_params, dict):
             raise InvalidParams(f"`params` of {method} must be an object with named members")
         if method == "$/cancelRequest":
-            self._cancel_request(raw_params)
-            if "id" in message:  # sent as a request: it gets its (empty) answer
-                self.writer.send({"jsonrpc": "2.0", "id": id, "result": None})
+            self._cancel_request(raw_params)  # sent as a request, it gets its (empty) answer
             return Call(id, method, None, self.writer, self.session), None, None
         if method == "exit":
-            if "id" in message:
-                self.writer.send({"jsonrpc": "2.0", "id": id, "result": None})
             self.session.request_exit()
             return Call(id, method, None, self.writer, self.session), None, None
         spec = self.registry.methods.get(method)
@@ -290,7 +353,13 @@ class Dispatcher:
         call.finished.set()
 
     def _cancel_request(self, params: dict[str, Any]) -> None:
-        target = params.get("id")
+        try:
+            target = msgspec.convert(params, CancelParams).id
+        except msgspec.ValidationError as exc:
+            raise InvalidParams(
+                f"invalid params for $/cancelRequest: {exc}",
+                hint='Send {"id": <the id of the request to cancel>}, an integer or a string.',
+            ) from exc
         with self._lock:
             call = self.inflight.get(target)
         if call is not None:
