@@ -115,6 +115,29 @@ def assert_alive(sc: SidecarProcess) -> None:
             -32602,
             "INVALID_PARAMS",
         ),
+        # found by the fuzzer (tests/test_fuzz_protocol.py): each was INTERNAL, with a traceback
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT ?", "params": [18446744073709551616]}}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "timeout_ms": -9223372036854775809}}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "dataset.analyze", "params": {"path": "x.csv", "sample_rows": 1' + b"0" * 30 + b"}}",
+            -32602,
+            "INVALID_PARAMS",
+        ),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "config.validate", "params": {"path": "a\\u0000b"}}', -32602, "INVALID_PARAMS"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "dataset.analyze", "params": {"path": "\\u0000"}}', -32602, "INVALID_PARAMS"),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "database": "db\\u0000"}}',
+            -32602,
+            "INVALID_PARAMS",
+        ),
     ],
     ids=lambda v: v[:60].decode("utf-8", "replace") if isinstance(v, bytes) else str(v),
 )
@@ -327,3 +350,13 @@ def test_an_answer_holding_text_that_is_not_unicode_still_answers_its_id():
     assert lines[1] == [{"jsonrpc": "2.0", "id": 2, "result": "\\ud800"}]
     assert lines[2]["id"] == 3 and lines[2]["error"]["data"]["code"] == "INTERNAL"
     assert len(lines) == 3
+
+
+def test_nul_in_sql_and_bound_values_and_ids_of_every_valid_shape_are_served(sidecar):
+    """NUL is refused in names and paths only; DuckDB takes it whole in SQL text and bound values."""
+    result = sidecar.request("query.run", {"sql": "SELECT ? AS v -- \u0000", "params": ["a\u0000b"]})
+    assert result["rows"] == [["a\u0000b"]]
+    for id in (0, "", -1, 2**63 - 1, 10**30, "\u0000\U0001f600"):
+        sidecar.send_raw(msgspec.json.encode({"jsonrpc": "2.0", "id": id, "method": "config.get"}))
+        reply = answer(sidecar)
+        assert reply["id"] == id and reply["result"]["ok"] is True

@@ -119,6 +119,58 @@ class Registry:
         return register
 
 
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+"""The integers a request may carry: what DuckDB's BIGINT/UBIGINT hold and the worker frames encode."""
+
+NUL_ALLOWED = frozenset({"query.run $.sql", "query.run $.params"})
+"""Where a string may hold U+0000: SQL text and bound values, which DuckDB takes whole. Everywhere
+else strings are names and paths, where a NUL is an OS error (`embedded null byte`), never a name."""
+
+
+def _check_values(method: str, params: Any) -> None:
+    """Refuse what no method can take: an integer outside 64 bits (JSON allows any; the engine
+    does not), and a NUL character in a name or a path.
+
+    >>> _check_values("query.run", {"sql": "SELECT ?", "params": [2**64]})
+    Traceback (most recent call last):
+    ...
+    sidecar.errors.InvalidParams: the integer at $.params[0] of query.run does not fit in 64 bits
+    >>> _check_values("dataset.analyze", {"path": "data\\x00.csv"})
+    Traceback (most recent call last):
+    ...
+    sidecar.errors.InvalidParams: the string at $.path of dataset.analyze holds a NUL character (U+0000)
+    """
+    stack: list[tuple[str, Any]] = [("$", params)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((f"{path}.{key}", item))
+                if "\x00" in key and not _nul_allowed(method, path):
+                    raise _nul(method, f"{path}.{key!r}")
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+        elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+            raise InvalidParams(
+                f"the integer at {path} of {method} does not fit in 64 bits",
+                hint="Pass a bigger number as a string and CAST it in SQL (e.g. CAST(? AS HUGEINT)).",
+            )
+        elif isinstance(value, str) and "\x00" in value and not _nul_allowed(method, path):
+            raise _nul(method, path)
+
+
+def _nul_allowed(method: str, path: str) -> bool:
+    roots = [entry.split(" ", 1)[1] for entry in NUL_ALLOWED if entry.startswith(method + " ")]
+    return any(path == root or path.startswith((root + ".", root + "[")) for root in roots)
+
+
+def _nul(method: str, path: str) -> InvalidParams:
+    return InvalidParams(
+        f"the string at {path} of {method} holds a NUL character (U+0000)",
+        hint="Remove it: names and paths cannot hold NUL (only SQL text and query `params` can).",
+    )
+
+
 class _Once:
     """A reply that passes on its first answer only, so a request never gets two."""
 
@@ -304,6 +356,7 @@ class Dispatcher:
         token = raw_params.pop("progress_token", None) if isinstance(raw_params, dict) else None
         if token is not None and (not isinstance(token, (str, int)) or isinstance(token, bool)):
             raise InvalidParams("`progress_token` must be a string or an integer")
+        _check_values(spec.name, raw_params)
         params = self._convert(spec, raw_params)
         call = Call(id, method, token, self.writer, self.session)
         with self._lock:
