@@ -138,6 +138,8 @@ def assert_alive(sc: SidecarProcess) -> None:
             -32602,
             "INVALID_PARAMS",
         ),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "config.validate", "params": {"path": "' + b"a" * 5000 + b'"}}', -32004, "INPUT_ERROR"),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {"config_dir": "' + b"a" * 5000 + b'"}}', -32004, "INPUT_ERROR"),
     ],
     ids=lambda v: v[:60].decode("utf-8", "replace") if isinstance(v, bytes) else str(v),
 )

@@ -7,6 +7,7 @@ thread pool. Every bad line gets its error and the next line is served normally.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import threading
@@ -19,6 +20,7 @@ import msgspec
 
 from sidecar.errors import (
     Cancelled,
+    InputError,
     InternalError,
     InvalidParams,
     InvalidRequest,
@@ -168,6 +170,28 @@ def _nul(method: str, path: str) -> InvalidParams:
     return InvalidParams(
         f"the string at {path} of {method} holds a NUL character (U+0000)",
         hint="Remove it: names and paths cannot hold NUL (only SQL text and query `params` can).",
+    )
+
+
+PATH_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ELOOP}
+)
+"""OS errors that say a path the request named cannot be used: the request's fault, not a bug."""
+
+
+def _path_error(method: str, exc: OSError) -> SidecarError:
+    """An OS error from a method: INPUT_ERROR when a path named in the request is unusable.
+
+    >>> _path_error("config.validate", OSError(errno.ENAMETOOLONG, "File name too long", "a" * 9)).code
+    'INPUT_ERROR'
+    """
+    if exc.errno not in PATH_ERRNOS:
+        log.error("OS error in %s", method, exc_info=exc)
+        return InternalError(f"internal error in {method}: {type(exc).__name__}: {exc}")
+    return InputError(
+        f"{method}: {exc.strerror}: {exc.filename!r}" if exc.filename else f"{method}: {exc.strerror}",
+        hint="Check the path: it must exist, be readable, and each name in it fit the file system (255 bytes).",
+        details={"path": exc.filename, "errno": errno.errorcode.get(exc.errno or 0)},
     )
 
 
@@ -392,6 +416,8 @@ class Dispatcher:
             response: dict[str, Any] = {"jsonrpc": "2.0", "id": call.id, "result": result}
         except SidecarError as err:
             response = error_message(call.id, err)
+        except OSError as exc:
+            response = error_message(call.id, _path_error(spec.name, exc))
         except Exception as exc:  # a bug: report it with a stable code, and keep serving
             log.exception("internal error in %s", spec.name)
             response = error_message(
