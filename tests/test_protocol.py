@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
 import msgspec
 import pytest
 
-from sidecar.client import RpcError, SidecarProcess
+from sidecar.client import REPO_ROOT, RpcError, SidecarProcess
 from sidecar.protocol.framing import MessageWriter
 
 SLOW_SQL = "SELECT count(*) FROM range(4000000000) t(i) WHERE hash(i) % 7 = 1"
@@ -362,3 +363,33 @@ def test_nul_in_sql_and_bound_values_and_ids_of_every_valid_shape_are_served(sid
         sidecar.send_raw(msgspec.json.encode({"jsonrpc": "2.0", "id": id, "method": "config.get"}))
         reply = answer(sidecar)
         assert reply["id"] == id and reply["result"]["ok"] is True
+
+
+def malformed_input_rows() -> list[tuple[str, bytes, str, object]]:
+    """(input, line, data.code, id) for each row of docs/protocol.md's "Malformed input" table.
+
+    An example cell is code spans, each optionally followed by `×N` (repeat N times), joined;
+    `\\xHH` in a span is that byte.
+    """
+    text = (REPO_ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    table = text.split("<!-- replayed by tests/test_protocol.py -->\n", 1)[1].split("\n\n", 1)[0]
+    rows = []
+    for row in table.splitlines()[2:]:
+        what, example, code, id = [cell.strip() for cell in row.strip("|").split(" | ")]
+        line = b""
+        for span, count in re.findall(r"`([^`]*)`(?:×(\d+))?", example):
+            piece = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m[1], 16)]), span.encode())
+            line += piece * int(count or 1)
+        rows.append((what, line, code.strip("`"), None if id == "null" else int(id)))
+    return rows
+
+
+def test_the_malformed_input_table_is_true(sidecar):
+    rows = malformed_input_rows()
+    assert len(rows) >= 19
+    for what, line, code, id in rows:
+        sidecar.send_raw(line)
+        reply = answer(sidecar, timeout=60)
+        assert (reply["error"]["data"]["code"], reply["id"]) == (code, id), (what, reply["error"]["message"])
+        assert reply["error"]["data"]["hint"]
+        assert sidecar.request("config.get", timeout=10)["ok"] is True, what
