@@ -21,16 +21,17 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import msgspec
 
 from sidecar.client import REPO_ROOT, SidecarProcess
 from sidecar.fuzz_cases import Case, CaseGenerator, load_param_schemas
 
-__all__ = ["FuzzReport", "AnswerLedger", "fuzz", "sidecar_env", "main"]
+__all__ = ["AnswerLedger", "FuzzReport", "fuzz", "main", "sidecar_env"]
 
 
 @dataclass
@@ -40,7 +41,7 @@ class FuzzReport:
     bytes_sent: int = 0
     expected_ids: int = 0
     kinds: collections.Counter[str] = field(default_factory=collections.Counter)
-    seconds: collections.Counter[str] = field(default_factory=collections.Counter)
+    seconds: dict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     """Time spent per kind of case, sending it and waiting for the ping after it."""
     codes: collections.Counter[str] = field(default_factory=collections.Counter)
     failures: list[str] = field(default_factory=list)
@@ -51,7 +52,7 @@ class FuzzReport:
         return (
             f"{self.cases} cases ({kinds}), {self.lines} lines, {self.bytes_sent / 2**20:.1f} MiB sent, "
             f"{self.expected_ids} ids answered exactly once; answers by code: {codes}; "
-            f"{len(self.failures)} failure(s)"
+            f"{self.seconds['(settling)']:.1f} s settling; {len(self.failures)} failure(s)"
         )
 
 
@@ -126,12 +127,15 @@ def fuzz(
         report.seconds[case.kind] += time.monotonic() - started
         if not traced and any("Traceback" in line for line in sidecar.stderr_tail):
             traced = True
-            report.failures.append(f"case {number} ({case.kind}) left a traceback on stderr: {list(sidecar.stderr_tail)[-8:]}")
+            report.failures.append(
+                f"case {number} ({case.kind}) left a traceback on stderr: {list(sidecar.stderr_tail)[-8:]}"
+            )
         if problem:
             exited = sidecar.proc.poll()
             state = "running" if exited is None else f"exited with {exited}"
+            first = case.lines[0][:300] if case.lines else b""
             report.failures.append(
-                f"case {number} ({case.kind}): {problem}; the sidecar is {state}; its first line: {case.lines[0][:300]!r}"
+                f"case {number} ({case.kind}): {problem}; the sidecar is {state}; its first line: {first!r}"
             )
             break
     started = time.monotonic()
@@ -207,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sidecar.fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20_000, help="cases per round (default 20000)")
     parser.add_argument("--seed", type=int, default=0, help="the first round's seed; 0 picks one at random")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds, each with a fresh sidecar and the next seed")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds, each with a fresh sidecar and the next seed"
+    )
     args = parser.parse_args(argv)
     seed = args.seed or random.SystemRandom().randint(1, 2**31)
     failed = 0

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 try:
     import atheris
@@ -71,9 +71,10 @@ class ProviderChoices:
 
 class Target:
     def __init__(self, root: Path) -> None:
-        env, data = sidecar_env(root)
+        env, _ = sidecar_env(root)
         self.sink = Sink()
-        self.server = Server(io.BytesIO(), self.sink, env=env, watch=False, shutdown_grace_s=5.0)
+        stdout = cast(IO[bytes], self.sink)  # write and flush are all the writer uses
+        self.server = Server(io.BytesIO(), stdout, env=env, watch=False, shutdown_grace_s=5.0)
         self.dispatcher = self.server.dispatcher
         self.methods = sorted([*self.dispatcher.registry.methods, "$/cancelRequest", "exit"])
         self.schemas = load_param_schemas()

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
@@ -156,7 +157,9 @@ class CaseGenerator:
             return f"\u00e9\u4e2d\U0001f600-{n}\u0000"  # any Unicode, NUL included, is a fine id
         return 2**40 + n  # never one of the small ids a client counts up from
 
-    def request(self, method: str, params: Any = None, *, id: Any = "new", extra: Sequence[tuple[str, Any]] = ()) -> tuple[Obj, Any]:
+    def request(
+        self, method: str, params: Any = None, *, id: Any = "new", extra: Sequence[tuple[str, Any]] = ()
+    ) -> tuple[Obj, Any]:
         """A request envelope (and its id, or None for a notification)."""
         if id == "new":
             id = self.new_id()
@@ -209,7 +212,9 @@ class CaseGenerator:
         if kind == "big":
             return Raw(b"9" * self.rng.randint(19, 400), True)
         if kind == "str":
-            return self.pick(["", "x", "SELECT 1", "../../etc/passwd", "a" * 2000, "\u0000", "\U0001f600", "*.csv"])
+            return self.pick(
+                ["", "x", "SELECT 1", "../../etc/passwd", "a" * 2000, "\u0000", "\U0001f600", "*.csv"]
+            )
         if kind == "list":
             return [self.any_value(depth + 1) for _ in range(self.rng.randint(0, 4))]
         return {f"k{i}": self.any_value(depth + 1) for i in range(self.rng.randint(0, 4))}
@@ -233,10 +238,17 @@ class CaseGenerator:
         if kind == "null":
             return None
         if kind == "array":
-            return [self.from_schema(schema.get("items", {}), root, depth + 1) for _ in range(self.rng.randint(0, 3))]
+            return [
+                self.from_schema(schema.get("items", {}), root, depth + 1)
+                for _ in range(self.rng.randint(0, 3))
+            ]
         if kind == "object" and depth < 4:
             props = schema.get("properties", {})
-            return {k: self.from_schema(v, root, depth + 1) for k, v in props.items() if k in schema.get("required", ()) or self.chance(0.3)}
+            return {
+                k: self.from_schema(v, root, depth + 1)
+                for k, v in props.items()
+                if k in schema.get("required", ()) or self.chance(0.3)
+            }
         return self.any_value(depth)
 
     # -- case kinds ----------------------------------------------------------------------
@@ -273,8 +285,22 @@ class CaseGenerator:
 
     def envelope(self) -> Case:
         """Ids of every JSON type, missing or repeated members, wrong jsonrpc/method types."""
-        id = self.pick([None, True, False, 1.5, -0.0, [1], {"a": 1}, "omit", "new", "new", Raw(b"1e400", False)])
-        method = self.pick(["config.get", "system.resources", "nope", "", 7, None, ["config.get"], "$/anything", "rpc.discover"])
+        id = self.pick(
+            [None, True, False, 1.5, -0.0, [1], {"a": 1}, "omit", "new", "new", Raw(b"1e400", False)]
+        )
+        method = self.pick(
+            [
+                "config.get",
+                "system.resources",
+                "nope",
+                "",
+                7,
+                None,
+                ["config.get"],
+                "$/anything",
+                "rpc.discover",
+            ]
+        )
         pairs: list[tuple[str, Any]] = [("jsonrpc", self.pick(["2.0", "2.0", "1.0", 2, None]))]
         if id != "omit":
             pairs.append(("id", self.new_id() if id == "new" else id))
@@ -303,45 +329,85 @@ class CaseGenerator:
         where = self.rng.randint(0, 2)
         if where == 0:
             return self.case("nesting", Raw(body, valid))
-        message, _ = self.request("query.run", {"sql": "SELECT 1", "params": Raw(body, valid)} if where == 1 else Raw(body, valid))
+        message, _ = self.request(
+            "query.run", {"sql": "SELECT 1", "params": Raw(body, valid)} if where == 1 else Raw(body, valid)
+        )
         return self.case("nesting", message)
 
     def huge_numbers(self) -> Case:
-        number = self.pick([
-            Raw(b"1" * self.rng.randint(20, 4_300), True),
-            Raw(b"-" + b"9" * 4_301, False),
-            Raw(b"1e400", False),
-            Raw(b"-1e-400", True),
-            Raw(b"123456789012345678901234567890.5e10", True),
-        ])
+        number = self.pick(
+            [
+                Raw(b"1" * self.rng.randint(20, 4_300), True),
+                Raw(b"-" + b"9" * 4_301, False),
+                Raw(b"1e400", False),
+                Raw(b"-1e-400", True),
+                Raw(b"123456789012345678901234567890.5e10", True),
+            ]
+        )
         where = self.rng.randint(0, 2)
         if where == 0:
             return self.case("numbers", Obj((("jsonrpc", "2.0"), ("id", number), ("method", "config.get"))))
         method = self.pick(["query.run", "jobs.status", "cleanup", "dataset.analyze"])
         key = self.pick(["max_rows", "timeout_ms", "job_max_age_ms", "sample_rows", "sql"])
-        message, _ = self.request(method, {key: number} if where == 1 else {"sql": "SELECT ?", "params": [number]})
+        message, _ = self.request(
+            method, {key: number} if where == 1 else {"sql": "SELECT ?", "params": [number]}
+        )
         return self.case("numbers", message)
 
     def bad_tokens(self) -> Case:
-        token = self.pick([b"NaN", b"Infinity", b"-Infinity", b"nan", b"undefined", b"'x'", b"0x1F", b"01", b"+1", b".5", b"1.", b"tru"])
+        token = self.pick(
+            [
+                b"NaN",
+                b"Infinity",
+                b"-Infinity",
+                b"nan",
+                b"undefined",
+                b"'x'",
+                b"0x1F",
+                b"01",
+                b"+1",
+                b".5",
+                b"1.",
+                b"tru",
+            ]
+        )
         message, _ = self.request(self.pick(self.methods), {"value": Raw(token, False)})
         return self.case("tokens", message)
 
     def bad_text(self) -> Case:
         """Lone surrogates, invalid UTF-8, NUL bytes raw and escaped, in keys, values and methods."""
-        text = self.pick([
-            (b'"\\ud800"', False), (b'"\\udc00x"', False), (b'"\\ud83d\\ude00"', True), (b'"\xed\xa0\x80"', False),
-            (b'"\xff\xfe"', False), (b'"\xc0\x80"', False), (b'"a\x00b"', False), (b'"a\\u0000b"', True),
-            (b'"\xe2\x82"', False), (b'"\\u00"', False), (b'"\x1f"', False), (b'"\\x41"', False),
-        ])
+        text = self.pick(
+            [
+                (b'"\\ud800"', False),
+                (b'"\\udc00x"', False),
+                (b'"\\ud83d\\ude00"', True),
+                (b'"\xed\xa0\x80"', False),
+                (b'"\xff\xfe"', False),
+                (b'"\xc0\x80"', False),
+                (b'"a\x00b"', False),
+                (b'"a\\u0000b"', True),
+                (b'"\xe2\x82"', False),
+                (b'"\\u00"', False),
+                (b'"\x1f"', False),
+                (b'"\\x41"', False),
+            ]
+        )
         raw = Raw(*text)
         where = self.rng.randint(0, 3)
+        message: Obj | Raw
         if where == 0:
             message, _ = self.request(self.pick(self.methods), {"sql": raw, "path": raw})
         elif where == 1:
             message = Obj((("jsonrpc", "2.0"), ("id", self.new_id()), ("method", raw)))
         elif where == 2:
-            message = Raw(b'{"jsonrpc":"2.0","id":' + encode(self.new_id()) + b',"method":"config.get","params":{' + text[0] + b":1}}", text[1])
+            message = Raw(
+                b'{"jsonrpc":"2.0","id":'
+                + encode(self.new_id())
+                + b',"method":"config.get","params":{'
+                + text[0]
+                + b":1}}",
+                text[1],
+            )
         else:
             message = Raw(b"\x00" * self.rng.randint(1, 50), False)
         return self.case("text", message)
@@ -349,7 +415,9 @@ class CaseGenerator:
     def batch(self) -> Case:
         size = self.pick([0, 1, 2, 5, 50, 50, 500, 2_000, 10_001])
         if size > 10_000:  # refused whole, unread: its members need not be costly to build
-            return self.case("batch", Raw(b"[" + b'{"jsonrpc":"2.0","id":1,"method":"config.get"},' * size + b"1]", True))
+            return self.case(
+                "batch", Raw(b"[" + b'{"jsonrpc":"2.0","id":1,"method":"config.get"},' * size + b"1]", True)
+            )
         members: list[Any] = []
         for _ in range(size):
             shape = self.rng.randint(0, 5)
@@ -379,7 +447,9 @@ class CaseGenerator:
 
     def mutation(self) -> Case:
         """A valid request with a few bytes flipped, cut or repeated."""
-        message, _ = self.request(self.pick(["config.get", "query.run", "jobs.status"]), {"sql": "SELECT 1", "job_id": "j1"})
+        message, _ = self.request(
+            self.pick(["config.get", "query.run", "jobs.status"]), {"sql": "SELECT 1", "job_id": "j1"}
+        )
         data = bytearray(encode(message))
         for _ in range(self.rng.randint(1, 4)):
             at = self.rng.randint(0, len(data) - 1)
@@ -401,6 +471,10 @@ class CaseGenerator:
         except Exception:
             return case
         for member in decoded if isinstance(decoded, list) else [decoded]:
-            if isinstance(member, dict) and isinstance(member.get("id"), (int, str)) and not isinstance(member.get("id"), bool):
+            if (
+                isinstance(member, dict)
+                and isinstance(member.get("id"), (int, str))
+                and not isinstance(member.get("id"), bool)
+            ):
                 case.maybe.append(member["id"])
         return case

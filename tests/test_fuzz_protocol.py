@@ -32,11 +32,26 @@ def test_thousands_of_hostile_cases_never_crash_the_sidecar_and_every_id_is_answ
     assert not report.failures, "\n".join(report.failures)
     assert report.cases == CASES
     assert set(report.kinds) == {
-        "params", "envelope", "nesting", "numbers", "tokens", "text", "batch", "cancel", "mutation"
+        "params",
+        "envelope",
+        "nesting",
+        "numbers",
+        "tokens",
+        "text",
+        "batch",
+        "cancel",
+        "mutation",
     }
     assert report.expected_ids > 10_000
     # every class of answer the corpus aims at was reached, real work included
-    for code in ("PARSE_ERROR", "INVALID_REQUEST", "METHOD_NOT_FOUND", "INVALID_PARAMS", "CANCELLED", "result"):
+    for code in (
+        "PARSE_ERROR",
+        "INVALID_REQUEST",
+        "METHOD_NOT_FOUND",
+        "INVALID_PARAMS",
+        "CANCELLED",
+        "result",
+    ):
         assert report.codes[code] > 0, report.summary()
     assert quiet_sidecar.close() == 0
 
@@ -58,7 +73,11 @@ def test_the_oracle_reports_a_missing_answer_and_a_second_one(quiet_sidecar):
     """The checks can fail: an id the sidecar never saw, and an id answered twice, are both reported."""
     request = {"jsonrpc": "2.0", "id": "twice", "method": "config.get"}
     cases = [
-        Case("made-up", [encode({"jsonrpc": "2.0", "id": "seen", "method": "config.get"})], expect=["never-sent"]),
+        Case(
+            "made-up",
+            [encode({"jsonrpc": "2.0", "id": "seen", "method": "config.get"})],
+            expect=["never-sent"],
+        ),
         Case("made-up", [encode(request), encode(request)], expect=["twice"]),
     ]
     report = fuzz(quiet_sidecar, cases=cases, ping_timeout=5)

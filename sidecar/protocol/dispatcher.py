@@ -190,7 +190,7 @@ def _path_error(method: str, exc: OSError) -> SidecarError:
         return InternalError(f"internal error in {method}: {type(exc).__name__}: {exc}")
     return InputError(
         f"{method}: {exc.strerror}: {exc.filename!r}" if exc.filename else f"{method}: {exc.strerror}",
-        hint="Check the path: it must exist, be readable, and each name in it fit the file system (255 bytes).",
+        hint="Check the path: it must exist and be readable, and each name in it fit the file system.",
         details={"path": exc.filename, "errno": errno.errorcode.get(exc.errno or 0)},
     )
 
@@ -264,7 +264,7 @@ class Dispatcher:
         except RecursionError:
             err = ParseError(
                 f"JSON nested more deeply than the decoder allows (about {MAX_DEPTH} levels)",
-                hint="A request nests a few levels deep; send one flat JSON object (or batch array) per line.",
+                hint="A request nests a few levels deep; send one JSON object (or batch array) per line.",
             )
             self.writer.send(error_message(None, err))
             return

@@ -121,7 +121,8 @@ class MessageWriter:
         except Exception as exc:
             first = exc
         try:  # a string that is not valid Unicode (lone surrogates): write it as escape text
-            return self._encoder.encode(_scrub(msgspec.to_builtins(message, enc_hook=_encode_fallback))) + b"\n"
+            builtins = msgspec.to_builtins(message, enc_hook=_encode_fallback)
+            return self._encoder.encode(_scrub(builtins)) + b"\n"
         except Exception:
             pass
         log.error("could not encode a message: %s: %s", type(first).__name__, first)
