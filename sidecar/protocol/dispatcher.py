@@ -143,22 +143,30 @@ def _check_values(method: str, params: Any) -> None:
     sidecar.errors.InvalidParams: the string at $.path of dataset.analyze holds a NUL character (U+0000)
     """
     stack: list[tuple[str, Any]] = [("$", params)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, dict):
-            for key, item in value.items():
-                stack.append((f"{path}.{key}", item))
-                if "\x00" in key and not _nul_allowed(method, path):
-                    raise _nul(method, f"{path}.{key!r}")
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
-        elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
-            raise InvalidParams(
-                f"the integer at {path} of {method} does not fit in 64 bits",
-                hint="Pass a bigger number as a string and CAST it in SQL (e.g. CAST(? AS HUGEINT)).",
-            )
-        elif isinstance(value, str) and "\x00" in value and not _nul_allowed(method, path):
-            raise _nul(method, path)
+    while stack:  # no recursion: params may nest as deep as the decoder allowed
+        path, container = stack.pop()
+        if isinstance(container, dict):
+            members: Any = container.items()
+        elif isinstance(container, list):
+            members = enumerate(container)
+        else:
+            continue
+        for key, value in members:
+            if isinstance(value, (dict, list)):
+                stack.append((_at(path, key), value))
+            elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+                raise InvalidParams(
+                    f"the integer at {_at(path, key)} of {method} does not fit in 64 bits",
+                    hint="Pass a bigger number as a string and CAST it in SQL (e.g. CAST(? AS HUGEINT)).",
+                )
+            elif isinstance(value, str) and "\x00" in value and not _nul_allowed(method, _at(path, key)):
+                raise _nul(method, _at(path, key))
+            if isinstance(key, str) and "\x00" in key and not _nul_allowed(method, path):
+                raise _nul(method, f"{path}.{key!r}")
+
+
+def _at(path: str, key: str | int) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
 
 
 def _nul_allowed(method: str, path: str) -> bool:
