@@ -167,8 +167,17 @@ class SidecarClient extends EventEmitter {
       if (timeoutMs !== undefined && timeoutMs !== null) {
         entry.timers.push(setTimeout(() => this._cancel(entry, 'timeout', timeoutMs), timeoutMs));
       }
+      let line;
+      try {
+        line = JSON.stringify({ jsonrpc: '2.0', id, method, params: sentParams });
+      } catch (err) { // a BigInt, a cycle: nothing was sent
+        entry.reject(new BmadDataError('INVALID_PARAMS', `the params of '${method}' cannot be sent as JSON: ${err.message}`, {
+          hint: 'Pass plain JSON values: numbers beyond 2^53 as strings, no BigInt, no cycles.', details: { method },
+        }));
+        return;
+      }
       this._pending.set(id, entry);
-      this._write({ jsonrpc: '2.0', id, method, params: sentParams });
+      this._writeLine(line);
     });
   }
 
@@ -194,8 +203,12 @@ class SidecarClient extends EventEmitter {
   }
 
   _write(message) {
+    this._writeLine(JSON.stringify(message));
+  }
+
+  _writeLine(line) {
     if (!this._child || !this._child.stdin.writable) return;
-    this._child.stdin.write(`${JSON.stringify(message)}\n`);
+    this._child.stdin.write(`${line}\n`);
   }
 
   _onLine(line, lineNumber) {
@@ -268,11 +281,22 @@ class SidecarClient extends EventEmitter {
         return;
       }
       for (const entry of this._pending.values()) {
-        if (entry.onProgress && entry.token === token) entry.onProgress(params.value, params);
+        if (entry.onProgress && entry.token === token) this._progress(entry, params);
       }
     }
     this.emit('notification', { method, params });
     if (method.includes('/')) this.emit(method, params);
+  }
+
+  /** Call a request's onProgress; if it throws, that request fails with its error (and is cancelled), not the process. */
+  _progress(entry, params) {
+    try {
+      entry.onProgress(params.value, params);
+    } catch (err) {
+      this.notify('$/cancelRequest', { id: entry.id });
+      this._abandoned.add(entry.id);
+      entry.reject(err);
+    }
   }
 
   /** A line longer than maxLineChars: if it answers a pending request, that request fails. */

@@ -210,3 +210,19 @@ test('a line longer than the limit is dropped without being held, and the next l
   assert.deepEqual(lines, [[1, 'short'], [3, 'next'], [4, 'last']]);
   assert.deepEqual(over, [[2, ('0123456789abcdef' + 'x'.repeat(1000)).slice(0, 300), 1020]]);
 });
+
+test('a throwing onProgress fails its own request, and params that are not JSON are refused before sending', { timeout: 60000 }, async (t) => {
+  const client = fakeClient(SEED);
+  t.after(() => client.close({ timeoutMs: 1000 }));
+  client.on('protocol-error', () => {});
+  await client.start();
+  const thrown = new Error('renderer bug');
+  const failed = await client.request('fuzz', { mode: 'progress', payload: 'p' }, { onProgress: () => { throw thrown; } })
+    .then(() => null, (err) => err);
+  assert.equal(failed, thrown);
+  const refused = await client.request('fuzz', { mode: 'ok', payload: 10n }).then(() => null, (err) => err);
+  assertClear(refused, 'bigint');
+  assert.equal(refused.code, 'INVALID_PARAMS');
+  assert.equal(client._pending.size, 0);
+  assert.deepEqual(await client.request('fuzz', { mode: 'ok', payload: 'after' }), { echo: 'after' });
+});
