@@ -233,6 +233,8 @@ class Dispatcher:
         self.writer = writer
         self.session = session
         self.inflight: dict[Any, Call] = {}
+        self._answering = 0
+        """Requests finished but still writing their answer: idle means every answer is out."""
         self.accepting = True
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -431,13 +433,18 @@ class Dispatcher:
             response = error_message(
                 call.id, InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}")
             )
-        finally:
+        finally:  # the id is free again before its answer is out, so a client may reuse it at once
             with self._lock:
                 if self.inflight.get(call.id) is call:
                     del self.inflight[call.id]
+                self._answering += 1
+        try:
+            reply(response)
+        finally:
+            call.finished.set()
+            with self._lock:
+                self._answering -= 1
                 self._idle.notify_all()
-        reply(response)
-        call.finished.set()
 
     def _cancel_request(self, params: dict[str, Any]) -> None:
         try:
@@ -468,7 +475,7 @@ class Dispatcher:
     def wait_idle(self, timeout: float, exclude: Call | None = None) -> bool:
         deadline = time.monotonic() + timeout
         with self._lock:
-            while any(c is not exclude for c in self.inflight.values()):
+            while self._answering or any(c is not exclude for c in self.inflight.values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
