@@ -221,17 +221,19 @@ def test_stdout_carries_only_protocol_messages(sidecar):
 
 
 def test_a_long_query_never_delays_system_resources(sidecar):
-    _, slow = sidecar.call("query.run", {"sql": SLOW_SQL})
-    time.sleep(0.3)
-    started = time.monotonic()
-    resources = sidecar.request("system.resources", timeout=5)
-    took = time.monotonic() - started
-    assert resources["total_memory_bytes"] > 0
-    assert not slow.done(), "the slow query should still be running"
-    assert took < 1.0
-    assert sidecar.request("config.get", timeout=5)["ok"] is True
-    request_id = [k for k in sidecar._pending][0]
-    sidecar.cancel(request_id)
+    """Inline methods are answered while a query runs, never queued behind it. (No wall-clock bound
+    here: on a loaded machine system.resources itself can take a second; the answer arriving
+    while the query still runs is what shows it was not queued.)"""
+    request_id, slow = sidecar.call("query.run", {"sql": SLOW_SQL})
+    try:
+        time.sleep(0.3)
+        resources = sidecar.request("system.resources", timeout=5)
+        assert resources["total_memory_bytes"] > 0
+        assert not slow.done(), "the slow query should still be running"
+        assert sidecar.request("config.get", timeout=5)["ok"] is True
+        assert not slow.done()
+    finally:  # a failed check must not leave the query running into the fixture's EOF drain
+        sidecar.cancel(request_id)
     with pytest.raises(RpcError):
         slow.result(timeout=10)
 

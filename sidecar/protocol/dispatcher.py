@@ -422,29 +422,38 @@ class Dispatcher:
 
     def _run(self, call: Call, spec: MethodSpec, params: Any, reply: Reply) -> None:
         try:
+            response = self._outcome(call, spec, params)
+            with self._lock:  # the id is free before its answer is out, so a client may reuse it at once
+                self._release(call)
+                self._answering += 1
+            try:
+                reply(response)
+            finally:
+                with self._lock:
+                    self._answering -= 1
+                    self._idle.notify_all()
+        finally:  # also when a signal's SystemExit stops an inline request
+            with self._lock:
+                self._release(call)
+                self._idle.notify_all()
+            call.finished.set()
+
+    def _release(self, call: Call) -> None:
+        if self.inflight.get(call.id) is call:
+            del self.inflight[call.id]
+
+    def _outcome(self, call: Call, spec: MethodSpec, params: Any) -> dict[str, Any]:
+        try:
             result = spec.handler(call, params)
-            response: dict[str, Any] = {"jsonrpc": "2.0", "id": call.id, "result": result}
+            return {"jsonrpc": "2.0", "id": call.id, "result": result}
         except SidecarError as err:
-            response = error_message(call.id, err)
+            return error_message(call.id, err)
         except OSError as exc:
-            response = error_message(call.id, _path_error(spec.name, exc))
+            return error_message(call.id, _path_error(spec.name, exc))
         except Exception as exc:  # a bug: report it with a stable code, and keep serving
             log.exception("internal error in %s", spec.name)
-            response = error_message(
-                call.id, InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}")
-            )
-        finally:  # the id is free again before its answer is out, so a client may reuse it at once
-            with self._lock:
-                if self.inflight.get(call.id) is call:
-                    del self.inflight[call.id]
-                self._answering += 1
-        try:
-            reply(response)
-        finally:
-            call.finished.set()
-            with self._lock:
-                self._answering -= 1
-                self._idle.notify_all()
+            err = InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}")
+            return error_message(call.id, err)
 
     def _cancel_request(self, params: dict[str, Any]) -> None:
         try:
