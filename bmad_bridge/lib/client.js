@@ -7,10 +7,15 @@
  *
  * Events
  *   'ready'           (initializeResult)   after `initialize` answered (also after each restart)
- *   'notification'    ({method, params})   every notification, plus one event named after it:
+ *   'notification'    ({method, params})   every notification, plus one event named after it when
+ *                                          the name holds a '/' (so a sidecar cannot raise 'error',
+ *                                          'exit', ... of the client's own):
  *   '$/progress', 'config/changed', 'config/error', '$/log', ...      (params)
- *   'protocol-error'  (BmadDataError)      stdout carried a line that is not a JSON-RPC message,
- *                                          or the sidecar rejected a line we sent (id null).
+ *   'protocol-error'  (BmadDataError)      stdout carried a line that is not a JSON-RPC message
+ *                                          (not JSON, a wrong shape, an unknown id, a line longer
+ *                                          than maxLineChars), or the sidecar rejected a line we
+ *                                          sent (id null). A malformed or over-long answer to a
+ *                                          pending request also rejects that request.
  *                                          With no listener it is re-emitted as 'error'.
  *   'stderr'          (text)               the sidecar's log output, as it arrives
  *   'exit'            ({pid, exit_code, signal, stderr_tail, expected})
@@ -21,7 +26,7 @@ const { spawn } = require('node:child_process');
 const { EventEmitter } = require('node:events');
 const { BmadDataError } = require('./errors');
 const { repoRoot, resolvePython, sidecarEnv } = require('./locate');
-const { LineSplitter } = require('./lines');
+const { LineSplitter, MAX_LINE_CHARS } = require('./lines');
 
 const STDERR_TAIL_CHARS = 8192;
 
@@ -39,6 +44,8 @@ class SidecarClient extends EventEmitter {
    *                                        false skips initialize (raw protocol use)
    * @param {object} [options.restart]      {maxRestarts: 5, baseDelayMs: 200, maxDelayMs: 5000, stableMs: 10000}
    * @param {number} [options.cancelGraceMs]  how long to wait for the answer to `$/cancelRequest`
+   * @param {number} [options.maxLineChars]   the longest line read from the sidecar (default: V8's
+   *                                        longest string); a longer answer rejects its request
    */
   constructor(options = {}) {
     super();
@@ -52,6 +59,7 @@ class SidecarClient extends EventEmitter {
     this.initializeParams = options.initialize === false ? null : { client: { name: 'bmad-data-bridge' }, ...(options.initialize || {}) };
     this.restartPolicy = { maxRestarts: 5, baseDelayMs: 200, maxDelayMs: 5000, stableMs: 10000, ...(options.restart || {}) };
     this.cancelGraceMs = options.cancelGraceMs ?? 3000;
+    this.maxLineChars = options.maxLineChars ?? MAX_LINE_CHARS;
     this.initializeResult = null;
     this.restarts = 0;
     this._nextId = 1;
@@ -92,7 +100,10 @@ class SidecarClient extends EventEmitter {
     this._startedAt = Date.now();
     let stderrTail = '';
     let spawnError = null;
-    const splitter = new LineSplitter((line, n) => this._onLine(line, n));
+    const splitter = new LineSplitter((line, n) => this._onLine(line, n), {
+      maxLineChars: this.maxLineChars,
+      onOverflow: (prefix, length, n) => this._onOverflow(prefix, length, n),
+    });
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk) => splitter.push(chunk));
     child.stderr.setEncoding('utf8');
@@ -156,8 +167,17 @@ class SidecarClient extends EventEmitter {
       if (timeoutMs !== undefined && timeoutMs !== null) {
         entry.timers.push(setTimeout(() => this._cancel(entry, 'timeout', timeoutMs), timeoutMs));
       }
+      let line;
+      try {
+        line = JSON.stringify({ jsonrpc: '2.0', id, method, params: sentParams });
+      } catch (err) { // a BigInt, a cycle: nothing was sent
+        entry.reject(new BmadDataError('INVALID_PARAMS', `the params of '${method}' cannot be sent as JSON: ${err.message}`, {
+          hint: 'Pass plain JSON values: numbers beyond 2^53 as strings, no BigInt, no cycles.', details: { method },
+        }));
+        return;
+      }
       this._pending.set(id, entry);
-      this._write({ jsonrpc: '2.0', id, method, params: sentParams });
+      this._writeLine(line);
     });
   }
 
@@ -183,8 +203,12 @@ class SidecarClient extends EventEmitter {
   }
 
   _write(message) {
+    this._writeLine(JSON.stringify(message));
+  }
+
+  _writeLine(line) {
     if (!this._child || !this._child.stdin.writable) return;
-    this._child.stdin.write(`${JSON.stringify(message)}\n`);
+    this._child.stdin.write(`${line}\n`);
   }
 
   _onLine(line, lineNumber) {
@@ -209,8 +233,8 @@ class SidecarClient extends EventEmitter {
       return;
     }
     if (typeof message.method === 'string' && message.id === undefined) {
-      this._onNotification(message.method, message.params);
-    } else if (message.id === null && message.error) {
+      this._onNotification(message.method, message.params, line, lineNumber);
+    } else if (message.id === null && isErrorObject(message.error) && !('result' in message)) {
       const err = BmadDataError.fromRpc(message.error);
       err.details = { ...err.details, direction: 'bridge->sidecar' };
       this._emitProtocolError(err);
@@ -228,6 +252,15 @@ class SidecarClient extends EventEmitter {
       this._protocolError(`the sidecar answered unknown request id ${JSON.stringify(message.id)}`, { line: line.slice(0, 300), line_number: lineNumber });
       return;
     }
+    const malformed = 'result' in message === 'error' in message ? 'both a result and an error'
+      : 'error' in message && !isErrorObject(message.error) ? 'an error that is not {code: integer, message: string}' : null;
+    if (malformed) {
+      const details = { line: line.slice(0, 300), line_number: lineNumber, method: entry.method };
+      const err = protocolError(`the sidecar answered request ${entry.id} (${entry.method}) with ${malformed}`, details);
+      this._emitProtocolError(err);
+      entry.reject(err);
+      return;
+    }
     if (message.error) {
       const err = BmadDataError.fromRpc(message.error);
       entry.reject(entry.cancelReason && err.code === 'CANCELLED' ? cancelError(entry, err) : err);
@@ -236,21 +269,57 @@ class SidecarClient extends EventEmitter {
     }
   }
 
-  _onNotification(method, params) {
-    if (method === '$/progress' && params) {
+  _onNotification(method, params, line, lineNumber) {
+    if (params !== undefined && (params === null || typeof params !== 'object')) {
+      this._protocolError(`the sidecar sent '${method}' with params that are not an object or array`, { line: line.slice(0, 300), line_number: lineNumber });
+      return;
+    }
+    if (method === '$/progress') {
+      const token = params && params.token;
+      if (!(typeof token === 'string' || Number.isInteger(token)) || !params.value || typeof params.value !== 'object' || Array.isArray(params.value)) {
+        this._protocolError("the sidecar sent '$/progress' without a string or integer token and an object value", { line: line.slice(0, 300), line_number: lineNumber });
+        return;
+      }
       for (const entry of this._pending.values()) {
-        if (entry.onProgress && entry.token === params.token) entry.onProgress(params.value || {}, params);
+        if (entry.onProgress && entry.token === token) this._progress(entry, params);
       }
     }
     this.emit('notification', { method, params });
-    this.emit(method, params);
+    if (method.includes('/')) this.emit(method, params);
+  }
+
+  /** Call a request's onProgress; if it throws, that request fails with its error (and is cancelled), not the process. */
+  _progress(entry, params) {
+    try {
+      entry.onProgress(params.value, params);
+    } catch (err) {
+      this.notify('$/cancelRequest', { id: entry.id });
+      this._abandoned.add(entry.id);
+      entry.reject(err);
+    }
+  }
+
+  /** A line longer than maxLineChars: if it answers a pending request, that request fails. */
+  _onOverflow(prefix, length, lineNumber) {
+    const match = /^\s*\{\s*"jsonrpc"\s*:\s*"2\.0"\s*,\s*"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")/.exec(prefix);
+    let id;
+    try { id = match ? JSON.parse(match[1]) : undefined; } catch { id = undefined; } // a bad escape: no id
+    const entry = id === undefined ? undefined : this._pending.get(id);
+    const details = { line: prefix.slice(0, 300), line_number: lineNumber, length_chars: length, max_line_chars: this.maxLineChars };
+    if (!entry) {
+      this._protocolError(`the sidecar wrote a line of ${length} characters, more than the client's limit of ${this.maxLineChars}; it was dropped`, details);
+      return;
+    }
+    const err = new BmadDataError('PROTOCOL_ERROR', `the answer to request ${entry.id} (${entry.method}) is ${length} characters long, more than the client's limit of ${this.maxLineChars}; it was dropped`, {
+      hint: 'Ask for fewer rows (max_rows, or --max-rows) or write the result to a file (output, or --save).',
+      details: { ...details, method: entry.method },
+    });
+    this._emitProtocolError(err);
+    entry.reject(err);
   }
 
   _protocolError(message, details) {
-    this._emitProtocolError(new BmadDataError('PROTOCOL_ERROR', message, {
-      hint: 'The sidecar must write only JSON-RPC messages to stdout; something printed to it. Check the sidecar version and any code that prints.',
-      details,
-    }));
+    this._emitProtocolError(protocolError(message, details));
   }
 
   _emitProtocolError(error) {
@@ -311,6 +380,19 @@ class SidecarClient extends EventEmitter {
     await closed;
     clearTimeout(force);
   }
+}
+
+function protocolError(message, details) {
+  return new BmadDataError('PROTOCOL_ERROR', message, {
+    hint: 'The sidecar must write only JSON-RPC messages to stdout; something printed to it. Check the sidecar version and any code that prints.',
+    details,
+  });
+}
+
+/** A JSON-RPC error object: {code: integer, message: string, data?}. */
+function isErrorObject(error) {
+  return error !== null && typeof error === 'object' && !Array.isArray(error)
+    && Number.isInteger(error.code) && typeof error.message === 'string';
 }
 
 function exited(info) {

@@ -37,12 +37,14 @@ class BmadDataError extends Error {
   static fromRpc(error) {
     const data = error && typeof error.data === 'object' && error.data !== null ? error.data : {};
     const code = typeof data.code === 'string' ? data.code : codeForRpcNumber(error && error.code);
-    return new BmadDataError(code, data.message || (error && error.message) || 'unknown sidecar error', {
-      hint: data.hint || '',
-      retryable: Boolean(data.retryable),
-      details: data.details && typeof data.details === 'object' ? data.details : {},
+    // Only the types documented reach a caller, whatever the sidecar wrote (a renderer calls string methods).
+    const text = (value) => (typeof value === 'string' && value !== '' ? value : null);
+    return new BmadDataError(code, text(data.message) || text(error && error.message) || 'unknown sidecar error', {
+      hint: text(data.hint) || '',
+      retryable: data.retryable === true,
+      details: data.details && typeof data.details === 'object' && !Array.isArray(data.details) ? data.details : {},
       rpcCode: error && Number.isInteger(error.code) ? error.code : null,
-      severity: data.severity || 'error',
+      severity: SEVERITIES.includes(data.severity) ? data.severity : 'error',
     });
   }
 
@@ -58,6 +60,8 @@ class BmadDataError extends Error {
     };
   }
 }
+
+const SEVERITIES = ['info', 'warning', 'error', 'critical'];
 
 const RPC_NUMBERS = {
   '-32700': 'PARSE_ERROR',

@@ -7,10 +7,12 @@ thread pool. Every bad line gets its error and the next line is served normally.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,6 +20,7 @@ import msgspec
 
 from sidecar.errors import (
     Cancelled,
+    InputError,
     InternalError,
     InvalidParams,
     InvalidRequest,
@@ -28,12 +31,19 @@ from sidecar.errors import (
     did_you_mean,
 )
 from sidecar.engine.monitor import Cancellation
-from sidecar.protocol.framing import MAX_LINE_BYTES, LineTooLong, MessageWriter
-from sidecar.protocol.messages import ProgressParams, ProgressValue
+from sidecar.protocol.framing import MAX_LINE_BYTES, LineTooLong, MessageWriter, error_message
+from sidecar.protocol.messages import CancelParams, ProgressParams, ProgressValue
 
 __all__ = ["Call", "MethodSpec", "Registry", "Dispatcher", "error_message"]
 
 log = logging.getLogger(__name__)
+
+MAX_BATCH = 10_000
+"""The most members a batch may have. Each member gets an answer object, all sent on one line,
+so an unbounded batch (a 16 MiB line of `1,1,1,...` holds 8 million) would hold gigabytes."""
+
+MAX_DEPTH = sys.getrecursionlimit()
+"""About how deeply the JSON decoder follows nesting before it gives up (Python's recursion limit)."""
 
 Reply = Callable[[dict[str, Any] | None], None]
 
@@ -52,6 +62,8 @@ class Call(Cancellation):
         self.progress_token = progress_token
         self.session = session
         self.started = time.monotonic()
+        self.future: Future[None] | None = None
+        """The pool's handle on a request run off the reader thread; None for inline ones."""
         self._writer = writer
 
     def cancelled_error(self) -> SidecarError:
@@ -109,12 +121,104 @@ class Registry:
         return register
 
 
-def error_message(id: Any, err: SidecarError) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": {"code": err.rpc_code, "message": err.message, "data": err.to_data()},
-    }
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+"""The integers a request may carry: what DuckDB's BIGINT/UBIGINT hold and the worker frames encode."""
+
+NUL_ALLOWED = frozenset({"query.run $.sql", "query.run $.params"})
+"""Where a string may hold U+0000: SQL text and bound values, which DuckDB takes whole. Everywhere
+else strings are names and paths, where a NUL is an OS error (`embedded null byte`), never a name."""
+
+
+def _check_values(method: str, params: Any) -> None:
+    """Refuse what no method can take: an integer outside 64 bits (JSON allows any; the engine
+    does not), and a NUL character in a name or a path.
+
+    >>> _check_values("query.run", {"sql": "SELECT ?", "params": [2**64]})
+    Traceback (most recent call last):
+    ...
+    sidecar.errors.InvalidParams: the integer at $.params[0] of query.run does not fit in 64 bits
+    >>> _check_values("dataset.analyze", {"path": "data\\x00.csv"})
+    Traceback (most recent call last):
+    ...
+    sidecar.errors.InvalidParams: the string at $.path of dataset.analyze holds a NUL character (U+0000)
+    """
+    stack: list[tuple[str, Any]] = [("$", params)]
+    while stack:  # no recursion: params may nest as deep as the decoder allowed
+        path, container = stack.pop()
+        if isinstance(container, dict):
+            members: Any = container.items()
+        elif isinstance(container, list):
+            members = enumerate(container)
+        else:
+            continue
+        for key, value in members:
+            if isinstance(value, (dict, list)):
+                stack.append((_at(path, key), value))
+            elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+                raise InvalidParams(
+                    f"the integer at {_at(path, key)} of {method} does not fit in 64 bits",
+                    hint="Pass a bigger number as a string and CAST it in SQL (e.g. CAST(? AS HUGEINT)).",
+                )
+            elif isinstance(value, str) and "\x00" in value and not _nul_allowed(method, _at(path, key)):
+                raise _nul(method, _at(path, key))
+            if isinstance(key, str) and "\x00" in key and not _nul_allowed(method, path):
+                raise _nul(method, f"{path}.{key!r}")
+
+
+def _at(path: str, key: str | int) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
+
+
+def _nul_allowed(method: str, path: str) -> bool:
+    roots = [entry.split(" ", 1)[1] for entry in NUL_ALLOWED if entry.startswith(method + " ")]
+    return any(path == root or path.startswith((root + ".", root + "[")) for root in roots)
+
+
+def _nul(method: str, path: str) -> InvalidParams:
+    return InvalidParams(
+        f"the string at {path} of {method} holds a NUL character (U+0000)",
+        hint="Remove it: names and paths cannot hold NUL (only SQL text and query `params` can).",
+    )
+
+
+PATH_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ELOOP}
+)
+"""OS errors that say a path the request named cannot be used: the request's fault, not a bug."""
+
+
+def _path_error(method: str, exc: OSError) -> SidecarError:
+    """An OS error from a method: INPUT_ERROR when a path named in the request is unusable.
+
+    >>> _path_error("config.validate", OSError(errno.ENAMETOOLONG, "File name too long", "a" * 9)).code
+    'INPUT_ERROR'
+    """
+    if exc.errno not in PATH_ERRNOS:
+        log.error("OS error in %s", method, exc_info=exc)
+        return InternalError(f"internal error in {method}: {type(exc).__name__}: {exc}")
+    return InputError(
+        f"{method}: {exc.strerror}: {exc.filename!r}" if exc.filename else f"{method}: {exc.strerror}",
+        hint="Check the path: it must exist and be readable, and each name in it fit the file system.",
+        details={"path": exc.filename, "errno": errno.errorcode.get(exc.errno or 0)},
+    )
+
+
+class _Once:
+    """A reply that passes on its first answer only, so a request never gets two."""
+
+    __slots__ = ("_reply", "_used", "_lock")
+
+    def __init__(self, reply: Reply) -> None:
+        self._reply = reply
+        self._used = False
+        self._lock = threading.Lock()
+
+    def __call__(self, response: dict[str, Any] | None) -> None:
+        with self._lock:
+            if self._used:
+                return
+            self._used = True
+        self._reply(response)
 
 
 def _valid_id(value: Any) -> bool:
@@ -129,6 +233,8 @@ class Dispatcher:
         self.writer = writer
         self.session = session
         self.inflight: dict[Any, Call] = {}
+        self._answering = 0
+        """Requests finished but still writing their answer: idle means every answer is out."""
         self.accepting = True
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -138,6 +244,19 @@ class Dispatcher:
     # -- lines ---------------------------------------------------------------------------
 
     def handle_line(self, line: bytes | LineTooLong) -> None:
+        """Serve one line. Nothing a line holds escapes as an exception: the reader loop must live.
+
+        A fault that slips past the checks below is a bug: it is logged and answered as INTERNAL
+        (`tests/test_fuzz_protocol.py` feeds this method thousands of hostile lines).
+        """
+        try:
+            self._handle_line(line)
+        except Exception as exc:
+            log.exception("internal error while serving a line")
+            err = InternalError(f"internal error while reading a line: {type(exc).__name__}: {exc}")
+            self.writer.send(error_message(None, err))
+
+    def _handle_line(self, line: bytes | LineTooLong) -> None:
         if isinstance(line, LineTooLong):
             err = ParseError(
                 f"a request line of {line.length} bytes exceeds the limit of {MAX_LINE_BYTES} bytes",
@@ -152,6 +271,13 @@ class Dispatcher:
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             self.writer.send(error_message(None, ParseError(f"not valid JSON: {exc}")))
             return
+        except RecursionError:
+            err = ParseError(
+                f"JSON nested more deeply than the decoder allows (about {MAX_DEPTH} levels)",
+                hint="A request nests a few levels deep; send one JSON object (or batch array) per line.",
+            )
+            self.writer.send(error_message(None, err))
+            return
         if isinstance(message, list):
             self._handle_batch(message)
         else:
@@ -164,6 +290,13 @@ class Dispatcher:
     def _handle_batch(self, items: list[Any]) -> None:
         if not items:
             self.writer.send(error_message(None, InvalidRequest("an empty batch array is not a request")))
+            return
+        if len(items) > MAX_BATCH:
+            err = InvalidRequest(
+                f"a batch of {len(items)} members exceeds the limit of {MAX_BATCH}; none of it was run",
+                hint=f"Send at most {MAX_BATCH} requests per batch, or send them as separate lines.",
+            )
+            self.writer.send(error_message(None, err))
             return
         responses: list[dict[str, Any] | None] = [None] * len(items)
         remaining = [len(items)]
@@ -188,6 +321,26 @@ class Dispatcher:
     # -- one request ---------------------------------------------------------------------
 
     def _handle_one(self, message: Any, reply: Reply) -> None:
+        """Serve one request or notification; `reply` is called exactly once, whatever happens."""
+        once = _Once(reply)
+        try:
+            self._serve_one(message, once)
+        except Exception as exc:  # a bug: answer it with a stable code, and keep serving
+            log.exception("internal error while dispatching a request")
+            id = message.get("id") if isinstance(message, dict) else None
+            id = id if _valid_id(id) else None
+            with self._lock:
+                call = self.inflight.get(id)
+                if call is not None and call.future is None and not call.finished.is_set():
+                    del self.inflight[id]  # registered but never started: nothing else will answer it
+                    self._idle.notify_all()
+            if isinstance(message, dict) and "id" not in message:
+                once(None)  # a notification gets no answer, not even this one; the log has it
+            else:
+                err = InternalError(f"internal error while dispatching: {type(exc).__name__}: {exc}")
+                once(error_message(id, err))
+
+    def _serve_one(self, message: Any, reply: Reply) -> None:
         if not isinstance(message, dict):
             reply(
                 error_message(None, InvalidRequest(f"expected a JSON object, got {type(message).__name__}"))
@@ -203,14 +356,14 @@ class Dispatcher:
         except SidecarError as err:
             reply(None if is_notification else error_message(id, err))
             return
-        if spec is None:  # a notification handled on the spot
-            reply(None)
+        if spec is None:  # handled on the spot ($/cancelRequest, exit, an optional notification)
+            reply(None if is_notification else {"jsonrpc": "2.0", "id": id, "result": None})
             return
         answer: Reply = (lambda response: reply(None)) if is_notification else reply
         if spec.inline:
             self._run(call, spec, params, answer)
         else:
-            self._pool.submit(self._run, call, spec, params, answer)
+            call.future = self._pool.submit(self._run, call, spec, params, answer)
 
     def _prepare(self, message: dict[str, Any], id: Any) -> tuple[Call, MethodSpec | None, Any]:
         if message.get("jsonrpc") != "2.0":
@@ -224,13 +377,9 @@ class Dispatcher:
         if not isinstance(raw_params, dict):
             raise InvalidParams(f"`params` of {method} must be an object with named members")
         if method == "$/cancelRequest":
-            self._cancel_request(raw_params)
-            if "id" in message:  # sent as a request: it gets its (empty) answer
-                self.writer.send({"jsonrpc": "2.0", "id": id, "result": None})
+            self._cancel_request(raw_params)  # sent as a request, it gets its (empty) answer
             return Call(id, method, None, self.writer, self.session), None, None
         if method == "exit":
-            if "id" in message:
-                self.writer.send({"jsonrpc": "2.0", "id": id, "result": None})
             self.session.request_exit()
             return Call(id, method, None, self.writer, self.session), None, None
         spec = self.registry.methods.get(method)
@@ -241,6 +390,7 @@ class Dispatcher:
         token = raw_params.pop("progress_token", None) if isinstance(raw_params, dict) else None
         if token is not None and (not isinstance(token, (str, int)) or isinstance(token, bool)):
             raise InvalidParams("`progress_token` must be a string or an integer")
+        _check_values(spec.name, raw_params)
         params = self._convert(spec, raw_params)
         call = Call(id, method, token, self.writer, self.session)
         with self._lock:
@@ -272,25 +422,47 @@ class Dispatcher:
 
     def _run(self, call: Call, spec: MethodSpec, params: Any, reply: Reply) -> None:
         try:
+            response = self._outcome(call, spec, params)
+            with self._lock:  # the id is free before its answer is out, so a client may reuse it at once
+                self._release(call)
+                self._answering += 1
+            try:
+                reply(response)
+            finally:
+                with self._lock:
+                    self._answering -= 1
+                    self._idle.notify_all()
+        finally:  # also when a signal's SystemExit stops an inline request
+            with self._lock:
+                self._release(call)
+                self._idle.notify_all()
+            call.finished.set()
+
+    def _release(self, call: Call) -> None:
+        if self.inflight.get(call.id) is call:
+            del self.inflight[call.id]
+
+    def _outcome(self, call: Call, spec: MethodSpec, params: Any) -> dict[str, Any]:
+        try:
             result = spec.handler(call, params)
-            response: dict[str, Any] = {"jsonrpc": "2.0", "id": call.id, "result": result}
+            return {"jsonrpc": "2.0", "id": call.id, "result": result}
         except SidecarError as err:
-            response = error_message(call.id, err)
+            return error_message(call.id, err)
+        except OSError as exc:
+            return error_message(call.id, _path_error(spec.name, exc))
         except Exception as exc:  # a bug: report it with a stable code, and keep serving
             log.exception("internal error in %s", spec.name)
-            response = error_message(
-                call.id, InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}")
-            )
-        finally:
-            with self._lock:
-                if self.inflight.get(call.id) is call:
-                    del self.inflight[call.id]
-                self._idle.notify_all()
-        reply(response)
-        call.finished.set()
+            err = InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}")
+            return error_message(call.id, err)
 
     def _cancel_request(self, params: dict[str, Any]) -> None:
-        target = params.get("id")
+        try:
+            target = msgspec.convert(params, CancelParams).id
+        except msgspec.ValidationError as exc:
+            raise InvalidParams(
+                f"invalid params for $/cancelRequest: {exc}",
+                hint='Send {"id": <the id of the request to cancel>}, an integer or a string.',
+            ) from exc
         with self._lock:
             call = self.inflight.get(target)
         if call is not None:
@@ -312,7 +484,7 @@ class Dispatcher:
     def wait_idle(self, timeout: float, exclude: Call | None = None) -> bool:
         deadline = time.monotonic() + timeout
         with self._lock:
-            while any(c is not exclude for c in self.inflight.values()):
+            while self._answering or any(c is not exclude for c in self.inflight.values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

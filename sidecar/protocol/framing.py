@@ -7,6 +7,7 @@ own progress bar printing from C++) can never corrupt the stream a client parses
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -14,7 +15,11 @@ from typing import IO, Any, Iterator
 
 import msgspec
 
-__all__ = ["MAX_LINE_BYTES", "LineTooLong", "read_lines", "MessageWriter", "claim_stdout"]
+from sidecar.errors import InternalError, SidecarError
+
+__all__ = ["MAX_LINE_BYTES", "LineTooLong", "read_lines", "MessageWriter", "claim_stdout", "error_message"]
+
+log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 """The longest request line accepted. Big inputs belong in files, not in requests."""
@@ -59,6 +64,31 @@ def _encode_fallback(obj: Any) -> Any:
     return str(obj)
 
 
+def _scrub(value: Any) -> Any:
+    """`value` with every string made encodable: a lone surrogate (a file name that is not UTF-8,
+    read with Python's surrogateescape) is written as its escape text instead.
+
+    >>> _scrub({"path": "caf\\udce9"})
+    {'path': 'caf\\\\udce9'}
+    """
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def error_message(id: Any, err: SidecarError) -> dict[str, Any]:
+    """The answer for a request that failed with `err`."""
+    return {
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": err.rpc_code, "message": err.message, "data": err.to_data()},
+    }
+
+
 class MessageWriter:
     """Writes one JSON message per line, whole, from any thread."""
 
@@ -69,8 +99,10 @@ class MessageWriter:
         self.closed = False
 
     def send(self, message: Any) -> bool:
-        """Send a message; False once the client has gone away."""
-        data = self._encoder.encode(message) + b"\n"
+        """Send a message; False once the client has gone away (or when it cannot be encoded at all)."""
+        data = self._encode(message)
+        if data is None:
+            return False
         with self._lock:
             if self.closed:
                 return False
@@ -81,6 +113,26 @@ class MessageWriter:
                 self.closed = True
                 return False
         return True
+
+    def _encode(self, message: Any) -> bytes | None:
+        """The line for `message`. An answer that cannot be encoded still answers its id (INTERNAL)."""
+        try:
+            return self._encoder.encode(message) + b"\n"
+        except Exception as exc:
+            first = exc
+        try:  # a string that is not valid Unicode (lone surrogates): write it as escape text
+            builtins = msgspec.to_builtins(message, enc_hook=_encode_fallback)
+            return self._encoder.encode(_scrub(builtins)) + b"\n"
+        except Exception:
+            pass
+        log.error("could not encode a message: %s: %s", type(first).__name__, first)
+        if isinstance(message, list):  # a batch answer: each member on its own merits
+            members = [self._encode(m) for m in message]
+            return b"[" + b",".join(m.rstrip(b"\n") for m in members if m) + b"]\n"
+        if isinstance(message, dict) and "id" in message:
+            err = InternalError(f"the answer could not be encoded as JSON: {type(first).__name__}: {first}")
+            return self._encoder.encode(error_message(message["id"], err)) + b"\n"
+        return None  # a notification that cannot be encoded is dropped; the log has it
 
 
 def claim_stdout() -> IO[bytes]:
