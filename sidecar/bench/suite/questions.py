@@ -15,7 +15,7 @@ from sidecar.bench.suite.data import Dataset, rows_for
 from sidecar.bench.suite.tpch import TPCH_QUERIES
 from sidecar.errors import InvalidParams, did_you_mean
 
-__all__ = ["CLASSES", "MEMORY_BUDGETS", "Question", "SUITES", "DEFAULT_SIZES", "questions_for", "render_sql"]
+__all__ = ["CLASSES", "MEMORY_BUDGETS", "Question", "question_named", "SUITES", "DEFAULT_SIZES", "questions_for", "render_sql"]
 
 CLASSES = ("scan_filter", "groupby_low", "groupby_high", "join_small", "join_big", "sort", "window",
            "distinct", "holistic", "compute", "load", "tpch")  # fmt: skip
@@ -118,3 +118,10 @@ def render_sql(question: Question, dataset: Dataset | None, size_bytes: int, out
         if "x" in files:
             fill["xr"] = f"read_parquet('{files['x']}', file_row_number = true)"
     return question.sql.format(**fill)
+
+
+def question_named(name: str) -> Question:
+    """A question of any suite by name (re-running a recorded run's suspects)."""
+    if name not in _ALL:
+        raise InvalidParams(f"unknown question {name!r}{did_you_mean(name, _ALL)}")
+    return _ALL[name]

@@ -54,9 +54,11 @@ class Measurement(msgspec.Struct, kw_only=True):
 def _canonical(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, (int, float, decimal.Decimal)):
-        number = float(value)
-        return int(number) if number.is_integer() and abs(number) < 2**53 else float(f"{number:.6g}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (float, decimal.Decimal)):
+        number = float(f"{float(value):.6g}")
+        return int(number) if number.is_integer() else number
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
