@@ -8,6 +8,7 @@ n, size, side) and stops at `$/cancelRequest`, keeping what it measured.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ import msgspec
 
 from sidecar.bench.suite.compare import CaseVerdict, Rule, judge
 from sidecar.bench.suite.questions import DEFAULT_SIZES, question_named, questions_for
-from sidecar.bench.suite.runner import BenchProgress, Case, RunContext, bench_root, measure, run_suite
+from sidecar.bench.suite.runner import Arm, BenchProgress, Case, RunContext, bench_root, measure, run_suite
 from sidecar.bench.suite.store import ResultStore, RunInfo, git_commit, machine_info, versions
 from sidecar.bench.suite.sides import REPO
 from sidecar.bench.suite.summary import CaseSummary, summarize
@@ -29,6 +30,8 @@ __all__ = ["BenchRunParams", "BenchRunResult", "BenchCompareParams", "BenchCompa
 
 Label = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 _running = threading.Lock()
+RERUN_REPEAT = 5
+"""Suspects are measured again at least this often per setting: 5 against 5 lets the rank test reach p < 0.05."""
 
 
 class BenchRunParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -167,28 +170,53 @@ def run(call: Call, p: BenchRunParams) -> BenchRunResult:
     return BenchRunResult(info, cases, failures, wrong, str(store.path))
 
 
-def _rows(store: ResultStore, run_id: str) -> list[dict[str, Any]]:
-    return store.results(run_id)
-
-
-def _same_code(run: RunInfo) -> str | None:
-    """Why `run` cannot be re-measured now, or None when this is its code and machine."""
+def _why_not_now(run: RunInfo) -> str | None:
+    """Why `run`'s settings cannot be measured again now, or None when this is its code and machine."""
     if run.machine.fingerprint != machine_info().fingerprint:
-        return "the candidate was measured on another machine"
+        return "measured on another machine"
     if run.versions != versions() or run.git_commit != git_commit(REPO):
-        return "the candidate was measured with other code or versions"
+        return "measured with other code or versions"
     return None
 
 
-def _rerun(call: Call, store: ResultStore, cand: RunInfo, suspects: list[CaseVerdict]) -> None:
-    settings = {k: v for k, v in cand.settings.items() if k != "seed"}
-    ctx = _context(call, settings, int(cand.settings.get("seed", 0)), 600_000)
+def _key(v: CaseVerdict | dict[str, Any]) -> tuple[str, int, int | None]:
+    if isinstance(v, dict):
+        return (v["question"], v["size_bytes"], v["budget_bytes"])
+    return (v.question, v.size_bytes, v.budget_bytes)
+
+
+def _arm(call: Call, run: RunInfo, compare_id: str) -> Arm:
+    settings = {k: v for k, v in run.settings.items() if k != "seed"}
+    return Arm(_context(call, settings, int(run.settings.get("seed", 0)), 600_000), run.run_id, compare_id)
+
+
+def _remeasure(call: Call, store: ResultStore, base: RunInfo, cand: RunInfo, suspects: list[CaseVerdict],
+               notes: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:  # fmt: skip
+    """Measure the suspects again; the (baseline, candidate) rows to judge them on, or None when it cannot be done.
+
+    When the baseline is this code too (a settings change), both settings are measured again,
+    alternating, so a machine that got busier since the baseline slows both alike.
+    """
+    why_not = _why_not_now(cand)
+    if why_not is not None:
+        notes.append(f"suspects not re-measured: the candidate was {why_not}")
+        return None
+    compare_id = "cmp-" + secrets.token_hex(4)
+    arms = [_arm(call, cand, compare_id)]
+    if _why_not_now(base) is None:
+        arms.insert(0, _arm(call, base, compare_id))
     size_text = {s: t for t, s in _sizes(cand.sizes)}
     cases = [Case(question_named(v.question), v.size_bytes, size_text.get(v.size_bytes, f"{v.size_bytes}B"),
                   v.budget_bytes) for v in suspects]  # fmt: skip
     with _OneAtATime():
-        if not measure(ctx, store, cand.run_id, cases, cand.repeat, rerun=True):
+        if not measure(store, arms, cases, max(cand.repeat, RERUN_REPEAT), ("sidecar",)):
             raise call.cancelled_error()
+    keys = {_key(v) for v in suspects}
+    cand_rows = [r for r in store.results(cand.run_id) if r["rerun"] == compare_id]
+    base_rows = [r for r in store.results(base.run_id) if r["rerun"] == (compare_id if len(arms) == 2 else None)]
+    who = "baseline and candidate settings alternately" if len(arms) == 2 else "the candidate only (the baseline is other code)"
+    notes.append(f"re-measured {len(suspects)} suspect(s), {who}: {', '.join(f'{q}@{s}' for q, s, _ in keys)}")
+    return [r for r in base_rows if _key(r) in keys], cand_rows
 
 
 @registry.method("bench.compare", params=BenchCompareParams, result=BenchCompareResult)
@@ -207,30 +235,22 @@ def compare(call: Call, p: BenchCompareParams) -> BenchCompareResult:
             f"({base.machine.fingerprint} vs {cand.machine.fingerprint})",
             hint="Compare runs of one machine, or pass allow_other_machine: true (--any-machine) knowing the "
             "figures then also measure the machines.",
-            details={"baseline_machine": msgspec.to_builtins(base.machine), "candidate_machine": msgspec.to_builtins(cand.machine)},
+            details={"baseline_machine": msgspec.to_builtins(base.machine),
+                     "candidate_machine": msgspec.to_builtins(cand.machine)},
         )  # fmt: skip
-    notes.append("same machine fingerprint " + base.machine.fingerprint if same else
+    notes.append(f"same machine fingerprint {base.machine.fingerprint}" if same else
                  "DIFFERENT machines: the ratios include the machines' difference")  # fmt: skip
     if base.settings != cand.settings:
         notes.append(f"settings differ: baseline {base.settings}, candidate {cand.settings}")
-    base_rows = _rows(store, base.run_id)
-    cand_rows = [r for r in _rows(store, cand.run_id) if not r["rerun"]]
-    verdicts = judge(base_rows, cand_rows, p.rule)
+    base_rows = [r for r in store.results(base.run_id) if r["rerun"] is None]
+    verdicts = judge(base_rows, [r for r in store.results(cand.run_id) if r["rerun"] is None], p.rule)
     suspects = [v for v in verdicts if v.verdict == "regression"]
     rerun_names: list[str] = []
-    if suspects and p.rerun:
-        why_not = _same_code(cand)
-        if why_not is None:
-            _rerun(call, store, cand, suspects)
-            keys = {(v.question, v.size_bytes, v.budget_bytes) for v in suspects}
-            again = [r for r in _rows(store, cand.run_id) if r["rerun"] and (r["question"], r["size_bytes"], r["budget_bytes"]) in keys]
-            fresh = {(v.question, v.size_bytes, v.budget_bytes): v for v in judge(base_rows, again, p.rule) if
-                     (v.question, v.size_bytes, v.budget_bytes) in keys}  # fmt: skip
-            verdicts = [msgspec.structs.replace(fresh[k], rerun=True) if (k := (v.question, v.size_bytes, v.budget_bytes)) in fresh else v for v in verdicts]
-            rerun_names = [f"{v.question}@{v.size_bytes}" for v in suspects]
-            notes.append(f"re-measured {len(suspects)} suspect(s) before judging: {', '.join(rerun_names)}")
-        else:
-            notes.append(f"suspects not re-measured: {why_not}")
+    again = _remeasure(call, store, base, cand, suspects, notes) if suspects and p.rerun else None
+    if again is not None:
+        fresh = {_key(v): msgspec.structs.replace(v, rerun=True) for v in judge(again[0], again[1], p.rule)}
+        verdicts = [fresh.get(_key(v), v) for v in verdicts]
+        rerun_names = [f"{v.question}@{v.size_bytes}" for v in suspects]
     regressions = sum(1 for v in verdicts if v.verdict in ("regression", "newly_failing"))
     improvements = sum(1 for v in verdicts if v.verdict in ("improvement", "fixed"))
     return BenchCompareResult(base, cand, same, p.rule, verdicts, regressions, improvements, rerun_names, notes)

@@ -150,7 +150,7 @@ def _write(dataset: Dataset, partial: Path) -> None:
     rows = rows_for(dataset.size_bytes)
     if dataset.name == "tpch":
         sf = dataset.size_bytes / 1e9
-        subprocess.run([tpchgen_command(), "--scale-factor", f"{sf:g}", "--format", "parquet",
+        subprocess.run([tpchgen_command(), "parquet", "--scale-factor", f"{sf:g}",
                         "--output-dir", str(partial)], check=True, capture_output=True)  # fmt: skip
         return
     with duckdb.connect(config=config) as con:
@@ -182,11 +182,11 @@ def prepare(dataset: Dataset, cancelled: Callable[[], bool] = lambda: False) -> 
     while proc.poll() is None:
         if cancelled():
             proc.kill()
-            proc.wait()
+            proc.communicate()
             shutil.rmtree(partial, ignore_errors=True)
             return dataset
         time.sleep(0.05)
-    err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
+    err = proc.communicate()[1].decode("utf-8", "replace")
     if proc.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
         raise InputError(

@@ -27,7 +27,7 @@ from sidecar.bench.suite.sides import REPO, Measurement, run_plain, run_sidecar
 from sidecar.bench.suite.store import ResultRow, ResultStore, RunInfo, git_commit, machine_info, versions
 from sidecar.units import duckdb_size
 
-__all__ = ["BenchProgress", "Case", "RunContext", "measure", "run_suite", "bench_root"]
+__all__ = ["Arm", "BenchProgress", "Case", "RunContext", "measure", "run_suite", "bench_root"]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _start_subject(ctx: RunContext) -> Any:
     from sidecar.client import SidecarProcess
 
     root = bench_root(ctx.state_directory)
-    env = dict(ctx.env, BMAD_DATA_STATE_DIR=str(root / "subject"), BMAD_DATA_TEMP_DIRECTORY=str(ctx.temp_directory),
+    env = dict(ctx.env, BMAD_DATA_STATE_DIR=str(root / f"subject-{os.getpid()}"), BMAD_DATA_TEMP_DIRECTORY=str(ctx.temp_directory),
                BMAD_DATA_ALLOWED_DIRECTORIES=os.pathsep.join([str(root), str(ctx.temp_directory)]),
                BMAD_DATA_LOG_LEVEL="warning")  # fmt: skip
     sc = SidecarProcess(env=env, cwd=REPO)
@@ -121,16 +121,25 @@ def _check_answers(rows: list[ResultRow]) -> list[ResultRow]:
     return rows
 
 
-def measure(
-    ctx: RunContext, store: ResultStore, run_id: str, cases: list[Case], repeat: int, *, rerun: bool = False
-) -> bool:
-    """Measure `cases` into run `run_id`; False when cancelled part way (what was measured is kept)."""
+@dataclass(frozen=True)
+class Arm:
+    """Settings to measure and the run their rows go to (`rerun`: the comparison re-measuring it, else None)."""
+
+    ctx: RunContext
+    run_id: str
+    rerun: str | None = None
+
+
+def measure(store: ResultStore, arms: list[Arm], cases: list[Case], repeat: int, sides: tuple[str, ...]) -> bool:
+    """Measure `cases` for every arm and side, alternating them within each repeat (after one warm-up
+    of each); False when cancelled part way (what was measured is kept)."""
+    ctx = arms[0].ctx
     root = bench_root(ctx.state_directory)
-    out_dir = root / "out"
+    out_dir = root / f"out-{os.getpid()}"
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx.temp_directory.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    steps = len(cases) * 2 * (repeat + 1)
+    steps = len(cases) * len(arms) * len(sides) * (repeat + 1)
     done = 0
 
     def report(i: int, case: Case, side: str, rep: int) -> None:
@@ -150,25 +159,28 @@ def measure(
                                           ctx.seed), ctx.cancelled)  # fmt: skip
             if ctx.cancelled():
                 return False
-            rows: list[ResultRow] = []
+            rows: dict[int, list[ResultRow]] = {k: [] for k in range(len(arms))}
             for rep in range(repeat + 1):
-                for side in ("sidecar", "plain"):
-                    report(i, case, side, rep)
-                    out = out_dir / f"{side}.parquet"
-                    sql = render_sql(case.question, dataset, case.size_bytes, str(out))
-                    m = _one(ctx, sc, side, sql, case.budget_bytes)
-                    out.unlink(missing_ok=True)
-                    done += 1
-                    if m.status == "SIDECAR_EXITED":
-                        sc = _restart(sc, ctx)
-                    if m.status == "CANCELLED" or ctx.cancelled():
-                        return False
-                    if rep > 0:
-                        rows.append(ResultRow(question=case.question.name, cls=case.question.cls,
-                                              size_bytes=case.size_bytes,
-                                              input_bytes=dataset.input_bytes if dataset else 0,
-                                              budget_bytes=case.budget_bytes, repeat=rep, rerun=rerun, m=m))  # fmt: skip
-            store.add(run_id, _check_answers(rows))
+                for k, arm in enumerate(arms):
+                    for side in sides:
+                        report(i, case, side, rep)
+                        out = out_dir / f"{side}.parquet"
+                        sql = render_sql(case.question, dataset, case.size_bytes, str(out))
+                        m = _one(arm.ctx, sc, side, sql, case.budget_bytes)
+                        out.unlink(missing_ok=True)
+                        done += 1
+                        if m.status == "SIDECAR_EXITED":
+                            sc = _restart(sc, ctx)
+                        if m.status == "CANCELLED" or ctx.cancelled():
+                            return False
+                        if rep > 0:
+                            rows[k].append(ResultRow(question=case.question.name, cls=case.question.cls,
+                                                     size_bytes=case.size_bytes,
+                                                     input_bytes=dataset.input_bytes if dataset else 0,
+                                                     budget_bytes=case.budget_bytes, repeat=rep, rerun=arm.rerun,
+                                                     m=m))  # fmt: skip
+            for k, arm in enumerate(arms):
+                store.add(arm.run_id, _check_answers(rows[k]))
         return True
     finally:
         try:
@@ -176,6 +188,7 @@ def measure(
         except subprocess.TimeoutExpired:  # close() killed it; nothing of ours is lost
             log.warning("the benchmarked sidecar did not exit within 30 s and was killed")
         shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(root / f"subject-{os.getpid()}", ignore_errors=True)
 
 
 def _one(ctx: RunContext, sc: Any, side: str, sql: str, budget: int | None) -> Measurement:
@@ -210,8 +223,8 @@ def run_suite(
     info = new_run(store, ctx, suite=suite, sizes=[t for t, _ in sizes], repeat=repeat, label=label)
     status = "failed"
     try:
-        finished = measure(ctx, store, info.run_id, cases_for(questions, sizes, suite == "memory", ctx.budget_bytes),
-                           repeat)  # fmt: skip
+        cases = cases_for(questions, sizes, suite == "memory", ctx.budget_bytes)
+        finished = measure(store, [Arm(ctx, info.run_id)], cases, repeat, ("sidecar", "plain"))
         status = "done" if finished else "cancelled"
     finally:
         store.finish(info.run_id, status)

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS results (
     run_id VARCHAR, question VARCHAR, class VARCHAR, size_bytes BIGINT, input_bytes BIGINT,
-    budget_bytes BIGINT, side VARCHAR, repeat INTEGER, rerun BOOLEAN, status VARCHAR, error VARCHAR,
+    budget_bytes BIGINT, side VARCHAR, repeat INTEGER, rerun VARCHAR, status VARCHAR, error VARCHAR,
     wall_ms DOUBLE, peak_rss_bytes BIGINT, peak_duckdb_bytes BIGINT, spill_bytes BIGINT,
     fingerprint VARCHAR, rungs VARCHAR, parts INTEGER
 );
@@ -69,7 +69,8 @@ class ResultRow(msgspec.Struct, frozen=True, kw_only=True):
     input_bytes: int
     budget_bytes: int | None
     repeat: int
-    rerun: bool
+    rerun: str | None
+    """The comparison that re-measured this row, or None for the run's own rows."""
     m: Measurement
 
 
@@ -189,7 +190,7 @@ class ResultStore:
         if not self.path.exists():
             return []
         with self._connect() as con:
-            cur = con.execute("SELECT * FROM results WHERE run_id = ? ORDER BY question, size_bytes, side, repeat",
+            cur = con.execute("SELECT * FROM results WHERE run_id = ? ORDER BY rowid",
                               [run_id])  # fmt: skip
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row)) for row in cur.fetchall()]
