@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -21,7 +21,8 @@ from sidecar.bench.suite.runner import Arm, BenchProgress, Case, RunContext, ben
 from sidecar.bench.suite.store import ResultStore, RunInfo, git_commit, machine_info, versions
 from sidecar.bench.suite.sides import REPO
 from sidecar.bench.suite.summary import CaseSummary, summarize
-from sidecar.errors import InvalidParams
+from sidecar.bench.suite import render
+from sidecar.errors import AccessDenied, InputError, InvalidParams
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
 from sidecar.units import parse_size
@@ -32,6 +33,21 @@ Label = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 _running = threading.Lock()
 RERUN_REPEAT = 5
 """Suspects are measured again at least this often per setting: 5 against 5 lets the rank test reach p < 0.05."""
+
+
+class ReportSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    path: str
+    """Where to write it, inside the allowed directories; written atomically."""
+    format: Literal["md", "html", "json"] | None = None
+    """Default: from the extension (.md, .html/.htm, .json)."""
+
+
+class ReportInfo(msgspec.Struct, frozen=True):
+    path: str
+    format: str
+    charts: int
+    """Charts drawn (0 without matplotlib, the optional `bench` extra)."""
+    warnings: list[str] = []
 
 
 class BenchRunParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -51,6 +67,8 @@ class BenchRunParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The data's seed (data is cached per dataset, size and seed)."""
     timeout_ms: Annotated[int, msgspec.Meta(gt=0)] = 600_000
     """Per measured run; a run past it is recorded as TIMEOUT."""
+    report: ReportSpec | None = None
+    """Also write a report of the run (Markdown with charts beside it, self-contained HTML, or JSON)."""
 
 
 class BenchRunResult(msgspec.Struct, frozen=True):
@@ -61,6 +79,7 @@ class BenchRunResult(msgspec.Struct, frozen=True):
     wrong_answers: int
     """Cases whose answer fingerprints disagree across sides or runs."""
     results_file: str
+    report: ReportInfo | None = None
 
 
 class BenchCompareParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -73,6 +92,8 @@ class BenchCompareParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     """Measure suspected regressions again before flagging (when the candidate is this code on this machine)."""
     allow_other_machine: bool = False
     """Compare runs of different machine fingerprints (the answer says so)."""
+    report: ReportSpec | None = None
+    """Also write a report of the candidate run and this comparison."""
 
 
 class BenchCompareResult(msgspec.Struct, frozen=True):
@@ -87,6 +108,7 @@ class BenchCompareResult(msgspec.Struct, frozen=True):
     rerun: list[str]
     """The suspects measured again (question@size)."""
     notes: list[str]
+    report: ReportInfo | None = None
 
 
 class BenchListParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -167,7 +189,10 @@ def run(call: Call, p: BenchRunParams) -> BenchRunResult:
     cases = summarize(store.results(info.run_id))
     failures = sum(1 for c in cases if c.sidecar.status != "ok" or c.plain.status != "ok")
     wrong = sum(1 for c in cases if not c.answers_agree)
-    return BenchRunResult(info, cases, failures, wrong, str(store.path))
+    result = BenchRunResult(info, cases, failures, wrong, str(store.path))
+    if p.report is None:
+        return result
+    return msgspec.structs.replace(result, report=_write_report(call, p.report, info, cases, None, result))
 
 
 def _why_not_now(run: RunInfo) -> str | None:
@@ -253,7 +278,43 @@ def compare(call: Call, p: BenchCompareParams) -> BenchCompareResult:
         rerun_names = [f"{v.question}@{v.size_bytes}" for v in suspects]
     regressions = sum(1 for v in verdicts if v.verdict in ("regression", "newly_failing"))
     improvements = sum(1 for v in verdicts if v.verdict in ("improvement", "fixed"))
-    return BenchCompareResult(base, cand, same, p.rule, verdicts, regressions, improvements, rerun_names, notes)
+    result = BenchCompareResult(base, cand, same, p.rule, verdicts, regressions, improvements, rerun_names, notes)
+    if p.report is None:
+        return result
+    cases = summarize([r for r in store.results(cand.run_id) if r["rerun"] is None])
+    return msgspec.structs.replace(result, report=_write_report(call, p.report, cand, cases, result, result))
+
+
+def _write_report(call: Call, spec: ReportSpec, run: RunInfo, cases: list[CaseSummary],
+                  cmp: BenchCompareResult | None, whole: Any) -> ReportInfo:  # fmt: skip
+    """Write the report atomically (a temporary name, then a rename) inside the allowed directories."""
+    path = Path(spec.path).expanduser().resolve()
+    allowed = [Path(d).resolve() for d in call.session.settings.allowed_directories]
+    if not any(path.parent == d or d in path.parent.parents for d in allowed):
+        raise AccessDenied(f"report path {spec.path!r} is outside the allowed directories",
+                           details={"path": str(path), "allowed_directories": [str(d) for d in allowed]})  # fmt: skip
+    fmt = spec.format or {".md": "md", ".html": "html", ".htm": "html", ".json": "json"}.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidParams(f"cannot tell the report format of {spec.path!r}",
+                            hint="Name it report.md, report.html or report.json, or pass format.")  # fmt: skip
+    if not path.parent.is_dir():
+        raise InputError(f"the directory of report {spec.path!r} does not exist", hint="Create it first.")
+    data = [msgspec.to_builtins(x) for x in (run, cases, cmp)]
+    warnings = [] if fmt == "json" or render.have_matplotlib() else [f"no charts: {render.CHARTS_EXTRA}"]
+    drawn = 0
+    if fmt == "json":
+        text = msgspec.json.format(msgspec.json.encode(whole)).decode() + "\n"
+    elif fmt == "html":
+        text = render.html_page(*data)
+        drawn = text.count("<img ")
+    else:
+        charts_dir = path.with_name(path.stem + "-charts")
+        text = render.markdown(*data, charts_dir)
+        drawn = text.count("![")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+    return ReportInfo(str(path), fmt, drawn, warnings)
 
 
 @registry.method("bench.list", params=BenchListParams, result=BenchListResult)
