@@ -54,6 +54,12 @@ def test_smoke_run_is_recorded_side_by_side_with_progress(sc: SidecarProcess, tm
     assert rows == [("plain", 4), ("sidecar", 4)]  # 2 questions x 2 repeats; warm-ups not counted
     listed = sc.request("bench.list", {})["runs"]
     assert [x["run_id"] for x in listed] == [r["run"]["run_id"]] and listed[0]["label"] == "base"
+    data = Path(r["results_file"]).parent / "data"
+    assert (data / "h2o" / "1000000-seed0" / "x.parquet").exists() and (data / "load").is_dir()
+    sc.request("cleanup", {})  # a plain cleanup keeps the cache; an aggressive one removes it
+    assert data.exists()
+    freed = sc.request("cleanup", {"aggressive": True})
+    assert not data.exists() and freed["bytes_freed"] > 1_000_000
 
 
 @pytest.mark.timeout(300)

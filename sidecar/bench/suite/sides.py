@@ -191,7 +191,11 @@ def run_plain(
 def run_sidecar(
     sc: Any, sql: str, settings: dict[str, Any], *, timeout_s: float, cancelled: Callable[[], bool]
 ) -> Measurement:
-    """One `query.run` through the sidecar `sc` (a sidecar.client.SidecarProcess); never raises for the query."""
+    """One `query.run` through the sidecar `sc` (a sidecar.client.SidecarProcess); never raises for the query.
+
+    Past `timeout_s` this side cancels the request itself and records TIMEOUT, as the plain side
+    does, so one timeout means the same on both sides.
+    """
     from sidecar.client import RpcError
 
     m = Measurement(side="sidecar", status="ok")
@@ -199,25 +203,29 @@ def run_sidecar(
     with TreeSampler(sc.pid) as sampler:
         started = time.perf_counter()
         request_id, future = sc.call("query.run", params)
-        asked = False
+        stopped = ""  # why this side asked the sidecar to stop: the benchmark's own timeout, or a cancel
         try:
             while True:
                 try:
-                    result = future.result(timeout=0.02)
+                    result = future.result(timeout=max(0.0, min(0.02, started + timeout_s - time.perf_counter())))
                     break
                 except TimeoutError:
-                    if not asked and cancelled():
+                    if not stopped and (cancelled() or time.perf_counter() - started > timeout_s):
+                        stopped = "CANCELLED" if cancelled() else "TIMEOUT"
                         sc.cancel(request_id)
-                        asked = True
             m.wall_ms = (time.perf_counter() - started) * 1000
             stats = result["stats"]
             m.fingerprint = fingerprint(result["rows"])
             m.peak_duckdb_bytes, m.spill_bytes = stats.get("peak_buffer_bytes", 0), stats.get("peak_spill_bytes", 0)
             m.parts = stats.get("partitions")
             m.rungs = ",".join(f"{a['rung']}:{a['outcome']}" for a in stats.get("attempts", []))
+            if m.wall_ms > timeout_s * 1000:  # the answer beat the cancel, not the deadline
+                m.status, m.error = "TIMEOUT", f"answered after {m.wall_ms:.0f} ms, past the timeout of {timeout_s * 1000:.0f} ms"
         except RpcError as exc:
             attempts = exc.data.get("details", {}).get("attempts", [])
             m.status, m.error = exc.code or str(exc.rpc_code), str(exc).splitlines()[0][:300]
+            if stopped and m.status == "CANCELLED":
+                m.status = stopped
             m.rungs = ",".join(f"{a['rung']}:{a['outcome']}" for a in attempts)
         except EOFError as exc:
             m.status, m.error = "SIDECAR_EXITED", str(exc)
