@@ -18,7 +18,7 @@ import msgspec
 from sidecar.bench.suite.compare import CaseVerdict, Rule, judge
 from sidecar.bench.suite.questions import DEFAULT_SIZES, question_named, questions_for
 from sidecar.bench.suite.runner import Arm, BenchProgress, Case, RunContext, bench_root, measure, run_suite
-from sidecar.bench.suite.store import ResultStore, RunInfo, git_commit, machine_info, versions
+from sidecar.bench.suite.store import ResultStore, RunInfo, SettingValue, git_commit, machine_info, versions
 from sidecar.bench.suite.sides import REPO
 from sidecar.bench.suite.summary import CaseSummary, summarize
 from sidecar.bench.suite import render
@@ -57,7 +57,7 @@ class BenchRunParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Input sizes as size strings (["1MB", "100MB"]); default: the suite's (smoke: 1MB; others 1MB, 100MB, 1GB)."""
     repeat: Annotated[int, msgspec.Meta(ge=1, le=50)] = 3
     """Counted runs per question and side, after one warm-up run each."""
-    settings: dict[str, Any] | None = None
+    settings: dict[str, SettingValue] | None = None
     """As `query.run`'s: threads and memory_limit apply to both sides, the rest to the sidecar."""
     label: Label | None = None
     """A name to compare against later (the newest finished run with it is meant)."""
@@ -138,7 +138,7 @@ def _sizes(texts: list[str]) -> list[tuple[str, int]]:
     return sizes
 
 
-def _context(call: Call, settings: dict[str, Any] | None, seed: int, timeout_ms: int) -> RunContext:
+def _context(call: Call, settings: dict[str, SettingValue] | None, seed: int, timeout_ms: int) -> RunContext:
     session = call.session
     resolved = session.settings_for(settings)
     given = dict(settings or {})

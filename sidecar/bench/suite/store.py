@@ -21,7 +21,7 @@ import msgspec
 from sidecar.bench.suite.sides import Measurement
 from sidecar.errors import InvalidParams, did_you_mean
 
-__all__ = ["Machine", "RunInfo", "ResultRow", "ResultStore", "machine_info", "versions", "git_commit"]
+__all__ = ["SettingValue", "Machine", "RunInfo", "ResultRow", "ResultStore", "machine_info", "versions", "git_commit"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS results (
     fingerprint VARCHAR, rungs VARCHAR, parts INTEGER
 );
 """
+
+
+SettingValue = str | int | float | bool
+"""A setting as query.run takes it (memory_limit "2GB", threads 2, preserve_insertion_order false)."""
 
 
 class Machine(msgspec.Struct, frozen=True):
@@ -54,7 +58,7 @@ class RunInfo(msgspec.Struct, frozen=True):
     suite: str
     sizes: list[str]
     repeat: int
-    settings: dict[str, Any]
+    settings: dict[str, SettingValue]
     machine: Machine
     versions: dict[str, str]
     git_commit: str | None
