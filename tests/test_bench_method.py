@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
@@ -150,3 +151,16 @@ def test_threads_1_is_flagged_against_threads_2(sc: SidecarProcess) -> None:
     assert case["verdict"] == "regression", (case["reason"], case["baseline_ms"], case["candidate_ms"])
     assert case["rerun"] and slow["regressions"] == 1 and case["test"] in ("mann-whitney", "ranges", "both")
     assert any("baseline and candidate settings alternately" in n for n in slow["notes"])
+
+
+@pytest.mark.timeout(600)
+def test_the_false_positive_script_counts_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sidecar.bench.suite.false_positives import main
+
+    out = tmp_path / "fp.json"
+    assert main(["--pairs", "1", "--suite", "smoke", "--size", "1MB", "--repeat", "1", "--state",
+                 str(tmp_path / "state"), "--json", str(out)]) == 0  # fmt: skip
+    line = capsys.readouterr().out
+    assert line.startswith("1 same-code pairs, suite smoke at 1MB, repeat 1: 7 case comparisons")
+    (pair,) = json.loads(out.read_text())
+    assert pair["cases"] == 7 and pair["baseline"] != pair["candidate"]

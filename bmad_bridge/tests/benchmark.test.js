@@ -72,3 +72,21 @@ test('the progress line says which question, size, side and run', () => {
   assert.equal(line, '[████░░░░░░]  42%  3/7 window · 1MB · sidecar · run 2');
   assert.match(progressLine({ percent: 0, question: 1, questions: 2, name: 'q', size: '1GB', side: 'data', repeat: 0 }), /writing data/);
 });
+
+test('every bmad-data benchmark command in docs/performance/benchmarks.md and the pack task has known options', () => {
+  const { buildProgram } = require('../lib/cli/main');
+  const bench = buildProgram().commands.find((c) => c.name() === 'benchmark');
+  const known = new Set(bench.options.flatMap((o) => [o.long, o.short]).filter(Boolean));
+  const repo = path.join(__dirname, '..', '..');
+  let count = 0;
+  for (const file of ['docs/performance/benchmarks.md', 'expansion-pack/tasks/run-benchmark.md']) {
+    const text = fs.readFileSync(path.join(repo, file), 'utf8');
+    for (const [command] of text.matchAll(/bmad-data benchmark[^`\n]*/g)) {
+      for (const word of command.split(/\s+/).filter((w) => /^--?[a-z]/i.test(w))) {
+        assert.ok(known.has(word) || word === '--json', `${file}: \`${command}\` uses ${word}, which benchmark does not have`);
+      }
+      count += 1;
+    }
+  }
+  assert.ok(count >= 6, `checked ${count} commands`);
+});
