@@ -22,7 +22,9 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path: Path) -> None:
     b = prepare(Dataset(tmp_path / "b", "h2o", 200_000, seed=0))
     c = prepare(Dataset(tmp_path / "c", "h2o", 200_000, seed=1))
     assert table_hash(a.files["x"]) == table_hash(b.files["x"]) != table_hash(c.files["x"])
-    assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{a.files['x']}')").fetchall() == [(rows_for(200_000),)]
+    assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{a.files['x']}')").fetchall() == [
+        (rows_for(200_000),)
+    ]
 
 
 def test_size_is_csv_bytes(tmp_path: Path) -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 import pytest
+from conftest import rpc_error
 
 from sidecar.bench.suite.sides import run_plain
 from sidecar.client import RpcError, SidecarProcess
-
-from conftest import rpc_error
 
 SMOKE = {"suite": "smoke", "questions": ["scan_filter", "load_csv"], "repeat": 2}
 CPU = {"suite": "query", "questions": ["cpu_hash"], "sizes": ["30MB"], "repeat": 7}
@@ -49,9 +49,14 @@ def test_smoke_run_is_recorded_side_by_side_with_progress(sc: SidecarProcess, tm
     assert {v["side"] for v in values} == {"data", "sidecar", "plain"}
     assert {(v["question"], v["questions"], v["size"]) for v in values} == {(1, 2, "1MB"), (2, 2, "1MB")}
     assert [v["repeat"] for v in values if v["side"] == "sidecar" and v["question"] == 1] == [0, 1, 2]
-    rows = duckdb.connect(r["results_file"], read_only=True).execute(
-        "SELECT side, count(*) FROM results WHERE run_id = ? GROUP BY side ORDER BY side", [r["run"]["run_id"]]
-    ).fetchall()
+    rows = (
+        duckdb.connect(r["results_file"], read_only=True)
+        .execute(
+            "SELECT side, count(*) FROM results WHERE run_id = ? GROUP BY side ORDER BY side",
+            [r["run"]["run_id"]],
+        )
+        .fetchall()
+    )
     assert rows == [("plain", 4), ("sidecar", 4)]  # 2 questions x 2 repeats; warm-ups not counted
     listed = sc.request("bench.list", {})["runs"]
     assert [x["run_id"] for x in listed] == [r["run"]["run_id"]] and listed[0]["label"] == "base"
@@ -112,7 +117,9 @@ def test_runs_of_another_machine_are_compared_only_when_allowed(sc: SidecarProce
                     "'{\"fingerprint\": \"elsewhere\"}') WHERE label = 'a'")  # fmt: skip
     with pytest.raises(RpcError) as err:
         sc.request("bench.compare", {"baseline": "a", "candidate": "b"})
-    assert "different machines" in rpc_error(err)["message"] and "allow_other_machine" in rpc_error(err)["hint"]
+    assert (
+        "different machines" in rpc_error(err)["message"] and "allow_other_machine" in rpc_error(err)["hint"]
+    )
     c = sc.request("bench.compare", {"baseline": "a", "candidate": "b", "allow_other_machine": True})
     assert not c["same_machine"] and any("DIFFERENT machines" in n for n in c["notes"])
     assert c["candidate"]["run_id"] == b["run"]["run_id"]
@@ -124,7 +131,14 @@ def parallel_speedup() -> float:
     walls: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(3):
         for threads in (1, 2):
-            m = run_plain(sql, threads=threads, budget=None, temp_directory="/tmp", timeout_s=120, cancelled=lambda: False)
+            m = run_plain(
+                sql,
+                threads=threads,
+                budget=None,
+                temp_directory="/tmp",
+                timeout_s=120,
+                cancelled=lambda: False,
+            )
             walls[threads].append(m.wall_ms)
     return statistics.median(walls[1]) / statistics.median(walls[2])
 
@@ -135,7 +149,10 @@ def test_a_repeated_run_is_not_flagged(sc: SidecarProcess) -> None:
     sc.request("bench.run", {**CPU, "label": "again"}, timeout=400)
     same = sc.request("bench.compare", {"baseline": "first", "candidate": "again"}, timeout=400)
     (case,) = same["cases"]
-    assert case["verdict"] in ("unchanged", "improvement") and same["regressions"] == 0, (case["reason"], same["notes"])
+    assert case["verdict"] in ("unchanged", "improvement") and same["regressions"] == 0, (
+        case["reason"],
+        same["notes"],
+    )
 
 
 @pytest.mark.timeout(600)
@@ -143,7 +160,9 @@ def test_threads_1_is_flagged_against_threads_2(sc: SidecarProcess) -> None:
     """The issue's acceptance test: a real slowdown is flagged (after its re-measurement)."""
     speedup = parallel_speedup()
     if speedup < 1.25:
-        pytest.skip(f"a second thread gives {speedup:.2f}x on this machine now (busy): threads 1 is no slowdown here")
+        pytest.skip(
+            f"a second thread gives {speedup:.2f}x on this machine now (busy): threads 1 is no slowdown here"
+        )
     sc.request("bench.run", {**CPU, "settings": {"threads": 2}, "label": "two"}, timeout=400)
     sc.request("bench.run", {**CPU, "settings": {"threads": 1}, "label": "one"}, timeout=400)
     slow = sc.request("bench.compare", {"baseline": "two", "candidate": "one"}, timeout=400)

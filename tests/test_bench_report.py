@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -26,7 +26,9 @@ def sc(start_sidecar: Callable[..., SidecarProcess]) -> SidecarProcess:
 
 @pytest.mark.timeout(300)
 def test_json_and_markdown_reports_hold_the_tables(sc: SidecarProcess, data_dir: Path) -> None:
-    r = sc.request("bench.run", {**RUN, "label": "a", "report": {"path": str(data_dir / "run.json")}}, timeout=240)
+    r = sc.request(
+        "bench.run", {**RUN, "label": "a", "report": {"path": str(data_dir / "run.json")}}, timeout=240
+    )
     saved = json.loads((data_dir / "run.json").read_text())
     assert saved["run"]["run_id"] == r["run"]["run_id"] and len(saved["cases"]) == 2
     sc.request("bench.run", {**RUN, "label": "b"}, timeout=240)
@@ -34,7 +36,10 @@ def test_json_and_markdown_reports_hold_the_tables(sc: SidecarProcess, data_dir:
                    timeout=240)  # fmt: skip
     text = (data_dir / "c.md").read_text()
     assert c["report"]["format"] == "md" and "## Comparison" in text
-    assert re.search(r"\| groupby_low \| groupby_low \| 1.00 MB \|", text) and "| groupby_low | 2.00 MB |" in text
+    assert (
+        re.search(r"\| groupby_low \| groupby_low \| 1.00 MB \|", text)
+        and "| groupby_low | 2.00 MB |" in text
+    )
     if not have_matplotlib():
         assert c["report"]["charts"] == 0 and "matplotlib" in c["report"]["warnings"][0] and "[bench]" in text
 

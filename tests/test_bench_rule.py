@@ -11,7 +11,9 @@ import pytest
 from sidecar.bench.suite.compare import Rule, judge, mann_whitney_p
 
 
-def rows(walls: list[float], status: str = "ok", question: str = "q", cls: str = "sort") -> list[dict[str, Any]]:
+def rows(
+    walls: list[float], status: str = "ok", question: str = "q", cls: str = "sort"
+) -> list[dict[str, Any]]:
     return [
         {"question": question, "class": cls, "size_bytes": 1, "budget_bytes": None, "side": "sidecar",
          "status": status, "wall_ms": w, "input_bytes": 1, "peak_rss_bytes": 0, "peak_duckdb_bytes": 0,
@@ -20,8 +22,8 @@ def rows(walls: list[float], status: str = "ok", question: str = "q", cls: str =
     ]  # fmt: skip
 
 
-def verdict(base: list[dict[str, Any]], cand: list[dict[str, Any]], rule: Rule = Rule()) -> Any:
-    (v,) = judge(base, cand, rule)
+def verdict(base: list[dict[str, Any]], cand: list[dict[str, Any]], rule: Rule | None = None) -> Any:
+    (v,) = judge(base, cand, rule or Rule())
     return v
 
 
@@ -42,7 +44,7 @@ def brute_force_p(x: list[float], y: list[float]) -> float:
 @pytest.mark.parametrize("n,m", [(3, 3), (4, 6), (5, 5), (2, 7)])
 def test_mann_whitney_matches_brute_force(n: int, m: int) -> None:
     values = [((i * 7919) % 101) + i / 1000 for i in range(n + m)]  # distinct, shuffled
-    for shift in range(0, n + m):
+    for shift in range(n + m):
         x, y = values[shift : shift + n], values[:shift] + values[shift + n :]
         if len(x) == n:
             assert math.isclose(mann_whitney_p(x, y), brute_force_p(x, y))

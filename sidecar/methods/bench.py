@@ -15,19 +15,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from sidecar.bench.suite import render
 from sidecar.bench.suite.compare import CaseVerdict, Rule, judge
 from sidecar.bench.suite.questions import DEFAULT_SIZES, question_named, questions_for
 from sidecar.bench.suite.runner import Arm, BenchProgress, Case, RunContext, bench_root, measure, run_suite
-from sidecar.bench.suite.store import ResultStore, RunInfo, SettingValue, git_commit, machine_info, versions
 from sidecar.bench.suite.sides import REPO
+from sidecar.bench.suite.store import ResultStore, RunInfo, SettingValue, git_commit, machine_info, versions
 from sidecar.bench.suite.summary import CaseSummary, summarize
-from sidecar.bench.suite import render
 from sidecar.errors import AccessDenied, InputError, InvalidParams
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
 from sidecar.units import parse_size
 
-__all__ = ["BenchRunParams", "BenchRunResult", "BenchCompareParams", "BenchCompareResult", "BenchListParams"]
+__all__ = ["BenchCompareParams", "BenchCompareResult", "BenchListParams", "BenchRunParams", "BenchRunResult"]
 
 Label = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 _running = threading.Lock()
@@ -132,9 +132,13 @@ def _sizes(texts: list[str]) -> list[tuple[str, int]]:
         try:
             sizes.append((text, parse_size(text)))
         except ValueError as exc:
-            raise InvalidParams(f"invalid size {text!r}: {exc}", hint='Sizes are like "1MB", "100MB", "1GB".') from exc
+            raise InvalidParams(
+                f"invalid size {text!r}: {exc}", hint='Sizes are like "1MB", "100MB", "1GB".'
+            ) from exc
         if sizes[-1][1] < 100_000:
-            raise InvalidParams(f"size {text!r} is below 100KB", hint="The smallest benchmark size is 100KB; try 1MB.")
+            raise InvalidParams(
+                f"size {text!r} is below 100KB", hint="The smallest benchmark size is 100KB; try 1MB."
+            )
     return sizes
 
 
@@ -183,7 +187,9 @@ def run(call: Call, p: BenchRunParams) -> BenchRunResult:
     store = _store(call)
     with _OneAtATime():
         ctx = _context(call, p.settings, p.seed, p.timeout_ms)
-        info = run_suite(ctx, store, suite=p.suite, questions=questions, sizes=sizes, repeat=p.repeat, label=p.label)
+        info = run_suite(
+            ctx, store, suite=p.suite, questions=questions, sizes=sizes, repeat=p.repeat, label=p.label
+        )
     if info.status == "cancelled":
         raise call.cancelled_error()
     cases = summarize(store.results(info.run_id))
@@ -238,9 +244,17 @@ def _remeasure(call: Call, store: ResultStore, base: RunInfo, cand: RunInfo, sus
             raise call.cancelled_error()
     keys = {_key(v) for v in suspects}
     cand_rows = [r for r in store.results(cand.run_id) if r["rerun"] == compare_id]
-    base_rows = [r for r in store.results(base.run_id) if r["rerun"] == (compare_id if len(arms) == 2 else None)]
-    who = "baseline and candidate settings alternately" if len(arms) == 2 else "the candidate only (the baseline is other code)"
-    notes.append(f"re-measured {len(suspects)} suspect(s), {who}: {', '.join(f'{q}@{s}' for q, s, _ in keys)}")
+    base_rows = [
+        r for r in store.results(base.run_id) if r["rerun"] == (compare_id if len(arms) == 2 else None)
+    ]
+    who = (
+        "baseline and candidate settings alternately"
+        if len(arms) == 2
+        else "the candidate only (the baseline is other code)"
+    )
+    notes.append(
+        f"re-measured {len(suspects)} suspect(s), {who}: {', '.join(f'{q}@{s}' for q, s, _ in keys)}"
+    )
     return [r for r in base_rows if _key(r) in keys], cand_rows
 
 
@@ -278,7 +292,9 @@ def compare(call: Call, p: BenchCompareParams) -> BenchCompareResult:
         rerun_names = [f"{v.question}@{v.size_bytes}" for v in suspects]
     regressions = sum(1 for v in verdicts if v.verdict in ("regression", "newly_failing"))
     improvements = sum(1 for v in verdicts if v.verdict in ("improvement", "fixed"))
-    result = BenchCompareResult(base, cand, same, p.rule, verdicts, regressions, improvements, rerun_names, notes)
+    result = BenchCompareResult(
+        base, cand, same, p.rule, verdicts, regressions, improvements, rerun_names, notes
+    )
     if p.report is None:
         return result
     cases = summarize([r for r in store.results(cand.run_id) if r["rerun"] is None])
@@ -293,7 +309,9 @@ def _write_report(call: Call, spec: ReportSpec, run: RunInfo, cases: list[CaseSu
     if not any(path.parent == d or d in path.parent.parents for d in allowed):
         raise AccessDenied(f"report path {spec.path!r} is outside the allowed directories",
                            details={"path": str(path), "allowed_directories": [str(d) for d in allowed]})  # fmt: skip
-    fmt = spec.format or {".md": "md", ".html": "html", ".htm": "html", ".json": "json"}.get(path.suffix.lower())
+    fmt = spec.format or {".md": "md", ".html": "html", ".htm": "html", ".json": "json"}.get(
+        path.suffix.lower()
+    )
     if fmt is None:
         raise InvalidParams(f"cannot tell the report format of {spec.path!r}",
                             hint="Name it report.md, report.html or report.json, or pass format.")  # fmt: skip
@@ -305,11 +323,11 @@ def _write_report(call: Call, spec: ReportSpec, run: RunInfo, cases: list[CaseSu
     if fmt == "json":
         text = msgspec.json.format(msgspec.json.encode(whole)).decode() + "\n"
     elif fmt == "html":
-        text = render.html_page(*data)
+        text = render.html_page(data[0], data[1], data[2])
         drawn = text.count("<img ")
     else:
         charts_dir = path.with_name(path.stem + "-charts")
-        text = render.markdown(*data, charts_dir)
+        text = render.markdown(data[0], data[1], data[2], charts_dir)
         drawn = text.count("![")
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(text, encoding="utf-8")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -57,7 +57,7 @@ class CaseVerdict(msgspec.Struct, frozen=True):
     """The candidate's samples are those of a re-run of this suspect."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _count(u2: int, n: int, m: int) -> int:
     """Arrangements of n x's and m y's with 2*U = u2 (U: pairs x > y), no ties."""
     if u2 < 0:
@@ -100,7 +100,9 @@ def _ok(rows: list[dict[str, Any]]) -> list[float]:
     return [r["wall_ms"] for r in rows if r["status"] == "ok"]
 
 
-def judge_case(key: CaseKey, cls: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], rule: Rule) -> CaseVerdict:
+def judge_case(
+    key: CaseKey, cls: str, base: list[dict[str, Any]], cand: list[dict[str, Any]], rule: Rule
+) -> CaseVerdict:
     threshold = rule.class_thresholds.get(cls, rule.threshold)
     b, c = _ok(base), _ok(cand)
     b_failed = bool(base) and len(b) < len(base)
@@ -116,7 +118,9 @@ def judge_case(key: CaseKey, cls: str, base: list[dict[str, Any]], cand: list[di
         return verdict("missing", "measured in only one of the two runs")
     if c_failed and not b_failed:
         codes = sorted({r["status"] for r in cand if r["status"] != "ok"})
-        return verdict("newly_failing", f"succeeded in the baseline, fails in the candidate ({', '.join(codes)})")
+        return verdict(
+            "newly_failing", f"succeeded in the baseline, fails in the candidate ({', '.join(codes)})"
+        )
     if b_failed and not c_failed:
         return verdict("fixed", "failed in the baseline, succeeds in the candidate")
     if b_failed and c_failed:
@@ -135,12 +139,16 @@ def judge_case(key: CaseKey, cls: str, base: list[dict[str, Any]], cand: list[di
         why.append(f"ratio {ratio:.2f}x passes {threshold:.2f}")
     else:
         why.append(f"ratio {ratio:.2f}x within {threshold:.2f}")
-    why.append(f"|diff| {abs(diff):.0f} ms {'>' if abs(diff) > rule.floor_ms else '<='} floor {rule.floor_ms:.0f} ms")
+    why.append(
+        f"|diff| {abs(diff):.0f} ms {'>' if abs(diff) > rule.floor_ms else '<='} floor {rule.floor_ms:.0f} ms"
+    )
     why.append(f"samples {'differ' if differ else 'overlap'} ({test}, p={p:.3g})")
     return verdict("unchanged", "; ".join(why), p, test)
 
 
-def judge(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], rule: Rule, side: str = "sidecar") -> list[CaseVerdict]:
+def judge(
+    baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], rule: Rule, side: str = "sidecar"
+) -> list[CaseVerdict]:
     """A verdict per case of `side` present in either run, in the baseline's order."""
     b_cases, c_cases = group(baseline), group(candidate)
     classes = {(r["question"], r["size_bytes"], r["budget_bytes"]): r["class"] for r in baseline + candidate}

@@ -19,8 +19,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sidecar.errors import InputError
 
@@ -145,7 +145,7 @@ def _write(dataset: Dataset, partial: Path) -> None:
     """In the child: write the files of `dataset` into `partial`."""
     import duckdb
 
-    config = {"memory_limit": "2GB", "threads": 2, "preserve_insertion_order": False,
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": "2GB", "threads": 2, "preserve_insertion_order": False,
               "temp_directory": str(partial / "spill")}  # fmt: skip
     rows = rows_for(dataset.size_bytes)
     if dataset.name == "tpch":
@@ -157,7 +157,9 @@ def _write(dataset: Dataset, partial: Path) -> None:
         x = partial / "x.parquet"
         con.execute(groupby_sql(rows, x, dataset.seed))
         if dataset.name == "h2o":
-            con.execute(DIMENSIONS_SQL.format(x=x, small=partial / "small.parquet", medium=partial / "medium.parquet"))
+            con.execute(
+                DIMENSIONS_SQL.format(x=x, small=partial / "small.parquet", medium=partial / "medium.parquet")
+            )
         else:
             con.execute(_LOAD.format(x=x, csv=partial / "x.csv", ndjson=partial / "x.ndjson"))
             x.unlink()
@@ -176,7 +178,12 @@ def prepare(dataset: Dataset, cancelled: Callable[[], bool] = lambda: False) -> 
     partial = dataset.directory.with_name(dataset.directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    spec = {"name": dataset.name, "size_bytes": dataset.size_bytes, "seed": dataset.seed, "partial": str(partial)}
+    spec = {
+        "name": dataset.name,
+        "size_bytes": dataset.size_bytes,
+        "seed": dataset.seed,
+        "partial": str(partial),
+    }
     proc = subprocess.Popen([sys.executable, "-m", "sidecar.bench.suite.data", json.dumps(spec)],
                             stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[3])  # fmt: skip
     while proc.poll() is None:

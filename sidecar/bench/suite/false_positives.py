@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", default="query")
     parser.add_argument("--size", default="10MB")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--state", default="/tmp/bmad-fp", help="the sidecar's state directory (data, results)")
+    parser.add_argument(
+        "--state", default="/tmp/bmad-fp", help="the sidecar's state directory (data, results)"
+    )
     parser.add_argument("--json", default="", help="also write the verdicts here")
     args = parser.parse_args(argv)
     if args.pairs < 1:
@@ -53,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sc.close(timeout=60)
     cases = sum(p["cases"] for p in pairs)
-    flagged = sum(len(p["flagged"]) for p in pairs)
+    n_flagged = sum(len(p["flagged"]) for p in pairs)
     suspects = sum(len(p["suspects"]) for p in pairs)
     bad_pairs = sum(1 for p in pairs if p["flagged"])
     sys.stdout.write(
         f"{len(pairs)} same-code pairs, suite {args.suite} at {args.size}, repeat {args.repeat}: "
-        f"{cases} case comparisons, {suspects} suspect(s) before re-measuring, {flagged} flagged "
-        f"({flagged / max(1, cases):.1%} of cases; {bad_pairs}/{len(pairs)} pairs with a flag); "
+        f"{cases} case comparisons, {suspects} suspect(s) before re-measuring, {n_flagged} flagged "
+        f"({n_flagged / max(1, cases):.1%} of cases; {bad_pairs}/{len(pairs)} pairs with a flag); "
         f"{(time.monotonic() - began) / 60:.0f} min, load average {os.getloadavg()[0]:.1f} at the end\n"
     )
     if args.json:

@@ -57,7 +57,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             report["fingerprint"] = fingerprint(con.execute(spec["sql"]).fetchall())
         except duckdb.OutOfMemoryException as exc:
             spill = "max_temp_directory_size" in str(exc)
-            report.update(status="SPILL_LIMIT" if spill else "OUT_OF_MEMORY", error=str(exc).splitlines()[0][:300])
+            report.update(
+                status="SPILL_LIMIT" if spill else "OUT_OF_MEMORY", error=str(exc).splitlines()[0][:300]
+            )
         except duckdb.Error as exc:
             report.update(status="SQL_ERROR", error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
         report["wall_ms"] = (time.perf_counter() - started) * 1000

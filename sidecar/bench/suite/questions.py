@@ -8,14 +8,23 @@ of the cached files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from sidecar.bench.suite.data import Dataset, rows_for
 from sidecar.bench.suite.tpch import TPCH_QUERIES
 from sidecar.errors import InvalidParams, did_you_mean
 
-__all__ = ["CLASSES", "MEMORY_BUDGETS", "Question", "question_named", "SUITES", "DEFAULT_SIZES", "questions_for", "render_sql"]
+__all__ = [
+    "CLASSES",
+    "DEFAULT_SIZES",
+    "MEMORY_BUDGETS",
+    "SUITES",
+    "Question",
+    "question_named",
+    "questions_for",
+    "render_sql",
+]
 
 CLASSES = ("scan_filter", "groupby_low", "groupby_high", "join_small", "join_big", "sort", "window",
            "distinct", "holistic", "compute", "load", "tpch")  # fmt: skip

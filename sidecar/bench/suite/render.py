@@ -18,7 +18,7 @@ from typing import Any
 
 from sidecar.units import format_size
 
-__all__ = ["CHARTS_EXTRA", "charts", "markdown", "html_page", "have_matplotlib"]
+__all__ = ["CHARTS_EXTRA", "charts", "have_matplotlib", "html_page", "markdown"]
 
 CHARTS_EXTRA = "pip install 'bmad-data-sidecar[bench]' (or pip install matplotlib)"
 
@@ -55,16 +55,22 @@ def run_table(run: dict[str, Any], cases: list[dict[str, Any]]) -> str:
             f"{run['repeat']} counted runs per side after a warm-up; {m['cpu_model']}, {m['cores']} cores, "
             f"{m['memory_bytes'] / 2**30:.0f} GiB (machine {m['fingerprint']}); sidecar {v['sidecar']}, DuckDB "
             f"{v['duckdb']}, Python {v['python']}; settings {run['settings']}; commit {run['git_commit'] or '-'}.")  # fmt: skip
+    header = ("| question | class | size | budget | sidecar ms | plain ms | sidecar / plain | sidecar RSS "
+              "| plain RSS | spill MiB | ladder | answers |")  # fmt: skip
     lines = [head, "", "Times in ms as median (min-max); RSS: the whole process tree's peak, MiB.", "",
-             "| question | class | size | budget | sidecar ms | plain ms | sidecar / plain | sidecar RSS | plain RSS "
-             "| spill MiB | ladder | answers |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for c in cases:
         sc, pl = c["sidecar"], c["plain"]
         ratio = "-" if c["ratio"] is None else f"{c['ratio']:.2f}"
         lines.append(f"| {c['question']} | {c['cls']} | {_size(c['size_bytes'])} | {_size(c['budget_bytes'])} "
                      f"| {_side(sc)} | {_side(pl)} | {ratio} | {_mib(sc['peak_rss_bytes'])} | {_mib(pl['peak_rss_bytes'])} "
                      f"| {_mib(sc['spill_bytes'])} | {sc['rungs'] or '-'} | {'agree' if c['answers_agree'] else '**differ**'} |")  # fmt: skip
-    errors = [(c["question"], side, c[side]["error"]) for c in cases for side in ("sidecar", "plain") if c[side]["error"]]
+    errors = [
+        (c["question"], side, c[side]["error"])
+        for c in cases
+        for side in ("sidecar", "plain")
+        if c[side]["error"]
+    ]
     if errors:
         lines += ["", "Errors:", ""] + [f"- {q} ({side}): `{e[:200]}`" for q, side, e in errors]
     return "\n".join(lines) + "\n"
@@ -72,10 +78,10 @@ def run_table(run: dict[str, Any], cases: list[dict[str, Any]]) -> str:
 
 def compare_table(cmp: dict[str, Any]) -> str:
     rule = cmp["rule"]
-    lines = [f"Baseline `{cmp['baseline']['run_id']}` against candidate `{cmp['candidate']['run_id']}` (sidecar side). "
+    lines = [(f"Baseline `{cmp['baseline']['run_id']}` against candidate `{cmp['candidate']['run_id']}` (sidecar side). "
              f"Rule: ratio > {rule['threshold']:.2f} (per class: {rule['class_thresholds'] or 'none'}) and "
              f"+{rule['floor_ms']:.0f} ms and (Mann-Whitney p <= 0.05 or disjoint ranges); newly failing always. "
-             f"Regressions: **{cmp['regressions']}**, improvements: {cmp['improvements']}.", ""]  # fmt: skip
+             f"Regressions: **{cmp['regressions']}**, improvements: {cmp['improvements']}."), ""]  # fmt: skip
     lines += [f"- {n}" for n in cmp["notes"]] + [""]
     lines += ["| question | size | budget | baseline ms | candidate ms | ratio | verdict | evidence | re-run |",
               "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -128,7 +134,7 @@ def charts(cases: list[dict[str, Any]], cmp: dict[str, Any] | None = None) -> di
                         ax.plot(*zip(*xy), style, label=f"{q} {side}", markersize=3)
             ax.set(xscale="log", yscale="log", title=cls, xlabel="input bytes", ylabel="median ms")
             ax.legend(fontsize=6)
-        for ax in list(axes.flat)[len(classes):]:
+        for ax in list(axes.flat)[len(classes) :]:
             ax.axis("off")
         out["time_vs_size"] = _png(fig)
     budgeted = [c for c in cases if c["budget_bytes"] is not None]
@@ -138,13 +144,21 @@ def charts(cases: list[dict[str, Any]], cmp: dict[str, Any] | None = None) -> di
             for q in sorted({c["question"] for c in budgeted}):
                 pts = sorted((c["budget_bytes"], c) for c in budgeted if c["question"] == q)
                 for side, style in (("sidecar", "-o"), ("plain", "--s")):
-                    ok = [(b, max(1, c[side][key])) for b, c in pts if c[side]["status"] == "ok"]  # a refused run has no peak
+                    ok = [
+                        (b, max(1, c[side][key])) for b, c in pts if c[side]["status"] == "ok"
+                    ]  # a refused run has no peak
                     if ok:
                         ax.plot(*zip(*ok), style, label=f"{q} {side}", markersize=3)
             lims = [min(c["budget_bytes"] for c in budgeted), max(c["budget_bytes"] for c in budgeted)]
             if key == "peak_rss_bytes":
                 ax.plot(lims, lims, ":", color="grey", label="= budget")
-            ax.set(xscale="log", yscale="log", xlabel="budget bytes", ylabel=f"{title} bytes", title=f"{title} against the budget")
+            ax.set(
+                xscale="log",
+                yscale="log",
+                xlabel="budget bytes",
+                ylabel=f"{title} bytes",
+                title=f"{title} against the budget",
+            )
             ax.legend(fontsize=6)
             out[f"{key.split('_bytes')[0]}_vs_budget"] = _png(fig)
     ratios = [c for c in cases if c["ratio"] is not None]
@@ -163,11 +177,29 @@ def charts(cases: list[dict[str, Any]], cmp: dict[str, Any] | None = None) -> di
             mid = [v["ratio"] for v in judged]
             low = [v["ratio"] - min(v["candidate_ms"]) / max(v["baseline_ms"]) for v in judged]
             high = [max(v["candidate_ms"]) / min(v["baseline_ms"]) - v["ratio"] for v in judged]
-            colors = ["tab:red" if v["verdict"] == "regression" else "tab:green" if v["verdict"] == "improvement" else "tab:grey" for v in judged]
-            ax.bar(range(len(judged)), mid, yerr=[[max(0, x) for x in low], [max(0, x) for x in high]], color=colors, capsize=3)
+            colors = [
+                "tab:red"
+                if v["verdict"] == "regression"
+                else "tab:green"
+                if v["verdict"] == "improvement"
+                else "tab:grey"
+                for v in judged
+            ]
+            ax.bar(
+                range(len(judged)),
+                mid,
+                yerr=[[max(0, x) for x in low], [max(0, x) for x in high]],
+                color=colors,
+                capsize=3,
+            )
             ax.axhline(cmp["rule"]["threshold"], color="tab:red", linestyle=":", label="threshold")
             ax.axhline(1.0, color="grey", linestyle=":")
-            ax.set_xticks(range(len(judged)), [f"{v['question']}@{_size(v['size_bytes'])}" for v in judged], rotation=70, fontsize=7)
+            ax.set_xticks(
+                range(len(judged)),
+                [f"{v['question']}@{_size(v['size_bytes'])}" for v in judged],
+                rotation=70,
+                fontsize=7,
+            )
             ax.set(ylabel="candidate / baseline", title="comparison: median ratio, bar = range")
             ax.legend(fontsize=7)
             out["compare_ratio"] = _png(fig)
@@ -177,7 +209,9 @@ def charts(cases: list[dict[str, Any]], cmp: dict[str, Any] | None = None) -> di
 # ---- documents ---------------------------------------------------------------------------------
 
 
-def markdown(run: dict[str, Any], cases: list[dict[str, Any]], cmp: dict[str, Any] | None, chart_dir: Path | None) -> str:
+def markdown(
+    run: dict[str, Any], cases: list[dict[str, Any]], cmp: dict[str, Any] | None, chart_dir: Path | None
+) -> str:
     """The report as Markdown; with `chart_dir` (and matplotlib) the charts are written there and linked."""
     parts = [f"# Benchmark {run['run_id']}", "", run_table(run, cases)]
     if cmp is not None:

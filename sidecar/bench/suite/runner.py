@@ -15,9 +15,10 @@ import secrets
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 
@@ -27,7 +28,7 @@ from sidecar.bench.suite.sides import REPO, Measurement, run_plain, run_sidecar
 from sidecar.bench.suite.store import ResultRow, ResultStore, RunInfo, git_commit, machine_info, versions
 from sidecar.units import duckdb_size
 
-__all__ = ["Arm", "BenchProgress", "Case", "RunContext", "measure", "run_suite", "bench_root"]
+__all__ = ["Arm", "BenchProgress", "Case", "RunContext", "bench_root", "measure", "run_suite"]
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,11 @@ def bench_root(state_directory: Path) -> Path:
     return state_directory / "bench"
 
 
-def cases_for(questions: list[Question], sizes: list[tuple[str, int]], memory: bool, budget: int | None) -> list[Case]:
+def cases_for(
+    questions: list[Question], sizes: list[tuple[str, int]], memory: bool, budget: int | None
+) -> list[Case]:
     """Sizes outermost; the `memory` suite sweeps MEMORY_BUDGETS per question, others use `budget`."""
-    cases = []
+    cases: list[Case] = []
     for text, size in sizes:
         for q in questions:
             budgets = [None if f is None else int(f * size) for f in MEMORY_BUDGETS] if memory else [budget]
@@ -117,7 +120,10 @@ def _check_answers(rows: list[ResultRow]) -> list[ResultRow]:
     reference = next((r.m.fingerprint for r in ok if r.m.side == "plain"), ok[0].m.fingerprint if ok else "")
     for r in ok:
         if r.m.fingerprint != reference:
-            r.m.status, r.m.error = "WRONG_ANSWER", f"answer {r.m.fingerprint} differs from plain DuckDB's {reference}"
+            r.m.status, r.m.error = (
+                "WRONG_ANSWER",
+                f"answer {r.m.fingerprint} differs from plain DuckDB's {reference}",
+            )
     return rows
 
 
@@ -130,7 +136,9 @@ class Arm:
     rerun: str | None = None
 
 
-def measure(store: ResultStore, arms: list[Arm], cases: list[Case], repeat: int, sides: tuple[str, ...]) -> bool:
+def measure(
+    store: ResultStore, arms: list[Arm], cases: list[Case], repeat: int, sides: tuple[str, ...]
+) -> bool:
     """Measure `cases` for every arm and side, alternating them within each repeat (after one warm-up
     of each); False when cancelled part way (what was measured is kept)."""
     ctx = arms[0].ctx
@@ -199,7 +207,9 @@ def _one(ctx: RunContext, sc: Any, side: str, sql: str, budget: int | None) -> M
 
 
 def _restart(sc: Any, ctx: RunContext) -> Any:
-    log.warning("the benchmarked sidecar exited; starting a new one. stderr tail: %s", list(sc.stderr_tail)[-5:])
+    log.warning(
+        "the benchmarked sidecar exited; starting a new one. stderr tail: %s", list(sc.stderr_tail)[-5:]
+    )
     sc.kill()
     return _start_subject(ctx)
 

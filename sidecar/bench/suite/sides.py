@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Self
+from typing import Any, Self
 
 import msgspec
 
@@ -181,7 +182,12 @@ def run_plain(
     lines = out.decode().strip().splitlines()
     if not verdict and not sampler.guard_tripped and proc.returncode == 0 and lines:
         child = json.loads(lines[-1])
-        m.status, m.error, m.wall_ms, m.fingerprint = child["status"], child["error"], child["wall_ms"], child["fingerprint"]
+        m.status, m.error, m.wall_ms, m.fingerprint = (
+            child["status"],
+            child["error"],
+            child["wall_ms"],
+            child["fingerprint"],
+        )
         m.peak_duckdb_bytes, m.spill_bytes = child["buffer_peak"], child["temp_peak"]
     elif not m.error:
         m.error = f"exit {proc.returncode}: {err.decode('utf-8', 'replace').strip()[-300:]}"
@@ -207,7 +213,9 @@ def run_sidecar(
         try:
             while True:
                 try:
-                    result = future.result(timeout=max(0.0, min(0.02, started + timeout_s - time.perf_counter())))
+                    result = future.result(
+                        timeout=max(0.0, min(0.02, started + timeout_s - time.perf_counter()))
+                    )
                     break
                 except TimeoutError:
                     if not stopped and (cancelled() or time.perf_counter() - started > timeout_s):
@@ -216,11 +224,17 @@ def run_sidecar(
             m.wall_ms = (time.perf_counter() - started) * 1000
             stats = result["stats"]
             m.fingerprint = fingerprint(result["rows"])
-            m.peak_duckdb_bytes, m.spill_bytes = stats.get("peak_buffer_bytes", 0), stats.get("peak_spill_bytes", 0)
+            m.peak_duckdb_bytes, m.spill_bytes = (
+                stats.get("peak_buffer_bytes", 0),
+                stats.get("peak_spill_bytes", 0),
+            )
             m.parts = stats.get("partitions")
             m.rungs = ",".join(f"{a['rung']}:{a['outcome']}" for a in stats.get("attempts", []))
             if m.wall_ms > timeout_s * 1000:  # the answer beat the cancel, not the deadline
-                m.status, m.error = "TIMEOUT", f"answered after {m.wall_ms:.0f} ms, past the timeout of {timeout_s * 1000:.0f} ms"
+                m.status, m.error = (
+                    "TIMEOUT",
+                    f"answered after {m.wall_ms:.0f} ms, past the timeout of {timeout_s * 1000:.0f} ms",
+                )
         except RpcError as exc:
             attempts = exc.data.get("details", {}).get("attempts", [])
             m.status, m.error = exc.code or str(exc.rpc_code), str(exc).splitlines()[0][:300]
@@ -233,4 +247,3 @@ def run_sidecar(
             m.wall_ms = (time.perf_counter() - started) * 1000
     m.peak_rss_bytes = sampler.peak
     return m
-

@@ -21,7 +21,16 @@ import msgspec
 from sidecar.bench.suite.sides import Measurement
 from sidecar.errors import InvalidParams, did_you_mean
 
-__all__ = ["SettingValue", "Machine", "RunInfo", "ResultRow", "ResultStore", "machine_info", "versions", "git_commit"]
+__all__ = [
+    "Machine",
+    "ResultRow",
+    "ResultStore",
+    "RunInfo",
+    "SettingValue",
+    "git_commit",
+    "machine_info",
+    "versions",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -108,11 +117,17 @@ def versions() -> dict[str, str]:
 def git_commit(repo: Path) -> str | None:
     """The commit checked out in `repo`, with `+dirty` when the tree has changes; None outside git."""
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
         if head.returncode != 0:
             return None
         dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)  # fmt: skip
+                               capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -170,8 +185,19 @@ class ResultStore:
                 [*params, limit],
             ).fetchall()  # fmt: skip
         return [
-            RunInfo(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], json.loads(r[6]),
-                    msgspec.json.decode(r[7], type=Machine), json.loads(r[8]), r[9], r[10])  # fmt: skip
+            RunInfo(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                json.loads(r[4]),
+                r[5],
+                json.loads(r[6]),
+                msgspec.json.decode(r[7], type=Machine),
+                json.loads(r[8]),
+                r[9],
+                r[10],
+            )
             for r in rows
         ]
 
