@@ -107,3 +107,12 @@ def test_missing_tpchgen_says_which_extra(monkeypatch: pytest.MonkeyPatch, tmp_p
     with pytest.raises(InputError) as err:
         tpchgen_command()
     assert "bench" in err.value.hint and err.value.details["package"] == "tpchgen-cli"
+
+
+def test_plain_values_fingerprint_like_the_sidecars_wire_encoding() -> None:
+    """DECIMAL and wide integers cross the protocol as strings; plain DuckDB gives Decimal and int."""
+    con = duckdb.connect()
+    plain = con.execute(
+        "SELECT 12.30::DECIMAL(10, 2), (1::BIGINT << 60), DATE '2024-02-29', 0.1::DOUBLE"
+    ).fetchall()
+    assert fingerprint(plain) == fingerprint([["12.30", "1152921504606846976", "2024-02-29", 0.1]])

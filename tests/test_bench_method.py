@@ -14,6 +14,7 @@ import pytest
 from conftest import rpc_error
 
 from sidecar.bench.suite.sides import run_plain
+from test_bench_data import have_tpchgen
 from sidecar.client import RpcError, SidecarProcess
 
 SMOKE = {"suite": "smoke", "questions": ["scan_filter", "load_csv"], "repeat": 2}
@@ -183,3 +184,17 @@ def test_the_false_positive_script_counts_pairs(tmp_path: Path, capsys: pytest.C
     assert line.startswith("1 same-code pairs, suite smoke at 1MB, repeat 1: 7 case comparisons")
     (pair,) = json.loads(out.read_text())
     assert pair["cases"] == 7 and pair["baseline"] != pair["candidate"]
+
+
+@pytest.mark.skipif(
+    not have_tpchgen(),
+    reason="needs tpchgen-cli, from the optional `bench` extra (pip install 'bmad-data-sidecar[bench]')",
+)
+@pytest.mark.timeout(600)
+def test_tpch_answers_agree_on_both_sides(sc: SidecarProcess) -> None:
+    r = sc.request("bench.run", {"suite": "tpch", "sizes": ["1MB"], "repeat": 1}, timeout=500)
+    assert len(r["cases"]) == 22 and r["wrong_answers"] == 0 and r["failures"] == 0, [
+        (c["question"], c["sidecar"]["error"], c["plain"]["error"])
+        for c in r["cases"]
+        if not c["answers_agree"]
+    ]

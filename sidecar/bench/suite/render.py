@@ -136,6 +136,7 @@ def charts(cases: list[dict[str, Any]], cmp: dict[str, Any] | None = None) -> di
             ax.legend(fontsize=6)
         for ax in list(axes.flat)[len(classes) :]:
             ax.axis("off")
+        fig.tight_layout()
         out["time_vs_size"] = _png(fig)
     budgeted = [c for c in cases if c["budget_bytes"] is not None]
     if len({c["budget_bytes"] for c in budgeted}) > 1:

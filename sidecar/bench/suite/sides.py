@@ -55,9 +55,11 @@ class Measurement(msgspec.Struct, kw_only=True):
 def _canonical(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, (float, decimal.Decimal)):
+    if isinstance(value, int):  # the sidecar sends integers beyond 2^53 as decimal strings
+        return value if abs(value) < 2**53 else str(value)
+    if isinstance(value, decimal.Decimal):  # ... and DECIMAL as a string with every digit
+        return format(value, "f")
+    if isinstance(value, float):
         number = float(f"{float(value):.6g}")
         return int(number) if number.is_integer() else number
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
@@ -68,9 +70,13 @@ def _canonical(value: Any) -> Any:
 
 
 def fingerprint(rows: list[list[Any]] | list[tuple[Any, ...]]) -> str:
-    """An answer's check value: rows with numbers to 6 significant digits, in sorted order, hashed.
+    """An answer's check value: rows in the sidecar's wire encoding (docs/protocol.md, Value
+    encoding), doubles to 6 significant digits, in sorted order, hashed.
 
     Float sums differ in their last bits between plans and thread schedules; 6 digits do not.
+    >>> import decimal
+    >>> fingerprint([(decimal.Decimal("12.30"), 2**60)]) == fingerprint([["12.30", str(2**60)]])
+    True
     >>> fingerprint([(1, 2.0000000001)]) == fingerprint([[1, 2]])
     True
     >>> fingerprint([[1]]) == fingerprint([[2]])
