@@ -12,9 +12,9 @@ from typing import Any
 import duckdb
 import pytest
 from conftest import rpc_error
+from test_bench_data import have_tpchgen
 
 from sidecar.bench.suite.sides import run_plain
-from test_bench_data import have_tpchgen
 from sidecar.client import RpcError, SidecarProcess
 
 SMOKE = {"suite": "smoke", "questions": ["scan_filter", "load_csv"], "repeat": 2}
