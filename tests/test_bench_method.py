@@ -88,6 +88,7 @@ def test_cancel_stops_the_run_and_keeps_it_listed(sc: SidecarProcess) -> None:
     deadline = time.monotonic() + 120
     while not any(v["side"] == "sidecar" for v in progress(sc, "c")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert sc.request("query.run", {"sql": "SELECT 42"}, timeout=60)["rows"] == [[42]]  # served meanwhile
     sc.cancel(request_id)
     with pytest.raises(RpcError) as err:
         future.result(timeout=120)
