@@ -69,8 +69,9 @@ _H2O = [
     Question("holistic", "holistic", "h2o",
              "SELECT count(*), sum(m)::DOUBLE, sum(q)::DOUBLE FROM (SELECT id4, id5, median(v3) AS m, "
              "quantile_cont(v3, 0.9) AS q FROM {x} GROUP BY id4, id5)"),
-    Question("cpu_hash", "compute", "",  # CPU-bound, no input: the question a threads change must move
-             "SELECT sum(hash(i) % 1000)::BIGINT FROM range({cpu_n}) t(i)"),
+    # CPU-bound and parallel (range() alone is one thread): the question a threads change must move
+    Question("cpu_hash", "compute", "h2o",
+             "SELECT sum(hash(x.v3 * t.k + x.id4) % 1000)::BIGINT FROM {x} x, range(50) t(k)"),
 ]  # fmt: skip
 _LOAD = [
     Question("load_csv", "load", "load", "COPY (SELECT * FROM read_csv('{csv}')) TO '{out}' (FORMAT parquet)", True),
@@ -119,7 +120,7 @@ def questions_for(suite: str, names: list[str] | None = None) -> list[Question]:
 def render_sql(question: Question, dataset: Dataset | None, size_bytes: int, out: str) -> str:
     """The question's SQL with its placeholders filled in for one size."""
     rows = rows_for(size_bytes)
-    fill: dict[str, object] = {"out": out, "half": rows // 2, "cpu_n": rows * 50}
+    fill: dict[str, object] = {"out": out, "half": rows // 2}
     if dataset is not None:
         files: Mapping[str, object] = dataset.files
         fill.update({k: f"read_parquet('{p}')" for k, p in files.items() if str(p).endswith(".parquet")})
