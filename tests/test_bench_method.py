@@ -20,7 +20,7 @@ from sidecar.bench.suite.sides import run_plain
 from sidecar.client import RpcError, SidecarProcess
 
 SMOKE = {"suite": "smoke", "questions": ["scan_filter", "load_csv"], "repeat": 2}
-CPU = {"suite": "query", "questions": ["cpu_hash"], "sizes": ["30MB"], "repeat": 7}
+CPU = {"suite": "query", "questions": ["cpu_hash"], "sizes": ["100MB"], "repeat": 7}
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def parallel_speedup(state: Path) -> float:
     """What a second thread buys on this machine right now: plain DuckDB, threads 1 and 2 alternated,
     on the CPU-bound question over the data the runs use."""
     (q,) = questions_for("query", ["cpu_hash"])
-    sql = render_sql(q, prepare(Dataset(cache_root(state), "h2o", 30_000_000, 0)), 30_000_000, "")
+    sql = render_sql(q, prepare(Dataset(cache_root(state), "h2o", 100_000_000, 0)), 100_000_000, "")
     walls: dict[int, list[float]] = {1: [], 2: []}
     for _ in range(3):
         for threads in (1, 2):

@@ -71,7 +71,7 @@ _H2O = [
              "quantile_cont(v3, 0.9) AS q FROM {x} GROUP BY id4, id5)"),
     # CPU-bound and parallel (range() alone is one thread): the question a threads change must move
     Question("cpu_hash", "compute", "h2o",
-             "SELECT sum(hash(x.v3 * t.k + x.id4) % 1000)::BIGINT FROM {x} x, range(50) t(k)"),
+             "SELECT sum(hash(x.v3 * t.k + x.id4) % 1000)::BIGINT FROM {x} x, range(15) t(k)"),
 ]  # fmt: skip
 _LOAD = [
     Question("load_csv", "load", "load", "COPY (SELECT * FROM read_csv('{csv}')) TO '{out}' (FORMAT parquet)", True),
