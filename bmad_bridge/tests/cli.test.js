@@ -179,10 +179,7 @@ test('monitor --count 2 --interval 1 --json prints two samples', async () => {
   assert.ok(samples[0].available_memory_bytes > 0);
 });
 
-test('benchmark and monitor --web say clearly they are not wired yet: exit 4', async () => {
-  const bench = await runCli(['benchmark', '--json']);
-  assert.equal(bench.code, EXIT_CODES.NOT_AVAILABLE);
-  assert.match(only(bench.lines, 'error')[0].error.message, /benchmark issue/);
+test('monitor --web says clearly it is not wired yet: exit 4', async () => {
   const web = await runCli(['monitor', '--web'], { env: { NO_COLOR: '1' } });
   assert.equal(web.code, EXIT_CODES.NOT_AVAILABLE);
   assert.match(web.stderr, /monitoring issue/);

@@ -26,18 +26,17 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from sidecar.bench.headroom import GiB, MiB, generate, run_one
 from sidecar.bench.report import mib, write_block
+from sidecar.bench.suite.data import DIMENSIONS_SQL
+from sidecar.bench.suite.sides import TreeSampler
 from sidecar.config.settings import duckdb_limit_for
 from sidecar.units import duckdb_size, parse_size
 
-SAMPLE_S = 0.020
-CHILDREN_EVERY = 10  # re-list the sidecar's children every 10 samples (200 ms)
 MACHINE_FACTOR = 4
 TIMEOUT_MS = 900_000
 GEN_GUARD = 6 * GiB  # the generator's DuckDB runs at a 4GB limit
@@ -65,10 +64,6 @@ QUERIES: dict[str, str] = {
 MODES = ("plain", "budget", "machine", "inner")
 DEFAULT_MODES = ("plain", "budget", "machine")
 
-_DIMENSIONS = """
-COPY (SELECT id1, avg(v2) AS s1 FROM read_parquet('{x}') GROUP BY id1) TO '{small}' (FORMAT parquet);
-COPY (SELECT id3, any_value(id6) AS id6m, min(v3) AS m1 FROM read_parquet('{x}') GROUP BY id3) TO '{medium}' (FORMAT parquet);
-"""
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -91,7 +86,7 @@ def _generate_child(root: Path, rows: int) -> None:
     config = {"memory_limit": "4GB", "threads": os.cpu_count() or 2, "preserve_insertion_order": False,
               "temp_directory": str(root / "gen-spill")}  # fmt: skip
     with duckdb.connect(config=config) as con:
-        con.execute(_DIMENSIONS.format(x=paths["x"], small=partial["small"], medium=partial["medium"]))
+        con.execute(DIMENSIONS_SQL.format(x=paths["x"], small=partial["small"], medium=partial["medium"]))
     for key in ("small", "medium"):
         os.replace(partial[key], paths[key])
 
@@ -123,54 +118,19 @@ def prepare(root: Path, rows: int) -> dict[str, Path]:
 # ---- the sidecar side -------------------------------------------------------------------------
 
 
-class WorkerSampler:
-    """Samples the RSS of every descendant of a sidecar every 20 ms; kills one past `guard` (a bug)."""
+class WorkerSampler(TreeSampler):
+    """A sidecar's tree every 20 ms; kills a worker past `guard` (a bug); `worst` is the worst worker's peak."""
 
     def __init__(self, sidecar_pid: int, guard: int) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self.root = psutil.Process(sidecar_pid)
-        self.guard = guard
-        self.peaks: dict[int, int] = {}
-        self.sidecar_peak = 0
-        self.guard_kills: list[tuple[int, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="worker-sampler", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _loop(self) -> None:
-        children: list[Any] = []
-        tick = 0
-        while not self._stop.is_set():
-            if tick % CHILDREN_EVERY == 0:
-                try:
-                    children = self.root.children(recursive=True)
-                    self.sidecar_peak = max(self.sidecar_peak, self.root.memory_info().rss)
-                except self._psutil.NoSuchProcess:
-                    return
-            tick += 1
-            for child in children:
-                try:
-                    rss = child.memory_info().rss
-                except self._psutil.NoSuchProcess:
-                    continue
-                self.peaks[child.pid] = max(self.peaks.get(child.pid, 0), rss)
-                if rss > self.guard:
-                    self.guard_kills.append((child.pid, rss))
-                    child.kill()
-            time.sleep(SAMPLE_S)
+        super().__init__(sidecar_pid, guard_each=guard)
 
     @property
     def worst(self) -> int:
-        return max(self.peaks.values(), default=0)
+        return self.worst_descendant
+
+    @property
+    def sidecar_peak(self) -> int:
+        return self.peaks.get(self.root.pid, 0)
 
 
 def start_sidecar(root: Path, mode: str, budget: int) -> Any:

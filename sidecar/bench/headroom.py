@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.bench.report import mib, write_block
+from sidecar.bench.suite.data import groupby_sql
+from sidecar.bench.suite.plain import BufferWatcher
 from sidecar.units import duckdb_size, parse_size
 
 MiB = 1024**2
@@ -39,23 +41,6 @@ GUARD_FACTOR = 3
 GUARD_SLACK = 1 * GiB
 SATURATED = 0.95
 
-# H2O db-benchmark groupby data (K=100): id1-id3 strings, id4-id6 integers, v1-v3 measures.
-# hash() keeps it deterministic; each column has its own salt.
-_GENERATE = """
-COPY (
-    SELECT
-        printf('id%03d', 1 + hash(range * 16 + 1) % 100) AS id1,
-        printf('id%03d', 1 + hash(range * 16 + 2) % 100) AS id2,
-        printf('id%010d', 1 + hash(range * 16 + 3) % {groups}) AS id3,
-        (1 + hash(range * 16 + 4) % 100)::INTEGER AS id4,
-        (1 + hash(range * 16 + 5) % 100)::INTEGER AS id5,
-        (1 + hash(range * 16 + 6) % {groups})::INTEGER AS id6,
-        (1 + hash(range * 16 + 7) % 5)::INTEGER AS v1,
-        (1 + hash(range * 16 + 8) % 15)::INTEGER AS v2,
-        round((hash(range * 16 + 9) % 100000000) / 1000000.0, 6)::DOUBLE AS v3
-    FROM range({rows})
-) TO '{target}' (FORMAT parquet)
-"""
 
 # Each shape reads the view `x`. Results go to a Parquet file (`{out}`) or are folded into one
 # row, so nothing large crosses into Python.
@@ -108,8 +93,6 @@ def _proc_status(pid: int | str = "self") -> dict[str, int]:
 
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one query under the given limit; report what DuckDB's own accounting saw."""
-    import threading
-
     import duckdb
 
     con = duckdb.connect(config={
@@ -126,34 +109,17 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         report.update(wall=0.0, **_proc_status())
         return report
 
-    stop = threading.Event()
-
-    def watch_buffer() -> None:  # duckdb_memory() from a second cursor, every 50 ms
-        cur = con.cursor()
-        while not stop.wait(0.05):
-            try:
-                used, temp = cur.execute(
-                    "SELECT sum(memory_usage_bytes), sum(temporary_storage_bytes) FROM duckdb_memory()"
-                ).fetchone() or (0, 0)
-            except duckdb.Error:  # counted: a sampler that never answers shows as buffer peak 0
-                report["sampler_errors"] += 1
-                continue
-            report["buffer_peak"] = max(report["buffer_peak"], int(used or 0))
-            report["duckdb_temp_peak"] = max(report["duckdb_temp_peak"], int(temp or 0))
-
-    watcher = threading.Thread(target=watch_buffer, daemon=True)
-    watcher.start()
-    started = time.perf_counter()
-    try:
-        con.execute(spec["sql"]).fetchall()
-    except duckdb.OutOfMemoryException as exc:
-        spill = "max_temp_directory_size" in str(exc)  # the sidecar's SPILL_LIMIT test, too
-        report.update(status="spill_limit" if spill else "oom", error=str(exc).splitlines()[0])
-    except duckdb.Error as exc:
-        report.update(status="error", error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-    report["wall"] = time.perf_counter() - started
-    stop.set()
-    watcher.join()
+    with BufferWatcher(con) as watcher:
+        started = time.perf_counter()
+        try:
+            con.execute(spec["sql"]).fetchall()
+        except duckdb.OutOfMemoryException as exc:
+            spill = "max_temp_directory_size" in str(exc)  # the sidecar's SPILL_LIMIT test, too
+            report.update(status="spill_limit" if spill else "oom", error=str(exc).splitlines()[0])
+        except duckdb.Error as exc:
+            report.update(status="error", error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        report["wall"] = time.perf_counter() - started
+    report.update(buffer_peak=watcher.buffer_peak, duckdb_temp_peak=watcher.temp_peak, sampler_errors=watcher.errors)
     report.update(_proc_status())
     return report
 
@@ -246,7 +212,7 @@ def generate(root: Path, rows: int) -> Path:
         "temp_directory": str(root / "gen-spill"),
     }
     with duckdb.connect(config=config) as con:
-        con.execute(_GENERATE.format(rows=rows, groups=max(1, rows // 100), target=partial))
+        con.execute(groupby_sql(rows, partial))
     os.replace(partial, target)
     return target
 

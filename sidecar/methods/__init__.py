@@ -12,5 +12,6 @@ registry = Registry()
 def load_all() -> Registry:
     """Import every method module so each registers itself; returns the registry."""
     from sidecar.methods import config, convert, dataset, jobs, lifecycle, maintenance, partition, query, system  # noqa: F401
+    from sidecar.methods import bench  # noqa: F401
 
     return registry

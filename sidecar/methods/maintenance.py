@@ -9,6 +9,7 @@ from typing import Annotated
 
 import msgspec
 
+from sidecar.bench.suite.data import remove_cache
 from sidecar.engine.outputs import pid_alive
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
@@ -19,7 +20,7 @@ DEFAULT_JOB_MAX_AGE_MS = 7 * 24 * 3600 * 1000
 
 class CleanupParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     aggressive: bool = False
-    """Also drop idle pooled connections and their caches."""
+    """Also drop idle pooled connections and their caches, and the benchmarks' cached data."""
     job_max_age_ms: Annotated[int, msgspec.Meta(ge=0)] = DEFAULT_JOB_MAX_AGE_MS
     """Remove the directories of named partitioned jobs untouched for this long (default 7 days)."""
 
@@ -72,4 +73,7 @@ def cleanup(call: Call, p: CleanupParams) -> CleanupResult:
     job_bytes, job_files = remove_stale_job_directories(
         session.settings.state_directory, p.job_max_age_ms, set(session.running_jobs)
     )
+    if p.aggressive:
+        bench_bytes, bench_files = remove_cache(session.settings.state_directory)
+        job_bytes, job_files = job_bytes + bench_bytes, job_files + bench_files
     return CleanupResult(freed + job_bytes, removed + job_files, session.settings.temp_directory)
