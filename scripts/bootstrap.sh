@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs, reproducibly, into ./.venv and bmad_bridge/node_modules.
-# Idempotent and cheap when nothing changed: a stamp records the lock file's hash.
+# Idempotent and cheap when nothing changed: a stamp records the lock files' hash.
+# `bootstrap.sh bench` adds the bench extra (requirements-bench.lock: report charts, TPC-H data),
+# which the test suite needs and the demo does not.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,12 +18,20 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 
+locks=(requirements.lock)
+[ "${1:-}" = bench ] && locks+=(requirements-bench.lock)
 stamp=.venv/.lock-sha256
-want="$(sha256sum requirements.lock | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "bootstrap: installing Python dependencies from requirements.lock" >&2
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+want="$(cat "${locks[@]}" | sha256sum | cut -d' ' -f1)"
+have="$(cat "$stamp" 2>/dev/null)"
+# A stamp of the bench install also covers the plain one: the demo after the tests installs nothing.
+bench_stamp=.venv/.lock-sha256-bench
+if [ "$have" != "$want" ] && ! { [ ${#locks[@]} = 1 ] && [ -f "$bench_stamp" ] && [ "$(cat "$bench_stamp")" = "$(sha256sum requirements.lock | cut -d' ' -f1)" ]; }; then
+  echo "bootstrap: installing Python dependencies from ${locks[*]}" >&2
+  args=()
+  for lock in "${locks[@]}"; do args+=(-r "$lock"); done
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes "${args[@]}"
   echo "$want" > "$stamp"
+  if [ ${#locks[@]} = 2 ]; then sha256sum requirements.lock | cut -d' ' -f1 > "$bench_stamp"; else rm -f "$bench_stamp"; fi
 fi
 
 if [ -f bmad_bridge/package-lock.json ] && command -v npm >/dev/null 2>&1; then
