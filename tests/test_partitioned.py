@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from sidecar.engine.executor import QuerySpec
+from sidecar.jobs.types import Column, QueryResult, QuerySpec, QueryStats
 from sidecar.partition import plan_partitioned
 from sidecar.workers.partitioned import _Jobs, _run_part, _split_again, _TableStore
 
@@ -171,7 +171,7 @@ class FaultyJobs:
         self.con.execute("CREATE SCHEMA s")
         self.failing = failing
 
-    def run(self, statement: str, params: object = None, **_: object) -> dict[str, Any]:
+    def run(self, statement: str, params: object = None, **_: object) -> QueryResult:
         from sidecar.errors import OutOfMemory
 
         target = statement.split(" AS ", 1)[0].removeprefix("CREATE TABLE ").replace('"', "")
@@ -179,8 +179,9 @@ class FaultyJobs:
             self.failing.discard(target)
             raise OutOfMemory("injected: this part needs more memory than its ceiling")
         cursor = self.con.execute(statement)
-        columns = [{"name": d[0], "type": str(d[1])} for d in cursor.description or []]
-        return {"rows": [list(r) for r in cursor.fetchall()] if columns else [], "columns": columns}
+        columns = [Column(d[0], str(d[1])) for d in cursor.description or []]
+        rows = [list(r) for r in cursor.fetchall()] if columns else []
+        return QueryResult(columns, rows, len(rows), False, QueryStats(0.0, 0, 0, 0, 1, {}))
 
 
 def _split_with_faults(sql: str, parts: int, failing: set[str], bounds: list[Any] | None = None) -> tuple[FaultyJobs, list[str], list[str]]:

@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from sidecar.engine.analyze import format_of
-from sidecar.engine.executor import OutputSpec, QuerySpec
+from sidecar.jobs.types import OutputSpec, QuerySpec
 from sidecar.engine.outputs import inside
-from sidecar.errors import AccessDenied, InputError
+from sidecar.errors import AccessDenied, InputError, InternalError
 from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.protocol.dispatcher import Call
@@ -129,8 +129,10 @@ def convert(call: Call, p: ConvertParams) -> ConvertResult:
             timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
         )
         result = session.engine.run_query(spec, settings, call, listener)
-        output = result["output"]
-        done.append(ConvertedFile(file, output["path"], output["rows"], output["bytes"], skipped=False))
+        output = result.output
+        if output is None:
+            raise InternalError("a conversion wrote no output")
+        done.append(ConvertedFile(file, output.path, output.rows, output.bytes, skipped=False))
     written = [f for f in done if not f.skipped]
     return ConvertResult(
         files=done,

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sidecar.engine.executor import QuerySpec
+from sidecar.jobs.types import QuerySpec
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
 from sidecar.workers.jobdirs import finished_parts, job_directory, read_record
@@ -45,7 +45,7 @@ class JobStatus(msgspec.Struct, frozen=True):
 def _run(call: Call, sql: str, database: str | None, params: Any = None) -> list[list[Any]]:
     session = call.session
     spec = QuerySpec(sql=sql, database=database, params=params, max_rows=10_000)
-    return session.engine.run_query(spec, session.settings, call, None)["rows"]  # type: ignore[no-any-return]
+    return session.engine.run_query(spec, session.settings, call, None).rows
 
 
 def _status(call: Call, p: JobParams) -> JobStatus:

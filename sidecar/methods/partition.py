@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from sidecar.engine.analyze import format_of
-from sidecar.engine.executor import QuerySpec
+from sidecar.jobs.types import QuerySpec
 from sidecar.engine.outputs import inside
 from sidecar.errors import AccessDenied, InputError, InvalidParams
 from sidecar.methods import registry
@@ -126,7 +126,7 @@ def partition(call: Call, p: PartitionParams) -> PartitionResult:
                 timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
             )
             result = session.engine.run_query(spec, settings, call, listener)
-            rows += int(result["rows"][0][0]) if result["rows"] else 0
+            rows += int(result.rows[0][0]) if result.rows else 0
             for produced in _files(staging):
                 final = out / produced.relative_to(staging)
                 final.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,8 @@ import msgspec
 from sidecar.config import Settings
 from sidecar.config.settings import duckdb_limit_for
 from sidecar.engine.database import EngineSettings
-from sidecar.engine.executor import WRAPPABLE, Attempt, QuerySpec
+from sidecar.engine.executor import WRAPPABLE
+from sidecar.jobs.types import Attempt, QueryResult, QueryStats, QuerySpec
 from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import pid_alive, remove_orphaned_outputs
 from sidecar.errors import ERROR_CLASSES, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
@@ -77,7 +78,7 @@ class SupervisedEngine:
         call: Any,
         on_sample: Callable[[Sample], None] | None,
         parts: int | None = None,
-    ) -> Any:
+    ) -> QueryResult:
         database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
         spec = msgspec.structs.replace(spec, database=database)
         # -- split execution (sidecar.workers.split) --------------------------
@@ -137,7 +138,7 @@ class SupervisedEngine:
             exports=False,
             holistic=lambda: False,
         )
-        return result["rows"]  # type: ignore[no-any-return]
+        return result.rows
 
     def _recorded_parts(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> int | None:
         """The number of parts a named job's kept parts were made for (its job directory's record, or
@@ -403,7 +404,8 @@ class SupervisedEngine:
             if isinstance(outcome_or_error, JobOutcome) and outcome_or_error.error is None:
                 if on_sample is not None and finals:
                     on_sample(finals[0])
-                return outcome_or_error.result, attempt, (None, None)
+                result = outcome_or_error.result
+                return (msgspec.convert(result, QueryResult) if kind == "query" else result), attempt, (None, None)
             failure, error = self._classify(outcome_or_error, watch, call, reservation)
             return (
                 None,
@@ -502,11 +504,15 @@ class SupervisedEngine:
         return None, error
 
     def _finish(self, result: Any, attempts: list[Attempt]) -> Any:
-        if isinstance(result, dict) and isinstance(result.get("stats"), dict):
-            stats = result["stats"]
-            stats["peak_rss_bytes"] = max(stats.get("peak_rss_bytes", 0), attempts[-1].peak_rss_bytes)
-            stats["attempts"] = msgspec.to_builtins(attempts)
-        return result
+        """A query's result with every attempt in `stats.attempts` (an analysis is returned as it came)."""
+        if not isinstance(result, QueryResult):
+            return result
+        stats = msgspec.structs.replace(
+            result.stats,
+            peak_rss_bytes=max(result.stats.peak_rss_bytes, attempts[-1].peak_rss_bytes),
+            attempts=list(attempts),
+        )
+        return msgspec.structs.replace(result, stats=stats)
 
     def _final_error(
         self, error: SidecarError | None, failure: Failure | None, state: JobState, attempts: list[Attempt]
@@ -589,8 +595,8 @@ def _most(settings: Settings) -> int:
     return settings.memory_budget_bytes if _explicit_budget(settings) else settings.machine_budget_bytes
 
 
-def _with_estimate(result: Any, guess: Estimate | None) -> Any:
+def _with_estimate(result: QueryResult, guess: Estimate | None) -> QueryResult:
     """Report the up-front estimate in `stats.estimate`, whether or not it split the query."""
-    if guess is not None and isinstance(result, dict) and isinstance(result.get("stats"), dict):
-        result["stats"]["estimate"] = msgspec.to_builtins(guess)
-    return result
+    if guess is None:
+        return result
+    return msgspec.structs.replace(result, stats=msgspec.structs.replace(result.stats, estimate=guess))

@@ -40,7 +40,7 @@ import msgspec
 from sqlglot import exp, parse_one
 
 from sidecar.engine.concat import concat_files
-from sidecar.engine.executor import Attempt, OutputSpec, QuerySpec
+from sidecar.jobs.types import Attempt, Column, OutputInfo, OutputSpec, QueryResult, QuerySpec, QueryStats
 from sidecar.engine.monitor import Cancellation, Sample
 from sidecar.engine.outputs import atomic_target
 from sidecar.errors import InternalError, InvalidParams, SidecarError
@@ -181,7 +181,8 @@ class _Jobs:
         self.started = time.monotonic()
         self.peak = self.buffer = self.spill = 0
         self.ceiling, self.duckdb_limit, self.threads = 0, 0, settings.threads
-        self.stats: dict[str, Any] = {}
+        self.stats: QueryStats | None = None
+        """The stats of the last step run."""
         self.current: tuple[int | None, int | None] = (None, None)
 
     def run(
@@ -193,9 +194,9 @@ class _Jobs:
         max_rows: int = 100_000,
         final: bool = False,
         on: Any = None,
-    ) -> dict[str, Any]:
+    ) -> QueryResult:
         sub = msgspec.structs.replace(self.spec, sql=sql, params=params, output=output, max_rows=max_rows)
-        result: dict[str, Any] = self.engine._run(
+        result: QueryResult = self.engine._run(
             "query",
             sub,
             self.settings,
@@ -206,14 +207,14 @@ class _Jobs:
             exports=output is not None,
             holistic=lambda: holistic(sql),
         )
-        self.stats = dict(result.get("stats", {}))
-        self.peak = max(self.peak, self.stats.get("peak_rss_bytes", 0))
-        self.buffer = max(self.buffer, self.stats.get("peak_buffer_bytes", 0))
-        self.spill = max(self.spill, self.stats.get("peak_spill_bytes", 0))
-        for attempt in self.stats.get("attempts", [])[-1:]:
-            self.ceiling = max(self.ceiling, attempt["ceiling_bytes"])
-            self.duckdb_limit = max(self.duckdb_limit, attempt["duckdb_memory_limit_bytes"])
-            self.threads = min(self.threads, attempt["threads"])
+        stats = self.stats = result.stats
+        self.peak = max(self.peak, stats.peak_rss_bytes)
+        self.buffer = max(self.buffer, stats.peak_buffer_bytes)
+        self.spill = max(self.spill, stats.peak_spill_bytes)
+        for attempt in stats.attempts[-1:]:
+            self.ceiling = max(self.ceiling, attempt.ceiling_bytes)
+            self.duckdb_limit = max(self.duckdb_limit, attempt.duckdb_memory_limit_bytes)
+            self.threads = min(self.threads, attempt.threads)
         return result
 
     @property
@@ -252,14 +253,14 @@ class _Jobs:
     def nullable(self) -> list[bool] | None:
         """Which output columns the whole query may fill with NULLs, by DuckDB's statistics (None: no rows)."""
         probe = column_stats_sql(self.spec.sql)
-        rows = self.run(probe, params=self.params_for(probe), max_rows=1)["rows"]
+        rows = self.run(probe, params=self.params_for(probe), max_rows=1).rows
         return [not isinstance(s, dict) or s.get("has_null") is not False for s in rows[0]] if rows else None
 
     def sampled_plan(self, sql: str, parts: int) -> Plan:
         """A range plan for a full ORDER BY: bounds sampled from the data, equal ones merged."""
         sample = sort_key_sample_sql(sql, parts)
         answer = self.run(sample, params=self.params_for(sample))
-        bounds = decode_bounds(answer["rows"][0][0], answer["columns"][0]["type"], sql)
+        bounds = decode_bounds(answer.rows[0][0], answer.columns[0].type, sql)
         return plan_partitioned(sql, len(bounds) + 1, bounds=bounds)
 
 
@@ -385,7 +386,7 @@ class _FileStore:
         output = OutputSpec(path=str(self.path(name)), format=self.fmt, overwrite=True)  # type: ignore[arg-type]
         renamed = _renamed(sql, self.names, self.nullable)
         result = self.jobs.run(renamed, params=self.jobs.spec.params, output=output, max_rows=0)
-        write_atomic(self.directory / f"{name}.rows", str(result["row_count"]).encode())
+        write_atomic(self.directory / f"{name}.rows", str(result.row_count).encode())
 
     def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
         """A re-split's plan is recorded: sampled bounds differ between runs, its finished sub-parts must not."""
@@ -405,8 +406,8 @@ class _RowStore:
     names: list[str]
     max_rows: int
     done: set[str] = field(default_factory=set)
-    rows: list[Any] = field(default_factory=list)
-    columns: list[Any] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    columns: list[Column] = field(default_factory=list)
     truncated: bool = False
 
     def compute(self, name: str, sql: str) -> None:
@@ -415,9 +416,9 @@ class _RowStore:
         result = self.jobs.run(
             _renamed(sql, self.names), params=self.jobs.spec.params, max_rows=self.max_rows - len(self.rows)
         )
-        self.columns = self.columns or result["columns"]
-        self.rows.extend(result["rows"])
-        self.truncated = bool(result["truncated"])
+        self.columns = self.columns or result.columns
+        self.rows.extend(result.rows)
+        self.truncated = result.truncated
 
     def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
         return make()
@@ -453,7 +454,7 @@ def _bucketed(jobs: _Jobs, store: _Store, plan: Plan | None, parts: int, directo
         return store
     prefix = f"{pre.with_sql} " if pre.with_sql else ""
     described = jobs.run(f"DESCRIBE {prefix}SELECT * FROM {pre.relation}")
-    relation_columns = [(row[0], row[1]) for row in described["rows"]]
+    relation_columns = [(row[0], row[1]) for row in described.rows]
     columns = needed_columns(spec.sql, relation_columns, pre.alias)
     if columns is None:
         return store
@@ -496,7 +497,7 @@ def _literal(text: str) -> str:
 
 @dataclass
 class _Ran:
-    result: dict[str, Any]
+    result: QueryResult
     partitions: int
     reused: int
     resplit: int
@@ -546,9 +547,8 @@ def _run_to_files(jobs: _Jobs, hashed: Plan | None, parts: int, names: list[str]
     finally:
         if succeeded or spec.job_id is None:
             shutil.rmtree(directory, ignore_errors=True)
-    info = {"path": str(Path(output.path).expanduser().resolve()), "format": output.format}
-    result = {**described, "rows": [], "row_count": rows, "truncated": False}
-    result["output"] = {**info, "bytes": joined.bytes_written, "rows": rows}
+    info = OutputInfo(str(Path(output.path).expanduser().resolve()), output.format, joined.bytes_written, rows)
+    result = msgspec.structs.replace(described, rows=[], row_count=rows, truncated=False, output=info)
     jobs.done()
     return _Ran(result, len(plan.parts), sum(1 for n in ran if n in done), len(resplit))
 
@@ -558,8 +558,9 @@ def _run_in_order(jobs: _Jobs, parts: int, names: list[str]) -> _Ran:
     plan = jobs.sampled_plan(jobs.spec.sql, parts)
     store = _RowStore(jobs, names, jobs.spec.max_rows)
     _, resplit = _run_parts(jobs, store, plan, _split_again(jobs, plan, parts))
-    result = {"columns": store.columns, "rows": store.rows, "row_count": len(store.rows)}
-    result.update(truncated=store.truncated, output=None, stats=dict(jobs.stats))
+    if jobs.stats is None:
+        raise InternalError("a split run finished without running a step")
+    result = QueryResult(store.columns, store.rows, len(store.rows), store.truncated, jobs.stats)
     jobs.done()
     return _Ran(result, len(plan.parts), 0, len(resplit))
 
@@ -601,24 +602,30 @@ def _body(sql: str) -> str:
     return sql.strip().rstrip(";")
 
 
-def run_partitioned(request: SplitRun, parts: int) -> tuple[dict[str, Any], Attempt]:
+def run_partitioned(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:
     """Run the request's query as `parts` parts plus a combine; the final result and one Attempt for it all."""
     spec = request.spec
     plan = hash_plan(spec.sql, parts)
     jobs = _Jobs(request)
     described = jobs.run(f"SELECT column_name FROM (DESCRIBE {_body(spec.sql)})", params=spec.params)
-    names = [row[0] for row in described["rows"]]
+    names = [row[0] for row in described.rows]
     if spec.output is not None and (plan is None or _passes_through(plan)):
         ran = _run_to_files(jobs, plan, parts, names)
     elif plan is None:
         ran = _run_in_order(jobs, parts, names)
     else:
         ran = _run_in_schema(jobs, plan, parts, names)
-    stats = ran.result["stats"] = dict(ran.result.get("stats") or jobs.stats)
-    stats.update(partitions=ran.partitions, reused_parts=ran.reused, resplit_parts=ran.resplit)
-    stats.update(elapsed_ms=float(jobs.elapsed_ms), peak_rss_bytes=jobs.peak)
-    stats.update(peak_buffer_bytes=jobs.buffer, peak_spill_bytes=jobs.spill)
-    return ran.result, request.attempt(jobs)
+    stats = msgspec.structs.replace(
+        ran.result.stats,
+        partitions=ran.partitions,
+        reused_parts=ran.reused,
+        resplit_parts=ran.resplit,
+        elapsed_ms=float(jobs.elapsed_ms),
+        peak_rss_bytes=jobs.peak,
+        peak_buffer_bytes=jobs.buffer,
+        peak_spill_bytes=jobs.spill,
+    )
+    return msgspec.structs.replace(ran.result, stats=stats), request.attempt(jobs)
 
 
 # -- the scratch schema ---------------------------------------------------------------------
@@ -655,20 +662,20 @@ def _combine_sql(plan: Plan, schema: str, names: list[str]) -> tuple[str, bool]:
 
 
 def _prepare_schema(
-    job: Callable[..., dict[str, Any]], schema: str, fingerprint: str, job_id: str | None
+    job: Callable[..., QueryResult], schema: str, fingerprint: str, job_id: str | None
 ) -> set[str]:
     """Create the job's scratch schema, or find the parts an earlier run of the same job finished.
 
     The schema records the plan it was made for; a job_id reused for another query or another
     number of parts is refused rather than mixing parts of two plans.
     """
-    existing = job("SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", params=[schema])["rows"]
+    existing = job("SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", params=[schema]).rows
     tables = {row[0] for row in existing}
     if not tables:
         job(f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema)}")
         job(f"CREATE TABLE {_quoted(schema)}.__plan AS SELECT $1::VARCHAR AS plan", params=[fingerprint])
         return set()
-    recorded = job(f"SELECT plan FROM {_quoted(schema)}.__plan")["rows"] if "__plan" in tables else []
+    recorded = job(f"SELECT plan FROM {_quoted(schema)}.__plan").rows if "__plan" in tables else []
     if not recorded or recorded[0][0] != fingerprint:
         raise mismatch(job_id)
     return {t for t in tables if t.startswith("part_")}

@@ -15,7 +15,7 @@ from typing import IO, Any, Literal, Union
 import msgspec
 
 from sidecar.engine.database import EngineSettings
-from sidecar.engine.executor import QuerySpec
+from sidecar.jobs.types import QuerySpec
 from sidecar.engine.monitor import Sample
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from sidecar.engine.executor import Attempt
+from sidecar.jobs.types import Attempt, QueryResult, QueryStats
 from sidecar.errors import SqlError
 from sidecar.partition.quantiles import (
     QuantilePlan,
@@ -117,9 +117,9 @@ class _Steps(_Jobs):
 
     def rows(self, sql: str) -> list[list[Any]]:
         bound, params = bind_params(sql, self.spec.params)
-        return list(self.run(bound, params=params)["rows"])
+        return list(self.run(bound, params=params).rows)
 
-    def answer(self, sql: str) -> dict[str, Any]:
+    def answer(self, sql: str) -> QueryResult:
         """The final step, with the user's `output` and `max_rows`."""
         bound, params = bind_params(sql, self.spec.params)
         return self.run(
@@ -138,33 +138,35 @@ class _Steps(_Jobs):
         self.progress(passes, passes + 2)
 
 
-def run_quantiles(request: SplitRun, parts: int) -> tuple[dict[str, Any], Attempt]:
+def run_quantiles(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:
     """Answer a global query with quantiles exactly, in passes; the final result and one Attempt."""
     spec = request.spec
     plan = plan_quantiles(spec.sql, parts)
     steps = _Steps(request)
     describe = f"SELECT column_name, column_type FROM (DESCRIBE {spec.sql.strip().rstrip(';')})"
-    columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params)["rows"]]
+    columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params).rows]
     values, others = _others(plan, steps, parts)
     values.update(compute_answers(plan, steps.rows, steps.passed))
     result = steps.answer(final_sql(plan, columns, values))
-    result["stats"].update(
+    stats = msgspec.structs.replace(
+        result.stats,
         partitions=parts,
-        reused_parts=others.get("reused_parts", 0),
-        resplit_parts=others.get("resplit_parts", 0),
+        reused_parts=others.reused_parts or 0 if others else 0,
+        resplit_parts=others.resplit_parts or 0 if others else 0,
         elapsed_ms=float(steps.elapsed_ms),
         peak_rss_bytes=steps.peak,
-        peak_buffer_bytes=max(steps.buffer, others.get("peak_buffer_bytes", 0)),
-        peak_spill_bytes=max(steps.spill, others.get("peak_spill_bytes", 0)),
+        peak_buffer_bytes=max(steps.buffer, others.peak_buffer_bytes if others else 0),
+        peak_spill_bytes=max(steps.spill, others.peak_spill_bytes if others else 0),
     )
+    result = msgspec.structs.replace(result, stats=stats)
     log.info("quantiles of %d series in %d ms", len(plan.series), steps.elapsed_ms)
     return result, request.attempt(steps)
 
 
-def _others(plan: QuantilePlan, steps: _Steps, parts: int) -> tuple[dict[str, str], dict[str, Any]]:
+def _others(plan: QuantilePlan, steps: _Steps, parts: int) -> tuple[dict[str, str], QueryStats | None]:
     """The other aggregates, each as an exact literal, computed by the partitioned executor."""
     if plan.others_sql is None or plan.others_typed is None:
-        return {}, {}
+        return {}, None
     types = [
         str(row[1])
         for row in steps.rows(f"SELECT column_name, column_type FROM (DESCRIBE {plan.others_typed})")
@@ -174,6 +176,6 @@ def _others(plan: QuantilePlan, steps: _Steps, parts: int) -> tuple[dict[str, st
     reduced = dataclasses.replace(steps.request, spec=sub, on_sample=_without_done(steps.on_sample))
     result, attempt = run_partitioned(reduced, parts)
     steps.absorb(attempt)
-    (row,) = result["rows"]
+    (row,) = result.rows
     values = {f"__bmad_a{j}": literal(text, kind) for j, (text, kind) in enumerate(zip(row, types))}
-    return values, dict(result.get("stats") or {})
+    return values, result.stats

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.engine.executor import Attempt
+from sidecar.jobs.types import Attempt
 from sidecar.errors import SidecarError
 from sidecar.partition.quantiles import has_quantiles, plan_quantiles
 from sidecar.workers.partitioned import SplitRun, run_partitioned, splittable
