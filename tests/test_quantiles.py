@@ -34,7 +34,7 @@ from sidecar.partition.quantiles import (
     plan_quantiles,
     value_kind,
 )
-from sidecar.workers.quantiles import compute_answers
+from sidecar.jobs.quantile_passes import compute_answers
 
 # -- an in-process executor ----------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import msgspec
 from sidecar.engine.outputs import pid_alive
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
-from sidecar.workers.jobdirs import anonymous_owner, jobs_root
+from sidecar.jobs.kept import anonymous_owner, jobs_root
 
 DEFAULT_JOB_MAX_AGE_MS = 7 * 24 * 3600 * 1000
 

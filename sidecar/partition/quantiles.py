@@ -18,7 +18,7 @@ Bins are computed with exact integer arithmetic on the original values (floats b
 subtraction and division, which are monotone), so every value of a bin lies in its [min, max]
 and the counts below it are exact; the final pass compares the original type. The other
 aggregates of the query (sum, count(DISTINCT x), ...) run as a reduced query through the
-partitioned planner. Pure: SQL text in, SQL text out; the executor is sidecar.workers.quantiles.
+partitioned planner. Pure: SQL text in, SQL text out; the executor is sidecar.jobs.quantile_passes.
 """
 
 from __future__ import annotations

@@ -46,9 +46,10 @@ from sidecar.partition.quantiles import (
     start_search,
     value_kind,
 )
-from sidecar.workers.partitioned import SplitRun, _Jobs, _without_done, run_partitioned
+from sidecar.jobs.partitioned import run_partitioned
+from sidecar.jobs.steps import SplitRun, Steps, without_done
 
-__all__ = ["MAX_PASSES", "compute_answers", "run_quantiles"]
+__all__ = ["MAX_PASSES", "PassSteps", "compute_answers", "run_quantiles"]
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def _search(
     return search
 
 
-class _Steps(_Jobs):
-    """The passes of one request as supervised jobs (`_Jobs`), each given only the parameters it uses."""
+class PassSteps(Steps):
+    """The passes of one request as supervised jobs (`Steps`), each given only the parameters it uses."""
 
     def rows(self, sql: str) -> list[list[Any]]:
         bound, params = bind_params(sql, self.spec.params)
@@ -142,7 +143,7 @@ def run_quantiles(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:
     """Answer a global query with quantiles exactly, in passes; the final result and one Attempt."""
     spec = request.spec
     plan = plan_quantiles(spec.sql, parts)
-    steps = _Steps(request)
+    steps = PassSteps(request)
     describe = f"SELECT column_name, column_type FROM (DESCRIBE {spec.sql.strip().rstrip(';')})"
     columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params).rows]
     values, others = _others(plan, steps, parts)
@@ -163,7 +164,7 @@ def run_quantiles(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:
     return result, request.attempt(steps)
 
 
-def _others(plan: QuantilePlan, steps: _Steps, parts: int) -> tuple[dict[str, str], QueryStats | None]:
+def _others(plan: QuantilePlan, steps: PassSteps, parts: int) -> tuple[dict[str, str], QueryStats | None]:
     """The other aggregates, each as an exact literal, computed by the partitioned executor."""
     if plan.others_sql is None or plan.others_typed is None:
         return {}, None
@@ -173,7 +174,7 @@ def _others(plan: QuantilePlan, steps: _Steps, parts: int) -> tuple[dict[str, st
     ]
     sql, params = bind_params(plan.others_sql, steps.spec.params)
     sub = msgspec.structs.replace(steps.spec, sql=sql, params=params, output=None, max_rows=10)
-    reduced = dataclasses.replace(steps.request, spec=sub, on_sample=_without_done(steps.on_sample))
+    reduced = dataclasses.replace(steps.request, spec=sub, on_sample=without_done(steps.on_sample))
     result, attempt = run_partitioned(reduced, parts)
     steps.absorb(attempt)
     (row,) = result.rows

@@ -1,26 +1,26 @@
 """Where a split query goes: the one entry point the supervised engine calls for split work.
 
-Two executors live behind it: `sidecar.workers.partitioned` (hash- or range-split parts plus a
+Two executors live behind it: `sidecar.jobs.partitioned` (hash- or range-split parts plus a
 combine) and, for a global SELECT with median/quantile aggregates (which no split of the rows
-re-combines), `sidecar.workers.quantiles` (exact passes of bounded memory). The engine and the
-ladder only ask `can_split` and call `run_split`.
+re-combines), `sidecar.jobs.quantile_passes` (exact passes of bounded memory). Both take a
+`SplitRun` (`sidecar.jobs.steps`) whose steps run through a `StepRunner`. The runner only asks
+`can_split` and calls `run_split`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from sidecar.jobs.types import Attempt
+from sidecar.jobs.types import Attempt, QueryResult
 from sidecar.errors import SidecarError
 from sidecar.partition.quantiles import has_quantiles, plan_quantiles
-from sidecar.workers.partitioned import SplitRun, run_partitioned, splittable
-from sidecar.workers.quantiles import run_quantiles
+from sidecar.jobs.partitioned import run_partitioned, splittable
+from sidecar.jobs.quantile_passes import run_quantiles
+from sidecar.jobs.steps import SplitRun
 
 __all__ = ["SplitRun", "can_split", "run_split"]
 
 
 def can_split(sql: str) -> bool:
-    """Whether some executor can split `sql` (asked only after a memory failure or for an estimate)."""
+    """Whether some executor can split `sql` (asked for the estimate, or when a memory failure may call for a split)."""
     return splittable(sql) or _quantiles_plannable(sql)
 
 
@@ -34,7 +34,7 @@ def _quantiles_plannable(sql: str) -> bool:
     return True
 
 
-def run_split(request: SplitRun, parts: int) -> tuple[dict[str, Any], Attempt]:
+def run_split(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:
     """Run the request's query split in `parts` parts; the final result and one Attempt for it all.
 
     A global query with quantiles goes to the quantile passes (its other aggregates still run in
