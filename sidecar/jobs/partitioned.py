@@ -62,10 +62,10 @@ from sidecar.jobs.part_stores import (
 )
 from sidecar.jobs.steps import CleanupCall, SplitRun, Steps
 from sidecar.jobs.types import Attempt, OutputInfo, QueryResult
-from sidecar.partition import PARTS_RELATION, Bucket, Plan, plan_partitioned
-from sidecar.partition.planner import sort_key_sample_sql
+from sidecar.partition import PARTS_RELATION, Bucket, Plan, Unsplittable, plan_partitioned
+from sidecar.partition.answer import CannotSplit, HashSplit, RangeSplit, how_to_split
 
-__all__ = ["RESPLIT_PARTS", "hash_plan", "run_partitioned", "split_again", "splittable"]
+__all__ = ["RESPLIT_PARTS", "hash_plan", "run_partitioned", "split_again"]
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +77,16 @@ RESPLIT_PARTS = 4
 
 
 def hash_plan(sql: str, parts: int) -> Plan | None:
-    """The hash plan for `sql`, or None for a full ORDER BY (split by sampled ranges instead)."""
-    try:
-        return plan_partitioned(sql, parts)
-    except InvalidParams as exc:
-        if exc.details.get("shape") != "sorted_ranges":
-            raise
-    sort_key_sample_sql(sql, parts)  # refuses a first sort key that cannot be range-split
-    return None
-
-
-def splittable(sql: str) -> bool:
-    """Whether the planner can split `sql` (asked only after a memory failure, by the ladder)."""
-    try:
-        hash_plan(sql, 2)
-    except SidecarError as exc:
-        log.debug("not splittable (%s): %s", exc.code, exc)
-        return False
-    return True
+    """The hash plan for `sql`, or None for a full ORDER BY (split by sampled ranges instead);
+    the planner's refusal (SQL_ERROR naming the shape) for a query that does not split this way."""
+    answer = how_to_split(sql, parts)
+    if isinstance(answer, HashSplit):
+        return answer.plan
+    if isinstance(answer, RangeSplit):
+        return None
+    if isinstance(answer, CannotSplit):
+        raise answer.error()
+    raise Unsplittable("global_aggregate", "a global median/quantile query runs in exact passes", sql=sql)
 
 
 def _passes_through(plan: Plan) -> bool:
@@ -220,10 +212,12 @@ def _body(sql: str) -> str:
     return sql.strip().rstrip(";")
 
 
-def run_partitioned(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:
-    """Run the request's query as `parts` parts plus a combine; the final result and one Attempt for it all."""
+def run_partitioned(request: SplitRun, parts: int, plan: Plan | None) -> tuple[QueryResult, Attempt]:
+    """Run the request's query as `parts` parts plus a combine; the final result and one Attempt for it all.
+
+    `plan` is its hash plan, or None for a full ORDER BY (split by ranges of sampled bounds).
+    """
     spec = request.spec
-    plan = hash_plan(spec.sql, parts)
     jobs = Steps(request)
     described = jobs.run(f"SELECT column_name FROM (DESCRIBE {_body(spec.sql)})", params=spec.params)
     names = [row[0] for row in described.rows]

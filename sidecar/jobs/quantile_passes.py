@@ -26,27 +26,10 @@ import msgspec
 
 from sidecar.jobs.types import Attempt, QueryResult, QueryStats
 from sidecar.errors import SqlError
-from sidecar.partition.quantiles import (
-    QuantilePlan,
-    Search,
-    Series,
-    answer_sql,
-    bin_sql,
-    bind_params,
-    count_sql,
-    exact_sql,
-    final_sql,
-    literal,
-    narrow,
-    param_sql,
-    pick,
-    plan_quantiles,
-    read_exact,
-    read_params,
-    start_search,
-    value_kind,
-)
-from sidecar.jobs.partitioned import run_partitioned
+from sidecar.partition.quantile_search import Search, bin_sql, count_sql, exact_sql, narrow, read_exact, start_search
+from sidecar.partition.quantile_values import answer_sql, final_sql, literal, param_sql, pick, read_params, value_kind
+from sidecar.partition.quantiles import QuantilePlan, Series, bind_params
+from sidecar.jobs.partitioned import hash_plan, run_partitioned
 from sidecar.jobs.steps import SplitRun, Steps, without_done
 
 __all__ = ["MAX_PASSES", "PassSteps", "compute_answers", "run_quantiles"]
@@ -139,10 +122,9 @@ class PassSteps(Steps):
         self.progress(passes, passes + 2)
 
 
-def run_quantiles(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:
-    """Answer a global query with quantiles exactly, in passes; the final result and one Attempt."""
+def run_quantiles(request: SplitRun, parts: int, plan: QuantilePlan) -> tuple[QueryResult, Attempt]:
+    """Answer a global query with quantiles exactly, in passes (`plan`); the final result and one Attempt."""
     spec = request.spec
-    plan = plan_quantiles(spec.sql, parts)
     steps = PassSteps(request)
     describe = f"SELECT column_name, column_type FROM (DESCRIBE {spec.sql.strip().rstrip(';')})"
     columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params).rows]
@@ -175,7 +157,7 @@ def _others(plan: QuantilePlan, steps: PassSteps, parts: int) -> tuple[dict[str,
     sql, params = bind_params(plan.others_sql, steps.spec.params)
     sub = msgspec.structs.replace(steps.spec, sql=sql, params=params, output=None, max_rows=10)
     reduced = dataclasses.replace(steps.request, spec=sub, on_sample=without_done(steps.on_sample))
-    result, attempt = run_partitioned(reduced, parts)
+    result, attempt = run_partitioned(reduced, parts, hash_plan(sql, parts))
     steps.absorb(attempt)
     (row,) = result.rows
     values = {f"__bmad_a{j}": literal(text, kind) for j, (text, kind) in enumerate(zip(row, types))}

@@ -30,11 +30,12 @@ from sidecar.jobs.estimate import estimate
 from sidecar.jobs.kept import job_directory, read_record, schema_plan_sql, scratch_schema
 from sidecar.jobs.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
 from sidecar.jobs.retry import Tried, climb
-from sidecar.jobs.split import can_split, run_split
+from sidecar.jobs.split import SplitExecutor, can_split, run_split
 from sidecar.jobs.statements import holistic, shape_of
 from sidecar.jobs.steps import SplitRun
 from sidecar.jobs.types import Attempt, Estimate, QueryResult, QuerySpec
-from sidecar.partition import Plan, plan_partitioned
+from sidecar.partition import Plan
+from sidecar.partition.answer import HashSplit, QuantilePasses, how_to_split
 from sidecar.workers.protocol import AnalyzeSpec
 from sidecar.workers.supervisor import Job, Limits, Supervisor
 
@@ -55,6 +56,8 @@ class JobRunner:
         self.settings = settings
         self.ladder = RetryLadder()
         self.supervisor = Supervisor(settings, env)
+        self.split: SplitExecutor = run_split
+        """What runs a split attempt (the local executors; another SplitExecutor may replace it)."""
         Path(settings.state_directory).mkdir(parents=True, exist_ok=True)
         self.default_database = str(Path(settings.state_directory) / f"default-{os.getpid()}.duckdb")
 
@@ -144,14 +147,10 @@ class JobRunner:
     def _estimate(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> Estimate | None:
         """How many parts a splittable SELECT needs before it runs (sidecar.jobs.estimate); None
         for a query the planner cannot split, or when the looks themselves fail (it then runs whole)."""
-        plan: Plan | None
-        try:
-            plan = plan_partitioned(spec.sql, 2)
-        except SidecarError as refused:
-            # a global quantile query (refused as a global aggregate) is split by exact passes instead
-            if refused.details.get("shape") != "global_aggregate" or not can_split(spec.sql):
-                return None
-            plan = None
+        answer = how_to_split(spec.sql, 2)
+        if not isinstance(answer, (HashSplit, QuantilePasses)):
+            return None  # a full ORDER BY is split only when asked, or after a memory failure
+        plan = answer.plan if isinstance(answer, HashSplit) else None  # None: exact quantile passes
 
         def probe(sql: str, params: Any) -> list[list[Any]]:
             return self._probe(spec, settings, call, database, sql, params)
@@ -262,7 +261,7 @@ class JobRunner:
             self, spec, settings, call, on_sample, database, number, rung, database == self.default_database
         )
         try:
-            result, attempt = run_split(request, state.parts)
+            result, attempt = self.split(request, state.parts)
         except SidecarError as error:
             if error.code not in MEMORY_FAILURES:
                 raise

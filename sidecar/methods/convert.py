@@ -24,9 +24,9 @@ from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.protocol.dispatcher import Call
 
-__all__ = ["ConvertParams", "ConvertResult", "ConvertedFile"]
+__all__ = ["READERS", "ConvertParams", "ConvertResult", "ConvertedFile", "input_files"]
 
-_READERS = {"csv": "read_csv", "json": "read_json", "parquet": "read_parquet"}
+READERS = {"csv": "read_csv", "json": "read_json", "parquet": "read_parquet"}
 
 
 class ConvertParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,7 +59,7 @@ class ConvertResult(msgspec.Struct, frozen=True):
     skipped: int
 
 
-def _inputs(pattern: str) -> list[str]:
+def input_files(pattern: str) -> list[str]:
     path = os.path.expanduser(pattern)
     if os.path.isdir(path):
         found = [p for p in glob.glob(os.path.join(path, "**", "*"), recursive=True) if os.path.isfile(p)]
@@ -105,7 +105,7 @@ def convert(call: Call, p: ConvertParams) -> ConvertResult:
     session = call.session
     session.require()
     settings = session.settings_for(p.settings)
-    files = _inputs(p.input)
+    files = input_files(p.input)
     for file in files:
         if not inside(Path(file), list(settings.allowed_directories)):
             raise AccessDenied(
@@ -122,7 +122,7 @@ def convert(call: Call, p: ConvertParams) -> ConvertResult:
         fmt = format_of(file)
         literal = "'" + file.replace("'", "''") + "'"
         spec = QuerySpec(
-            sql=f"SELECT * FROM {_READERS[fmt or 'csv']}({literal})",
+            sql=f"SELECT * FROM {READERS[fmt or 'csv']}({literal})",
             database=settings.database_path,
             max_rows=0,
             output=OutputSpec(target, "parquet", overwrite=p.overwrite),

@@ -23,7 +23,7 @@ from sidecar.jobs.types import QuerySpec
 from sidecar.engine.outputs import inside
 from sidecar.errors import AccessDenied, InputError, InvalidParams
 from sidecar.methods import registry
-from sidecar.methods.convert import _READERS, _inputs
+from sidecar.methods.convert import READERS, input_files
 from sidecar.methods.progress import progress_listener
 from sidecar.protocol.dispatcher import Call
 
@@ -91,7 +91,7 @@ def partition(call: Call, p: PartitionParams) -> PartitionResult:
     session.require()
     settings = session.settings_for(p.settings)
     select, options = _layout(p)
-    files = _inputs(p.input)
+    files = input_files(p.input)
     out = Path(p.output_dir).expanduser().resolve()
     allowed = list(settings.allowed_directories)
     for path in [*files, str(out)]:
@@ -116,7 +116,7 @@ def partition(call: Call, p: PartitionParams) -> PartitionResult:
         try:
             literal = "'" + file.replace("'", "''") + "'"
             target = "'" + str(staging).replace("'", "''") + "'"
-            reader = _READERS[format_of(file) or "csv"]
+            reader = READERS[format_of(file) or "csv"]
             pattern = f"p{index:05d}_{{i}}"
             spec = QuerySpec(
                 sql=f"COPY (SELECT {select} FROM {reader}({literal})) TO {target} "

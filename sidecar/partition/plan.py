@@ -28,9 +28,19 @@ from typing import Literal
 
 import msgspec
 
-from sidecar.errors import SqlError
+from sidecar.errors import InvalidParams, SqlError
 
-__all__ = ["PARTS_RELATION", "Bucket", "Combine", "CombineKind", "Part", "Plan", "Shape", "Unsplittable"]
+__all__ = [
+    "PARTS_RELATION",
+    "Bucket",
+    "Combine",
+    "CombineKind",
+    "NeedsBounds",
+    "Part",
+    "Plan",
+    "Shape",
+    "Unsplittable",
+]
 
 #: The relation name the combine SQL reads the union of all part results from.
 PARTS_RELATION = "_parts"
@@ -105,8 +115,35 @@ class Unsplittable(SqlError):
         "one of those shapes, or run it unsplit."
     )
 
+    PREFIX = "cannot split this query into parts: "
+
     def __init__(self, shape: str, message: str, *, hint: str | None = None, sql: str | None = None) -> None:
         details: dict[str, object] = {"shape": shape}
         if sql is not None:
             details["sql"] = sql
-        super().__init__(f"cannot split this query into parts: {message}", hint=hint, details=details)
+        super().__init__(f"{self.PREFIX}{message}", hint=hint, details=details)
+        self.shape = shape
+        self.reason = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        sql = self.details.get("sql")
+        return (_unsplittable, (self.shape, self.reason, self.hint, sql if isinstance(sql, str) else None))
+
+
+def _unsplittable(shape: str, reason: str, hint: str | None, sql: str | None) -> Unsplittable:
+    return Unsplittable(shape, reason, hint=hint, sql=sql)
+
+
+class NeedsBounds(InvalidParams):
+    """A full ORDER BY asked for without `bounds`: it is split by ranges of its first sort key,
+    whose bounds must first be sampled from the data (`sort_key_sample_sql`)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a full ORDER BY is split by ranges of its first sort key: pass `bounds` "
+            "(parts - 1 ascending values sampled from that key)",
+            details={"shape": "sorted_ranges"},
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (NeedsBounds, ())

@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from sidecar.errors import InvalidParams
 from sidecar.partition.modifiers import split_modifiers
-from sidecar.partition.plan import PARTS_RELATION, Bucket, Combine, Part, Plan, Shape, Unsplittable
+from sidecar.partition.plan import PARTS_RELATION, Bucket, Combine, NeedsBounds, Part, Plan, Shape, Unsplittable
 from sidecar.partition.recombine import decompose_global
 from sidecar.partition.shapes import (
     contains_aggregate,
@@ -40,6 +40,7 @@ __all__ = [
     "column_stats_sql",
     "decode_bounds",
     "hash_predicate",
+    "is_empty_group",
     "plan_partitioned",
     "sort_key_sample_sql",
 ]
@@ -70,7 +71,7 @@ def plan_partitioned(
     _check_params(parts, salt, within)
     select = parse_select(sql)
     group = select.args.get("group")
-    if group is not None and _is_empty_group(group):
+    if group is not None and is_empty_group(group):
         group = None
         select = select.copy()
         select.set("group", None)
@@ -105,11 +106,7 @@ def plan_partitioned(
             return _plan_union(select, sql, "distinct_on", keys, parts, salt, within)
         return _plan_union(select, sql, "distinct", _distinct_keys(select, sql), parts, salt, within)
     if select.args.get("order") is not None and select.args.get("limit") is None:
-        raise InvalidParams(
-            "a full ORDER BY is split by ranges of its first sort key: pass `bounds` "
-            "(parts - 1 ascending values sampled from that key)",
-            details={"shape": "sorted_ranges"},
-        )
+        raise NeedsBounds()
     raise _plain(select, sql)
 
 
@@ -142,7 +139,7 @@ def _check_params(parts: int, salt: int, within: Sequence[Bucket]) -> None:
             )
 
 
-def _is_empty_group(group: exp.Group) -> bool:
+def is_empty_group(group: exp.Group) -> bool:
     items = group.expressions
     return (
         not group.args.get("all")

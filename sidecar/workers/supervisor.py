@@ -232,6 +232,7 @@ class Supervisor:
             preserve_insertion_order=limits.preserve_insertion_order,
             allowed_directories=tuple(settings.allowed_directories),
             state_directory=settings.state_directory,
+            checkpoint_threshold_bytes=settings.checkpoint_threshold_bytes,
         )
 
     def _classify(
