@@ -22,7 +22,7 @@ from sidecar.engine.monitor import Cancellation, Sample
 from sidecar.errors import SidecarError
 from sidecar.jobs.types import Attempt, OutputSpec, QueryResult, QuerySpec, QueryStats
 from sidecar.partition import Plan, plan_partitioned
-from sidecar.partition.planner import column_stats_sql, decode_bounds, sort_key_sample_sql
+from sidecar.partition.ranges import column_stats_sql, decode_bounds, sort_key_sample_sql
 
 if TYPE_CHECKING:
     from sidecar.config import Settings

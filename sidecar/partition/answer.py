@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sidecar.partition.plan import NeedsBounds, Plan, Unsplittable
-from sidecar.partition.planner import plan_partitioned, sort_key_sample_sql
+from sidecar.partition.planner import plan_partitioned
+from sidecar.partition.ranges import sort_key_sample_sql
 from sidecar.partition.quantiles import QuantilePlan, has_quantiles, plan_quantiles
 
 __all__ = ["CannotSplit", "HashSplit", "QuantilePasses", "RangeSplit", "SplitAnswer", "how_to_split"]

@@ -24,6 +24,7 @@ How an executor runs a plan:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -34,13 +35,17 @@ __all__ = [
     "PARTS_RELATION",
     "Bucket",
     "Combine",
+    "MAX_PARTS",
     "CombineKind",
     "NeedsBounds",
     "Part",
     "Plan",
     "Shape",
     "Unsplittable",
+    "check_params",
 ]
+
+MAX_PARTS = 65_536
 
 #: The relation name the combine SQL reads the union of all part results from.
 PARTS_RELATION = "_parts"
@@ -147,3 +152,18 @@ class NeedsBounds(InvalidParams):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (NeedsBounds, ())
+
+
+def check_params(parts: int, salt: int, within: Sequence[Bucket]) -> None:
+    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
+        raise InvalidParams(f"parts must be an integer from 1 to {MAX_PARTS}, got {parts!r}")
+    if isinstance(salt, bool) or not isinstance(salt, int) or salt < 0:
+        raise InvalidParams(f"salt must be a non-negative integer, got {salt!r}")
+    for bucket in within:
+        if not 0 <= bucket.remainder < bucket.modulus:
+            raise InvalidParams(f"bucket remainder {bucket.remainder} is outside 0..{bucket.modulus - 1}")
+        if bucket.salt == salt:
+            raise InvalidParams(
+                f"salt {salt} is already used by the bucket being split; a re-split needs a new salt, "
+                "or every row would land in one sub-part"
+            )
