@@ -1,5 +1,7 @@
 """`dataset.partition`: a CSV/JSON/Parquet input of any size as a Hive-partitioned Parquet dataset.
 
+(Not to be confused with `sidecar.partition`, the planner that splits one query into parts.)
+
 Each input file is one supervised job: a streaming `COPY ... PARTITION_BY` in bounded memory
 (DuckDB keeps at most `partitioned_write_max_open_files` = 100 files open and flushes every
 524,288 rows; hash bucketing bounds the number of partitions from the start). A job writes
