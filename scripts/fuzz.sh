@@ -5,14 +5,14 @@
 #   scripts/fuzz.sh [SECONDS] [CASES]
 #
 # 1. Coverage-guided, for SECONDS (default 600): atheris drives the sidecar's own reader and
-#    dispatcher in-process (sidecar/fuzz_atheris.py), with raw bytes and with structured requests.
+#    dispatcher in-process (scripts/fuzz_atheris.py), with raw bytes and with structured requests.
 # 2. Structure-aware at volume: CASES (default 20000) generated cases with a random seed against
 #    one real `python -m sidecar` over pipes (python -m sidecar.fuzz); the seed is printed.
 #
 # atheris is not a dependency of the sidecar and never goes into .venv: this script makes its own
 # venv (BMAD_FUZZ_VENV, default ~/.cache/bmad-data/fuzz-venv) with requirements.lock plus atheris.
 # The corpus and any crash input live in BMAD_FUZZ_DIR (default ~/.cache/bmad-data/fuzz); replay a
-# crash with: PYTHONPATH=. "$BMAD_FUZZ_VENV/bin/python" -m sidecar.fuzz_atheris <crash-file>.
+# crash with: PYTHONPATH=. "$BMAD_FUZZ_VENV/bin/python" scripts/fuzz_atheris.py <crash-file>.
 # Every crash found becomes a case in tests/test_protocol.py before it is fixed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +31,7 @@ cd "$root"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "fuzz.sh: coverage-guided for ${seconds}s (corpus $work/corpus)" >&2
-"$venv/bin/python" -m sidecar.fuzz_atheris "$work/corpus" \
+"$venv/bin/python" scripts/fuzz_atheris.py "$work/corpus" \
   -max_total_time="$seconds" -max_len=8192 -timeout=120 -print_final_stats=1 \
   -dict="$root/scripts/fuzz.dict" -artifact_prefix="$work/"
 

@@ -19,13 +19,14 @@ import functools
 import inspect
 import json
 import operator
-import re
 import sys
 import types
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Literal, NamedTuple, Union, get_args, get_origin
+from typing import Annotated, Any, Iterator, Literal, NamedTuple, Union, get_args, get_origin
 
 import msgspec
+
+from sidecar.schema_check import SchemaError, validate
 
 
 __all__ = [
@@ -48,10 +49,6 @@ PROGRESS_TOKEN = {
     "anyOf": [{"type": "string"}, {"type": "integer"}],
     "description": "Ask for `$/progress` notifications carrying this token (every method accepts it).",
 }
-
-
-class SchemaError(Exception):
-    """The types cannot be turned into schemas as declared (a stale override, an unsupported type)."""
 
 
 class WireType(NamedTuple):
@@ -330,147 +327,6 @@ def untyped_fields() -> list[str]:
         if entry.type is not None:
             visit(rewriter.type(entry.type), None)
     return sorted(found)
-
-
-# -- validation ---------------------------------------------------------------------------
-
-_ANNOTATIONS = frozenset(
-    {"$schema", "$defs", "$comment", "title", "description", "default", "examples", "format"}
-)
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "null": lambda v: v is None,
-    "boolean": lambda v: isinstance(v, bool),
-    "integer": lambda v: (
-        (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
-    ),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "string": lambda v: isinstance(v, str),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-}
-_BOUNDS: dict[str, tuple[Callable[[Any, Any], bool], str, str]] = {
-    # keyword: (holds, the JSON type it applies to, what a violation says)
-    "minimum": (lambda v, r: v >= r, "number", "is below the minimum"),
-    "maximum": (lambda v, r: v <= r, "number", "is above the maximum"),
-    "exclusiveMinimum": (lambda v, r: v > r, "number", "must be greater than"),
-    "exclusiveMaximum": (lambda v, r: v < r, "number", "must be less than"),
-    "minLength": (lambda v, r: len(v) >= r, "string", "is shorter than"),
-    "maxLength": (lambda v, r: len(v) <= r, "string", "is longer than"),
-    "minItems": (lambda v, r: len(v) >= r, "array", "has fewer items than"),
-    "maxItems": (lambda v, r: len(v) <= r, "array", "has more items than"),
-    "minProperties": (lambda v, r: len(v) >= r, "object", "has fewer members than"),
-    "maxProperties": (lambda v, r: len(v) <= r, "object", "has more members than"),
-}
-_STRUCTURAL = frozenset(
-    {"type", "$ref", "anyOf", "enum", "const", "properties", "required", "additionalProperties", "items",
-     "prefixItems", "pattern"}
-)  # fmt: skip
-
-
-def validate(instance: Any, schema: dict[str, Any], *, closed: bool = False) -> list[str]:
-    """What is wrong with `instance` (decoded JSON) under `schema`; [] when it is valid.
-
-    Covers the keywords msgspec emits and raises SchemaError on any other, so a constraint is
-    never skipped in silence. `closed` treats an object schema listing `properties` as if it
-    said `additionalProperties: false`: an undocumented member of an answer is drift too.
-
-    >>> validate({"n": "1"}, {"type": "object", "properties": {"n": {"type": "integer"}}})
-    ["$.n: expected integer, got '1'"]
-    """
-    validator = _Validator(schema, closed)
-    validator.check(instance, schema, "$")
-    return validator.errors
-
-
-class _Validator:
-    def __init__(self, root: dict[str, Any], closed: bool) -> None:
-        self.root = root
-        self.closed = closed
-        self.errors: list[str] = []
-
-    def fail(self, text: str) -> None:
-        self.errors.append(text if len(text) <= 600 else text[:599] + "…")
-
-    def check(self, value: Any, schema: Any, at: str) -> None:
-        if schema is True:
-            return
-        if schema is False:
-            self.fail(f"{at}: no value is allowed here, got {value!r}")
-            return
-        unknown = set(schema) - _ANNOTATIONS - _STRUCTURAL - _BOUNDS.keys()
-        if unknown:
-            raise SchemaError(f"{at}: unsupported JSON Schema keyword(s) {sorted(unknown)}")
-        if "$ref" in schema:
-            self.check(value, self._resolve(schema["$ref"], at), at)
-        if "type" in schema:
-            names = [schema["type"]] if isinstance(schema["type"], str) else schema["type"]
-            if not any(_JSON_TYPES[name](value) for name in names):
-                self.fail(f"{at}: expected {' or '.join(names)}, got {value!r}")
-                return
-        if "anyOf" in schema:
-            self._any_of(value, schema["anyOf"], at)
-        for key in ("enum", "const"):
-            if key in schema:
-                options = schema[key] if key == "enum" else [schema[key]]
-                if not any(value == option and type(value) is type(option) for option in options):
-                    self.fail(f"{at}: {value!r} is not one of {options!r}")
-        for key, (holds, kind, text) in _BOUNDS.items():
-            if key in schema and _JSON_TYPES[kind](value) and not holds(value, schema[key]):
-                self.fail(f"{at}: {value!r} {text} {schema[key]}")
-        if isinstance(value, str) and "pattern" in schema and re.search(schema["pattern"], value) is None:
-            self.fail(f"{at}: {value!r} does not match /{schema['pattern']}/")
-        if isinstance(value, list):
-            self._array(value, schema, at)
-        if isinstance(value, dict):
-            self._object(value, schema, at)
-
-    def _resolve(self, ref: str, at: str) -> Any:
-        if not ref.startswith("#/$defs/"):
-            raise SchemaError(f"{at}: only local $defs references are supported, got {ref!r}")
-        target = self.root.get("$defs", {}).get(ref[len("#/$defs/") :])
-        if target is None:
-            raise SchemaError(f"{at}: dangling reference {ref!r}")
-        return target
-
-    def _any_of(self, value: Any, options: list[Any], at: str) -> None:
-        outer, branches = self.errors, []
-        for option in options:
-            self.errors = []
-            self.check(value, option, at)
-            if not self.errors:
-                self.errors = outer
-                return
-            branches.append("; ".join(self.errors))
-        self.errors = outer
-        self.fail(f"{at}: matches none of {len(options)} alternatives ({' | '.join(branches)})")
-
-    def _array(self, value: list[Any], schema: dict[str, Any], at: str) -> None:
-        prefix = schema.get("prefixItems", [])
-        for i, (item, sub) in enumerate(zip(value, prefix)):
-            self.check(item, sub, f"{at}[{i}]")
-        if "items" in schema:
-            for i in range(len(prefix), len(value)):
-                self.check(value[i], schema["items"], f"{at}[{i}]")
-
-    def _object(self, value: dict[str, Any], schema: dict[str, Any], at: str) -> None:
-        missing = [name for name in schema.get("required", []) if name not in value]
-        if missing:
-            self.fail(f"{at}: missing required member(s) {missing}")
-        known = schema.get("properties", {})
-        for name, sub in known.items():
-            if name in value:
-                self.check(value[name], sub, f"{at}.{name}")
-        extra = [name for name in value if name not in known]
-        rule = schema.get("additionalProperties")
-        if rule is None:
-            if self.closed and "properties" in schema and extra:
-                self.fail(f"{at}: members not in the schema: {sorted(extra)}")
-            return
-        for name in extra:
-            if rule is False:
-                self.fail(f"{at}: unknown member {name!r}")
-            else:
-                self.check(value[name], rule, f"{at}.{name}")
 
 
 # -- command line -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from sidecar.config import (
     require_feature,
     resolve_settings,
 )
-from sidecar.workers.engine import SupervisedEngine
+from sidecar.jobs.runner import JobRunner
 from sidecar.errors import ConfigInvalid, InvalidParams
 from sidecar.protocol.messages import ConfigChangedParams, ConfigErrorParams
 from sidecar.resources import Resources, detect_resources
@@ -59,7 +59,7 @@ class Session:
         self._watch = watch
         self._watcher: ConfigWatcher | None = None
         self.pack, self.settings = self._load(self.config_dir, strict=False)
-        self.engine = SupervisedEngine(self.settings, self.env)
+        self.engine = JobRunner(self.settings, self.env)
         self._start_watcher()
 
     # -- config --------------------------------------------------------------------------

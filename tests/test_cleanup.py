@@ -126,5 +126,6 @@ def test_a_starting_sidecar_removes_job_directories_by_age(start_sidecar, tmp_pa
     sidecar = start_sidecar()
     sidecar.request("system.resources")  # answered once the start-up sweep is done
     assert not old.exists() and not orphan.exists() and young.exists()
-    assert any("left behind by earlier runs" in line for line in sidecar.stderr_tail)
+    # stderr is read by a thread of its own: the line may arrive just after the answer
+    assert wait_until(lambda: any("left behind by earlier runs" in line for line in sidecar.stderr_tail))
     assert sidecar.close() == 0

@@ -16,8 +16,8 @@ import pytest
 from sidecar.config.settings import DEFAULT_STALL_TIMEOUT_MS, MACHINE_BUDGET_SHARE, Thresholds
 from sidecar.errors import ERROR_CLASSES
 from sidecar.workers import watchdog
-from sidecar.workers.engine import OOM_KILL_HINT_FRACTION
-from sidecar.workers.ladder import DEFAULT_LADDER, MIN_MEMORY_PER_THREAD, RetryLadder
+from sidecar.workers.supervisor import OOM_KILL_HINT_FRACTION
+from sidecar.jobs.ladder import DEFAULT_LADDER, MIN_MEMORY_PER_THREAD, RetryLadder
 
 DOCS = Path(__file__).parents[1] / "docs"
 FALLBACK = DOCS / "operations" / "fallback-procedures.md"

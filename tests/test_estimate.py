@@ -13,7 +13,7 @@ import pytest
 
 from sidecar.client import RpcError, SidecarProcess
 from sidecar.partition import plan_partitioned
-from sidecar.workers.estimate import (
+from sidecar.jobs.estimate import (
     Cardinalities,
     chao1,
     choose_parts,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sidecar.errors import OutOfMemory, SidecarError, SqlError, WorkerCrashed
+from sidecar.jobs.ladder import DEFAULT_LADDER, FIRST_PARTS, MEMORY_FAILURES, Failure, JobState, RetryLadder
+from sidecar.jobs.retry import Tried, climb
+from sidecar.jobs.types import Attempt
 from sidecar.workers.admission import Admission
-from sidecar.workers.ladder import DEFAULT_LADDER, MEMORY_FAILURES, Failure, JobState, RetryLadder
 
 MiB = 1024**2
 
@@ -149,3 +154,100 @@ def test_grow_only_when_nobody_waits():
     t.join(timeout=5)
     assert admission.waiting() == 0
     assert admission.grow(first, 900) == 900
+
+
+# -- the one retry loop (sidecar.jobs.retry.climb), driven by scripted attempt outcomes ----------
+
+OUTCOMES = st.sampled_from(["ok", *sorted(MEMORY_FAILURES), "WORKER_CRASHED", "SQL_ERROR"])
+
+
+class Script:
+    """Attempts that end as scripted ("ok" after the script runs out). A split attempt reports only
+    memory failures to the loop (its steps retried everything else), as the runner's does."""
+
+    def __init__(self, codes: list[str], room: int) -> None:
+        self.codes, self.room = codes, room
+        self.seen: list[tuple[JobState, str]] = []
+
+    def __call__(self, state: JobState, rung: str, number: int) -> Tried:
+        self.seen.append((state, rung))
+        code = self.codes[number - 1] if number <= len(self.codes) else "ok"
+        record = Attempt(number, rung, state.ceiling, state.duckdb_limit, state.threads, code, 0, 0)
+        if code == "ok":
+            return Tried(record, "answer")
+        if code in MEMORY_FAILURES:
+            return Tried(record, None, OutOfMemory("scripted"), Failure(code, 0 if state.parts else self.room))
+        if state.parts > 0:
+            raise SqlError("scripted: a split attempt's own error is the request's")
+        if code == "WORKER_CRASHED":
+            return Tried(record, None, WorkerCrashed("scripted"), Failure(code, self.room))
+        return Tried(record, None, SqlError("scripted"), None)
+
+
+@given(
+    st.lists(OUTCOMES, min_size=1, max_size=8),
+    states,
+    st.integers(0, 16384 * MiB),
+    st.sampled_from([0, 0, 2, 8, 64]),
+    st.booleans(),
+)
+@settings(max_examples=300)
+def test_the_one_loop_escalates_splits_through_the_ladder_and_ends(codes, state, room, up_front, splittable):
+    """Whole or split, every attempt comes from the same loop: a split attempt stays split with 4x
+    the parts, gets no whole-query rung, at most two split attempts are made, and it always ends."""
+    state = dataclasses.replace(state, parts=up_front, splittable=splittable or up_front > 0)
+    ladder, script = RetryLadder(), Script(codes, room)
+    try:
+        result, attempts = climb(ladder, state, script)
+    except SidecarError as error:
+        result, attempts = None, error.details.get("attempts")
+    seen = script.seen
+    assert 1 <= len(seen) <= ladder.max_attempts
+    if up_front:
+        assert seen[0][0].parts == up_front and seen[0][1] == "partition"
+    splits = [s for s, _ in seen if s.parts > 0]
+    assert len(splits) <= 2, "the partition rung is climbed at most twice"
+    for (before, _), (after, rung) in zip(seen, seen[1:]):
+        if before.parts > 0:  # after a split attempt failed only more parts can help
+            assert rung == "partition" and after.parts == 4 * before.parts
+            assert (after.ceiling, after.threads) == (before.ceiling, before.threads)
+        elif after.parts > 0:  # a whole attempt escalates to a split one through the partition rung
+            assert rung == "partition" and after.parts == FIRST_PARTS and state.idempotent
+    if result is not None:
+        assert result == "answer" and [a.outcome for a in attempts][-1] == "ok"
+        assert all(a.outcome != "ok" for a in attempts[:-1])
+    elif attempts is not None:
+        assert len(attempts) == len(seen)
+
+
+def splittable_read(parts: int = 0) -> JobState:
+    """A read-only SELECT the planner can split, at its whole budget, on one thread."""
+    return JobState(
+        ceiling=512 * MiB,
+        most=512 * MiB,
+        threads=1,
+        preserve_insertion_order=False,
+        idempotent=True,
+        exports=False,
+        holistic=False,
+        splittable=True,
+        parts=parts,
+    )
+
+
+def test_a_whole_failure_escalates_to_8_then_32_parts_in_one_loop():
+    state = splittable_read()
+    script = Script(["OUT_OF_MEMORY", "OUT_OF_MEMORY", "ok"], room=0)
+    result, attempts = climb(RetryLadder(), state, script)
+    assert result == "answer"
+    assert [(s.parts, rung) for s, rung in script.seen] == [(0, "first"), (8, "partition"), (32, "partition")]
+    assert [a.outcome for a in attempts] == ["OUT_OF_MEMORY", "OUT_OF_MEMORY", "ok"]
+
+
+def test_a_named_job_that_fails_split_keeps_its_number_of_parts():
+    state = splittable_read(parts=6)
+    script = Script(["OUT_OF_MEMORY"], room=0)
+    with pytest.raises(SidecarError) as err:
+        climb(RetryLadder(), state, script, job_id="nightly")
+    assert [(s.parts, rung) for s, rung in script.seen] == [(6, "partition")]
+    assert "finished parts are kept" in (err.value.hint or "") and "more than 6 parts" in err.value.hint

@@ -19,9 +19,11 @@ from typing import Any
 import duckdb
 import pytest
 
-from sidecar.engine.executor import QuerySpec
+from sidecar.jobs.types import Column, QueryResult, QuerySpec, QueryStats
 from sidecar.partition import plan_partitioned
-from sidecar.workers.partitioned import _Jobs, _run_part, _split_again, _TableStore
+from sidecar.jobs.part_stores import TableStore, run_part
+from sidecar.jobs.partitioned import split_again
+from sidecar.jobs.steps import Steps
 
 from sidecar.client import RpcError, SidecarProcess
 
@@ -162,8 +164,8 @@ class FaultyJobs:
     """The executor's step runner, run in this process's DuckDB, with a fault hook: the CREATE TABLE
     of each part named in `failing` 'runs out of memory' once. Everything else runs for real."""
 
-    sampled_plan = _Jobs.sampled_plan
-    params_for = _Jobs.params_for
+    sampled_plan = Steps.sampled_plan
+    params_for = Steps.params_for
 
     def __init__(self, sql: str, failing: set[str]) -> None:
         self.spec = QuerySpec(sql=sql)
@@ -171,7 +173,7 @@ class FaultyJobs:
         self.con.execute("CREATE SCHEMA s")
         self.failing = failing
 
-    def run(self, statement: str, params: object = None, **_: object) -> dict[str, Any]:
+    def run(self, statement: str, params: object = None, **_: object) -> QueryResult:
         from sidecar.errors import OutOfMemory
 
         target = statement.split(" AS ", 1)[0].removeprefix("CREATE TABLE ").replace('"', "")
@@ -179,18 +181,19 @@ class FaultyJobs:
             self.failing.discard(target)
             raise OutOfMemory("injected: this part needs more memory than its ceiling")
         cursor = self.con.execute(statement)
-        columns = [{"name": d[0], "type": str(d[1])} for d in cursor.description or []]
-        return {"rows": [list(r) for r in cursor.fetchall()] if columns else [], "columns": columns}
+        columns = [Column(d[0], str(d[1])) for d in cursor.description or []]
+        rows = [list(r) for r in cursor.fetchall()] if columns else []
+        return QueryResult(columns, rows, len(rows), False, QueryStats(0.0, 0, 0, 0, 1, {}))
 
 
 def _split_with_faults(sql: str, parts: int, failing: set[str], bounds: list[Any] | None = None) -> tuple[FaultyJobs, list[str], list[str]]:
     jobs = FaultyJobs(sql, failing)
     plan = plan_partitioned(sql, parts, bounds=bounds)
-    store = _TableStore(jobs, "s", set())  # type: ignore[arg-type]
+    store = TableStore(jobs, "s", set())  # type: ignore[arg-type]
     resplit: list[str] = []
     tables: list[str] = []
     for part in plan.parts:
-        tables += _run_part(store, (part.index,), part.sql, _split_again(jobs, plan, parts), resplit)  # type: ignore[arg-type]
+        tables += run_part(store, (part.index,), part.sql, split_again(jobs, plan, parts), resplit)  # type: ignore[arg-type]
     return jobs, tables, resplit
 
 

@@ -22,19 +22,9 @@ from hypothesis import strategies as st
 from sidecar.client import RpcError, SidecarProcess
 from sidecar.errors import SqlError
 from sidecar.partition import Unsplittable
-from sidecar.partition.quantiles import (
-    QuantileParam,
-    QuantilePlan,
-    bind_params,
-    final_sql,
-    has_quantiles,
-    literal,
-    number_placeholders,
-    pick,
-    plan_quantiles,
-    value_kind,
-)
-from sidecar.workers.quantiles import compute_answers
+from sidecar.partition.quantile_values import QuantileParam, final_sql, literal, pick, value_kind
+from sidecar.partition.quantiles import QuantilePlan, bind_params, has_quantiles, number_placeholders, plan_quantiles
+from sidecar.jobs.quantile_passes import compute_answers
 
 # -- an in-process executor ----------------------------------------------------------------------
 

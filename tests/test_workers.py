@@ -21,20 +21,21 @@ from sidecar.engine.outputs import TEMP_PREFIX
 SLOW_READ = "SELECT count(*) AS n FROM range(3000000000) t(i) WHERE hash(i) % 7 = 1"
 
 
-def busy_worker(sc: SidecarProcess, timeout: float = 20.0) -> psutil.Process:
-    """The sidecar's worker that is burning CPU right now (the one running the job)."""
+WHOLE = {"partition": {"parts": 0}}
+"""No looks before the query (the estimate's EXPLAIN runs on the same worker): a fault injected
+once the job's worker is known then hits the query itself."""
+
+
+def job_worker(sc: SidecarProcess, job_id: str, timeout: float = 20.0) -> psutil.Process:
+    """The worker running request `job_id`'s job right now, as the sidecar reports it (`jobs.status`):
+    never the warm spare, which burns CPU too while it starts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        children = psutil.Process(sc.pid).children()
-        before = {p.pid: sum(p.cpu_times()[:2]) for p in children}
-        time.sleep(0.3)
-        for p in children:
-            try:
-                if sum(p.cpu_times()[:2]) - before[p.pid] > 0.1:
-                    return p
-            except psutil.NoSuchProcess:
-                continue
-    raise AssertionError(f"no busy worker; stderr: {list(sc.stderr_tail)[-5:]}")
+        pid = sc.request("jobs.status", {"job_id": job_id})["worker_pid"]
+        if pid is not None:
+            return psutil.Process(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never ran on a worker; stderr: {list(sc.stderr_tail)[-5:]}")
 
 
 def no_temps(directory: Path) -> bool:
@@ -57,9 +58,10 @@ def test_queries_run_in_worker_processes_not_in_the_sidecar(sidecar):
 
 def test_a_sigkilled_worker_on_a_read_is_retried_transparently(sidecar):
     _, future = sidecar.call(
-        "query.run", {"sql": "SELECT count(*) AS n FROM range(600000000) t(i) WHERE hash(i) % 7 = 1"}
+        "query.run",
+        {"sql": "SELECT count(*) AS n FROM range(600000000) t(i) WHERE hash(i) % 7 = 1", "job_id": "read", **WHOLE},
     )
-    os.kill(busy_worker(sidecar).pid, signal.SIGKILL)
+    os.kill(job_worker(sidecar, "read").pid, signal.SIGKILL)
     result = future.result(timeout=120)
     assert result["rows"] == [
         [duckdb.execute("SELECT count(*) FROM range(600000000) t(i) WHERE hash(i) % 7 = 1").fetchall()[0][0]]
@@ -71,8 +73,10 @@ def test_a_sigkilled_worker_on_a_read_is_retried_transparently(sidecar):
 
 def test_a_crash_that_cannot_be_retried_is_worker_crashed_and_the_next_request_succeeds(sidecar):
     # an explicit transaction is the client's own: the sidecar cannot repeat it safely
-    _, future = sidecar.call("query.run", {"sql": f"BEGIN; SELECT count(*) FROM ({SLOW_READ}); COMMIT"})
-    os.kill(busy_worker(sidecar).pid, signal.SIGKILL)
+    _, future = sidecar.call(
+        "query.run", {"sql": f"BEGIN; SELECT count(*) FROM ({SLOW_READ}); COMMIT", "job_id": "txn"}
+    )
+    os.kill(job_worker(sidecar, "txn").pid, signal.SIGKILL)
     with pytest.raises(RpcError) as err:
         future.result(timeout=60)
     assert err.value.code == "WORKER_CRASHED"
@@ -84,10 +88,12 @@ def test_a_crash_that_cannot_be_retried_is_worker_crashed_and_the_next_request_s
 def test_a_killed_worker_fails_only_its_own_request(start_sidecar, data_dir):
     sc = start_sidecar()
     _, other = sc.call("dataset.analyze", {"path": str(data_dir)})  # an empty dir: a quick INPUT_ERROR
-    _, victim = sc.call("query.run", {"sql": f"BEGIN; SELECT count(*) FROM ({SLOW_READ}); COMMIT"})
+    _, victim = sc.call(
+        "query.run", {"sql": f"BEGIN; SELECT count(*) FROM ({SLOW_READ}); COMMIT", "job_id": "victim"}
+    )
     with pytest.raises(RpcError):
         other.result(timeout=30)
-    os.kill(busy_worker(sc).pid, signal.SIGKILL)
+    os.kill(job_worker(sc, "victim").pid, signal.SIGKILL)
     with pytest.raises(RpcError):
         victim.result(timeout=60)
     assert_healthy(sc)
@@ -96,8 +102,8 @@ def test_a_killed_worker_fails_only_its_own_request(start_sidecar, data_dir):
 
 def test_a_hung_worker_is_stopped_by_the_stall_watchdog(start_sidecar):
     sc = start_sidecar(BMAD_DATA_STALL_TIMEOUT_MS=1500)
-    _, future = sc.call("query.run", {"sql": SLOW_READ})
-    worker = busy_worker(sc)
+    _, future = sc.call("query.run", {"sql": SLOW_READ, "job_id": "hung", **WHOLE})
+    worker = job_worker(sc, "hung")
     worker.suspend()  # SIGSTOP: no CPU, no answer to an interrupt
     started = time.monotonic()
     with pytest.raises(RpcError) as err:
@@ -110,8 +116,8 @@ def test_a_hung_worker_is_stopped_by_the_stall_watchdog(start_sidecar):
 
 
 def test_a_hung_worker_past_its_timeout_is_killed(sidecar):
-    _, future = sidecar.call("query.run", {"sql": SLOW_READ, "timeout_ms": 1000})
-    busy_worker(sidecar).suspend()
+    _, future = sidecar.call("query.run", {"sql": SLOW_READ, "timeout_ms": 3000, "job_id": "late", **WHOLE})
+    job_worker(sidecar, "late").suspend()
     with pytest.raises(RpcError) as err:
         future.result(timeout=60)
     assert err.value.code == "TIMEOUT"
@@ -150,12 +156,14 @@ def test_a_worker_killed_mid_output_leaves_the_earlier_file_and_the_retry_writes
     target = data_dir / "out.parquet"
     target.write_bytes(b"earlier")
     sql = "SELECT i, hash(i) AS h FROM range(150000000) t(i)"
-    _, future = sidecar.call("query.run", {"sql": sql, "output": {"path": str(target), "overwrite": True}})
+    _, future = sidecar.call(
+        "query.run", {"sql": sql, "output": {"path": str(target), "overwrite": True}, "job_id": "export", **WHOLE}
+    )
     deadline = time.monotonic() + 30
     while no_temps(data_dir):
         assert time.monotonic() < deadline, "the output never started"
         time.sleep(0.05)
-    os.kill(busy_worker(sidecar).pid, signal.SIGKILL)
+    os.kill(job_worker(sidecar, "export").pid, signal.SIGKILL)
     assert target.read_bytes() == b"earlier"
     result = future.result(timeout=300)
     assert [a["outcome"] for a in result["stats"]["attempts"]] == ["WORKER_CRASHED", "ok"]
@@ -169,8 +177,8 @@ def test_a_worker_killed_mid_insert_leaves_the_database_as_it_was(sidecar, data_
         "query.run", {"sql": "CREATE TABLE facts AS SELECT range AS id FROM range(10)", "database": db}
     )
     sql = "INSERT INTO facts SELECT range + 10 FROM range(300000000) WHERE hash(range) % 2 = 0"
-    _, future = sidecar.call("query.run", {"sql": sql, "database": db})
-    os.kill(busy_worker(sidecar).pid, signal.SIGKILL)
+    _, future = sidecar.call("query.run", {"sql": sql, "database": db, "job_id": "insert"})
+    os.kill(job_worker(sidecar, "insert").pid, signal.SIGKILL)
     result = future.result(timeout=300)  # one transaction, so safe to repeat: retried, applied once
     assert [a["outcome"] for a in result["stats"]["attempts"]] == ["WORKER_CRASHED", "ok"]
     count = sidecar.request("query.run", {"sql": "SELECT count(*) FROM facts WHERE id < 10", "database": db})
@@ -206,8 +214,8 @@ def test_a_failed_create_table_as_leaves_nothing_behind(sidecar, data_dir):
 
 def test_admission_queues_a_job_that_would_oversubscribe(start_sidecar):
     sc = start_sidecar(BMAD_DATA_MACHINE_BUDGET="1GiB")
-    _, first = sc.call("query.run", {"sql": SLOW_READ, "settings": {"memory_limit": "700MiB"}})
-    busy_worker(sc)  # the first job holds its 700 MiB
+    _, first = sc.call("query.run", {"sql": SLOW_READ, "settings": {"memory_limit": "700MiB"}, "job_id": "big", **WHOLE})
+    job_worker(sc, "big")  # the first job runs, holding its 700 MiB
     _, second = sc.call(
         "dataset.analyze", {"path": ".", "settings": {"memory_limit": "700MiB"}, "progress_token": "q"}
     )
@@ -225,8 +233,8 @@ def test_admission_queues_a_job_that_would_oversubscribe(start_sidecar):
 
 
 def test_jobs_on_different_databases_run_at_the_same_time(sidecar, data_dir):
-    _, slow = sidecar.call("query.run", {"sql": SLOW_READ})
-    busy_worker(sidecar)
+    _, slow = sidecar.call("query.run", {"sql": SLOW_READ, "job_id": "slow", **WHOLE})
+    job_worker(sidecar, "slow")
     started = time.monotonic()
     other = sidecar.request(
         "query.run", {"sql": "SELECT 7 AS seven", "database": str(data_dir / "other.duckdb")}
@@ -243,9 +251,9 @@ def test_jobs_on_different_databases_run_at_the_same_time(sidecar, data_dir):
 def test_a_hundred_worker_kills(sidecar):
     for round_ in range(100):
         _, future = sidecar.call(
-            "query.run", {"sql": f"SELECT count(*) FROM ({SLOW_READ}) WHERE n > {round_}"}
+            "query.run", {"sql": f"SELECT count(*) FROM ({SLOW_READ}) WHERE n > {round_}", "job_id": f"kill-{round_}", **WHOLE}
         )
-        os.kill(busy_worker(sidecar).pid, signal.SIGKILL)
+        os.kill(job_worker(sidecar, f"kill-{round_}").pid, signal.SIGKILL)
         try:
             future.result(timeout=5)
         except (RpcError, TimeoutError):

@@ -75,7 +75,7 @@ def _int_from(minimum: int) -> Callable[[Any], int]:
     return convert
 
 
-_PARSERS: dict[str, Callable[[Any], Any]] = {
+SETTING_PARSERS: dict[str, Callable[[Any], Any]] = {
     "memory_limit": rules.to_memory_limit,
     "threads": _int_from(1),
     "temp_directory": to_path,
@@ -94,7 +94,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-_EXAMPLES: dict[str, str] = {
+SETTING_EXAMPLES: dict[str, str] = {
     "memory_limit": "a size with a unit such as '4GB' or '4GiB', or a share of memory such as '60%'",
     "threads": "a whole number of at least 1, such as 2",
     "temp_directory": "a directory path (or '' to turn spilling off)",
@@ -111,7 +111,7 @@ _EXAMPLES: dict[str, str] = {
     "max_concurrent_jobs": "a whole number of at least 1, such as 2",
     "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
 }
-"""A valid value of each setting, for hints: one per key of _PARSERS (a test checks they match)."""
+"""A valid value of each setting, for hints: one per key of SETTING_PARSERS (tests/test_config_resolve.py::test_bad_settings_hints_say_what_to_send checks they match)."""
 
 
 def _raise(message: str) -> Any:
@@ -129,11 +129,11 @@ def parse_user_settings(values: Mapping[str, Any] | None, layer: str) -> dict[st
                 details={"key": key, "layer": layer, "known": list(USER_KEYS)},
             )
         try:
-            out[key] = _PARSERS[key](value)
+            out[key] = SETTING_PARSERS[key](value)
         except ValueError as exc:
             raise InvalidParams(
                 f"invalid value for '{key}' in {layer}: {exc}",
-                hint=f"Give {key} as {_EXAMPLES[key]}.",
+                hint=f"Give {key} as {SETTING_EXAMPLES[key]}.",
                 details={"key": key, "layer": layer, "value": value},
             ) from None
     return out
@@ -145,11 +145,11 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         if var not in env:
             continue
         try:
-            out[key] = (var, _PARSERS[key](env[var]))
+            out[key] = (var, SETTING_PARSERS[key](env[var]))
         except ValueError as exc:
             raise ConfigInvalid(
                 f"environment variable {var}={env[var]!r} is invalid: {exc}",
-                hint=f"Set {var} to {_EXAMPLES.get(key, 'a valid value')}, or unset it.",
+                hint=f"Set {var} to {SETTING_EXAMPLES.get(key, 'a valid value')}, or unset it.",
                 details={"variable": var, "value": env[var]},
             ) from None
     return out

@@ -43,6 +43,8 @@ class EngineSettings(msgspec.Struct, frozen=True):
     allowed_directories: tuple[str, ...]
     state_directory: str
     """Where the sidecar keeps its own files: extensions (none are fetched), the output journal."""
+    checkpoint_threshold_bytes: int = 16 * 1024 * 1024
+    """DuckDB's `checkpoint_threshold`: WAL size that triggers a checkpoint (its default, 16 MiB)."""
 
     def instance_values(self) -> dict[str, str]:
         return {
@@ -50,6 +52,7 @@ class EngineSettings(msgspec.Struct, frozen=True):
             "threads": str(self.threads),
             "max_temp_directory_size": duckdb_size(self.max_temp_directory_size_bytes),
             "preserve_insertion_order": "true" if self.preserve_insertion_order else "false",
+            "checkpoint_threshold": duckdb_size(self.checkpoint_threshold_bytes),
         }
 
 

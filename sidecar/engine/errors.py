@@ -2,7 +2,8 @@
 
 Job cursors run with `errors_as_json=true`, so DuckDB hands us its error type, message,
 position and subtype as data rather than prose; plain-text messages are handled too.
-Every `duckdb.*Exception` class has an entry in `_BY_CLASS` (a test checks).
+Every `duckdb.*Exception` class has an entry in `_BY_CLASS`
+(tests/test_error_mapping.py::test_every_duckdb_exception_class_is_mapped checks).
 """
 
 from __future__ import annotations

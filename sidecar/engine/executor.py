@@ -1,9 +1,10 @@
-"""The engine boundary: everything that runs DuckDB goes through `Engine`.
+"""The in-process engine: how a worker process runs DuckDB for one job.
 
-Methods hand the engine a plain, serialisable `QuerySpec` plus the settings it runs under
-and a job context (cancellation); they get back a `QueryResult` or a `SidecarError`.
-Today the engine runs DuckDB in this process, on the caller's thread; supervised worker
-processes replace what sits behind this class without changing its callers.
+Only the worker (`sidecar.workers.child`) uses `Engine`: it hands it a `QuerySpec`, the
+`EngineSettings` the supervisor chose for this attempt and a job context (cancellation), and
+gets back a `QueryResult` or a `SidecarError`. The sidecar itself never runs DuckDB for a
+request: its methods go through the job runner (`sidecar.jobs.runner`), which retries, splits
+and supervises; the two are not interchangeable.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 import duckdb
-import msgspec
 
 from sidecar.engine.database import MEMORY, Database, EngineSettings
 from sidecar.engine.encode import execute_encoded
@@ -25,106 +25,11 @@ from sidecar.engine.guard import checked_statements
 from sidecar.engine.monitor import JobContext, JobWatch, Sample, Sampler
 from sidecar.engine.outputs import atomic_target, copy_options, inside
 from sidecar.errors import AccessDenied, InputError, InvalidParams, SidecarError
+from sidecar.jobs.types import Column, OutputInfo, OutputSpec, QueryResult, QuerySpec, QueryStats
 
-__all__ = ["OutputSpec", "QuerySpec", "Column", "OutputInfo", "Estimate", "QueryStats", "QueryResult", "Engine"]
+__all__ = ["WRAPPABLE", "WRITES", "Engine"]
 
 log = logging.getLogger(__name__)
-
-
-class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    path: str
-    format: Literal["parquet", "csv", "json"] = "parquet"
-    overwrite: bool = False
-
-
-class QuerySpec(msgspec.Struct, frozen=True):
-    sql: str
-    database: str | None = None
-    params: list[Any] | dict[str, Any] | None = None
-    max_rows: int = 10_000
-    output: OutputSpec | None = None
-    timeout_ms: int | None = None
-    job_id: str | None = None
-    """Names a partitioned job so that re-sending the same request resumes it."""
-
-
-class Column(msgspec.Struct, frozen=True):
-    name: str
-    type: str
-
-
-class OutputInfo(msgspec.Struct, frozen=True):
-    path: str
-    format: str
-    bytes: int
-    rows: int
-
-
-class Attempt(msgspec.Struct, frozen=True):
-    """One try at a job: the ceiling and settings it ran with, and how it ended."""
-
-    number: int
-    rung: str
-    """"first", or the retry ladder's rung: retry, grow, insertion_order, fewer_threads, partition."""
-    ceiling_bytes: int
-    """The memory ceiling the attempt started with."""
-    duckdb_memory_limit_bytes: int
-    """DuckDB's limit at the end of the attempt (raised with the ceiling when it grew in place)."""
-    threads: int
-    outcome: str
-    """"ok", or the failure: OUT_OF_MEMORY, MEMORY_CEILING, MEMORY_EMERGENCY, WORKER_CRASHED, ..."""
-    elapsed_ms: int
-    peak_rss_bytes: int
-    grown_to_bytes: int | None = None
-    """Set when the watchdog grew the ceiling in place during this attempt."""
-
-
-class Estimate(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What the sidecar expected a query to need before running it (`stats.estimate`)."""
-
-    bytes: int
-    """Working memory the query's heaviest operator is expected to need."""
-    limit_bytes: int
-    """DuckDB's memory limit for the most this job may get."""
-    parts: int
-    """Parts it was split into up front (0: it ran whole)."""
-    basis: str
-    """How `bytes` was reckoned: groups, held values (holistic) or window rows."""
-    input_rows: int
-    groups: int | None = None
-    sampled: bool = False
-    """Whether the groups come from a sample of the keys rather than DuckDB's statistics."""
-
-
-class QueryStats(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What the job cost. Peaks are sampled every 100 ms (and once at the end); a job shorter
-    than that reports its end-of-job RSS and the buffer and spill bytes last sampled (0 if none)."""
-
-    elapsed_ms: float
-    peak_rss_bytes: int
-    peak_buffer_bytes: int
-    peak_spill_bytes: int
-    statements: int
-    settings: dict[str, str]
-    attempts: list[Attempt] = []
-    """Every attempt the supervisor made (one, unless the retry ladder stepped in)."""
-    partitions: int | None = None
-    """The number of parts, present only when the query ran partitioned."""
-    reused_parts: int | None = None
-    """Parts a resumed job took from an earlier run instead of recomputing them."""
-    resplit_parts: int | None = None
-    """Parts that ran out of memory and were split again by a salted sub-hash."""
-    estimate: Estimate | None = None
-    """What a splittable query was expected to need before it ran, and the parts chosen for it."""
-
-
-class QueryResult(msgspec.Struct, frozen=True):
-    columns: list[Column]
-    rows: list[list[Any]]
-    row_count: int
-    truncated: bool
-    stats: QueryStats
-    output: OutputInfo | None = None
 
 
 class Engine:

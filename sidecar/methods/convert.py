@@ -17,16 +17,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from sidecar.engine.analyze import format_of
-from sidecar.engine.executor import OutputSpec, QuerySpec
+from sidecar.jobs.types import OutputSpec, QuerySpec
 from sidecar.engine.outputs import inside
-from sidecar.errors import AccessDenied, InputError
+from sidecar.errors import AccessDenied, InputError, InternalError
 from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.protocol.dispatcher import Call
 
-__all__ = ["ConvertParams", "ConvertResult", "ConvertedFile"]
+__all__ = ["READERS", "ConvertParams", "ConvertResult", "ConvertedFile", "input_files"]
 
-_READERS = {"csv": "read_csv", "json": "read_json", "parquet": "read_parquet"}
+READERS = {"csv": "read_csv", "json": "read_json", "parquet": "read_parquet"}
 
 
 class ConvertParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,7 +59,7 @@ class ConvertResult(msgspec.Struct, frozen=True):
     skipped: int
 
 
-def _inputs(pattern: str) -> list[str]:
+def input_files(pattern: str) -> list[str]:
     path = os.path.expanduser(pattern)
     if os.path.isdir(path):
         found = [p for p in glob.glob(os.path.join(path, "**", "*"), recursive=True) if os.path.isfile(p)]
@@ -105,7 +105,7 @@ def convert(call: Call, p: ConvertParams) -> ConvertResult:
     session = call.session
     session.require()
     settings = session.settings_for(p.settings)
-    files = _inputs(p.input)
+    files = input_files(p.input)
     for file in files:
         if not inside(Path(file), list(settings.allowed_directories)):
             raise AccessDenied(
@@ -122,15 +122,17 @@ def convert(call: Call, p: ConvertParams) -> ConvertResult:
         fmt = format_of(file)
         literal = "'" + file.replace("'", "''") + "'"
         spec = QuerySpec(
-            sql=f"SELECT * FROM {_READERS[fmt or 'csv']}({literal})",
+            sql=f"SELECT * FROM {READERS[fmt or 'csv']}({literal})",
             database=settings.database_path,
             max_rows=0,
             output=OutputSpec(target, "parquet", overwrite=p.overwrite),
             timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
         )
         result = session.engine.run_query(spec, settings, call, listener)
-        output = result["output"]
-        done.append(ConvertedFile(file, output["path"], output["rows"], output["bytes"], skipped=False))
+        output = result.output
+        if output is None:
+            raise InternalError("a conversion wrote no output")
+        done.append(ConvertedFile(file, output.path, output.rows, output.bytes, skipped=False))
     written = [f for f in done if not f.skipped]
     return ConvertResult(
         files=done,

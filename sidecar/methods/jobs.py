@@ -14,11 +14,18 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sidecar.engine.executor import QuerySpec
+from sidecar.jobs.types import QuerySpec
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
-from sidecar.workers.jobdirs import finished_parts, job_directory, read_record
-from sidecar.workers.partitioned import SCHEMA_PREFIX
+from sidecar.jobs.kept import (
+    PART_PREFIX,
+    PLAN_TABLE,
+    finished_parts,
+    job_directory,
+    kept_tables_sql,
+    read_record,
+    scratch_schema,
+)
 
 __all__ = ["JobParams", "JobStatus"]
 
@@ -40,28 +47,33 @@ class JobStatus(msgspec.Struct, frozen=True):
     parts_done: int
     parts_total: int | None
     cancelled: bool = False
+    worker_pid: int | None = None
+    """The pid of the worker process running the job's current step; None when the job does not
+    run, or is between two steps. What to watch, or to kill, to see what happens to this job."""
 
 
 def _run(call: Call, sql: str, database: str | None, params: Any = None) -> list[list[Any]]:
     session = call.session
     spec = QuerySpec(sql=sql, database=database, params=params, max_rows=10_000)
-    return session.engine.run_query(spec, session.settings, call, None)["rows"]  # type: ignore[no-any-return]
+    return session.engine.run_query(spec, session.settings, call, None).rows
 
 
 def _status(call: Call, p: JobParams) -> JobStatus:
-    """What the job kept, in its scratch schema and in its job directory."""
-    schema = SCHEMA_PREFIX + p.job_id
-    tables = {
-        r[0]
-        for r in _run(
-            call, "SELECT table_name FROM duckdb_tables() WHERE schema_name = $1", p.database, [schema]
-        )
-    }
+    """What the job kept, in its scratch schema and in its job directory, and where it runs now.
+
+    While the job runs it holds its database's turn, so its scratch schema is not read then (that
+    would wait for the job): a running job's `parts_done` counts its job directory's parts only.
+    """
+    running_call = call.session.running_jobs.get(p.job_id)
+    schema = scratch_schema(p.job_id)
+    tables: set[str] = set()
     total = None
-    if "__plan" in tables:
+    if running_call is None:
+        tables = {r[0] for r in _run(call, kept_tables_sql(), p.database, [schema])}
+    if PLAN_TABLE in tables:
         plan = _run(
             call,
-            f"SELECT json_array_length(json_extract(plan, '$.parts')) FROM \"{schema}\".__plan",
+            f"SELECT json_array_length(json_extract(plan, '$.parts')) FROM \"{schema}\".{PLAN_TABLE}",
             p.database,
         )
         total = int(plan[0][0]) if plan and plan[0][0] is not None else None
@@ -69,9 +81,10 @@ def _status(call: Call, p: JobParams) -> JobStatus:
     record = read_record(directory)
     if record is not None:
         total = len(record.plan.parts)
-    running = p.job_id in call.session.running_jobs
-    done = sum(1 for t in tables if t.startswith("part_")) + len(finished_parts(directory))
-    return JobStatus(p.job_id, running, bool(tables) or directory.exists(), done, total)
+    pid = call.session.engine.worker_pid(running_call.id) if running_call is not None else None
+    done = sum(1 for t in tables if t.startswith(PART_PREFIX)) + len(finished_parts(directory))
+    exists = bool(tables) or directory.exists()
+    return JobStatus(p.job_id, running_call is not None, exists, done, total, worker_pid=pid)
 
 
 @registry.method("jobs.status", params=JobParams, result=JobStatus)
@@ -91,6 +104,6 @@ def cancel(call: Call, p: JobParams) -> JobStatus:
         running.cancel("cancelled")
         running.finished.wait(30)
     before = _status(call, p)
-    _run(call, f'DROP SCHEMA IF EXISTS "{SCHEMA_PREFIX + p.job_id}" CASCADE', p.database)
+    _run(call, f'DROP SCHEMA IF EXISTS "{scratch_schema(p.job_id)}" CASCADE', p.database)
     shutil.rmtree(job_directory(session.settings.state_directory, p.job_id), ignore_errors=True)
     return JobStatus(p.job_id, False, False, 0, before.parts_total, cancelled=before.exists or before.running)

@@ -13,7 +13,7 @@ from sidecar.bench.suite.data import remove_cache
 from sidecar.engine.outputs import pid_alive
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
-from sidecar.workers.jobdirs import anonymous_owner, jobs_root
+from sidecar.jobs.kept import anonymous_owner, jobs_root
 
 DEFAULT_JOB_MAX_AGE_MS = 7 * 24 * 3600 * 1000
 

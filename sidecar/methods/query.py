@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sidecar.engine.executor import OutputSpec, QueryResult, QuerySpec
+from sidecar.jobs.types import OutputSpec, QueryResult, QuerySpec
 from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.errors import InvalidParams

@@ -24,13 +24,28 @@ How an executor runs a plan:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
 
-from sidecar.errors import SqlError
+from sidecar.errors import InvalidParams, SqlError
 
-__all__ = ["PARTS_RELATION", "Bucket", "Combine", "CombineKind", "Part", "Plan", "Shape", "Unsplittable"]
+__all__ = [
+    "PARTS_RELATION",
+    "Bucket",
+    "Combine",
+    "MAX_PARTS",
+    "CombineKind",
+    "NeedsBounds",
+    "Part",
+    "Plan",
+    "Shape",
+    "Unsplittable",
+    "check_params",
+]
+
+MAX_PARTS = 65_536
 
 #: The relation name the combine SQL reads the union of all part results from.
 PARTS_RELATION = "_parts"
@@ -105,8 +120,50 @@ class Unsplittable(SqlError):
         "one of those shapes, or run it unsplit."
     )
 
+    PREFIX = "cannot split this query into parts: "
+
     def __init__(self, shape: str, message: str, *, hint: str | None = None, sql: str | None = None) -> None:
         details: dict[str, object] = {"shape": shape}
         if sql is not None:
             details["sql"] = sql
-        super().__init__(f"cannot split this query into parts: {message}", hint=hint, details=details)
+        super().__init__(f"{self.PREFIX}{message}", hint=hint, details=details)
+        self.shape = shape
+        self.reason = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        sql = self.details.get("sql")
+        return (_unsplittable, (self.shape, self.reason, self.hint, sql if isinstance(sql, str) else None))
+
+
+def _unsplittable(shape: str, reason: str, hint: str | None, sql: str | None) -> Unsplittable:
+    return Unsplittable(shape, reason, hint=hint, sql=sql)
+
+
+class NeedsBounds(InvalidParams):
+    """A full ORDER BY asked for without `bounds`: it is split by ranges of its first sort key,
+    whose bounds must first be sampled from the data (`sort_key_sample_sql`)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a full ORDER BY is split by ranges of its first sort key: pass `bounds` "
+            "(parts - 1 ascending values sampled from that key)",
+            details={"shape": "sorted_ranges"},
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (NeedsBounds, ())
+
+
+def check_params(parts: int, salt: int, within: Sequence[Bucket]) -> None:
+    if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= MAX_PARTS:
+        raise InvalidParams(f"parts must be an integer from 1 to {MAX_PARTS}, got {parts!r}")
+    if isinstance(salt, bool) or not isinstance(salt, int) or salt < 0:
+        raise InvalidParams(f"salt must be a non-negative integer, got {salt!r}")
+    for bucket in within:
+        if not 0 <= bucket.remainder < bucket.modulus:
+            raise InvalidParams(f"bucket remainder {bucket.remainder} is outside 0..{bucket.modulus - 1}")
+        if bucket.salt == salt:
+            raise InvalidParams(
+                f"salt {salt} is already used by the bucket being split; a re-split needs a new salt, "
+                "or every row would land in one sub-part"
+            )

@@ -2,7 +2,7 @@
 and each part then reads its own bucket instead of re-scanning the whole input with a hash filter.
 
 Pure (sqlglot only): it says which relation to bucket, writes the pass's SQL and rewrites a part's
-SQL to read its bucket. The executor runs them (sidecar.workers.partitioned).
+SQL to read its bucket. The executor runs them (sidecar.jobs.partitioned).
 
 Measured on 1e8 H2O rows at DuckDB's 698 MiB (sidecar/partition/prepass.py's figures):
 - q6, median by id4, id5 in 9 parts: re-scanning 8.0 s; the pass 3.3 s + the parts 2.6 s = 5.9 s;

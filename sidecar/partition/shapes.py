@@ -326,3 +326,24 @@ def resolve_order_key(select: exp.Select, key: exp.Expression) -> exp.Expression
             if isinstance(item, exp.Alias) and item.alias == key.name:
                 return item.this.copy()
     return key.copy()
+
+
+def has_own_aggregate(select: exp.Select) -> bool:
+    roots = [*select.expressions, select.args.get("having"), select.args.get("order")]
+    return any(contains_aggregate(r) for r in roots if r is not None)
+
+
+def plain_refusal(select: exp.Select, sql: str) -> Unsplittable:
+    if select.args.get("limit") is not None:
+        return Unsplittable(
+            "limit_without_aggregate",
+            "a SELECT with LIMIT and no GROUP BY, DISTINCT or window",
+            hint="DuckDB already runs ORDER BY ... LIMIT (top-N) and plain LIMIT in bounded memory; run it unsplit.",
+            sql=sql,
+        )
+    return Unsplittable(
+        "plain_select",
+        "a plain SELECT (no GROUP BY, DISTINCT, aggregate, window or ORDER BY)",
+        hint="A plain SELECT streams in constant memory; run it unsplit, writing its result to an output file.",
+        sql=sql,
+    )

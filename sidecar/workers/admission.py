@@ -42,10 +42,6 @@ class Admission:
     def reserved(self) -> int:
         return sum(r.bytes for r in self.running.values())
 
-    def share(self) -> int:
-        """What one job gets when every slot is taken: the machine budget split evenly."""
-        return self.machine_budget // max(1, self.max_jobs)
-
     def admit(
         self,
         start: int,

@@ -16,7 +16,7 @@ import msgspec
 
 from sidecar.engine.database import EngineSettings
 from sidecar.engine.dataset_reader import CsvOptions
-from sidecar.engine.executor import QuerySpec
+from sidecar.jobs.types import QuerySpec
 from sidecar.engine.monitor import Sample
 
 __all__ = [

@@ -21,7 +21,7 @@ const { runCommand } = require('../session');
 const { formatBytes } = require('../format');
 const { passedOptions, parseAtLeast, parseBetween, dataParams } = require('./common');
 
-const DONE_DIR = '.bmad-done'; // sidecar/methods/partition.py DONE_DIR
+const DONE_DIR = '.bmad-done'; // sidecar/methods/dataset_partition.py DONE_DIR
 const LAYOUTS = ['by', 'hash-by', 'rows-per-file'];
 
 /** Commander parser for `a,b`: column names as the sidecar accepts them. */

@@ -1,5 +1,7 @@
 """`dataset.partition`: a CSV/JSON/Parquet input of any size as a Hive-partitioned Parquet dataset.
 
+(Not to be confused with `sidecar.partition`, the planner that splits one query into parts.)
+
 Each input file is one supervised job: a streaming `COPY ... PARTITION_BY` in bounded memory
 (DuckDB keeps at most `partitioned_write_max_open_files` = 100 files open and flushes every
 524,288 rows; hash bucketing bounds the number of partitions from the start). A job writes
@@ -19,11 +21,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from sidecar.engine.analyze import format_of
-from sidecar.engine.executor import QuerySpec
+from sidecar.jobs.types import QuerySpec
 from sidecar.engine.outputs import inside
 from sidecar.errors import AccessDenied, InputError, InvalidParams
 from sidecar.methods import registry
-from sidecar.methods.convert import _READERS, _inputs
+from sidecar.methods.convert import READERS, input_files
 from sidecar.methods.progress import progress_listener
 from sidecar.protocol.dispatcher import Call
 
@@ -91,7 +93,7 @@ def partition(call: Call, p: PartitionParams) -> PartitionResult:
     session.require()
     settings = session.settings_for(p.settings)
     select, options = _layout(p)
-    files = _inputs(p.input)
+    files = input_files(p.input)
     out = Path(p.output_dir).expanduser().resolve()
     allowed = list(settings.allowed_directories)
     for path in [*files, str(out)]:
@@ -116,7 +118,7 @@ def partition(call: Call, p: PartitionParams) -> PartitionResult:
         try:
             literal = "'" + file.replace("'", "''") + "'"
             target = "'" + str(staging).replace("'", "''") + "'"
-            reader = _READERS[format_of(file) or "csv"]
+            reader = READERS[format_of(file) or "csv"]
             pattern = f"p{index:05d}_{{i}}"
             spec = QuerySpec(
                 sql=f"COPY (SELECT {select} FROM {reader}({literal})) TO {target} "
@@ -126,7 +128,7 @@ def partition(call: Call, p: PartitionParams) -> PartitionResult:
                 timeout_ms=p.timeout_ms if p.timeout_ms is not None else settings.timeout_ms,
             )
             result = session.engine.run_query(spec, settings, call, listener)
-            rows += int(result["rows"][0][0]) if result["rows"] else 0
+            rows += int(result.rows[0][0]) if result.rows else 0
             for produced in _files(staging):
                 final = out / produced.relative_to(staging)
                 final.parent.mkdir(parents=True, exist_ok=True)

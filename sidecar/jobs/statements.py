@@ -47,7 +47,7 @@ class JobShape:
 
     @property
     def holistic(self) -> bool:
-        """Whether a SELECT uses aggregates that hold whole groups (asked only after a memory failure)."""
+        """Whether a SELECT uses aggregates that hold whole groups (parsed lazily: by the estimate, or after a memory failure)."""
         return holistic(self.sql)
 
 

@@ -1,14 +1,20 @@
-"""Job directories: where a partitioned job keeps its part files, its plan and its buckets.
+"""What a split job keeps between runs, and where: the one owner of that layout.
 
-`<state>/jobs/<job_id>/` for a named job, `<state>/jobs/anon.<sidecar pid>.<hex>/` for one without
-a `job_id` (a job_id cannot hold a dot, and `cleanup` can tell whether the sidecar that made it is
-gone). `plan.json` records the request the parts belong to, so a re-sent request reuses them only
-when it is the same request.
+- The job directory `<state>/jobs/<job_id>/` for a named job, `<state>/jobs/anon.<sidecar pid>.<hex>/`
+  for one without a `job_id` (a job_id cannot hold a dot, and `cleanup` can tell whether the
+  sidecar that made it is gone): part files, their row counts, buckets, and `plan.json`, which
+  records the request the parts belong to, so a re-sent request reuses them only when it is
+  the same request.
+- The scratch schema `"__bmad_job_<job_id>"` in the query's database: part tables `part_<i>` and
+  `__plan`, the plan they follow.
+
+The runner, the executors, `jobs.status`/`jobs.cancel` and `cleanup` all go through these names.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,22 +26,32 @@ from sidecar.partition import Plan
 
 __all__ = [
     "ANONYMOUS",
+    "PART_PREFIX",
     "PLAN_FILE",
+    "PLAN_TABLE",
+    "SCHEMA_PREFIX",
     "JobKey",
     "JobRecord",
+    "anonymous_name",
     "anonymous_owner",
     "finished_parts",
     "job_directory",
     "job_plan",
     "jobs_root",
+    "kept_tables_sql",
     "mismatch",
     "read_record",
+    "schema_plan_sql",
+    "scratch_schema",
     "write_atomic",
 ]
 
 PLAN_FILE = "plan.json"
 ANONYMOUS = "anon"
 """Job directories of requests without a job_id are `anon.<sidecar pid>.<hex>`: a job_id cannot hold a dot."""
+SCHEMA_PREFIX = "__bmad_job_"
+PLAN_TABLE = "__plan"
+PART_PREFIX = "part_"
 
 
 class JobKey(msgspec.Struct, frozen=True):
@@ -64,6 +80,34 @@ def job_directory(state_directory: str, job_id: str) -> Path:
     return jobs_root(state_directory) / job_id
 
 
+def anonymous_name() -> str:
+    """A fresh name for the job directory (or scratch schema) of a request without a job_id."""
+    return f"{ANONYMOUS}.{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def scratch_schema(job_id: str) -> str:
+    """The name of a job's scratch schema (quote it in SQL).
+
+    >>> scratch_schema("nightly_totals")
+    '__bmad_job_nightly_totals'
+    """
+    return SCHEMA_PREFIX + job_id
+
+
+def kept_tables_sql() -> str:
+    """SQL listing the tables of the scratch schema named by its one parameter."""
+    return "SELECT table_name FROM duckdb_tables() WHERE schema_name = $1"
+
+
+def schema_plan_sql(schema: str) -> str:
+    """SQL reading the plan (JSON) a scratch schema's parts follow.
+
+    >>> schema_plan_sql("__bmad_job_a")
+    'SELECT plan FROM "__bmad_job_a".__plan'
+    """
+    return f'SELECT plan FROM "{schema}".{PLAN_TABLE}'
+
+
 def anonymous_owner(directory: Path) -> int | None:
     """The pid of the sidecar that made an anonymous job directory (None for a named job's)."""
     kind, _, rest = directory.name.partition(".")
@@ -80,7 +124,7 @@ def read_record(directory: Path) -> JobRecord | None:
 
 def finished_parts(directory: Path) -> set[str]:
     """Parts whose file is complete and whose row count was recorded after it."""
-    return {p.name.removesuffix(".rows") for p in directory.glob("part_*.rows")}
+    return {p.name.removesuffix(".rows") for p in directory.glob(f"{PART_PREFIX}*.rows")}
 
 
 def write_atomic(path: Path, data: bytes) -> None:

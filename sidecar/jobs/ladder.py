@@ -11,7 +11,9 @@ cost 15-50 s, while more memory or splitting the work did. So the ladder climbs 
 - `fewer_threads`: only when memory per thread is what ran out (under 256 MiB per thread),
   and never for shapes it is known not to help (holistic aggregates);
 - `partition`: run a read-only SELECT the planner can split as independent parts and an exact
-  combine (sidecar.workers.partitioned): 8 parts, then 4x as many when that still failed.
+  combine (sidecar.jobs.split): 8 parts, then 4x as many when that still failed.
+The first four adjust a whole attempt. An attempt that ran split (`parts` > 0) already ran each
+step with them, and re-split a part that alone ran out, so after it fails only more parts can help.
 The ladder never answers with an approximation. A shape recognised as one that will not fit
 skips the rungs that cannot help.
 """
@@ -46,9 +48,9 @@ class JobState:
     """Holds whole groups at once (median, quantile, list, string_agg, ...): cannot spill well."""
     duckdb_limit: int = 0
     splittable: bool = False
-    """A read-only SELECT whose shape the partition planner can split (asked only after a memory failure)."""
+    """A read-only SELECT whose shape the planner can split (asked for the estimate, or parsed after a memory failure)."""
     parts: int = 0
-    """Run partitioned in this many parts (0: run whole); set by the `partition` rung."""
+    """Run split in this many parts (0: run whole); set up front (estimate, `partition.parts`) or by the `partition` rung."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,20 @@ DEFAULT_LADDER: tuple[Rung, ...] = (
     Rung(
         "retry",
         "the worker died for a reason of its own; the work is safe to repeat on a fresh worker",
-        lambda f, s, tried: f.code == "WORKER_CRASHED" and s.idempotent and tried.count("retry") < 1,
+        lambda f, s, tried: (
+            f.code == "WORKER_CRASHED" and s.parts == 0 and s.idempotent and tried.count("retry") < 1
+        ),
         lambda f, s: s,
     ),
     Rung(
         "grow",
         "more memory rescues what spilling cannot; the machine has room within the job's budget",
         lambda f, s, tried: (
-            f.code in MEMORY_FAILURES and s.idempotent and s.ceiling < s.most and f.machine_room > 0
+            f.code in MEMORY_FAILURES
+            and s.parts == 0
+            and s.idempotent
+            and s.ceiling < s.most
+            and f.machine_room > 0
         ),
         _grow,
     ),
@@ -93,7 +101,11 @@ DEFAULT_LADDER: tuple[Rung, ...] = (
         "insertion_order",
         "a large export need not keep insertion order; dropping it frees the order buffers",
         lambda f, s, tried: (
-            f.code in MEMORY_FAILURES and s.idempotent and s.exports and s.preserve_insertion_order
+            f.code in MEMORY_FAILURES
+            and s.parts == 0
+            and s.idempotent
+            and s.exports
+            and s.preserve_insertion_order
         ),
         lambda f, s: replace(s, preserve_insertion_order=False),
     ),
@@ -102,6 +114,7 @@ DEFAULT_LADDER: tuple[Rung, ...] = (
         "each thread keeps its own partitions; under 256 MiB per thread, fewer threads spill less",
         lambda f, s, tried: (
             f.code in MEMORY_FAILURES
+            and s.parts == 0
             and s.idempotent
             and not s.holistic
             and s.threads > 1

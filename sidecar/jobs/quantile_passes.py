@@ -24,31 +24,15 @@ from typing import Any
 
 import msgspec
 
-from sidecar.engine.executor import Attempt
+from sidecar.jobs.types import Attempt, QueryResult, QueryStats
 from sidecar.errors import SqlError
-from sidecar.partition.quantiles import (
-    QuantilePlan,
-    Search,
-    Series,
-    answer_sql,
-    bin_sql,
-    bind_params,
-    count_sql,
-    exact_sql,
-    final_sql,
-    literal,
-    narrow,
-    param_sql,
-    pick,
-    plan_quantiles,
-    read_exact,
-    read_params,
-    start_search,
-    value_kind,
-)
-from sidecar.workers.partitioned import SplitRun, _Jobs, _without_done, run_partitioned
+from sidecar.partition.quantile_search import Search, bin_sql, count_sql, exact_sql, narrow, read_exact, start_search
+from sidecar.partition.quantile_values import answer_sql, final_sql, literal, param_sql, pick, read_params, value_kind
+from sidecar.partition.quantiles import QuantilePlan, Series, bind_params
+from sidecar.jobs.partitioned import hash_plan, run_partitioned
+from sidecar.jobs.steps import SplitRun, Steps, without_done
 
-__all__ = ["MAX_PASSES", "compute_answers", "run_quantiles"]
+__all__ = ["MAX_PASSES", "PassSteps", "compute_answers", "run_quantiles"]
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +96,14 @@ def _search(
     return search
 
 
-class _Steps(_Jobs):
-    """The passes of one request as supervised jobs (`_Jobs`), each given only the parameters it uses."""
+class PassSteps(Steps):
+    """The passes of one request as supervised jobs (`Steps`), each given only the parameters it uses."""
 
     def rows(self, sql: str) -> list[list[Any]]:
         bound, params = bind_params(sql, self.spec.params)
-        return list(self.run(bound, params=params)["rows"])
+        return list(self.run(bound, params=params).rows)
 
-    def answer(self, sql: str) -> dict[str, Any]:
+    def answer(self, sql: str) -> QueryResult:
         """The final step, with the user's `output` and `max_rows`."""
         bound, params = bind_params(sql, self.spec.params)
         return self.run(
@@ -138,42 +122,43 @@ class _Steps(_Jobs):
         self.progress(passes, passes + 2)
 
 
-def run_quantiles(request: SplitRun, parts: int) -> tuple[dict[str, Any], Attempt]:
-    """Answer a global query with quantiles exactly, in passes; the final result and one Attempt."""
+def run_quantiles(request: SplitRun, parts: int, plan: QuantilePlan) -> tuple[QueryResult, Attempt]:
+    """Answer a global query with quantiles exactly, in passes (`plan`); the final result and one Attempt."""
     spec = request.spec
-    plan = plan_quantiles(spec.sql, parts)
-    steps = _Steps(request)
+    steps = PassSteps(request)
     describe = f"SELECT column_name, column_type FROM (DESCRIBE {spec.sql.strip().rstrip(';')})"
-    columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params)["rows"]]
+    columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params).rows]
     values, others = _others(plan, steps, parts)
     values.update(compute_answers(plan, steps.rows, steps.passed))
     result = steps.answer(final_sql(plan, columns, values))
-    result["stats"].update(
+    stats = msgspec.structs.replace(
+        result.stats,
         partitions=parts,
-        reused_parts=others.get("reused_parts", 0),
-        resplit_parts=others.get("resplit_parts", 0),
+        reused_parts=others.reused_parts or 0 if others else 0,
+        resplit_parts=others.resplit_parts or 0 if others else 0,
         elapsed_ms=float(steps.elapsed_ms),
         peak_rss_bytes=steps.peak,
-        peak_buffer_bytes=max(steps.buffer, others.get("peak_buffer_bytes", 0)),
-        peak_spill_bytes=max(steps.spill, others.get("peak_spill_bytes", 0)),
+        peak_buffer_bytes=max(steps.buffer, others.peak_buffer_bytes if others else 0),
+        peak_spill_bytes=max(steps.spill, others.peak_spill_bytes if others else 0),
     )
+    result = msgspec.structs.replace(result, stats=stats)
     log.info("quantiles of %d series in %d ms", len(plan.series), steps.elapsed_ms)
     return result, request.attempt(steps)
 
 
-def _others(plan: QuantilePlan, steps: _Steps, parts: int) -> tuple[dict[str, str], dict[str, Any]]:
+def _others(plan: QuantilePlan, steps: PassSteps, parts: int) -> tuple[dict[str, str], QueryStats | None]:
     """The other aggregates, each as an exact literal, computed by the partitioned executor."""
     if plan.others_sql is None or plan.others_typed is None:
-        return {}, {}
+        return {}, None
     types = [
         str(row[1])
         for row in steps.rows(f"SELECT column_name, column_type FROM (DESCRIBE {plan.others_typed})")
     ]
     sql, params = bind_params(plan.others_sql, steps.spec.params)
     sub = msgspec.structs.replace(steps.spec, sql=sql, params=params, output=None, max_rows=10)
-    reduced = dataclasses.replace(steps.request, spec=sub, on_sample=_without_done(steps.on_sample))
-    result, attempt = run_partitioned(reduced, parts)
+    reduced = dataclasses.replace(steps.request, spec=sub, on_sample=without_done(steps.on_sample))
+    result, attempt = run_partitioned(reduced, parts, hash_plan(sql, parts))
     steps.absorb(attempt)
-    (row,) = result["rows"]
+    (row,) = result.rows
     values = {f"__bmad_a{j}": literal(text, kind) for j, (text, kind) in enumerate(zip(row, types))}
-    return values, dict(result.get("stats") or {})
+    return values, result.stats

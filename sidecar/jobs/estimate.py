@@ -41,7 +41,7 @@ from typing import Any
 import msgspec
 from sqlglot import exp
 
-from sidecar.engine.executor import Estimate
+from sidecar.jobs.types import Estimate
 from sidecar.partition import Plan
 from sidecar.partition.shapes import parse_select
 

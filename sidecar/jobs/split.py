@@ -1,0 +1,48 @@
+"""Where a split attempt goes: the one interface between the runner and the split executors.
+
+Two executors live behind it: `sidecar.jobs.partitioned` (hash- or range-split parts plus a
+combine) and, for a global SELECT with median/quantile aggregates (which no split of the rows
+re-combines), `sidecar.jobs.quantile_passes` (exact passes of bounded memory). Both take a
+`SplitRun` (`sidecar.jobs.steps`) whose steps run through a `StepRunner`. The runner only asks
+`can_split` and calls a `SplitExecutor`: `run_split` here runs on the local worker pool; another
+(e.g. on Ray) implements the same call.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sidecar.jobs.partitioned import run_partitioned
+from sidecar.jobs.quantile_passes import run_quantiles
+from sidecar.jobs.steps import SplitRun
+from sidecar.jobs.types import Attempt, QueryResult
+from sidecar.partition.answer import CannotSplit, HashSplit, QuantilePasses, how_to_split
+
+__all__ = ["SplitExecutor", "SplitRun", "can_split", "run_split"]
+
+
+class SplitExecutor(Protocol):
+    """Runs one split attempt: the request's query in `parts` parts, its answer and the one Attempt
+    the whole run counts as. A memory failure it cannot absorb is raised as OUT_OF_MEMORY (the
+    ladder then asks for more parts); any other error is the request's."""
+
+    def __call__(self, request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]: ...
+
+
+def can_split(sql: str) -> bool:
+    """Whether some executor can split `sql` (the planner plans it once)."""
+    return not isinstance(how_to_split(sql, 2), CannotSplit)
+
+
+def run_split(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:
+    """Run the request's query split in `parts` parts; the final result and one Attempt for it all.
+
+    A global query with quantiles goes to the quantile passes (its other aggregates still run in
+    `parts` parts); a query that does not split is refused with the shape the planner found.
+    """
+    answer = how_to_split(request.spec.sql, parts)
+    if isinstance(answer, CannotSplit):
+        raise answer.error()
+    if isinstance(answer, QuantilePasses):
+        return run_quantiles(request, parts, answer.plan)
+    return run_partitioned(request, parts, answer.plan if isinstance(answer, HashSplit) else None)
