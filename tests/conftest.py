@@ -7,11 +7,19 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import duckdb
 import pytest
 
 from sidecar.client import REPO_ROOT, SidecarProcess
 
 PACK = REPO_ROOT / "expansion-pack"
+
+
+@pytest.fixture(autouse=True)
+def fresh_default_duckdb_connection() -> None:
+    """Each test gets its own `duckdb.sql`/`duckdb.execute` connection: in DuckDB 2.x a result left
+    unfinished (a `fetchone()`) blocks every later use of the same connection, in any later test."""
+    duckdb.set_default_connection(duckdb.connect())
 
 
 @pytest.fixture

@@ -152,7 +152,7 @@ def test_a_sample_that_would_not_fit_in_memory_is_not_tried_the_streaming_scan_i
     assert "would not fit in half of memory_limit" in result.notes[0]
     assert all(c.min_max_exact and c.mean_std_exact for c in result.columns)
     h = next(c for c in result.columns if c.name == "h")
-    assert (h.null_count, h.min) == (0, min(duckdb.execute(f"SELECT min(h) FROM '{wide_parquet}'").fetchone()))
+    assert (h.null_count, h.min) == (0, min(duckdb.execute(f"SELECT min(h) FROM '{wide_parquet}'").fetchall()[0]))
 
 
 def test_a_sample_that_runs_out_of_memory_falls_back_to_the_scan(wide_parquet, monkeypatch):

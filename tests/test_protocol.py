@@ -139,6 +139,12 @@ def assert_alive(sc: SidecarProcess) -> None:
             -32602,
             "INVALID_PARAMS",
         ),
+        (
+            b'{"jsonrpc": "2.0", "id": 7, "method": "query.run", "params": {"sql": "SELECT 1", "params": '
+            + b"[" * 900 + b"]" * 900 + b"}}",
+            -32602,
+            "INVALID_PARAMS",
+        ),
         (b'{"jsonrpc": "2.0", "id": 7, "method": "config.validate", "params": {"path": "' + b"a" * 5000 + b'"}}', -32004, "INPUT_ERROR"),
         (b'{"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {"config_dir": "' + b"a" * 5000 + b'"}}', -32004, "INPUT_ERROR"),
     ],
