@@ -1,7 +1,8 @@
 """The main job on an embedded default: `python -m sidecar.demo`.
 
 Starts a real sidecar over stdio, as the Node bridge does, with the repo's expansion pack
-and an in-memory DuckDB; generates a sample sales dataset with DuckDB SQL (written
+and its default database (`:memory:`, kept by the sidecar in a private file that it removes
+on exit, so a job retried on a fresh worker still sees it); generates a sample sales dataset with DuckDB SQL (written
 atomically to Parquet), analyzes it, runs a query, shows a refused statement with its
 hint, and shuts the sidecar down. Everything shown comes from the sidecar's answers.
 """
