@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from sidecar.config.pack import load_pack
 from sidecar.monitor.alerts import ThresholdEngine
-from sidecar.monitor.rules import HYSTERESIS_POINTS, rules_from_pack
+from sidecar.monitor.config import monitor_config
+from sidecar.monitor.rules import HYSTERESIS_POINTS
 
 THRESHOLDS = "data/resource-thresholds-config.yaml"
 ORIGINAL = next(  # beside the main checkout, or two levels up from a worktree
@@ -54,8 +55,8 @@ def _line_of(path: Path, needle: str) -> int:
 
 
 def _rules(pack_dir: Path):
-    ruleset, diags = rules_from_pack(load_pack(pack_dir))
-    return ruleset, diags
+    config = monitor_config(load_pack(pack_dir), str(pack_dir / "state"))
+    return config.rules, config.diagnostics
 
 
 def test_rules_come_from_the_files_levels_with_their_lines(pack_dir):

@@ -11,29 +11,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import msgspec
-
+from sidecar.monitor.events import AlertEvent
 from sidecar.monitor.rules import SEVERITIES, AlertRule, RuleSet
 
-__all__ = ["AlertEvent", "ThresholdEngine"]
-
-
-class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One `monitor/alert` notification."""
-
-    id: str
-    rule: str
-    severity: str
-    state: Literal["firing", "resolved"]
-    metric: str
-    value: float
-    threshold: float
-    message: str
-    actions_taken: list[str]
-    at: int
-    """Wall-clock milliseconds since the epoch."""
-    channels: list[str] = []
-    escalated: bool = False
+__all__ = ["ThresholdEngine"]
 
 
 class _State:

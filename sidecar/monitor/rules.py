@@ -9,18 +9,14 @@ rules `system_memory_critical`, `cpu_usage_warning` and `query_execution_warning
 
 from __future__ import annotations
 
-import os
 import string
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from sidecar.config.diagnostics import Diagnostic
-from sidecar.config.pack import Pack
 from sidecar.config.schema import ResourceThresholds
 from sidecar.config.validate import Ctx, Entries, Leaf, ListOf, Section, to_bool, to_int, to_str, walk
-from sidecar.config.yamlload import MarkedDict, load_yaml
+from sidecar.config.yamlload import MarkedDict
 from sidecar.errors import did_you_mean
 
 __all__ = [
@@ -28,7 +24,6 @@ __all__ = [
     "AlertRule",
     "RuleSet",
     "build_rules",
-    "rules_from_pack",
     "ALERTING_RULES",
     "PLACEHOLDERS",
     "SEVERITIES",
@@ -37,7 +32,8 @@ __all__ = [
 
 SEVERITIES = ("info", "warning", "critical", "emergency")
 HYSTERESIS_POINTS = 5.0
-"""A percentage alert resolves only 5 points under its level; a byte/time alert 5% under it."""
+"""A percentage alert resolves only 5 points under its level (half the level, for a level under
+10%); a byte/time alert 5% under it."""
 PLACEHOLDERS = frozenset(
     {
         "memory_percent", "memory_usage_mb", "threshold", "query_hash", "free_memory_gb",
@@ -296,7 +292,7 @@ def build_rules(th: ResourceThresholds | None, alerting: MarkedDict | None, ctx:
                 ctx.add("warning", ctx.positions.get(apath), apath,
                         f"remediation action '{action}' has no counterpart in this sidecar yet and is not taken",
                         "the watchdog and retry ladder act on memory pressure; keep 'monitor' here")
-        margin = HYSTERESIS_POINTS if is_percent else threshold * HYSTERESIS_POINTS / 100
+        margin = min(HYSTERESIS_POINTS, threshold / 2) if is_percent else threshold * HYSTERESIS_POINTS / 100
         rules.append(
             AlertRule(
                 name=name,
@@ -312,22 +308,6 @@ def build_rules(th: ResourceThresholds | None, alerting: MarkedDict | None, ctx:
             )
         )
     return RuleSet(rules=rules, levels=levels)
-
-
-def rules_from_pack(pack: Pack) -> tuple[RuleSet, list[Diagnostic]]:
-    """The pack's rules and the diagnostics of its `alerting_rules`; built-in levels without a file."""
-    th = pack.thresholds
-    ctx = Ctx(file=th.path if th is not None else "", env=os.environ)
-    alerting = None
-    if th is not None and th.path:
-        doc, diags = load_yaml(Path(th.path))
-        ctx.diagnostics.extend(d for d in diags if d.severity == "error")
-        if isinstance(doc, MarkedDict) and "alerting_rules" in doc:
-            alerting = doc["alerting_rules"]
-            if not isinstance(alerting, MarkedDict):
-                ctx.add("error", doc.value_pos["alerting_rules"], "alerting_rules", "expected a mapping of keys")
-                alerting = None
-    return build_rules(th, alerting, ctx), ctx.diagnostics
 
 
 def _source_key(group: str, level: str) -> str:
