@@ -203,3 +203,20 @@ def setup_module(module):  # the property tests share one rule set built from th
     _pack_with(tmp / "pack", ALERTING)
     module._HOVER_RULES = _rules(tmp / "pack")[0]
     shutil.rmtree(tmp)
+
+
+def test_the_setup_page_names_the_real_rules_metrics_and_placeholders(pack_dir):
+    import re
+
+    from sidecar.monitor.metrics import METRICS
+    from sidecar.monitor.rules import PLACEHOLDERS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "monitoring-setup.md").read_text()
+    documented = set()
+    for stem, levels in re.findall(r"^\| `([a-z_]+?)_((?:info|warning|critical|emergency)(?:/[a-z]+)*)` \|", doc, re.M):
+        documented |= {f"{stem}_{level}" for level in levels.split("/")}
+    ruleset, _ = _rules(pack_dir)
+    assert documented == {r.name for r in ruleset.rules}
+    setup_section = doc[doc.index("- **Messages**") : doc.index("- **Actions**")]
+    assert set(re.findall(r"`\{([a-z_]+)\}`", setup_section)) == PLACEHOLDERS
+    assert {m for m in METRICS if f"`{m}`" in doc} == set(METRICS)

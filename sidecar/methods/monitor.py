@@ -8,11 +8,13 @@ thresholds file. Gated by the pack's flags: `duckdb_monitoring` for the methods 
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Annotated
 
 import msgspec
 
+from sidecar.config.diagnostics import Diagnostic
 from sidecar.errors import InvalidParams, did_you_mean
 from sidecar.methods import registry
 from sidecar.monitor.events import AlertEvent
@@ -38,6 +40,7 @@ __all__ = [
 MONITORING_FEATURE = "duckdb_monitoring"
 ALERTING_FEATURE = "duckdb_alerting"
 _start_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 class SubscribeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -52,6 +55,8 @@ class SubscribeResult(msgspec.Struct, frozen=True):
     interval_ms: int
     alerting: bool
     """False when the `duckdb_alerting` flag is off: metrics flow, no alert is raised."""
+    diagnostics: list[Diagnostic]
+    """What the monitor refused in the thresholds file's alerting_rules/notification_channels."""
 
 
 class UnsubscribeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -95,6 +100,8 @@ def _service(call: Call) -> MonitorService:
     with _start_lock:
         if session.monitor is None:
             config = monitor_config(session.pack, session.settings.state_directory)
+            for diagnostic in config.diagnostics:
+                log.warning("monitor config: %s", diagnostic)
             source = SupervisorSource(session.engine.supervisor, lambda: session.settings.temp_directory)
             session.monitor = MonitorService(
                 source, config, session.notify, alerting=session.pack.flags.enabled(ALERTING_FEATURE)
@@ -108,7 +115,7 @@ def subscribe(call: Call, p: SubscribeParams) -> SubscribeResult:
     """Stream `monitor/metrics` and `monitor/alert` notifications until `monitor.unsubscribe`."""
     service = _service(call)
     sub = service.subscribe(p.interval_ms, p.alerts_only)
-    return SubscribeResult(sub.id, sub.interval_ms, service.alerting)
+    return SubscribeResult(sub.id, sub.interval_ms, service.alerting, list(service.config.diagnostics))
 
 
 @registry.method("monitor.unsubscribe", params=UnsubscribeParams, result=UnsubscribeResult)
