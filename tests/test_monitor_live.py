@@ -7,15 +7,29 @@ from __future__ import annotations
 import json
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from sidecar.client import RpcError
+from test_monitor_webhook import Hook
 
 THRESHOLDS = "data/resource-thresholds-config.yaml"
 # a GROUP BY of 2M keys: DuckDB's hash table holds tens of MB of managed memory for seconds
 HEAVY = "SELECT count(*) FROM (SELECT i % 2000000 AS k, sum(i) FROM range(40000000) t(i) GROUP BY k)"
+
+
+WEBHOOK = """
+alerting_rules:
+  severity_levels:
+    warning:
+      notification_channels: ["log", "console", "webhook"]
+notification_channels:
+  webhook:
+    enabled: true
+    url: "http://${HOOK_HOST}/alerts"
+"""
 
 
 def _lower_warning(pack_dir: Path) -> None:
@@ -23,18 +37,28 @@ def _lower_warning(pack_dir: Path) -> None:
     text = path.read_text()
     lowered = text.replace("    info: 50\n    warning: 75\n", "    info: 1\n    warning: 2\n")
     assert lowered != text
-    path.write_text(lowered)
+    path.write_text(lowered + WEBHOOK)
 
 
 def _alerts(sc, rule: str) -> list[dict]:
     return [n["params"] for n in sc.notifications if n.get("method") == "monitor/alert" and n["params"]["rule"] == rule]
 
 
-def test_a_lowered_warning_fires_while_a_query_runs_and_resolves_after(start_sidecar, pack_dir, tmp_path):
+@pytest.fixture
+def hook():
+    h = Hook()
+    yield h
+    h.close()
+
+
+def test_a_lowered_warning_fires_while_a_query_runs_and_resolves_after(start_sidecar, pack_dir, tmp_path, hook):
     _lower_warning(pack_dir)
-    sc = start_sidecar(BMAD_DATA_MEMORY_LIMIT="1GB", BMAD_DATA_MAX_CONCURRENT_JOBS="1")
+    sc = start_sidecar(
+        BMAD_DATA_MEMORY_LIMIT="1GB", BMAD_DATA_MAX_CONCURRENT_JOBS="1", HOOK_HOST=f"127.0.0.1:{hook.port}"
+    )
     sub = sc.request("monitor.subscribe", {"interval_ms": 200})
     assert sub["alerting"] is True and sub["interval_ms"] == 200
+    assert [d for d in sub["diagnostics"] if d["severity"] == "error"] == [], sub["diagnostics"]
     _, answer = sc.call("query.run", {"sql": HEAVY})
     fired = sc.wait_for(
         lambda n: n.get("method") == "monitor/alert" and n["params"]["rule"] == "duckdb_memory_warning",
@@ -72,6 +96,15 @@ def test_a_lowered_warning_fires_while_a_query_runs_and_resolves_after(start_sid
         (fired["id"], "firing"),
         (fired["id"], "resolved"),
     ]
+    # the local webhook got both, as JSON
+    deadline = time.monotonic() + 10
+    while len([b for b in hook.bodies if b["id"] == fired["id"]]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(b["id"], b["state"]) for b in hook.bodies if b["rule"] == "duckdb_memory_warning"] == [
+        (fired["id"], "firing"),
+        (fired["id"], "resolved"),
+    ]
+    assert set(hook.paths) == {"/alerts"}
     sc.proc.send_signal(signal.SIGKILL)
     sc.proc.wait(timeout=10)
     assert log.read_bytes().endswith(b"\n")

@@ -115,7 +115,7 @@ def test_the_original_packs_file_loads_with_every_refusal_named(tmp_path):
     refused = " ".join(d.message for d in diags)
     for action in ("automatic_cleanup", "kill_queries", "analyze_query", "throttle_queries"):
         assert f"'{action}'" in refused
-    assert "sms has no provider" in refused and "'webhook' channel" in refused
+    assert "sms has no provider" in refused and "name the webhook, but it is not enabled" in refused
     names = {r.name for r in ruleset.rules}
     assert {"duckdb_memory_emergency", "system_memory_critical", "cpu_usage_warning"} <= names
 

@@ -99,7 +99,7 @@ def _service(call: Call) -> MonitorService:
     session.require(MONITORING_FEATURE)
     with _start_lock:
         if session.monitor is None:
-            config = monitor_config(session.pack, session.settings.state_directory)
+            config = monitor_config(session.pack, session.settings.state_directory, session.env)
             for diagnostic in config.diagnostics:
                 log.warning("monitor config: %s", diagnostic)
             source = SupervisorSource(session.engine.supervisor, lambda: session.settings.temp_directory)

@@ -44,8 +44,8 @@ PLACEHOLDERS = frozenset(
 REAL_ACTIONS = frozenset({"monitor"})
 """Remediation actions this sidecar performs today; any other is refused with a warning naming it."""
 CHANNELS = ("log", "console", "webhook", "email", "sms")
-DELIVERED_CHANNELS = frozenset({"log", "console"})
-"""`console` is the protocol subscriber (the bridge prints it); `log` is a JSON-lines file."""
+DELIVERED_CHANNELS = frozenset({"log", "console", "webhook"})
+"""`console` is the protocol subscriber; `log` is a JSON-lines file; `webhook` a POST."""
 
 
 class SeverityLevel(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,6 +22,7 @@ from sidecar.monitor.alerts import ThresholdEngine
 from sidecar.monitor.events import AlertEvent, MetricsNotice
 from sidecar.monitor.config import MonitorConfig
 from sidecar.monitor.metrics import MetricsSample, metric_values, placeholders
+from sidecar.monitor.webhook import WebhookSender
 
 __all__ = ["MetricSource", "Subscription", "MonitorService", "MIN_INTERVAL_MS"]
 
@@ -58,6 +59,7 @@ class MonitorService:
         self.alerting = alerting
         self.engine = ThresholdEngine(config.rules)
         self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
+        self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
         self.samples: deque[MetricsSample] = deque(maxlen=config.history)
         self.alerts: deque[AlertEvent] = deque(maxlen=config.alert_history)
         self.active: dict[str, AlertEvent] = {}
@@ -140,6 +142,8 @@ class MonitorService:
             log.info("alert %s %s: %s", event.state, event.rule, event.message)
             if self.alert_log is not None and "log" in event.channels:
                 self.alert_log.write(event)
+            if self.webhook is not None and "webhook" in event.channels:
+                self.webhook.send(event)
             if anyone:
                 self.notify("monitor/alert", event)
         for s in due:
@@ -152,5 +156,7 @@ class MonitorService:
         self._thread.join(timeout=5)
         if self.alert_log is not None:
             self.alert_log.close()
+        if self.webhook is not None:
+            self.webhook.close()
 
 
