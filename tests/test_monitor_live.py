@@ -129,3 +129,17 @@ def test_monitoring_flag_off_refuses_with_the_flag_named(start_sidecar, pack_dir
     with pytest.raises(RpcError) as err:
         sc.request("monitor.subscribe", {})
     assert err.value.code == "FEATURE_DISABLED" and err.value.data["details"]["flag"] == "duckdb_monitoring"
+
+
+def test_an_edit_of_the_thresholds_file_applies_to_a_running_monitor(start_sidecar, pack_dir):
+    sc = start_sidecar(BMAD_DATA_MEMORY_LIMIT="1GB", BMAD_DATA_MAX_CONCURRENT_JOBS="1")
+    sc.request("monitor.subscribe", {"alerts_only": True})
+    path = pack_dir / THRESHOLDS
+    path.write_text(path.read_text().replace("    info: 50\n    warning: 75\n", "    info: 1\n    warning: 2\n"))
+    sc.wait_for(lambda n: n.get("method") == "config/changed", timeout=30)
+    assert sc.request("query.run", {"sql": HEAVY})["rows"] == [[2000000]]
+    fired = sc.wait_for(
+        lambda n: n.get("method") == "monitor/alert" and n["params"]["rule"] == "duckdb_memory_warning", timeout=30
+    )["params"]
+    assert fired["threshold"] == 2.0 and fired["state"] == "firing"
+    assert not [n for n in sc.notifications if n.get("method") == "monitor/metrics"]  # alerts_only

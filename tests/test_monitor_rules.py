@@ -220,3 +220,17 @@ def test_the_setup_page_names_the_real_rules_metrics_and_placeholders(pack_dir):
     setup_section = doc[doc.index("- **Messages**") : doc.index("- **Actions**")]
     assert set(re.findall(r"`\{([a-z_]+)\}`", setup_section)) == PLACEHOLDERS
     assert {m for m in METRICS if f"`{m}`" in doc} == set(METRICS)
+
+
+def test_new_rules_keep_the_state_of_rules_kept_by_name(pack_dir):
+    engine = _engine(pack_dir)
+    fired = engine.feed({"duckdb_memory_percent": 80.0}, FILL, 1_000)
+    by_rule = {e.rule: e for e in fired}
+    assert set(by_rule) == {"duckdb_memory_info", "duckdb_memory_warning"}
+    kept = type(engine.rules)(
+        rules=[r for r in engine.rules.rules if r.name != "duckdb_memory_info"], levels=engine.rules.levels
+    )
+    resolved = engine.replace_rules(kept, 2_000)
+    assert [(e.id, e.state) for e in resolved] == [(by_rule["duckdb_memory_info"].id, "resolved")]
+    assert engine.active() == [by_rule["duckdb_memory_warning"].id]  # still firing, not fired again
+    assert engine.feed({"duckdb_memory_percent": 80.0}, FILL, 3_000) == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Annotated
+from typing import Annotated, Any, Callable
 
 import msgspec
 
@@ -18,7 +18,7 @@ from sidecar.config.diagnostics import Diagnostic
 from sidecar.errors import InvalidParams, did_you_mean
 from sidecar.methods import registry
 from sidecar.monitor.events import AlertEvent
-from sidecar.monitor.config import monitor_config
+from sidecar.monitor.config import MonitorConfig, monitor_config
 from sidecar.monitor.metrics import METRICS, MetricsSample
 from sidecar.monitor.service import MIN_INTERVAL_MS, MonitorService
 from sidecar.monitor.source import SupervisorSource
@@ -94,18 +94,36 @@ class HistoryResult(msgspec.Struct, frozen=True):
     """How many samples the ring keeps (monitoring_config.retention.memory_metrics)."""
 
 
+def _configure(session: Any, pack: Any) -> tuple[MonitorConfig, bool]:
+    config = monitor_config(pack, session.settings.state_directory, session.env)
+    for diagnostic in config.diagnostics:
+        log.warning("monitor config: %s", diagnostic)
+    return config, pack.flags.enabled(ALERTING_FEATURE)
+
+
+def _refresher(session: Any) -> Callable[[], tuple[MonitorConfig, bool] | None]:
+    """New monitor config when the session's pack was reloaded (config.reload, a file edit)."""
+    seen = [session.pack]
+
+    def refresh() -> tuple[MonitorConfig, bool] | None:
+        pack = session.pack
+        if pack is seen[0]:
+            return None
+        seen[0] = pack
+        return _configure(session, pack)
+
+    return refresh
+
+
 def _service(call: Call) -> MonitorService:
     session = call.session
     session.require(MONITORING_FEATURE)
     with _start_lock:
         if session.monitor is None:
-            config = monitor_config(session.pack, session.settings.state_directory, session.env)
-            for diagnostic in config.diagnostics:
-                log.warning("monitor config: %s", diagnostic)
+            refresh = _refresher(session)
+            config, alerting = _configure(session, session.pack)
             source = SupervisorSource(session.engine.supervisor, lambda: session.settings.temp_directory)
-            session.monitor = MonitorService(
-                source, config, session.notify, alerting=session.pack.flags.enabled(ALERTING_FEATURE)
-            )
+            session.monitor = MonitorService(source, config, session.notify, alerting=alerting, refresh=refresh)
         service: MonitorService = session.monitor
     return service
 

@@ -39,6 +39,19 @@ class ThresholdEngine:
         self._states = {rule.name: _State() for rule in rules.rules}
         self._counter = 0
 
+    def replace_rules(self, rules: RuleSet, now_ms: int) -> list[AlertEvent]:
+        """Take new rules (a config reload): a rule kept by name keeps its state (a firing alert
+        stays firing, its cooldown holds); an alert of a rule that is gone is resolved now."""
+        gone = [r for r in self.rules.rules if r.name not in {n.name for n in rules.rules}]
+        events = [
+            self._resolve(rule, self._states[rule.name], self._states[rule.name].value, {}, now_ms)
+            for rule in gone
+            if self._states[rule.name].alert_id is not None
+        ]
+        self._states = {rule.name: self._states.get(rule.name) or _State() for rule in rules.rules}
+        self.rules = rules
+        return events
+
     def active(self) -> list[str]:
         """Ids of the alerts firing now."""
         return [s.alert_id for s in self._states.values() if s.alert_id is not None]

@@ -52,11 +52,14 @@ class MonitorService:
         notify: Callable[[str, msgspec.Struct], None],
         *,
         alerting: bool,
+        refresh: Callable[[], tuple[MonitorConfig, bool] | None] | None = None,
     ) -> None:
         self.source = source
         self.config = config
         self.notify = notify
         self.alerting = alerting
+        self.refresh = refresh
+        """Called before each sample: a new (config, alerting) after a config reload, else None."""
         self.engine = ThresholdEngine(config.rules)
         self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
         self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
@@ -87,6 +90,21 @@ class MonitorService:
     def unsubscribe(self, subscription: str) -> bool:
         with self._lock:
             return self._subs.pop(subscription, None) is not None
+
+    def reconfigure(self, config: MonitorConfig, alerting: bool) -> None:
+        """A config reload (on the monitor thread, between two samples): new rules (alert state
+        kept by rule name), channels and cadence."""
+        events = self.engine.replace_rules(config.rules, int(time.time() * 1000)) if alerting else []
+        with self._lock:
+            self.config = config
+            self.alerting = alerting
+            old_log, old_hook = self.alert_log, self.webhook
+            self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
+            self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
+        for closing in (old_log, old_hook):
+            if closing is not None:
+                closing.close()
+        self._deliver(events)
 
     def latest(self) -> MetricsSample:
         with self._lock:
@@ -123,6 +141,9 @@ class MonitorService:
 
     def tick(self) -> MetricsSample:
         """Take one sample, judge it, deliver it; the thread calls this, and so may a test."""
+        change = self.refresh() if self.refresh is not None else None
+        if change is not None:
+            self.reconfigure(*change)
         sample = self.source.sample()
         events = self.engine.feed(metric_values(sample), placeholders(sample), sample.at_ms) if self.alerting else []
         now = time.monotonic()
@@ -138,6 +159,18 @@ class MonitorService:
             for s in due:
                 s.last_sent = now
             anyone = bool(self._subs)
+        self._deliver(events, anyone)
+        for s in due:
+            self.notify("monitor/metrics", MetricsNotice(subscription=s.id, sample=sample))
+        return sample
+
+    def _deliver(self, events: list[AlertEvent], anyone: bool | None = None) -> None:
+        if anyone is None:
+            with self._lock:
+                anyone = bool(self._subs)
+                for event in events:
+                    self.alerts.append(event)
+                    self.active.pop(event.id, None)
         for event in events:
             log.info("alert %s %s: %s", event.state, event.rule, event.message)
             if self.alert_log is not None and "log" in event.channels:
@@ -146,9 +179,6 @@ class MonitorService:
                 self.webhook.send(event)
             if anyone:
                 self.notify("monitor/alert", event)
-        for s in due:
-            self.notify("monitor/metrics", MetricsNotice(subscription=s.id, sample=sample))
-        return sample
 
     def close(self) -> None:
         self._stopped.set()
