@@ -79,6 +79,8 @@ NOTIFICATIONS: dict[str, tuple[str, str]] = {
     "$/cancelRequest": ("cancelRequest", "CancelParams"),
     "config/changed": ("config.changed", "ConfigChangedParams"),
     "config/error": ("config.error", "ConfigErrorParams"),
+    "monitor/metrics": ("monitor.metrics", "MonitorMetricsParams"),
+    "monitor/alert": ("monitor.alert", "MonitorAlertParams"),
 }
 """Notification -> (file stem under notifications/, its params type in sidecar.protocol.messages)."""
 

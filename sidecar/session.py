@@ -55,6 +55,8 @@ class Session:
         self.running_jobs: dict[str, Any] = {}
         """Requests in flight that named a job_id (jobs.cancel stops them)."""
         self.shutdown_requested = False
+        self.monitor: Any = None
+        """The MonitorService, started by the first monitor.* call (sidecar/methods/monitor.py)."""
         self._lock = threading.Lock()
         self._watch = watch
         self._watcher: ConfigWatcher | None = None
@@ -174,6 +176,8 @@ class Session:
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+        if self.monitor is not None:
+            self.monitor.close()
         self.engine.close()
 
 

@@ -36,6 +36,8 @@ ANY_IS_RIGHT = {
     "MemoryTemplates.configuration_selection": "informational section, not applied",
     "Profile.system_requirements": "informational, not applied",
     "ResourceThresholds.monitoring_config": "informational section, not applied",
+    "ResourceThresholds.alerting_rules": "walked with its lines by sidecar/monitor/rules.py (typed there)",
+    "ResourceThresholds.notification_channels": "walked with its lines by sidecar/monitor/config.py",
 }
 ANY_SHOULD_BE_TYPED = {
     "QueryParams.settings": "the USER_KEYS settings (memory_limit, threads, ...): deserves its own Struct",
@@ -112,7 +114,9 @@ def test_every_registered_method_notification_error_and_config_file_has_its_sche
             assert target["additionalProperties"] is False
             assert list(target["properties"]) == ["progress_token"]
     assert sorted(index["notifications"]) == sorted(schemas.NOTIFICATIONS)
-    assert set(schemas.NOTIFICATIONS) == {"$/cancelRequest", "$/progress", "config/changed", "config/error"}
+    assert set(schemas.NOTIFICATIONS) == {
+        "$/cancelRequest", "$/progress", "config/changed", "config/error", "monitor/metrics", "monitor/alert"
+    }
     assert index["error"] == "protocol/error.json"
     assert len(index["config"]) == 4
     for rel in [*index["notifications"].values(), index["error"], *index["config"].values()]:

@@ -223,8 +223,8 @@ MEMORY_THRESHOLDS = Section(
 )
 
 _CLIENT_SIDE = (
-    "the sidecar reports threshold crossings to its client as notifications; severities, cooldowns, "
-    "channels and escalation are the client's (bmad_bridge) business — remove it"
+    "per-profile alerting overrides are not applied; the top-level alerting_rules apply to every "
+    "profile (docs/monitoring-setup.md) — edit those instead"
 )
 
 THRESHOLDS_FILE = Section(
@@ -270,8 +270,8 @@ THRESHOLDS_FILE = Section(
                 "network": Ignore("the sidecar is local (stdio); there is no network to watch — remove it"),
             },
         ),
-        "alerting_rules": Ignore(_CLIENT_SIDE),
-        "notification_channels": Ignore(_CLIENT_SIDE),
+        "alerting_rules": INFO,  # walked, with its lines, by sidecar/monitor/rules.py
+        "notification_channels": INFO,
         "scaling_triggers": Ignore(
             "the sidecar never rescales memory or connections at run time; budgets are fixed per job "
             "— remove it"

@@ -176,6 +176,9 @@ class ResourceThresholds(_Shape):
     performance_thresholds: PerformanceThresholds = PerformanceThresholds()
     system_thresholds: SystemThresholds = SystemThresholds()
     monitoring_config: Any = None
+    alerting_rules: Any = None
+    """Plain data here; sidecar.monitor.rules re-reads it with its lines."""
+    notification_channels: Any = None
     environment_overrides: dict[str, EnvironmentOverride] = {}
 
 

@@ -20,6 +20,7 @@ def load_all() -> Registry:
         jobs,
         lifecycle,
         maintenance,
+        monitor,
         query,
         system,
     )

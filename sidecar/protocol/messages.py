@@ -12,6 +12,8 @@ from typing import Any, Literal
 import msgspec
 
 from sidecar.config.diagnostics import Diagnostic
+from sidecar.monitor.events import AlertEvent as MonitorAlertParams
+from sidecar.monitor.events import MetricsNotice as MonitorMetricsParams
 
 __all__ = [
     "ErrorData",
@@ -22,6 +24,8 @@ __all__ = [
     "ConfigChangedParams",
     "ConfigErrorParams",
     "LogParams",
+    "MonitorAlertParams",
+    "MonitorMetricsParams",
     "Phase",
 ]
 

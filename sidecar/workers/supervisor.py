@@ -161,10 +161,11 @@ class Supervisor:
                 deadline=None if not timeout else time.monotonic() + timeout / 1000,
                 stall_s=job.settings.stall_timeout_ms / 1000 if job.settings.stall_timeout_ms else None,
                 growable=reservation.bytes < reservation.most and limits.growable,
+                query=job.spec.sql if isinstance(job.spec, QuerySpec) else "",
             )
 
             def relay(sample: Sample) -> None:
-                watch.buffer_bytes = sample.buffer_bytes
+                watch.buffer_bytes, watch.spill_bytes = sample.buffer_bytes, sample.spill_bytes
                 if sample.phase == "done":  # only the request's last attempt ends it
                     finals[:] = [sample]
                 elif on_sample is not None:

@@ -42,6 +42,10 @@ class Watch:
     interrupted_for: str | None = None
     interrupted_at: float | None = None
     buffer_bytes: int = 0
+    spill_bytes: int = 0
+    """DuckDB's temporary files, from the worker's last sample (the monitor reports it)."""
+    query: str = ""
+    started: float = field(default_factory=time.monotonic)
     grown: list[int] = field(default_factory=list)
     last_cpu: float = -1.0
     last_active: float = field(default_factory=time.monotonic)
@@ -59,6 +63,11 @@ class Watchdog:
     def watch(self, watch: Watch) -> None:
         with self._lock:
             self._watches[watch.job] = watch
+
+    def watches(self) -> list[Watch]:
+        """The attempts running now (what the monitor samples)."""
+        with self._lock:
+            return list(self._watches.values())
 
     def unwatch(self, job: int) -> Watch | None:
         with self._lock:

@@ -1,0 +1,165 @@
+"""`monitor.subscribe`, `monitor.unsubscribe`, `monitor.snapshot`, `monitor.history`.
+
+The monitor starts with the first of these calls (sidecar.monitor.service): a live stream of
+`monitor/metrics` samples and `monitor/alert` events, raised and resolved by the pack's
+thresholds file. Gated by the pack's flags: `duckdb_monitoring` for the methods and
+`duckdb_alerting` for the alerts (and the alert log).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Annotated, Any, Callable
+
+import msgspec
+
+from sidecar.config.diagnostics import Diagnostic
+from sidecar.errors import InvalidParams, did_you_mean
+from sidecar.methods import registry
+from sidecar.monitor.events import AlertEvent
+from sidecar.monitor.config import MonitorConfig, monitor_config
+from sidecar.monitor.metrics import METRICS, MetricsSample
+from sidecar.monitor.service import MIN_INTERVAL_MS, MonitorService
+from sidecar.monitor.source import SupervisorSource
+from sidecar.protocol.dispatcher import Call
+
+__all__ = [
+    "SubscribeParams",
+    "SubscribeResult",
+    "UnsubscribeParams",
+    "UnsubscribeResult",
+    "Snapshot",
+    "HistoryParams",
+    "HistoryResult",
+    "HistoryPoint",
+    "MONITORING_FEATURE",
+    "ALERTING_FEATURE",
+]
+
+MONITORING_FEATURE = "duckdb_monitoring"
+ALERTING_FEATURE = "duckdb_alerting"
+_start_lock = threading.Lock()
+log = logging.getLogger(__name__)
+
+
+class SubscribeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    interval_ms: Annotated[int, msgspec.Meta(ge=MIN_INTERVAL_MS, le=3_600_000)] | None = None
+    """How often `monitor/metrics` comes (default: monitoring_config.intervals.resource_check, 1 s)."""
+    alerts_only: bool = False
+    """Only `monitor/alert` notifications, no metrics."""
+
+
+class SubscribeResult(msgspec.Struct, frozen=True):
+    subscription: str
+    interval_ms: int
+    alerting: bool
+    """False when the `duckdb_alerting` flag is off: metrics flow, no alert is raised."""
+    diagnostics: list[Diagnostic]
+    """What the monitor refused in the thresholds file's alerting_rules/notification_channels."""
+
+
+class UnsubscribeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    subscription: str
+
+
+class UnsubscribeResult(msgspec.Struct, frozen=True):
+    unsubscribed: bool
+    """False when no such subscription was open."""
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    metrics: MetricsSample
+    alerts: list[AlertEvent]
+    """The alerts firing now."""
+
+
+class HistoryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    since_ms: int | None = None
+    """Only samples at or after this wall-clock time (ms since the epoch)."""
+    metric: str | None = None
+    """One of the rules' metrics: answer `points` of it as well."""
+
+
+class HistoryPoint(msgspec.Struct, frozen=True, array_like=True):
+    at_ms: int
+    value: float
+
+
+class HistoryResult(msgspec.Struct, frozen=True):
+    samples: list[MetricsSample]
+    points: list[HistoryPoint]
+    alerts: list[AlertEvent]
+    capacity: int
+    """How many samples the ring keeps (monitoring_config.retention.memory_metrics)."""
+
+
+def _configure(session: Any, pack: Any) -> tuple[MonitorConfig, bool]:
+    config = monitor_config(pack, session.settings.state_directory, session.env)
+    for diagnostic in config.diagnostics:
+        log.warning("monitor config: %s", diagnostic)
+    return config, pack.flags.enabled(ALERTING_FEATURE)
+
+
+def _refresher(session: Any) -> Callable[[], tuple[MonitorConfig, bool] | None]:
+    """New monitor config when the session's pack was reloaded (config.reload, a file edit)."""
+    seen = [session.pack]
+
+    def refresh() -> tuple[MonitorConfig, bool] | None:
+        pack = session.pack
+        if pack is seen[0]:
+            return None
+        seen[0] = pack
+        return _configure(session, pack)
+
+    return refresh
+
+
+def _service(call: Call) -> MonitorService:
+    session = call.session
+    session.require(MONITORING_FEATURE)
+    with _start_lock:
+        if session.monitor is None:
+            refresh = _refresher(session)
+            config, alerting = _configure(session, session.pack)
+            source = SupervisorSource(session.engine.supervisor, lambda: session.settings.temp_directory)
+            session.monitor = MonitorService(source, config, session.notify, alerting=alerting, refresh=refresh)
+        service: MonitorService = session.monitor
+    return service
+
+
+@registry.method("monitor.subscribe", params=SubscribeParams, result=SubscribeResult)
+def subscribe(call: Call, p: SubscribeParams) -> SubscribeResult:
+    """Stream `monitor/metrics` and `monitor/alert` notifications until `monitor.unsubscribe`."""
+    service = _service(call)
+    sub = service.subscribe(p.interval_ms, p.alerts_only)
+    return SubscribeResult(sub.id, sub.interval_ms, service.alerting, list(service.config.diagnostics))
+
+
+@registry.method("monitor.unsubscribe", params=UnsubscribeParams, result=UnsubscribeResult)
+def unsubscribe(call: Call, p: UnsubscribeParams) -> UnsubscribeResult:
+    """Stop one subscription's notifications."""
+    return UnsubscribeResult(_service(call).unsubscribe(p.subscription))
+
+
+@registry.method("monitor.snapshot", params=None, result=Snapshot)
+def snapshot(call: Call, _: None) -> Snapshot:
+    """The latest sample (every worker, the machine, the jobs) and the alerts firing now."""
+    service = _service(call)
+    return Snapshot(service.latest(), list(service.active.values()))
+
+
+@registry.method("monitor.history", params=HistoryParams, result=HistoryResult)
+def history(call: Call, p: HistoryParams) -> HistoryResult:
+    """The samples and alerts the monitor kept (a bounded ring), optionally one metric's points."""
+    if p.metric is not None and p.metric not in METRICS:
+        raise InvalidParams(
+            f"unknown metric '{p.metric}'{did_you_mean(p.metric, METRICS)}",
+            hint=f"metrics: {', '.join(METRICS)}",
+        )
+    service = _service(call)
+    samples, points = service.history(p.since_ms, p.metric)
+    alerts = [a for a in list(service.alerts) if p.since_ms is None or a.at >= p.since_ms]
+    return HistoryResult(samples, [HistoryPoint(t, v) for t, v in points], alerts, service.config.history)
+
+

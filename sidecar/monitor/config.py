@@ -1,0 +1,158 @@
+"""The monitor's whole configuration from the pack's thresholds file: rules, channels, cadence.
+
+`alerting_rules` and `notification_channels` are re-read here with their lines (the pack loader
+keeps them as plain data); `monitoring_config.intervals.resource_check` is the sampling
+interval and `monitoring_config.retention` sizes the history rings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import msgspec
+
+from sidecar.config.diagnostics import Diagnostic
+from sidecar.config.pack import Pack
+from sidecar.config.validate import INFO, Ctx, Leaf, Section, to_bool, to_choice, to_int, to_size, to_str, walk
+from sidecar.config.yamlload import MarkedDict, load_yaml
+from sidecar.monitor.rules import RuleSet, build_rules
+from sidecar.monitor.webhook import WebhookChannel, expand_env
+
+__all__ = ["LogChannel", "MonitorConfig", "monitor_config", "DEFAULT_INTERVAL_MS", "DEFAULT_HISTORY"]
+
+DEFAULT_INTERVAL_MS = 1000
+DEFAULT_HISTORY = 600
+"""Samples kept without a `monitoring_config.retention.memory_metrics` (10 minutes at 1 s)."""
+
+
+class LogChannel(msgspec.Struct, frozen=True, kw_only=True):
+    """Alerts as JSON lines; a relative `log_file` is under the state directory."""
+
+    enabled: bool = True
+    log_file: str = "logs/duckdb-alerts.log"
+    rotation: str = "daily"
+    max_size: int = 100 * 1000**2
+    timestamp: bool = True
+
+
+class _Channels(msgspec.Struct, frozen=True, kw_only=True):
+    log: LogChannel = LogChannel()
+    console: Any = None
+    webhook: WebhookChannel = WebhookChannel()
+    email: Any = None
+    sms: Any = None
+
+
+CHANNELS_SPEC = Section(
+    _Channels,
+    {
+        "log": Section(
+            LogChannel,
+            {
+                "enabled": Leaf(to_bool),
+                "log_file": Leaf(to_str),
+                "rotation": Leaf(to_choice("daily", "size", "none")),
+                "max_size": Leaf(to_size(1)),
+                "timestamp": Leaf(to_bool),
+            },
+        ),
+        # the protocol subscriber is the console; email and sms are refused per severity level
+        # in sidecar.monitor.rules
+        "console": INFO,
+        "webhook": Section(
+            WebhookChannel,
+            {
+                "enabled": Leaf(to_bool),
+                "url": INFO,  # ${NAME} is expanded when the channel starts, and only if it is enabled
+                "timeout": Leaf(to_int(1)),
+                "retry_attempts": Leaf(to_int(0, 10)),
+            },
+        ),
+        "email": INFO,
+        "sms": INFO,
+    },
+)
+
+
+class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
+    rules: RuleSet
+    log: LogChannel
+    webhook: WebhookChannel = WebhookChannel()
+    webhook_url: str = ""
+    """The URL with its ${NAME}s expanded; empty when the webhook is off."""
+    interval_ms: int = DEFAULT_INTERVAL_MS
+    history: int = DEFAULT_HISTORY
+    alert_history: int = 1000
+    diagnostics: list[Diagnostic] = []
+
+
+def _retention(info: Any, key: str, default: int) -> int:
+    value = (info or {}).get("retention", {}).get(key) if isinstance(info, dict) else None
+    return value if isinstance(value, int) and value > 0 else default
+
+
+def _webhook_url(channels: _Channels, rules: RuleSet, ctx: Ctx, env: Mapping[str, str]) -> str:
+    hook = channels.webhook
+    key = "notification_channels.webhook"
+    wanted = [name for name, level in rules.levels.items() if "webhook" in level.notification_channels]
+    if not hook.enabled:
+        if wanted:
+            ctx.add("warning", ctx.positions.get(key), key,
+                    f"severity level(s) {', '.join(wanted)} name the webhook, but it is not enabled",
+                    "set notification_channels.webhook.enabled: true and its url")
+        return ""
+    url, missing = expand_env(str(hook.url), env)
+    if missing or not url.startswith(("http://", "https://")):
+        why = f"environment variable(s) {', '.join(missing)} not set" if missing else f"'{url}' is not an http(s) URL"
+        ctx.add("warning", ctx.positions.get(f"{key}.url", ctx.positions.get(key)), f"{key}.url",
+                f"the webhook is off: {why}", "set the variable in the sidecar's environment, or write the URL")
+        return ""
+    return url
+
+
+def monitor_config(pack: Pack, state_directory: str, env: Mapping[str, str] | None = None) -> MonitorConfig:
+    """Everything the monitor needs from the pack; problems are diagnostics at their line."""
+    th = pack.thresholds
+    ctx = Ctx(file=th.path if th is not None else "", env=os.environ)
+    alerting: MarkedDict | None = None
+    channels = _Channels()
+    if th is not None and th.path:
+        doc, diags = load_yaml(Path(th.path))
+        ctx.diagnostics.extend(d for d in diags if d.severity == "error")
+        if isinstance(doc, MarkedDict):
+            raw = doc.get("alerting_rules")
+            if isinstance(raw, MarkedDict):
+                alerting = raw
+            elif raw is not None:
+                ctx.add("error", doc.value_pos["alerting_rules"], "alerting_rules", "expected a mapping of keys")
+            raw = doc.get("notification_channels")
+            if raw is not None:
+                walked = walk(CHANNELS_SPEC, raw, ctx, "notification_channels", doc.value_pos["notification_channels"])
+                hook = raw.get("webhook") if isinstance(raw, MarkedDict) else None
+                if isinstance(hook, MarkedDict) and "url" in hook:  # INFO keeps no position of its own
+                    ctx.positions["notification_channels.webhook.url"] = hook.value_pos["url"]
+                if isinstance(walked, _Channels):
+                    channels = walked
+    rules = build_rules(th, alerting, ctx)
+    webhook_url = _webhook_url(channels, rules, ctx, os.environ if env is None else env)
+    log = channels.log
+    if not Path(log.log_file).is_absolute():
+        log = msgspec.structs.replace(log, log_file=str(Path(state_directory) / log.log_file))
+    info = th.monitoring_config if th is not None else None
+    interval = DEFAULT_INTERVAL_MS
+    if isinstance(info, dict):
+        raw_interval = info.get("intervals", {}).get("resource_check")
+        if isinstance(raw_interval, int) and raw_interval >= 100:
+            interval = raw_interval
+    return MonitorConfig(
+        rules=rules,
+        log=log,
+        webhook=channels.webhook,
+        webhook_url=webhook_url,
+        interval_ms=interval,
+        history=_retention(info, "memory_metrics", DEFAULT_HISTORY),
+        alert_history=_retention(info, "alert_history", 1000),
+        diagnostics=ctx.diagnostics,
+    )

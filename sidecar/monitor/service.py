@@ -1,0 +1,192 @@
+"""The monitor of one sidecar: one thread samples, the threshold engine judges, channels deliver.
+
+One thread does all the monitor's work (metrics, alerts, history, the log channel), at the
+pack's `monitoring_config.intervals.resource_check` (1 s by default) or faster when a
+subscriber asks for it. The watchdog's own 50 Hz thread stays free of it: a slow disk under
+the alert log must never delay a memory kill.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from typing import Callable, Protocol
+
+import msgspec
+
+from sidecar.monitor.alert_log import AlertLog
+from sidecar.monitor.alerts import ThresholdEngine
+from sidecar.monitor.events import AlertEvent, MetricsNotice
+from sidecar.monitor.config import MonitorConfig
+from sidecar.monitor.metrics import MetricsSample, metric_values, placeholders
+from sidecar.monitor.webhook import WebhookSender
+
+__all__ = ["MetricSource", "Subscription", "MonitorService", "MIN_INTERVAL_MS"]
+
+log = logging.getLogger(__name__)
+
+MIN_INTERVAL_MS = 100
+
+
+class MetricSource(Protocol):
+    def sample(self) -> MetricsSample: ...
+
+
+class Subscription(msgspec.Struct, kw_only=True):
+    id: str
+    interval_ms: int
+    alerts_only: bool
+    last_sent: float = 0.0
+
+
+class MonitorService:
+    """Started on the first `monitor.*` call; `notify(method, params)` writes a notification."""
+
+    def __init__(
+        self,
+        source: MetricSource,
+        config: MonitorConfig,
+        notify: Callable[[str, msgspec.Struct], None],
+        *,
+        alerting: bool,
+        refresh: Callable[[], tuple[MonitorConfig, bool] | None] | None = None,
+    ) -> None:
+        self.source = source
+        self.config = config
+        self.notify = notify
+        self.alerting = alerting
+        self.refresh = refresh
+        """Called before each sample: a new (config, alerting) after a config reload, else None."""
+        self.engine = ThresholdEngine(config.rules)
+        self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
+        self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
+        self.samples: deque[MetricsSample] = deque(maxlen=config.history)
+        self.alerts: deque[AlertEvent] = deque(maxlen=config.alert_history)
+        self.active: dict[str, AlertEvent] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+        self._thread.start()
+
+    # -- what the methods ask ------------------------------------------------------------
+
+    def subscribe(self, interval_ms: int | None, alerts_only: bool) -> Subscription:
+        with self._lock:
+            sub = Subscription(
+                id=f"monitor-{next(self._ids)}",
+                interval_ms=max(interval_ms or self.config.interval_ms, MIN_INTERVAL_MS),
+                alerts_only=alerts_only,
+            )
+            self._subs[sub.id] = sub
+        self._wake.set()
+        return sub
+
+    def unsubscribe(self, subscription: str) -> bool:
+        with self._lock:
+            return self._subs.pop(subscription, None) is not None
+
+    def reconfigure(self, config: MonitorConfig, alerting: bool) -> None:
+        """A config reload (on the monitor thread, between two samples): new rules (alert state
+        kept by rule name), channels and cadence."""
+        events = self.engine.replace_rules(config.rules, int(time.time() * 1000)) if alerting else []
+        with self._lock:
+            self.config = config
+            self.alerting = alerting
+            old_log, old_hook = self.alert_log, self.webhook
+            self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
+            self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
+        for closing in (old_log, old_hook):
+            if closing is not None:
+                closing.close()
+        self._deliver(events)
+
+    def latest(self) -> MetricsSample:
+        with self._lock:
+            if self.samples:
+                return self.samples[-1]
+        return self.tick()
+
+    def history(self, since_ms: int | None, metric: str | None) -> tuple[list[MetricsSample], list[tuple[int, float]]]:
+        """Samples kept at or after `since_ms`, and the points of one metric when asked."""
+        with self._lock:
+            kept = [s for s in self.samples if since_ms is None or s.at_ms >= since_ms]
+        points = []
+        if metric is not None:
+            for s in kept:
+                value = metric_values(s).get(metric)
+                points.append((s.at_ms, value if value is not None else 0.0))
+        return kept, points
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _interval_s(self) -> float:
+        with self._lock:
+            fastest = min((s.interval_ms for s in self._subs.values()), default=self.config.interval_ms)
+        return min(fastest, self.config.interval_ms) / 1000
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                self.tick()
+            except Exception:  # the monitor must keep sampling; report and count on
+                log.exception("monitor sample failed")
+            self._wake.wait(self._interval_s())
+            self._wake.clear()
+
+    def tick(self) -> MetricsSample:
+        """Take one sample, judge it, deliver it; the thread calls this, and so may a test."""
+        change = self.refresh() if self.refresh is not None else None
+        if change is not None:
+            self.reconfigure(*change)
+        sample = self.source.sample()
+        events = self.engine.feed(metric_values(sample), placeholders(sample), sample.at_ms) if self.alerting else []
+        now = time.monotonic()
+        with self._lock:
+            self.samples.append(sample)
+            for event in events:
+                self.alerts.append(event)
+                if event.state == "firing":
+                    self.active[event.id] = event
+                else:
+                    self.active.pop(event.id, None)
+            due = [s for s in self._subs.values() if not s.alerts_only and (now - s.last_sent) * 1000 >= s.interval_ms * 0.9]
+            for s in due:
+                s.last_sent = now
+            anyone = bool(self._subs)
+        self._deliver(events, anyone)
+        for s in due:
+            self.notify("monitor/metrics", MetricsNotice(subscription=s.id, sample=sample))
+        return sample
+
+    def _deliver(self, events: list[AlertEvent], anyone: bool | None = None) -> None:
+        if anyone is None:
+            with self._lock:
+                anyone = bool(self._subs)
+                for event in events:
+                    self.alerts.append(event)
+                    self.active.pop(event.id, None)
+        for event in events:
+            log.info("alert %s %s: %s", event.state, event.rule, event.message)
+            if self.alert_log is not None and "log" in event.channels:
+                self.alert_log.write(event)
+            if self.webhook is not None and "webhook" in event.channels:
+                self.webhook.send(event)
+            if anyone:
+                self.notify("monitor/alert", event)
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        if self.alert_log is not None:
+            self.alert_log.close()
+        if self.webhook is not None:
+            self.webhook.close()
+
+
