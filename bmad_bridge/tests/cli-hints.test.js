@@ -21,6 +21,7 @@ const PROTOCOL_TERMS = [
   /\brequests?\b/i, /docs\/protocol\.md/, /schemas\//, /restart the sidecar/i, /\binitialize\b/,
   /\b(config\.get|config\.validate|jobs\.cancel|jobs\.status|query\.run|dataset\.\w+)\b/,
   /\bdetails\b/, /"jsonrpc"/, /\{"memory_limit"/, /\bthe client\b/, /\(output\)/,
+  /union_by_name: true/, /\bcsv: \{/, /\bcsv options\b/, /\b(ignore_errors|null_padding): true/,
 ];
 
 function sidecarHints() {

@@ -38,7 +38,7 @@ const RULES = [
   // phrases
   [/Pass `overwrite: true` in `output` to replace it/, flagOr('--overwrite', 'Pass --overwrite to replace it', 'Remove it to replace it')],
   [/Raise `timeout_ms` for this request/, flagOr('--timeout', 'Raise --timeout <ms>', 'Give it more time: timeout_threshold in resource-thresholds-config.yaml')],
-  [/Raise `memory_limit` in the request's settings/, flagOr('--memory-limit', 'Raise --memory-limit', 'Raise memory_limit of the memory profile (duckdb-memory-config-templates.yaml)')],
+  [/Raise `?memory_limit`? in the request's settings/, flagOr('--memory-limit', 'Raise --memory-limit', 'Raise memory_limit of the memory profile (duckdb-memory-config-templates.yaml)')],
   [/\(`memory_limit`\)/, flagOr('--memory-limit', '(--memory-limit)', '(memory_limit of the memory profile)')],
   [/Pass settings through the request's `settings` or the config files/, (ctx) => {
     const flags = ['--memory-limit', '--threads'].filter((f) => ctx.has(f));
@@ -65,6 +65,18 @@ const RULES = [
   [/let the sidecar write its result \(output\) instead of COPY\/CREATE/, flagOr('--save', 'write its result with --save instead of COPY/CREATE', 'write its result with `bmad-data query --save` instead of COPY/CREATE')],
   [/writing its result to an output file/, flagOr('--save', 'writing its result with --save <file>', 'writing its result with `bmad-data query --save <file>`')],
   [/Point config_dir at/, 'Point --config-dir at'],
+  // dataset.analyze's csv and union_by_name (the flags of `bmad-data analyze`)
+  [/Pass the csv options a query would need, e\.g\. csv: \{delimiter: (.+?), null_padding: true\}+ for short rows, or ignore_errors: true to skip rows that do not parse\./,
+    (ctx, m) => (ctx.has('--delimiter')
+      ? `Pass the CSV options a query would need, e.g. --delimiter ${m[1]} (with --csv null_padding=true for short rows), or --ignore-errors to skip rows that do not parse.`
+      : `Pass the CSV options a query would need, e.g. \`bmad-data analyze --delimiter ${m[1]}\`, or read_csv(..., delim = ${m[1]}, null_padding = true) in SQL.`)],
+  [/Fix the csv options \(read_csv's own: delimiter, header, quote, escape, skip, \.\.\.\)\./,
+    flagOr('--delimiter', 'Fix the CSV options (--delimiter, --header/--no-header, --quote, --escape, --encoding, --skip, --csv key=value).', "Fix read_csv's options in the SQL (delim, header, quote, escape, skip, ...).")],
+  [/Drop the csv options, or point at CSV files\./,
+    flagOr('--delimiter', 'Drop the CSV options (--delimiter, --header, --quote, --escape, --encoding, --skip, --ignore-errors, --csv), or point at CSV files.', 'Point at CSV files.')],
+  [/pass csv options \(delimiter, null_padding, \.\.\.\)/,
+    flagOr('--delimiter', 'pass CSV options (--delimiter, --csv null_padding=true, ...)', "pass CSV options (`bmad-data analyze --delimiter`, or read_csv's delim, null_padding in SQL)")],
+  [/Pass union_by_name: true to analyze/, flagOr('--union-by-name', 'Pass --union-by-name to analyze', 'Analyze with `bmad-data analyze --union-by-name`')],
   [/`by` for columns with few values you filter on; `hash_by` for join or group keys; `rows_per_file` to cut/, flagOr('--by',
     '--by for columns with few values you filter on; --hash-by (with --buckets) for join or group keys; --rows-per-file to cut',
     '`bmad-data partition --by` for columns with few values you filter on; `bmad-data partition --hash-by` for join or group keys; `bmad-data partition --rows-per-file` to cut')],
