@@ -80,3 +80,9 @@ def test_the_other_members_of_such_a_union_keep_their_own_encoding(con, type_sql
     union_type = f"UNION(m {type_sql}, n BIGINT, o DOUBLE)"
     assert encoded(con, f"[union_value(n := 9007199254740993)::{union_type}]") == ["9007199254740993"]
     assert encoded(con, f"[union_value(o := 'nan'::DOUBLE)::{union_type}]") == ["NaN"]
+
+
+def test_a_union_with_two_text_valued_members_gives_duckdbs_text_as_the_value_table_says(con):
+    union_type = "UNION(m BIGNUM, t VARCHAR, d DATE)"
+    assert encoded(con, f"[union_value(m := '5'::BIGNUM)::{union_type}]") == ["5"]
+    assert encoded(con, f"[union_value(d := DATE 'infinity')::{union_type}]") == ["infinity"]
