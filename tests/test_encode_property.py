@@ -6,7 +6,9 @@ The reference for each leaf is DuckDB's `CAST(v AS VARCHAR)` on a connection in 
 the value table's rule for its type; for BLOB it is DuckDB's `to_base64`, and for INTERVAL the
 ISO 8601 duration of the months, days and microseconds the value was built from. The encoder
 runs on a connection in another time zone (Asia/Kolkata), so TIMESTAMPTZ's conversion to UTC is
-exercised. Deterministic (derandomized) and bounded (a fixed number of examples).
+exercised. Bounded (a fixed number of examples) and deterministic: derandomized, and without
+Hypothesis's pool of local constants, so the same examples run alone or in the full suite
+(tests/test_encode_determinism.py proves it across processes).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import duckdb
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis.internal.conjecture import providers
 from hypothesis import strategies as st
 
 from sidecar.engine.encode import execute_encoded
@@ -363,6 +367,49 @@ def _matches(expected: Any, actual: Any) -> bool:
     return type(expected) is type(actual) and expected == actual
 
 
+@contextmanager
+def without_local_constants() -> Iterator[None]:
+    """Hypothesis mixes into its draws the literals of every local module in `sys.modules`, so
+    which examples a derandomized test draws depends on what else the process imported (the full
+    suite imports every sidecar module, a lone run a few). This empties that pool meanwhile."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(providers, "_get_local_constants", providers.Constants)
+        providers.CONSTANTS_CACHE.cache.clear()
+        try:
+            yield
+        finally:
+            providers.CONSTANTS_CACHE.cache.clear()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _deterministic_draws() -> Iterator[None]:
+    with without_local_constants():
+        yield
+
+
+SETTINGS = settings(
+    max_examples=400,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
+
+
+def drawn_examples(max_examples: int) -> list[str]:
+    """The type and literal of each example the property test draws first, as SQL."""
+    drawn: list[str] = []
+
+    @settings(SETTINGS, max_examples=max_examples)
+    @given(data=st.data())
+    def draw(data: Any) -> None:
+        kind = data.draw(kinds())
+        drawn.append(f"{data.draw(_nullable(kind))[0]} AS {kind.type_sql}")
+
+    draw()
+    return drawn
+
+
 @pytest.fixture(scope="module")
 def connections() -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
     reference = duckdb.connect()
@@ -372,13 +419,7 @@ def connections() -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]
     return reference, encoder
 
 
-@settings(
-    max_examples=400,
-    derandomize=True,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
-)
+@SETTINGS
 @given(data=st.data())
 def test_every_generated_value_encodes_as_the_value_table_says(connections, data):
     reference, encoder = connections

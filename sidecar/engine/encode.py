@@ -336,9 +336,9 @@ def _union_converter(members: list[Any], *, rendered: bool) -> Convert:
     """Python hands over a UNION member's value without its tag: a member is told by its Python
     class, and text by the one member that arrives as text, when only one does."""
     texts = [t for t in members if t.id in _RENDERED_IDS or t.id in ("varchar", "enum", "bit", "bignum")]
-    if len(texts) != 1 or texts[0].id not in _RENDERED_IDS:
+    if len(texts) != 1:
         return json_value
-    as_text = converter(texts[0], rendered=rendered) or json_value
+    as_text = converter(texts[0], rendered=rendered) or json_value  # BIGNUM's text is a number
     return lambda v: as_text(v) if isinstance(v, str) else json_value(v)
 
 
