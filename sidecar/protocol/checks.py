@@ -13,13 +13,18 @@ from typing import Any
 
 from sidecar.errors import InputError, InternalError, InvalidParams, SidecarError
 
-__all__ = ["INT_MAX", "INT_MIN", "NUL_ALLOWED", "PATH_ERRNOS", "check_values", "path_error"]
+__all__ = ["INT_MAX", "INT_MIN", "MAX_NESTING", "NUL_ALLOWED", "PATH_ERRNOS", "check_values", "path_error"]
 
 log = logging.getLogger(__name__)
 
 
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 """The integers a request may carry: what DuckDB's BIGINT/UBIGINT hold and the worker frames encode."""
+
+MAX_NESTING = 64
+"""How deeply a request's params may nest. The decoder follows about 1,000 levels, but the
+worker's DuckDB copies a bound value recursively and fails near 500 (a RecursionError, once an
+INTERNAL answer: tests/test_fuzz_protocol.py found it); no DuckDB value needs more than a few."""
 
 NUL_ALLOWED = frozenset({"query.run $.sql", "query.run $.params"})
 """Where a string may hold U+0000: SQL text and bound values, which DuckDB takes whole. Everywhere
@@ -28,7 +33,7 @@ else strings are names and paths, where a NUL is an OS error (`embedded null byt
 
 def check_values(method: str, params: Any) -> None:
     """Refuse what no method can take: an integer outside 64 bits (JSON allows any; the engine
-    does not), and a NUL character in a name or a path.
+    does not), a NUL character in a name or a path, and nesting deeper than `MAX_NESTING`.
 
     >>> check_values("query.run", {"sql": "SELECT ?", "params": [2**64]})
     Traceback (most recent call last):
@@ -38,10 +43,23 @@ def check_values(method: str, params: Any) -> None:
     Traceback (most recent call last):
     ...
     sidecar.errors.InvalidParams: the string at $.path of dataset.analyze holds a NUL character (U+0000)
+    >>> check_values("query.run", {"params": [[[1]]]}) is None
+    True
+    >>> deep: list = [1]
+    >>> for _ in range(MAX_NESTING): deep = [deep]
+    >>> check_values("query.run", {"params": deep})
+    Traceback (most recent call last):
+    ...
+    sidecar.errors.InvalidParams: the value at $.params[0]...[0] of query.run nests deeper than 64 levels
     """
-    stack: list[tuple[str, Any]] = [("$", params)]
+    stack: list[tuple[str, Any, int]] = [("$", params, 0)]
     while stack:  # no recursion: params may nest as deep as the decoder allowed
-        path, container = stack.pop()
+        path, container, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise InvalidParams(
+                f"the value at {path} of {method} nests deeper than {MAX_NESTING} levels",
+                hint="Flatten it; or pass it as JSON text and read it in SQL (e.g. CAST(? AS JSON)).",
+            )
         if isinstance(container, dict):
             members: Any = container.items()
         elif isinstance(container, list):
@@ -50,7 +68,7 @@ def check_values(method: str, params: Any) -> None:
             continue
         for key, value in members:
             if isinstance(value, (dict, list)):
-                stack.append((_at(path, key), value))
+                stack.append((_at(path, key), value, depth + 1))
             elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
                 raise InvalidParams(
                     f"the integer at {_at(path, key)} of {method} does not fit in 64 bits",
