@@ -248,9 +248,10 @@ def converter(duck_type: Any, *, rendered: bool) -> Convert | None:
 def _union_converter(members: list[Any], *, rendered: bool) -> Convert:
     """Python hands over a UNION member's value without its tag: a member is told by its Python
     class, and text by the one member that arrives as text, when only one does."""
-    texts = [t for t in members if t.id in _RENDERED_IDS or t.id in ("varchar", "enum", "bit", "bignum")]
-    if len(texts) != 1 or texts[0].id not in _RENDERED_IDS:
-        return json_value
+    as_number = {"bignum", "varint"}
+    texts = [t for t in members if t.id in _RENDERED_IDS | as_number or t.id in ("varchar", "enum", "bit")]
+    if len(texts) != 1 or texts[0].id not in _RENDERED_IDS | as_number:
+        return json_value  # a BIGNUM member arrives as its decimal text: it is read back as a number
     as_text = converter(texts[0], rendered=rendered) or json_value
     return lambda v: as_text(v) if isinstance(v, str) else json_value(v)
 
