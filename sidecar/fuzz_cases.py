@@ -11,15 +11,12 @@ so a seed reproduces a corpus exactly.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
-from sidecar.schemas import SCHEMA_DIR
+from sidecar.fuzz_lines import Case, Choices, Obj, Raw, effective, encode, load_param_schemas, validity
 
 __all__ = ["Case", "CaseGenerator", "Choices", "Obj", "Raw", "encode", "load_param_schemas"]
 
@@ -28,88 +25,6 @@ UNSAFE_METHODS = frozenset({"exit", "shutdown"})
 
 SLOW_SQL = "SELECT count(*) FROM range(3000000000) t(i) WHERE hash(i) % 7 = 1"
 QUICK_SQL = ("SELECT 1 AS x", "SELECT * FROM range(5)", "SELECT [1, 2] AS l, {'a': NULL} AS s", "SELEC 1")
-
-
-class Choices(Protocol):
-    def random(self) -> float: ...
-    def randint(self, a: int, b: int) -> int: ...
-
-
-@dataclass(frozen=True)
-class Raw:
-    """Bytes written verbatim into a line; `valid` says whether they decode as JSON in a request."""
-
-    data: bytes
-    valid: bool | None  # None: it depends (e.g. nesting near the decoder's depth limit)
-
-
-@dataclass(frozen=True)
-class Obj:
-    """A JSON object as key/value pairs, so a key may repeat (the last one wins)."""
-
-    pairs: tuple[tuple[str, Any], ...]
-
-
-@dataclass
-class Case:
-    kind: str
-    lines: list[bytes]
-    expect: list[str | int] = field(default_factory=list)
-    maybe: list[str | int] = field(default_factory=list)
-    mutated: bool = False
-    """Byte-mutated lines may carry ids nobody chose; answers to unknown ids are then allowed."""
-
-
-def encode(value: Any) -> bytes:
-    """A generated value as JSON bytes (`Obj` keeps repeated keys, `Raw` goes in verbatim).
-
-    >>> encode(Obj((("a", 1), ("a", Raw(b"NaN", False)))))
-    b'{"a":1,"a":NaN}'
-    """
-    if isinstance(value, Raw):
-        return value.data
-    if isinstance(value, Obj):
-        return b"{" + b",".join(encode(k) + b":" + encode(v) for k, v in value.pairs) + b"}"
-    if isinstance(value, dict):
-        return encode(Obj(tuple(value.items())))
-    if isinstance(value, list):
-        return b"[" + b",".join(encode(v) for v in value) + b"]"
-    return msgspec.json.encode(value)
-
-
-def _validity(value: Any) -> bool | None:
-    """Whether `value` encodes as JSON the sidecar decodes: True, False, or None (can't tell)."""
-    if isinstance(value, Raw):
-        return value.valid
-    children: Sequence[Any] = ()
-    if isinstance(value, Obj):
-        children = [v for _, v in value.pairs]
-    elif isinstance(value, dict):
-        children = list(value.values())
-    elif isinstance(value, list):
-        children = value
-    verdicts = [_validity(c) for c in children]
-    if False in verdicts:
-        return False
-    return None if None in verdicts else True
-
-
-def _effective(value: Any, key: str) -> tuple[bool, Any]:
-    """(present, value) of `key` in a generated object, the last of repeated keys winning."""
-    pairs = value.pairs if isinstance(value, Obj) else tuple(value.items()) if isinstance(value, dict) else ()
-    found: tuple[bool, Any] = (False, None)
-    for k, v in pairs:
-        if k == key:
-            found = (True, v)
-    return found
-
-
-def load_param_schemas(directory: Path = SCHEMA_DIR) -> dict[str, dict[str, Any]]:
-    """The JSON Schema of each method's params, from the generated schemas/ (never hand-written)."""
-    schemas = {}
-    for path in sorted((directory / "methods").glob("*.params.json")):
-        schemas[path.name.removesuffix(".params.json")] = json.loads(path.read_text())
-    return schemas
 
 
 class CaseGenerator:
@@ -181,14 +96,14 @@ class CaseGenerator:
         return case
 
     def _expect(self, case: Case, message: Any) -> None:
-        verdict = _validity(message)
+        verdict = validity(message)
         if verdict is False:
             return
         members = message if isinstance(message, list) else [message]
         if isinstance(message, list) and not 0 < len(message) <= 10_000:
             return  # an empty or oversized batch is refused whole
         for member in members:
-            present, id = _effective(member, "id")
+            present, id = effective(member, "id")
             if not present or isinstance(id, bool) or not isinstance(id, (int, str)):
                 continue
             (case.expect if verdict else case.maybe).append(id)

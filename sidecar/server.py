@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
-        default=os.environ.get("BMAD_DATA_LOG_LEVEL", "info").lower(),
-        help="stderr log level (env BMAD_DATA_LOG_LEVEL; default info)",
+        help="stderr log level; ranks as BMAD_DATA_LOG_LEVEL, above the profile's monitoring.log_level "
+        "(default info)",
     )
     parser.add_argument("--config-dir", help="the expansion pack directory (env BMAD_DATA_CONFIG_DIR)")
     parser.add_argument("--no-watch", action="store_true", help="do not reload config files when they change")
@@ -113,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=__version__)
     args = parser.parse_args(argv)
-    level = args.log_level if args.log_level in LOG_LEVELS else "info"
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     env = dict(os.environ)
+    if args.log_level is not None:
+        env["BMAD_DATA_LOG_LEVEL"] = args.log_level
+    level = env.get("BMAD_DATA_LOG_LEVEL", "info").lower()
+    logging.basicConfig(  # until the settings are resolved, which set the level the config asks for
+        level=level.upper() if level in LOG_LEVELS else "INFO",
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.config_dir:
         env["BMAD_DATA_CONFIG_DIR"] = args.config_dir
     protocol_out = claim_stdout()

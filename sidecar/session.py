@@ -62,6 +62,7 @@ class Session:
         self._watcher: ConfigWatcher | None = None
         self.pack, self.settings = self._load(self.config_dir, strict=False)
         self.engine = JobRunner(self.settings, self.env)
+        apply_log_level(self.settings.log_level)
         self._start_watcher()
 
     # -- config --------------------------------------------------------------------------
@@ -92,7 +93,7 @@ class Session:
             except Exception:
                 self.config_dir, self.profile, self.overrides = previous
                 raise
-        self.engine.retune(self.settings)
+        self._settle(self.settings)
         self._start_watcher()
 
     def reload(self) -> Pack:
@@ -100,8 +101,13 @@ class Session:
         with self._lock:
             pack, settings = self._load(self.config_dir, strict=True)
             self.pack, self.settings = pack, settings
-        self.engine.retune(settings)
+        self._settle(settings)
         return pack
+
+    def _settle(self, settings: Settings) -> None:
+        """New settings reach what runs: the job runner, and the sidecar's log level."""
+        self.engine.retune(settings)
+        apply_log_level(settings.log_level)
 
     def _start_watcher(self) -> None:
         if not self._watch:
@@ -120,7 +126,7 @@ class Session:
                     pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env
                 )
                 self.pack, self.settings = pack, settings
-            self.engine.retune(settings)
+            self._settle(settings)
         except ConfigInvalid as err:
             diagnostics = msgspec.convert(err.details.get("diagnostics", []), list[Diagnostic])
             self.notify("config/error", ConfigErrorParams(str(self.config_dir), diagnostics))
@@ -179,6 +185,18 @@ class Session:
         if self.monitor is not None:
             self.monitor.close()
         self.engine.close()
+
+
+def apply_log_level(level: str) -> None:
+    """The resolved `log_level` (env, then the profile's `monitoring.log_level`) as the level of
+    every `sidecar.*` logger; `--log-level` on the command line ranks as the environment variable.
+
+    >>> apply_log_level("warning")
+    >>> logging.getLogger("sidecar.x").getEffectiveLevel() == logging.WARNING
+    True
+    >>> apply_log_level("notset")  # back to the root logger's level
+    """
+    logging.getLogger("sidecar").setLevel(level.upper())
 
 
 def _invalid(pack: Pack) -> ConfigInvalid:

@@ -142,7 +142,7 @@ def test_missing_dir_and_missing_files(tmp_path: Path) -> None:
         ("memory_limit: 2048", "below the minimum"),
         ("memory_limit: '140%'", "at most 100%"),
         ("threads: 0", "at least 1"),
-        ("enable_profiling: maybe", "true or false"),
+        ("preserve_insertion_order: maybe", "true or false"),
         ("checkpoint_threshold: 5XB", "unknown size unit"),
     ],
 )
@@ -200,7 +200,7 @@ def test_env_substitution(tmp_path: Path) -> None:
         "  duckdb_config:\n"
         "    memory_limit: '${MEM:-1GB}'\n"
         "    threads: '${THREADS:-3}'\n"
-        "    enable_profiling: '${PROF:-false}'\n"
+        "    preserve_insertion_order: '${PROF:-false}'\n"
         "    temp_directory: '${NO_DEFAULT}'\n"
     )
     pack_dir = write_pack(tmp_path / "p", templates=text)
@@ -208,7 +208,7 @@ def test_env_substitution(tmp_path: Path) -> None:
     assert pack.memory_templates is not None
     duck = pack.memory_templates.profiles["dev"].duckdb_config
     assert duck.memory_limit is not None and duck.memory_limit.bytes == 3 * 1024**3
-    assert duck.threads == 3 and duck.enable_profiling is False
+    assert duck.threads == 3 and duck.preserve_insertion_order is False
     infos = [d for d in pack.diagnostics if d.severity == "info"]
     assert {d.line for d in infos} == {4, 5} and "THREADS is not set" in infos[0].message
     (err,) = pack.errors
@@ -228,3 +228,11 @@ def test_a_copy_of_the_originals_in_the_repo_layout(tmp_path: Path) -> None:
     pack = load_pack(root, env={})
     assert pack.paths["feature_flags"] == str(root / "config" / FLAGS)
     assert pack.errors == []  # unknown flag dependencies turn only those flags off
+
+
+def test_enable_profiling_is_ignored_with_a_warning_that_names_explain_analyze(tmp_path: Path) -> None:
+    templates = "dev:\n  duckdb_config:\n    enable_profiling: true\n"
+    pack = load_pack(write_pack(tmp_path / "p", templates=templates))
+    d = find(pack.diagnostics, file=TEMPLATES, line=3, path_end="dev.duckdb_config.enable_profiling")
+    assert "EXPLAIN ANALYZE" in d.message and "query.run" in d.message
+    assert pack.errors == []

@@ -140,3 +140,14 @@ def test_a_struct_field_named_like_an_arrays_size_is_still_rendered():
     con = duckdb.connect()
     _, rows = encoded(con, "SELECT {'size': DATE 'infinity'} AS s")
     assert rows == [[{"size": "infinity"}]]
+
+
+def test_a_bignum_member_of_a_union_is_a_number_when_it_fits(sidecar):
+    """Python hands a UNION's BIGNUM member over as text (tests/test_encode_property.py found it)."""
+    union = 'UNION("a" BIGNUM, "b" BOOLEAN)'
+    sql = (
+        f"SELECT union_value(a := '0'::BIGNUM)::{union} AS small,"
+        f" union_value(a := '123456789012345678901234567890'::BIGNUM)::{union} AS wide,"
+        f" union_value(b := true)::{union} AS flag"
+    )
+    assert row_of(run(sidecar, sql)) == {"small": 0, "wide": "123456789012345678901234567890", "flag": True}

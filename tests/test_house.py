@@ -17,9 +17,6 @@ OVERSIZED = {
     "sidecar/bench/headroom.py",
     "sidecar/config/resolve.py",
     "sidecar/engine/analyze.py",
-    "sidecar/engine/encode.py",
-    "sidecar/fuzz_cases.py",
-    "sidecar/protocol/dispatcher.py",
 }
 """Modules still over MAX_LINES: to be split, never to grow (the test fails when one shrinks
 below the limit, so this list only gets shorter)."""

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from sidecar.client import REPO_ROOT, RpcError, SidecarProcess
+from sidecar.protocol.checks import MAX_NESTING
 from sidecar.protocol.framing import MessageWriter
 
 SLOW_SQL = "SELECT count(*) FROM range(4000000000) t(i) WHERE hash(i) % 7 = 1"
@@ -371,6 +372,22 @@ def test_nul_in_sql_and_bound_values_and_ids_of_every_valid_shape_are_served(sid
         sidecar.send_raw(msgspec.json.encode({"jsonrpc": "2.0", "id": id, "method": "config.get"}))
         reply = answer(sidecar)
         assert reply["id"] == id and reply["result"]["ok"] is True
+
+
+def test_params_nested_past_the_limit_are_invalid_params_not_internal(sidecar):
+    """The worker's DuckDB copies a bound value recursively: 500 levels once answered INTERNAL."""
+    deep: object = 1
+    for _ in range(500):
+        deep = [deep]
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", {"sql": "SELECT ?", "params": [deep]})
+    assert err.value.code == "INVALID_PARAMS" and f"deeper than {MAX_NESTING} levels" in str(err.value)
+    assert "JSON" in err.value.hint
+    nested: object = 7
+    for _ in range(MAX_NESTING - 2):  # within the limit, with the envelope's `params` list
+        nested = [nested]
+    result = sidecar.request("query.run", {"sql": "SELECT ? IS NOT NULL AS ok", "params": [nested]})
+    assert result["rows"] == [[True]]
 
 
 def malformed_input_rows() -> list[tuple[str, bytes, str, object]]:

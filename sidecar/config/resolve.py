@@ -87,7 +87,6 @@ SETTING_PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_level": rules.to_log_level,
     "database_path": to_path,
     "checkpoint_threshold": to_size(1024),
-    "enable_profiling": _to_bool,
     "machine_budget": to_size(1024 * 1024),
     "max_concurrent_jobs": _int_from(1),
     "stall_timeout_ms": _int_from(0),
@@ -106,7 +105,6 @@ SETTING_EXAMPLES: dict[str, str] = {
     "log_level": "one of debug, info, warning, error, critical",
     "database_path": "a file path or ':memory:'",
     "checkpoint_threshold": "a size with a unit such as '16MiB'",
-    "enable_profiling": "true or false",
     "machine_budget": "a size with a unit such as '8GB'",
     "max_concurrent_jobs": "a whole number of at least 1, such as 2",
     "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
@@ -312,7 +310,6 @@ def resolve_settings(
             "checkpoint_threshold",
             lambda: ("auto: DuckDB's default", DEFAULT_CHECKPOINT_THRESHOLD_BYTES),
         ),
-        enable_profiling=pick("enable_profiling", "enable_profiling", lambda: ("auto", False)),
         log_level=pick("log_level", "log_level", lambda: ("auto", "info")),
         thresholds=settings_thresholds,
         allowed_directories=allowed,
@@ -384,7 +381,6 @@ class _ProfileFields:
             for key in (
                 "database_path",
                 "checkpoint_threshold",
-                "enable_profiling",
                 "preserve_insertion_order",
             ):
                 add(key, f"duckdb_config.{key}", getattr(duck, key))

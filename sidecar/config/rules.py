@@ -119,7 +119,10 @@ DUCKDB_CONFIG = Section(
         "max_temp_directory_size": Leaf(to_size()),
         "database_path": Leaf(to_path),
         "checkpoint_threshold": Leaf(to_size(1024)),
-        "enable_profiling": Leaf(to_bool),
+        "enable_profiling": Ignore(
+            "the sidecar records no profiles; to see where a query spends its time, run it as "
+            "EXPLAIN ANALYZE <query> through query.run — remove it"
+        ),
         "preserve_insertion_order": Leaf(to_bool),
         "max_connections": Ignore(_NO_POOL),
         "cache_size": Ignore(
@@ -161,7 +164,10 @@ PROFILE = Section(
                 "memory_threshold_warning": Leaf(to_percent),
                 "memory_threshold_critical": Leaf(to_percent),
                 "log_level": Leaf(to_log_level),
-                "performance_logging": Ignore("use duckdb_config.enable_profiling to record query profiles"),
+                "performance_logging": Ignore(
+                    "to see where a query spends its time, run it as EXPLAIN ANALYZE <query> "
+                    "through query.run — remove it"
+                ),
             },
             check=check_order("memory_threshold_warning", "memory_threshold_critical"),
         ),

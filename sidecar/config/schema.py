@@ -66,7 +66,6 @@ class DuckDBConfig(_Shape):
     max_temp_directory_size: int | None = None
     database_path: str | None = None
     checkpoint_threshold: int | None = None
-    enable_profiling: bool | None = None
     preserve_insertion_order: bool | None = None
 
 

@@ -117,7 +117,6 @@ ENV_VARS: dict[str, str] = {
     "BMAD_DATA_LOG_LEVEL": "log_level",
     "BMAD_DATA_DATABASE_PATH": "database_path",
     "BMAD_DATA_CHECKPOINT_THRESHOLD": "checkpoint_threshold",
-    "BMAD_DATA_ENABLE_PROFILING": "enable_profiling",
     "BMAD_DATA_MACHINE_BUDGET": "machine_budget",
     "BMAD_DATA_MAX_CONCURRENT_JOBS": "max_concurrent_jobs",
     "BMAD_DATA_STALL_TIMEOUT_MS": "stall_timeout_ms",
@@ -154,7 +153,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_rows: int
     database_path: str
     checkpoint_threshold_bytes: int
-    enable_profiling: bool
     log_level: str
     thresholds: Thresholds
     allowed_directories: list[str]

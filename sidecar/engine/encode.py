@@ -17,8 +17,8 @@ The type of every column decides its encoder (never the Python class of a value,
 prefix of the type's name), so a DECIMAL inside a LIST is encoded as a top-level one is.
 DuckDB's Python conversion loses information on temporal values (DATE 'infinity' becomes
 9999-12-31, an INTERVAL's months become 30 days, TIMESTAMP_NS loses its nanoseconds), so
-`select_rendering` has DuckDB cast those leaves to VARCHAR in SQL, and Python only reshapes the
-text. Columns that need no conversion (most of them) cost nothing.
+`ResultEncoding.select` has DuckDB cast those leaves to VARCHAR in SQL, and Python only reshapes
+the text (`sidecar/engine/temporal_text.py`). Columns that need no conversion (most of them) cost nothing.
 """
 
 from __future__ import annotations
@@ -26,13 +26,20 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
-import re
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 from uuid import UUID
 
 import duckdb
 import msgspec
+
+from sidecar.engine.temporal_text import (
+    interval_text_to_iso,
+    iso_duration,
+    timestamp_text,
+    timestamptz_text_to_utc,
+    utc_z,
+)
 
 __all__ = [
     "ResultEncoding",
@@ -41,10 +48,6 @@ __all__ = [
     "result_encoding",
     "convert_rows",
     "json_value",
-    "iso_duration",
-    "interval_text_to_iso",
-    "timestamp_text",
-    "timestamptz_text_to_utc",
     "MAX_SAFE_INTEGER",
 ]
 
@@ -65,96 +68,6 @@ _RENDERED_IDS = frozenset(
 )
 """Leaves whose Python conversion loses information: DuckDB renders them as text in SQL."""
 _NESTED_IDS = frozenset({"list", "array", "struct", "map", "union"})
-
-
-def iso_duration(value: dt.timedelta) -> str:
-    """An ISO 8601 duration of a Python timedelta (the path for results DuckDB did not render).
-
-    >>> iso_duration(dt.timedelta(days=1, hours=2, microseconds=500))
-    'P1DT2H0.0005S'
-    >>> iso_duration(dt.timedelta(0)), iso_duration(-dt.timedelta(hours=1))
-    ('PT0S', '-PT1H')
-    """
-    total = value // dt.timedelta(microseconds=1)
-    days, micros = divmod(abs(total), 86_400_000_000)
-    sign = -1 if total < 0 else 1
-    return _iso_parts(0, 0, sign * days, sign * micros)
-
-
-def _iso_parts(years: int, months: int, days: int, micros: int) -> str:
-    """An ISO 8601 duration from DuckDB's separate parts. A sign that holds for every part
-    leads ("-P1D"); mixed signs stay on their parts ("P1M-2D")."""
-    nonzero = [n for n in (years, months, days, micros) if n]
-    lead = "-" if nonzero and all(n < 0 for n in nonzero) else ""
-    if lead:
-        years, months, days, micros = -years, -months, -days, -micros
-    out = lead + "P" + "".join(f"{n}{unit}" for n, unit in ((years, "Y"), (months, "M"), (days, "D")) if n)
-    if micros:
-        sign = "-" if micros < 0 else ""
-        seconds, us = divmod(abs(micros), 1_000_000)
-        hours, rest = divmod(seconds, 3600)
-        minutes, secs = divmod(rest, 60)
-        clock = "".join(f"{sign}{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M")) if n)
-        if secs or us:
-            clock += f"{sign}{secs}" + f".{us:06d}".rstrip("0").rstrip(".") + "S"
-        out += "T" + clock
-    return out if out not in ("P", "-P") else "PT0S"
-
-
-_INTERVAL_PART = re.compile(r"(-?\d+) (year|month|day)s?")
-_INTERVAL_CLOCK = re.compile(r"(-?)(\d+):(\d{2}):(\d{2})(?:\.(\d+))?$")
-
-
-def interval_text_to_iso(text: str) -> str:
-    """DuckDB's text of an INTERVAL as an ISO 8601 duration, months, days and time kept apart
-    as DuckDB keeps them.
-
-    >>> interval_text_to_iso("1 year 2 months -3 days 04:05:06.789")
-    'P1Y2M-3DT4H5M6.789S'
-    >>> interval_text_to_iso("-1 day -01:00:00"), interval_text_to_iso("00:00:00")
-    ('-P1DT1H', 'PT0S')
-    """
-    parts = {unit: int(n) for n, unit in _INTERVAL_PART.findall(text)}
-    micros = 0
-    if clock := _INTERVAL_CLOCK.search(text):
-        sign, hours, minutes, secs, frac = clock.groups()
-        micros = (int(hours) * 3600 + int(minutes) * 60 + int(secs)) * 1_000_000
-        micros += int((frac or "0").ljust(6, "0")[:6])
-        micros = -micros if sign else micros
-    return _iso_parts(parts.get("year", 0), parts.get("month", 0), parts.get("day", 0), micros)
-
-
-def timestamp_text(text: str) -> str:
-    """DuckDB's text of a TIMESTAMP with ISO's 'T' between date and time.
-
-    >>> timestamp_text("2024-02-29 12:00:00.5"), timestamp_text("infinity")
-    ('2024-02-29T12:00:00.5', 'infinity')
-    """
-    return text.replace(" ", "T", 1) if text[:1].isdigit() else text
-
-
-def timestamptz_text_to_utc(text: str) -> str:
-    """DuckDB's text of a TIMESTAMPTZ (in the session's time zone) as UTC with a 'Z'. Text that
-    Python's datetime cannot hold (before year 1, after 9999, infinities) stays DuckDB's.
-
-    >>> timestamptz_text_to_utc("2019-12-31 19:00:00.25-05")
-    '2020-01-01T00:00:00.25Z'
-    >>> timestamptz_text_to_utc("-infinity")
-    '-infinity'
-    """
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return text
-    if value.tzinfo is None:
-        return text
-    return _utc_z(value)
-
-
-def _utc_z(value: dt.datetime) -> str:
-    utc = value.astimezone(dt.timezone.utc)
-    frac = f"{utc.microsecond:06d}".rstrip("0")
-    return f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
 
 
 def _int(value: int) -> int | str:
@@ -192,7 +105,7 @@ def json_value(value: Any) -> Any:
     if isinstance(value, dt.timedelta):
         return iso_duration(value)
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
-        return _utc_z(value)
+        return utc_z(value)
     if isinstance(value, (dt.date, dt.time)):  # datetime is a date
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):

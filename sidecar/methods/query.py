@@ -47,38 +47,12 @@ class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Run partitioned in `parts` parts; a query whose shape cannot be split is a SQL_ERROR naming it."""
 
 
-MAX_PARAM_DEPTH = 64
-"""How deeply a bound value may nest (lists and objects): DuckDB's Python binding copies values
-recursively, so a value nested hundreds deep would fail inside the worker as a RecursionError."""
-
-
-def nesting_depth(value: Any) -> int:
-    """How many lists/objects deep `value` nests, counted without recursion.
-
-    >>> nesting_depth(1), nesting_depth([1, [2]]), nesting_depth({"a": [{"b": 1}]})
-    (0, 2, 3)
-    """
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            deepest = max(deepest, depth + 1)
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
 @registry.method("query.run", params=QueryParams, result=QueryResult)
 def run(call: Call, p: QueryParams) -> QueryResult:
     """Run SQL against a database and return its rows, or write them to a file atomically."""
     session = call.session
     session.require()
     settings = session.settings_for(p.settings)
-    if p.params is not None and nesting_depth(p.params) > MAX_PARAM_DEPTH + 1:
-        raise InvalidParams(
-            f"params nest more than {MAX_PARAM_DEPTH} levels deep",
-            hint=f"Bind values nested at most {MAX_PARAM_DEPTH} lists/objects deep, or pass the data as a file.",
-            details={"max_depth": MAX_PARAM_DEPTH},
-        )
     spec = QuerySpec(
         sql=p.sql,
         database=p.database if p.database is not None else settings.database_path,

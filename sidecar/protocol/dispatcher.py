@@ -2,37 +2,35 @@
 
 Cheap methods (`system.resources`, `config.get`, `$/cancelRequest`) are served inline on
 the reader thread, so they are never queued behind a long query; work methods run on a
-thread pool. Every bad line gets its error and the next line is served normally.
+thread pool. Every bad line gets its error and the next line is served normally. A request's
+`Call` and the method table live in `calls.py` (named here too, where the methods import them
+from), the checks on values no method can take in `checks.py`.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import msgspec
 
 from sidecar.errors import (
-    Cancelled,
-    InputError,
     InternalError,
     InvalidParams,
     InvalidRequest,
     MethodNotFound,
     ParseError,
     SidecarError,
-    Timeout,
     did_you_mean,
 )
-from sidecar.engine.monitor import Cancellation
+from sidecar.protocol.calls import Call, MethodSpec, Registry
+from sidecar.protocol.checks import check_values, path_error
 from sidecar.protocol.framing import MAX_LINE_BYTES, LineTooLong, MessageWriter, error_message
-from sidecar.protocol.messages import CancelParams, ProgressParams, ProgressValue
+from sidecar.protocol.messages import CancelParams
 
 __all__ = ["Call", "MethodSpec", "Registry", "Dispatcher", "error_message"]
 
@@ -46,161 +44,6 @@ MAX_DEPTH = sys.getrecursionlimit()
 """About how deeply the JSON decoder follows nesting before it gives up (Python's recursion limit)."""
 
 Reply = Callable[[dict[str, Any] | None], None]
-
-
-class Call(Cancellation):
-    """One request in flight: its id, its cancellation, its progress channel."""
-
-    def __init__(
-        self, id: Any, method: str, progress_token: str | int | None, writer: MessageWriter, session: Any
-    ):
-        super().__init__()
-        self.finished = threading.Event()
-        """Set once the request has been answered (or dropped)."""
-        self.id = id
-        self.method = method
-        self.progress_token = progress_token
-        self.session = session
-        self.started = time.monotonic()
-        self.future: Future[None] | None = None
-        """The pool's handle on a request run off the reader thread; None for inline ones."""
-        self._writer = writer
-
-    def cancelled_error(self) -> SidecarError:
-        elapsed = int((time.monotonic() - self.started) * 1000)
-        if self.cancel_reason == "timeout":
-            return Timeout(f"request {self.id!r} ran past its timeout and was stopped after {elapsed} ms")
-        if self.cancel_reason == "shutdown":
-            return Cancelled(
-                "the sidecar is shutting down; the request was stopped",
-                hint="Resend it to a running sidecar.",
-            )
-        return Cancelled(f"request {self.id!r} was cancelled after {elapsed} ms")
-
-    def raise_if_cancelled(self) -> None:
-        if self.cancel_event.is_set():
-            raise self.cancelled_error()
-
-    @property
-    def wants_progress(self) -> bool:
-        return self.progress_token is not None
-
-    def progress(self, value: ProgressValue) -> None:
-        if self.progress_token is not None:
-            notification = {
-                "jsonrpc": "2.0",
-                "method": "$/progress",
-                "params": ProgressParams(self.progress_token, value),
-            }
-            self._writer.send(notification)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    handler: Callable[[Call, Any], Any]
-    params: type | None
-    result: type | None
-    summary: str
-    inline: bool = False
-    """Served on the reader thread: must be fast and never block on DuckDB."""
-
-
-@dataclass
-class Registry:
-    methods: dict[str, MethodSpec] = field(default_factory=dict)
-
-    def method(
-        self, name: str, *, params: type | None, result: type | None, inline: bool = False
-    ) -> Callable[[Callable[[Call, Any], Any]], Callable[[Call, Any], Any]]:
-        def register(handler: Callable[[Call, Any], Any]) -> Callable[[Call, Any], Any]:
-            summary = (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else ""
-            self.methods[name] = MethodSpec(name, handler, params, result, summary, inline)
-            return handler
-
-        return register
-
-
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1
-"""The integers a request may carry: what DuckDB's BIGINT/UBIGINT hold and the worker frames encode."""
-
-NUL_ALLOWED = frozenset({"query.run $.sql", "query.run $.params"})
-"""Where a string may hold U+0000: SQL text and bound values, which DuckDB takes whole. Everywhere
-else strings are names and paths, where a NUL is an OS error (`embedded null byte`), never a name."""
-
-
-def _check_values(method: str, params: Any) -> None:
-    """Refuse what no method can take: an integer outside 64 bits (JSON allows any; the engine
-    does not), and a NUL character in a name or a path.
-
-    >>> _check_values("query.run", {"sql": "SELECT ?", "params": [2**64]})
-    Traceback (most recent call last):
-    ...
-    sidecar.errors.InvalidParams: the integer at $.params[0] of query.run does not fit in 64 bits
-    >>> _check_values("dataset.analyze", {"path": "data\\x00.csv"})
-    Traceback (most recent call last):
-    ...
-    sidecar.errors.InvalidParams: the string at $.path of dataset.analyze holds a NUL character (U+0000)
-    """
-    stack: list[tuple[str, Any]] = [("$", params)]
-    while stack:  # no recursion: params may nest as deep as the decoder allowed
-        path, container = stack.pop()
-        if isinstance(container, dict):
-            members: Any = container.items()
-        elif isinstance(container, list):
-            members = enumerate(container)
-        else:
-            continue
-        for key, value in members:
-            if isinstance(value, (dict, list)):
-                stack.append((_at(path, key), value))
-            elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
-                raise InvalidParams(
-                    f"the integer at {_at(path, key)} of {method} does not fit in 64 bits",
-                    hint="Pass a bigger number as a string and CAST it in SQL (e.g. CAST(? AS HUGEINT)).",
-                )
-            elif isinstance(value, str) and "\x00" in value and not _nul_allowed(method, _at(path, key)):
-                raise _nul(method, _at(path, key))
-            if isinstance(key, str) and "\x00" in key and not _nul_allowed(method, path):
-                raise _nul(method, f"{path}.{key!r}")
-
-
-def _at(path: str, key: str | int) -> str:
-    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
-
-
-def _nul_allowed(method: str, path: str) -> bool:
-    roots = [entry.split(" ", 1)[1] for entry in NUL_ALLOWED if entry.startswith(method + " ")]
-    return any(path == root or path.startswith((root + ".", root + "[")) for root in roots)
-
-
-def _nul(method: str, path: str) -> InvalidParams:
-    return InvalidParams(
-        f"the string at {path} of {method} holds a NUL character (U+0000)",
-        hint="Remove it: names and paths cannot hold NUL (only SQL text and query `params` can).",
-    )
-
-
-PATH_ERRNOS = frozenset(
-    {errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ELOOP}
-)
-"""OS errors that say a path the request named cannot be used: the request's fault, not a bug."""
-
-
-def _path_error(method: str, exc: OSError) -> SidecarError:
-    """An OS error from a method: INPUT_ERROR when a path named in the request is unusable.
-
-    >>> _path_error("config.validate", OSError(errno.ENAMETOOLONG, "File name too long", "a" * 9)).code
-    'INPUT_ERROR'
-    """
-    if exc.errno not in PATH_ERRNOS:
-        log.error("OS error in %s", method, exc_info=exc)
-        return InternalError(f"internal error in {method}: {type(exc).__name__}: {exc}")
-    return InputError(
-        f"{method}: {exc.strerror}: {exc.filename!r}" if exc.filename else f"{method}: {exc.strerror}",
-        hint="Check the path: it must exist and be readable, and each name in it fit the file system.",
-        details={"path": exc.filename, "errno": errno.errorcode.get(exc.errno or 0)},
-    )
 
 
 class _Once:
@@ -390,7 +233,7 @@ class Dispatcher:
         token = raw_params.pop("progress_token", None) if isinstance(raw_params, dict) else None
         if token is not None and (not isinstance(token, (str, int)) or isinstance(token, bool)):
             raise InvalidParams("`progress_token` must be a string or an integer")
-        _check_values(spec.name, raw_params)
+        check_values(spec.name, raw_params)
         params = self._convert(spec, raw_params)
         call = Call(id, method, token, self.writer, self.session)
         with self._lock:
@@ -449,7 +292,7 @@ class Dispatcher:
         except SidecarError as err:
             return error_message(call.id, err)
         except OSError as exc:
-            return error_message(call.id, _path_error(spec.name, exc))
+            return error_message(call.id, path_error(spec.name, exc))
         except Exception as exc:  # a bug: report it with a stable code, and keep serving
             log.exception("internal error in %s", spec.name)
             err = InternalError(f"internal error in {spec.name}: {type(exc).__name__}: {exc}")
