@@ -43,6 +43,7 @@ def test_a_ragged_csv_that_sniffs_as_one_column_is_a_finding_and_options_fix_it(
     (finding,) = result.findings
     assert finding.kind == "suspect_sniff" and finding.column == "id,name,city,amount,order_date"
     assert "delimiter" in finding.message and "null_padding" in finding.hint
+    assert "csv: {delimiter: ',', null_padding: true} for short rows" in finding.hint  # one brace, not "}}"
     padded = analyze_dataset(con, str(path), csv=CsvOptions(delimiter=",", null_padding=True))
     assert [c.name for c in padded.columns][:5] == ["id", "name", "city", "amount", "order_date"]
     assert padded.row_count == 3 and padded.findings == [] and padded.csv.delimiter == ","

@@ -232,7 +232,7 @@ def csv_findings(
                     ),
                     hint=(
                         f"Pass the csv options a query would need, e.g. csv: {{delimiter: {inside[0]!r}, "
-                        "null_padding: true}} for short rows, or ignore_errors: true to skip rows that "
+                        "null_padding: true} for short rows, or ignore_errors: true to skip rows that "
                         "do not parse."
                     ),
                     column=name,

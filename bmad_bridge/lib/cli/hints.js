@@ -25,6 +25,9 @@ const RULES = [
   // the exchange itself: the CLI wrote these messages, so a failure here is the CLI's bug
   [/^Send one UTF-8 JSON object \(or batch array\) per line, with no embedded newlines\.$/, BUG],
   [/^A request is \{"jsonrpc".*$/, BUG],
+  [/^A request nests a few levels deep; send one JSON object \(or batch array\) per line\.$/, BUG],
+  [/^Send at most \S+ requests per batch, or send them as separate lines\.$/, BUG],
+  [/^Send \{"id": <the id of the request to cancel>\}, an integer or a string\.$/, BUG],
   [/^Call `initialize` to see the list of methods this sidecar serves\.$/,
     'This bmad-data and its sidecar do not match; run `bmad-data doctor` and reinstall both from one checkout.'],
   [/^Check the parameter names and types against docs\/protocol\.md or schemas\/\.$/, (ctx) => `Check the values given against ${help(ctx)}.`],
@@ -36,6 +39,13 @@ const RULES = [
   [/^The request was cancelled by the client; nothing was written\.$/, 'The command was cancelled (Ctrl+C); nothing was written.'],
   [/^Set it in initialize's overrides or (BMAD_DATA_\w+)\.$/, (ctx, m) => `Set ${m[1]}, or set it in the config files.`],
   // phrases
+  [/^If it ran past its deadline, raise `timeout_ms` for this request or narrow the query;/,
+    flagOr('--timeout', 'Raise --timeout <ms> or narrow the query if it ran past its deadline;',
+      'If it ran past its deadline, give it more time (timeout_threshold in resource-thresholds-config.yaml) or narrow the query;')],
+  [/`stall_timeout_ms` stopped it: look for what it waited on\./,
+    'the stall watchdog stopped it: look for what it waited on, or raise BMAD_DATA_STALL_TIMEOUT_MS (stall_timeout_ms in the config files).'],
+  [/details\.context marks it with a caret/, 'its Position is shown below'],
+  [/ are in details\./, ' are shown below.'],
   [/Pass `overwrite: true` in `output` to replace it/, flagOr('--overwrite', 'Pass --overwrite to replace it', 'Remove it to replace it')],
   [/Raise `timeout_ms` for this request/, flagOr('--timeout', 'Raise --timeout <ms>', 'Give it more time: timeout_threshold in resource-thresholds-config.yaml')],
   [/Raise `?memory_limit`? in the request's settings/, flagOr('--memory-limit', 'Raise --memory-limit', 'Raise memory_limit of the memory profile (duckdb-memory-config-templates.yaml)')],
@@ -65,6 +75,12 @@ const RULES = [
   [/let the sidecar write its result \(output\) instead of COPY\/CREATE/, flagOr('--save', 'write its result with --save instead of COPY/CREATE', 'write its result with `bmad-data query --save` instead of COPY/CREATE')],
   [/writing its result to an output file/, flagOr('--save', 'writing its result with --save <file>', 'writing its result with `bmad-data query --save <file>`')],
   [/Point config_dir at/, 'Point --config-dir at'],
+  // bench.* (the flags of `bmad-data benchmark`)
+  [/List the runs with bench\.list \(bmad-data benchmark --list\); run one with --label to keep a baseline\./,
+    flagOr('--list', 'List the runs with --list; run one with --label to keep a baseline.',
+      'List the runs with `bmad-data benchmark --list`; run one with `bmad-data benchmark --label` to keep a baseline.')],
+  [/pass allow_other_machine: true \(--any-machine\)/,
+    flagOr('--any-machine', 'pass --any-machine', 'compare with `bmad-data benchmark --any-machine`')],
   // dataset.analyze's csv and union_by_name (the flags of `bmad-data analyze`)
   [/Pass the csv options a query would need, e\.g\. csv: \{delimiter: (.+?), null_padding: true\}+ for short rows, or ignore_errors: true to skip rows that do not parse\./,
     (ctx, m) => (ctx.has('--delimiter')
