@@ -70,6 +70,8 @@ class Attempt(msgspec.Struct, frozen=True):
     peak_rss_bytes: int
     grown_to_bytes: int | None = None
     """Set when the watchdog grew the ceiling in place during this attempt."""
+    skipped: dict[str, str] = {}
+    """After a failure: why each rung of the retry ladder it passed over could not help."""
 
 
 class Estimate(msgspec.Struct, frozen=True, omit_defaults=True):
