@@ -47,15 +47,15 @@ def see_through(
     >>> see_through(parse_select("SELECT * FROM g JOIN h USING (k)"), "", groups) is None
     True
     """
-    if not _row_wise(select):
-        return None
-    source = _single_source(select)
-    if source is None or source.args.get("limit") is not None or source.args.get("offset") is not None:
-        return None
-    found = keys_of(source, sql)
-    if found is not None:
-        return source, found[0], found[1]
-    return see_through(source, sql, keys_of)
+    while _row_wise(select):  # a loop, not recursion: the nesting depth is the user's
+        source = _single_source(select)
+        if source is None or source.args.get("limit") is not None or source.args.get("offset") is not None:
+            return None
+        found = keys_of(source, sql)
+        if found is not None:
+            return source, found[0], found[1]
+        select = source
+    return None
 
 
 def _row_wise(select: exp.Select) -> bool:
