@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sidecar.engine import concat, thrift
 from sidecar.engine.concat import concat_files
 from sidecar.engine.outputs import OutputFormat, copy_options
+from sidecar.jobs.types import OutputSpec
 from sidecar.engine.thrift import (
     BINARY,
     DOUBLE,
@@ -59,7 +60,7 @@ RANGES = [(0, 0), (0, 5000), (5000, 5000), (5000, 11000), (11000, 11001), (11001
 def write_part(
     con: duckdb.DuckDBPyConnection, sql: str, path: Path, fmt: OutputFormat, extra: str = ""
 ) -> Path:
-    con.execute(f"COPY ({sql}) TO '{path}' ({copy_options(fmt)}{extra})")
+    con.execute(f"COPY ({sql}) TO '{path}' ({copy_options(OutputSpec(str(path), format=fmt))}{extra})")
     return path
 
 

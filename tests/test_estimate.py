@@ -264,3 +264,11 @@ def test_the_row_width_counts_every_column_of_a_wide_query(sidecar: SidecarProce
     types = [row[1] for row in described["rows"]]
     assert len(types) == 16
     assert guess["bytes"] == guess["groups"] * (row_width(types) + 32), guess
+
+
+def test_a_query_split_through_a_cte_is_not_sampled_in_the_wrong_scope():
+    """The keys of a GROUP BY inside a CTE are not the outer query's: no sample, the EXPLAIN decides."""
+    through = plan_partitioned("WITH g AS (SELECT k, sum(v) AS s FROM x GROUP BY k) SELECT * FROM g WHERE s > 0", 2)
+    assert through.shape == "group_by" and sample_sql(through) is None
+    outer = plan_partitioned("WITH c AS (SELECT k, v FROM x) SELECT k, sum(v) FROM c GROUP BY k", 2)
+    assert sample_sql(outer) is not None

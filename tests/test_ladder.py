@@ -251,3 +251,50 @@ def test_a_named_job_that_fails_split_keeps_its_number_of_parts():
         climb(RetryLadder(), state, script, job_id="nightly")
     assert [(s.parts, rung) for s, rung in script.seen] == [(6, "partition")]
     assert "finished parts are kept" in (err.value.hint or "") and "more than 6 parts" in err.value.hint
+
+
+# -- the ladder says why: every rung it passed over has a reason, and it never stops while one helps --
+
+
+@given(codes, states, st.integers(0, 16384 * MiB), st.booleans(), st.lists(st.sampled_from([r.name for r in DEFAULT_LADDER]), max_size=5))
+@settings(max_examples=300)
+def test_every_rung_passed_over_has_a_reason_and_a_split_is_never_passed_over(code, state, room, splittable, tried):
+    state = dataclasses.replace(state, splittable=splittable, unsplittable="" if splittable else "plain_select: no keys")
+    ladder, tried = RetryLadder(), tuple(tried)
+    step, skipped = ladder.decide(Failure(code, room), state, tried)
+    names = [r.name for r in DEFAULT_LADDER]
+    chosen = step[0].name if step is not None else None
+    assert list(skipped) == names[: names.index(chosen)] if chosen else list(skipped) == names
+    assert all(why for why in skipped.values()), skipped
+    can_still_split = (
+        code in MEMORY_FAILURES
+        and state.idempotent
+        and splittable
+        and tried.count("partition") < 2
+        and len(tried) + 1 < ladder.max_attempts
+    )
+    if can_still_split:
+        assert step is not None, f"gave up while the partition rung could help: {skipped}"
+    if step is None and code in MEMORY_FAILURES and not splittable and state.idempotent:
+        assert "plain_select: no keys" in skipped["partition"]
+
+
+def test_after_one_failed_attempt_the_hint_says_what_was_tried_and_why_nothing_else_was():
+    state = dataclasses.replace(splittable_read(), splittable=False, unsplittable="plain_select: nothing to split by")
+    with pytest.raises(SidecarError) as err:
+        climb(RetryLadder(), state, Script(["OUT_OF_MEMORY"], room=0))
+    hint = err.value.hint or ""
+    assert hint.startswith("Tried: first (OUT_OF_MEMORY). Not tried: retry: OUT_OF_MEMORY is not a worker crash;")
+    assert "grow: the job is at its budget (512 MiB)" in hint
+    assert "fewer_threads: it already runs on one thread" in hint
+    assert "partition: the planner cannot split it (plain_select: nothing to split by)" in hint
+    (first,) = err.value.details["attempts"]
+    assert set(first["skipped"]) == {r.name for r in DEFAULT_LADDER}
+
+
+def test_a_whole_failure_of_a_splittable_query_is_split_and_the_attempt_says_why_the_rest_were_skipped():
+    script = Script(["OUT_OF_MEMORY", "ok"], room=0)
+    result, attempts = climb(RetryLadder(), splittable_read(), script)
+    assert result == "answer" and [a.rung for a in attempts] == ["first", "partition"]
+    assert list(attempts[0].skipped) == ["retry", "grow", "insertion_order", "fewer_threads"]
+    assert attempts[1].skipped == {}

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sidecar.partition import PARTS_RELATION, Bucket, Plan, plan_partitioned
+from sidecar.partition.answer import CannotSplit, how_to_split
 from sidecar.partition.shapes import AGGREGATE_NAMES
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture" / "partitioning-strategies.md"
@@ -191,6 +192,52 @@ SHAPES = [
     "SELECT count(*), sum(v) FROM empty",
     "SELECT count(*) AS n FROM t JOIN u USING (g1) HAVING count(*) > 0",
 ]
+
+
+# A row-wise outer query over a subquery or CTE that splits by keys: split by the same keys (issue 11).
+THROUGH = [
+    # top-2 per group as a filter over a windowed subquery, how db-benchmark writes it
+    "SELECT g1, v, r FROM (SELECT g1, v, row_number() OVER (PARTITION BY g1 ORDER BY v DESC, id) AS r "
+    "FROM t WHERE v IS NOT NULL) WHERE r <= 2",
+    # a window by two keys under a projection and a filter, ordered outside
+    "SELECT g1, g2, id, s * 2 AS twice FROM (SELECT g1, g2, id, sum(v) OVER (PARTITION BY g1, g2) AS s FROM t) sub "
+    "WHERE s > 0 ORDER BY g1 NULLS FIRST, g2 NULLS FIRST, id",
+    # a GROUP BY inside a CTE the outer query only filters and orders (top-N pushed into the parts)
+    "WITH g AS (SELECT g1, g2, sum(n) AS total, count(*) AS c FROM t GROUP BY g1, g2) "
+    "SELECT g2, total FROM g WHERE c > 1 ORDER BY total DESC NULLS LAST, g2 LIMIT 5",
+    # the same through two row-wise levels, and a GROUP BY with HAVING in a FROM subquery
+    "SELECT k, c FROM (SELECT * FROM (SELECT g1 % 3 AS k, count(*) AS c FROM t GROUP BY k HAVING count(*) > 2)) x "
+    "WHERE c < 1000",
+    # DISTINCT in a CTE, joined inside the CTE, filtered outside
+    "WITH d AS (SELECT DISTINCT t.g1, u.w FROM t JOIN u ON t.g1 = u.g1) SELECT * FROM d WHERE w > 5",
+]
+
+
+@pytest.mark.parametrize("parts", [2, 5])
+@pytest.mark.parametrize("sql", THROUGH)
+def test_a_row_wise_query_over_a_splittable_subquery_or_cte_splits_by_its_keys(con, tmp_path, sql, parts):
+    plan = check(con, sql, parts, tmp_path)
+    assert plan.shape in ("window", "group_by", "distinct")
+    assert all(part.predicate in part.sql for part in plan.parts)
+    assert any("split through a subquery or CTE" in note for note in plan.notes)
+
+
+@pytest.mark.parametrize(
+    ("sql", "shape"),
+    [
+        # the CTE is read twice: filtering it for one reader would filter it for the other
+        ("WITH g AS (SELECT g1, count(*) AS c FROM t GROUP BY g1) SELECT * FROM g WHERE c > (SELECT avg(c) FROM g)",
+         "plain_select"),
+        # a LIMIT inside the source picks rows of the whole source
+        ("SELECT * FROM (SELECT g1, count(*) AS c FROM t GROUP BY g1 ORDER BY c LIMIT 3) WHERE c > 1",
+         "plain_select"),
+        # nothing under the outer query splits by keys: a plain SELECT over a plain subquery
+        ("SELECT * FROM (SELECT g1, v FROM t) WHERE v > 0", "plain_select"),
+    ],
+)
+def test_what_is_not_seen_through_is_refused_by_its_outer_shape(sql, shape):
+    answer = how_to_split(sql, 2)
+    assert isinstance(answer, CannotSplit) and answer.shape == shape, answer
 
 
 @pytest.mark.parametrize("parts", [2, 3, 7])

@@ -151,10 +151,32 @@ def test_a_real_out_of_memory_is_recovered_by_partitioning(sidecar: SidecarProce
         "attempts"
     ]
     assert last["rung"] == "partition" and last["outcome"] == "ok"
+    assert first["skipped"]["grow"] == "the job is at its budget (128 MiB)", first["skipped"]
+    assert "partition" not in first["skipped"] and last["skipped"] == {}
     assert result["stats"]["partitions"] == 8
     assert result["row_count"] == 3 and result["truncated"] is True
     assert all(len(row[2]) == 10 for row in result["rows"])  # every group whole: 1e6 rows / 1e5 groups
     assert [c["name"] for c in result["columns"]] == ["g", "m", "l"]
+
+
+ONE_ORDERED_LIST = "SELECT len(list(i ORDER BY i DESC)) AS n FROM range(40000000) t(i)"  # no part re-combines it
+
+
+@pytest.mark.timeout(120)
+def test_an_unsplittable_out_of_memory_says_what_was_tried_and_why_nothing_else_was(
+    sidecar: SidecarProcess,
+) -> None:
+    request = {"sql": ONE_ORDERED_LIST, "settings": {"memory_limit": "128MiB"}, "partition": {"parts": 0}}
+    with pytest.raises(RpcError) as err:
+        sidecar.request("query.run", request, timeout=100)
+    attempts = err.value.data["details"]["attempts"]
+    assert err.value.code in ("OUT_OF_MEMORY", "MEMORY_CEILING", "MEMORY_EMERGENCY"), attempts
+    assert [a["rung"] for a in attempts] == ["first"]  # nothing else could help, and each rung says why
+    assert attempts[0]["skipped"]["grow"] == "the job is at its budget (128 MiB)"
+    assert attempts[0]["skipped"]["partition"].startswith("the planner cannot split it (global_aggregate")
+    hint = err.value.hint or ""
+    assert hint.startswith(f"Tried: first ({attempts[0]['outcome']}). Not tried: retry: ")
+    assert "partition: the planner cannot split it (global_aggregate" in hint
 
 
 BIG_HOLISTIC = HOLISTIC.replace("range(1000000)", "range(2000000)")

@@ -262,7 +262,7 @@ class Engine:
             watch.set_phase("writing")
             target = str(temp).replace("'", "''")
             written = cursor.execute(
-                f"COPY ({query}) TO '{target}' ({copy_options(output.format)})", spec.params
+                f"COPY ({query}) TO '{target}' ({copy_options(output)})", spec.params
             ).fetchone()
             rows = int(written[0]) if written else 0
             size = temp.stat().st_size if temp.exists() else 0

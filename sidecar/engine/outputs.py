@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from sidecar.errors import AccessDenied, InputError
+from sidecar.jobs.types import OutputSpec
 
 __all__ = [
     "TEMP_PREFIX",
@@ -33,13 +34,25 @@ TEMP_PREFIX = ".bmad-tmp-"
 OutputFormat = Literal["parquet", "csv", "json"]
 
 
-def copy_options(fmt: OutputFormat) -> str:
-    """The COPY options for a format, written so DuckDB produces one plain file."""
-    return {
-        "parquet": "FORMAT parquet, COMPRESSION zstd",
-        "csv": "FORMAT csv, HEADER true",
-        "json": "FORMAT json",
-    }[fmt]
+def copy_options(output: OutputSpec) -> str:
+    """The COPY options for an output, written so DuckDB produces one plain file; what the request
+    leaves out is DuckDB's own default (Parquet: snappy, 122,880-row row groups).
+
+    >>> copy_options(OutputSpec("a.parquet"))
+    'FORMAT parquet'
+    >>> copy_options(OutputSpec("a.parquet", compression="zstd", compression_level=9, row_group_size=100000))
+    'FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 9, ROW_GROUP_SIZE 100000'
+    >>> copy_options(OutputSpec("a.csv", format="csv"))
+    'FORMAT csv, HEADER true'
+    """
+    options = [{"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true", "json": "FORMAT json"}[output.format]]
+    if output.compression is not None:
+        options.append(f"COMPRESSION {output.compression}")
+    if output.compression_level is not None:
+        options.append(f"COMPRESSION_LEVEL {output.compression_level}")
+    if output.row_group_size is not None:
+        options.append(f"ROW_GROUP_SIZE {output.row_group_size}")
+    return ", ".join(options)
 
 
 def inside(path: Path, directories: list[str]) -> bool:

@@ -43,7 +43,7 @@ from sqlglot import exp
 
 from sidecar.jobs.types import Estimate
 from sidecar.partition import Plan
-from sidecar.partition.shapes import parse_select
+from sidecar.partition.shapes import parse_select, windows_of
 
 __all__ = [
     "Cardinalities",
@@ -229,6 +229,8 @@ def sample_sql(plan: Plan) -> str | None:
     select = parse_select(plan.sql)
     if select.args.get("joins") or select.args.get("from_") is None or not plan.key_exprs:
         return None
+    if plan.shape != "global_aggregate" and not _splits_itself(select):
+        return None  # split through a subquery or CTE: its keys are not in this query's scope
     keys = [exp.maybe_parse(k, dialect="duckdb") for k in plan.key_exprs]
     if any(k.find(exp.Star) is not None or "COLUMNS" in k.sql("duckdb").upper() for k in keys):
         return None
@@ -242,6 +244,11 @@ def sample_sql(plan: Plan) -> str | None:
         "SELECT count(*) AS d, count(*) FILTER (WHERE c = 1) AS f1, count(*) FILTER (WHERE c = 2) AS f2, "
         f"coalesce(sum(c), 0) AS n FROM (SELECT count(*) AS c FROM ({inner.sql('duckdb')}) GROUP BY {names})"
     )
+
+
+def _splits_itself(select: exp.Select) -> bool:
+    """Whether the outermost SELECT holds the keys it splits by (GROUP BY, DISTINCT or a window)."""
+    return any(select.args.get(a) is not None for a in ("group", "distinct")) or bool(windows_of(select))
 
 
 def chao1(d: int, f1: int, f2: int, n: int, input_rows: int) -> int:

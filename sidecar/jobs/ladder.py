@@ -49,6 +49,8 @@ class JobState:
     duckdb_limit: int = 0
     splittable: bool = False
     """A read-only SELECT whose shape the planner can split (asked for the estimate, or parsed after a memory failure)."""
+    unsplittable: str = ""
+    """Why the planner refuses to split it ("" when it can, or before it was asked)."""
     parts: int = 0
     """Run split in this many parts (0: run whole); set up front (estimate, `partition.parts`) or by the `partition` rung."""
 
@@ -66,8 +68,13 @@ class Failure:
 class Rung:
     name: str
     why: str
-    applies: Callable[[Failure, JobState, tuple[str, ...]], bool]
+    why_not: Callable[[Failure, JobState, tuple[str, ...]], str]
+    """Why the rung cannot help this failure ("" when it applies): recorded in `stats.attempts`
+    and the final error's "Tried:" so a user sees why the ladder stopped where it did."""
     adjust: Callable[[Failure, JobState], JobState]
+
+    def applies(self, failure: Failure, state: JobState, tried: tuple[str, ...]) -> bool:
+        return not self.why_not(failure, state, tried)
 
 
 def _grow(failure: Failure, state: JobState) -> JobState:
@@ -76,58 +83,110 @@ def _grow(failure: Failure, state: JobState) -> JobState:
     return replace(state, ceiling=target)
 
 
+def _first(*checks: tuple[bool, str]) -> str:
+    """The reason of the first check that holds ("" when none does: the rung applies).
+
+    >>> _first((False, "never"), (True, "this one"), (True, "not reached"))
+    'this one'
+    >>> _first((False, "never"))
+    ''
+    """
+    return next((reason for failed, reason in checks if failed), "")
+
+
+def _not_memory(f: Failure) -> tuple[bool, str]:
+    return f.code not in MEMORY_FAILURES, f"{f.code} is not a memory failure"
+
+
+def _split_already(s: JobState) -> tuple[bool, str]:
+    return s.parts > 0, "the attempt ran split; only more parts can help"
+
+
+def _not_repeatable(s: JobState) -> tuple[bool, str]:
+    return not s.idempotent, "the work is not safe to repeat (it writes outside one transaction)"
+
+
+def _retry_why_not(f: Failure, s: JobState, tried: tuple[str, ...]) -> str:
+    return _first(
+        (f.code != "WORKER_CRASHED", f"{f.code} is not a worker crash"),
+        _split_already(s),
+        _not_repeatable(s),
+        (tried.count("retry") >= 1, "a crash is retried once"),
+    )
+
+
+def _grow_why_not(f: Failure, s: JobState, tried: tuple[str, ...]) -> str:
+    return _first(
+        _not_memory(f),
+        _split_already(s),
+        _not_repeatable(s),
+        (s.ceiling >= s.most, f"the job is at its budget ({s.most // 1024**2} MiB)"),
+        (f.machine_room <= 0, "the machine budget has no room left"),
+    )
+
+
+def _insertion_order_why_not(f: Failure, s: JobState, tried: tuple[str, ...]) -> str:
+    return _first(
+        _not_memory(f),
+        _split_already(s),
+        _not_repeatable(s),
+        (not s.exports, "the query writes no output file"),
+        (not s.preserve_insertion_order, "insertion order is already off"),
+    )
+
+
+def _fewer_threads_why_not(f: Failure, s: JobState, tried: tuple[str, ...]) -> str:
+    return _first(
+        _not_memory(f),
+        _split_already(s),
+        _not_repeatable(s),
+        (s.holistic, "a holistic aggregate holds whole groups whatever the threads"),
+        (s.threads <= 1, "it already runs on one thread"),
+        (
+            s.duckdb_limit // s.threads >= MIN_MEMORY_PER_THREAD,
+            "each thread already has at least 256 MiB",
+        ),
+    )
+
+
+def _partition_why_not(f: Failure, s: JobState, tried: tuple[str, ...]) -> str:
+    return _first(
+        _not_memory(f),
+        _not_repeatable(s),
+        (not s.splittable, f"the planner cannot split it ({s.unsplittable or 'not a read-only SELECT'})"),
+        (tried.count("partition") >= 2, "it already ran split twice (8, then 32 parts)"),
+    )
+
+
 DEFAULT_LADDER: tuple[Rung, ...] = (
     Rung(
         "retry",
         "the worker died for a reason of its own; the work is safe to repeat on a fresh worker",
-        lambda f, s, tried: (
-            f.code == "WORKER_CRASHED" and s.parts == 0 and s.idempotent and tried.count("retry") < 1
-        ),
+        _retry_why_not,
         lambda f, s: s,
     ),
     Rung(
         "grow",
         "more memory rescues what spilling cannot; the machine has room within the job's budget",
-        lambda f, s, tried: (
-            f.code in MEMORY_FAILURES
-            and s.parts == 0
-            and s.idempotent
-            and s.ceiling < s.most
-            and f.machine_room > 0
-        ),
+        _grow_why_not,
         _grow,
     ),
     Rung(
         "insertion_order",
         "a large export need not keep insertion order; dropping it frees the order buffers",
-        lambda f, s, tried: (
-            f.code in MEMORY_FAILURES
-            and s.parts == 0
-            and s.idempotent
-            and s.exports
-            and s.preserve_insertion_order
-        ),
+        _insertion_order_why_not,
         lambda f, s: replace(s, preserve_insertion_order=False),
     ),
     Rung(
         "fewer_threads",
         "each thread keeps its own partitions; under 256 MiB per thread, fewer threads spill less",
-        lambda f, s, tried: (
-            f.code in MEMORY_FAILURES
-            and s.parts == 0
-            and s.idempotent
-            and not s.holistic
-            and s.threads > 1
-            and s.duckdb_limit // s.threads < MIN_MEMORY_PER_THREAD
-        ),
+        _fewer_threads_why_not,
         lambda f, s: replace(s, threads=max(1, s.threads // 2)),
     ),
     Rung(
         "partition",
         "the query splits into independent parts that combine exactly; each part needs a fraction of the memory",
-        lambda f, s, tried: (
-            f.code in MEMORY_FAILURES and s.idempotent and s.splittable and tried.count("partition") < 2
-        ),
+        _partition_why_not,
         lambda f, s: replace(s, parts=FIRST_PARTS if s.parts == 0 else s.parts * 4),
     ),
 )
@@ -141,14 +200,26 @@ class RetryLadder:
         self.max_attempts = max_attempts
 
     def next(self, failure: Failure, state: JobState, tried: tuple[str, ...]) -> tuple[Rung, JobState] | None:
-        if len(tried) + 1 >= self.max_attempts:
-            return None
+        step, _ = self.decide(failure, state, tried)
+        return step
+
+    def decide(
+        self, failure: Failure, state: JobState, tried: tuple[str, ...]
+    ) -> tuple[tuple[Rung, JobState] | None, dict[str, str]]:
+        """The next step (None when nothing can help), and why each rung before it was skipped
+        (every rung, when none was chosen)."""
+        skipped: dict[str, str] = {}
         for rung in self.rungs:
-            if rung.applies(failure, state, tried):
+            reason = rung.why_not(failure, state, tried)
+            if not reason and len(tried) + 1 >= self.max_attempts:
+                reason = f"the attempt limit ({self.max_attempts}) is reached"
+            if not reason:
                 adjusted = rung.adjust(failure, state)
                 if adjusted != state or rung.name == "retry":
-                    return rung, adjusted
-        return None
+                    return (rung, adjusted), skipped
+                reason = "it would change nothing"
+            skipped[rung.name] = reason
+        return None, skipped
 
     def advice(self, failure: Failure, state: JobState) -> str:
         """What the user can do when the ladder has nothing left to try."""

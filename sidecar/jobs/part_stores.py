@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from sidecar.errors import SidecarError
 from sidecar.jobs.kept import finished_parts, write_atomic
 from sidecar.jobs.ladder import MEMORY_FAILURES
@@ -144,9 +146,11 @@ class FileStore:
     """Parts as files of the output's format in the job directory; `<part>.rows` holds the count."""
 
     def __init__(
-        self, jobs: Steps, directory: Path, fmt: str, names: list[str], nullable: list[bool] | None
+        self, jobs: Steps, directory: Path, output: OutputSpec, names: list[str], nullable: list[bool] | None
     ) -> None:
-        self.jobs, self.directory, self.fmt, self.names = jobs, directory, fmt, names
+        self.jobs, self.directory, self.fmt, self.names = jobs, directory, output.format, names
+        self.output = output
+        """The request's output: each part file is written with its options (compression, row groups)."""
         self.nullable = nullable
         self.done = finished_parts(directory)
 
@@ -157,7 +161,7 @@ class FileStore:
         return int((self.directory / f"{name}.rows").read_text())
 
     def compute(self, name: str, sql: str) -> None:
-        output = OutputSpec(path=str(self.path(name)), format=self.fmt, overwrite=True)  # type: ignore[arg-type]
+        output = msgspec.structs.replace(self.output, path=str(self.path(name)), overwrite=True)
         query = renamed(sql, self.names, self.nullable)
         result = self.jobs.run(query, params=self.jobs.spec.params, output=output, max_rows=0)
         write_atomic(self.directory / f"{name}.rows", str(result.row_count).encode())

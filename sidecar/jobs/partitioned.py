@@ -140,7 +140,7 @@ def _run_to_files(jobs: Steps, hashed: Plan | None, parts: int, names: list[str]
             plan = job_plan(directory, key, spec.job_id, lambda: hashed or jobs.sampled_plan(spec.sql, parts))
             sorted_parquet = plan.shape == "sorted_ranges" and output.format == "parquet"
             store = FileStore(
-                jobs, directory, output.format, names, jobs.nullable() if sorted_parquet else None
+                jobs, directory, output, names, jobs.nullable() if sorted_parquet else None
             )
             done = set(store.done)
             reading = bucketed(jobs, store, plan, len(plan.parts), directory)

@@ -21,9 +21,11 @@ from sidecar.errors import InternalError, SidecarError
 from sidecar.jobs.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
 from sidecar.jobs.types import Attempt
 
-__all__ = ["Tried", "climb", "final_error"]
+__all__ = ["Tried", "climb", "final_error", "tried_text"]
 
 log = logging.getLogger(__name__)
+
+KEEPS_PARTS = "a named job keeps its finished parts for a resume, so it is not re-split with other parts"
 
 
 class Tried(NamedTuple):
@@ -69,13 +71,15 @@ def climb(
         if failure is not None and failure.code in MEMORY_FAILURES and not refined:
             state, refined = refine(state), True
         if failure is not None and state.parts > 0 and job_id is not None:
+            attempts[-1] = _skipping(attempts[-1], {"partition": KEEPS_PARTS})
             final = final_error(ladder, outcome.error, failure, state, attempts)
             final.hint = (final.hint or "") + (
                 f" The job's finished parts are kept: re-send the request to resume them, or `jobs.cancel` "
                 f"'{job_id}' and ask for more than {state.parts} parts with `partition: {{parts: N}}`."
             )
             raise final
-        step = ladder.next(failure, state, tried) if failure is not None else None
+        step, skipped = ladder.decide(failure, state, tried) if failure is not None else (None, {})
+        attempts[-1] = _skipping(attempts[-1], skipped)
         if step is None:
             raise final_error(ladder, outcome.error, failure, state, attempts)
         next_rung, state = step
@@ -99,7 +103,23 @@ def final_error(
     if failure is not None or len(attempts) > 1:  # what the supervisor tried, when it tried anything
         error.details["attempts"] = msgspec.to_builtins(attempts)
     if failure is not None and failure.code in MEMORY_FAILURES:
-        tried = ", ".join(a.rung for a in attempts)
         advice = ladder.advice(failure, state)
-        error.hint = f"Tried: {tried}. {advice[:1].upper()}{advice[1:]}"
+        error.hint = f"{tried_text(attempts)} {advice[:1].upper()}{advice[1:]}"
     return error
+
+
+def tried_text(attempts: list[Attempt]) -> str:
+    """What was tried, and why the rest of the ladder was not, for the final error's hint.
+
+    >>> a = Attempt(1, "first", 1, 1, 1, "OUT_OF_MEMORY", 0, 0, skipped={"grow": "no room"})
+    >>> tried_text([a])
+    'Tried: first (OUT_OF_MEMORY). Not tried: grow: no room.'
+    """
+    tried = ", ".join(f"{a.rung} ({a.outcome})" for a in attempts)
+    passed = attempts[-1].skipped if attempts else {}
+    rest = "; ".join(f"{rung}: {why}" for rung, why in passed.items())
+    return f"Tried: {tried}." + (f" Not tried: {rest}." if rest else "")
+
+
+def _skipping(attempt: Attempt, skipped: dict[str, str]) -> Attempt:
+    return msgspec.structs.replace(attempt, skipped=skipped) if skipped else attempt

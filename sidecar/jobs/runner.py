@@ -30,7 +30,7 @@ from sidecar.jobs.estimate import estimate
 from sidecar.jobs.kept import job_directory, read_record, schema_plan_sql, scratch_schema
 from sidecar.jobs.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
 from sidecar.jobs.retry import Tried, climb
-from sidecar.jobs.split import SplitExecutor, can_split, run_split
+from sidecar.jobs.split import SplitExecutor, run_split, split_refusal
 from sidecar.jobs.statements import holistic, shape_of
 from sidecar.jobs.steps import SplitRun
 from sidecar.jobs.types import Attempt, Estimate, QueryResult, QuerySpec
@@ -100,7 +100,11 @@ class JobRunner:
             database,
             idempotent=idempotent,
             holistic=lambda: shape.holistic,
-            splittable=lambda: shape.statement_types == ("SELECT",) and can_split(spec.sql),
+            refusal=lambda: (
+                split_refusal(spec.sql)
+                if shape.statement_types == ("SELECT",)
+                else f"only one read-only SELECT splits, not {' + '.join(shape.statement_types) or 'this'}"
+            ),
             parts=up_front,
         )
         if guess is None:
@@ -193,7 +197,7 @@ class JobRunner:
         *,
         idempotent: bool,
         holistic: Callable[[], bool],
-        splittable: Callable[[], bool] = lambda: False,
+        refusal: Callable[[], str] = lambda: "not a query",
         parts: int = 0,
     ) -> Any:
         """The one retry loop: each attempt runs whole or split (`state.parts`), and after a failure
@@ -229,9 +233,8 @@ class JobRunner:
             return Tried(outcome.attempt, outcome.result, outcome.error, failure)
 
         def refine(state: JobState) -> JobState:
-            if state.holistic:
-                return state
-            return replace(state, holistic=holistic(), splittable=state.splittable or splittable())
+            why_not = "" if state.splittable else refusal()
+            return replace(state, holistic=holistic(), splittable=not why_not, unsplittable=why_not)
 
         def retrying(rung: str, why: str) -> None:
             log.info("job %s: retrying with rung %r (%s)", call.id, rung, why)

@@ -18,7 +18,7 @@ from sidecar.jobs.steps import SplitRun
 from sidecar.jobs.types import Attempt, QueryResult
 from sidecar.partition.answer import CannotSplit, HashSplit, QuantilePasses, how_to_split
 
-__all__ = ["SplitExecutor", "SplitRun", "can_split", "run_split"]
+__all__ = ["SplitExecutor", "SplitRun", "split_refusal", "run_split"]
 
 
 class SplitExecutor(Protocol):
@@ -29,9 +29,16 @@ class SplitExecutor(Protocol):
     def __call__(self, request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]: ...
 
 
-def can_split(sql: str) -> bool:
-    """Whether some executor can split `sql` (the planner plans it once)."""
-    return not isinstance(how_to_split(sql, 2), CannotSplit)
+def split_refusal(sql: str) -> str:
+    """Why no executor can split `sql` ("" when one can): the shape the planner found and why.
+
+    >>> split_refusal("SELECT k, count(*) FROM t GROUP BY k")
+    ''
+    >>> split_refusal("SELECT i FROM t").startswith("plain_select: ")
+    True
+    """
+    answer = how_to_split(sql, 2)
+    return f"{answer.shape}: {answer.reason}" if isinstance(answer, CannotSplit) else ""
 
 
 def run_split(request: SplitRun, parts: int) -> tuple[QueryResult, Attempt]:

@@ -8,7 +8,7 @@ the supervisor and the job runner add what they know (attempts, the estimate, th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -18,16 +18,37 @@ __all__ = [
     "Estimate",
     "OutputInfo",
     "OutputSpec",
+    "ParquetCompression",
     "QueryResult",
     "QuerySpec",
     "QueryStats",
 ]
 
 
+ParquetCompression = Literal["snappy", "zstd", "gzip", "lz4", "lz4_raw", "brotli", "uncompressed"]
+
+
 class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     path: str
     format: Literal["parquet", "csv", "json"] = "parquet"
     overwrite: bool = False
+    compression: ParquetCompression | None = None
+    """Parquet's codec; None: DuckDB's default (snappy). CSV and JSON take theirs from the file name
+    (`.gz`, `.zst`), as DuckDB's COPY does. See docs/performance/output-options.md for what each costs."""
+    compression_level: Annotated[int, msgspec.Meta(ge=1, le=22)] | None = None
+    """Parquet with zstd only: the zstd level (DuckDB's default 3)."""
+    row_group_size: Annotated[int, msgspec.Meta(ge=2048)] | None = None
+    """Parquet only: rows per row group (DuckDB's default 122,880)."""
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("compression", "compression_level", "row_group_size") if getattr(self, n) is not None]
+        if self.format != "parquet" and given:
+            raise ValueError(
+                f"{', '.join(given)} apply to parquet output only; a {self.format} file takes its compression "
+                f"from its name (e.g. out.{self.format}.gz)"
+            )
+        if self.compression_level is not None and self.compression != "zstd":
+            raise ValueError("compression_level applies to zstd only: add compression: 'zstd', or drop the level")
 
 
 class QuerySpec(msgspec.Struct, frozen=True):
@@ -70,6 +91,8 @@ class Attempt(msgspec.Struct, frozen=True):
     peak_rss_bytes: int
     grown_to_bytes: int | None = None
     """Set when the watchdog grew the ceiling in place during this attempt."""
+    skipped: dict[str, str] = {}
+    """After a failure: why each rung of the retry ladder it passed over could not help."""
 
 
 class Estimate(msgspec.Struct, frozen=True, omit_defaults=True):

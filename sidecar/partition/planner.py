@@ -21,6 +21,7 @@ from sidecar.partition.modifiers import split_modifiers
 from sidecar.partition.plan import MAX_PARTS, Bucket, Combine, NeedsBounds, Part, Plan, Shape, Unsplittable, check_params
 from sidecar.partition.recombine import decompose_global
 from sidecar.partition.ranges import Bound, plan_sorted
+from sidecar.partition.through import SOURCE_MARK, see_through
 from sidecar.partition.shapes import (
     has_own_aggregate,
     plain_refusal,
@@ -71,6 +72,23 @@ def plan_partitioned(
         return _plan_global(select, sql, parts, salt, within)
     if bounds is not None:
         return plan_sorted(select, sql, parts, bounds, within)
+    found = _keys_of(select, sql)
+    if found is not None:
+        return _plan_union(select, sql, found[0], found[1], parts, salt, within)
+    through = see_through(select, sql, _keys_of)
+    if through is not None:
+        return _plan_through(select, sql, through, parts, salt, within)
+    if select.args.get("order") is not None and select.args.get("limit") is None:
+        raise NeedsBounds()
+    raise plain_refusal(select, sql)
+
+
+def _keys_of(select: exp.Select, sql: str) -> tuple[Shape, list[exp.Expression]] | None:
+    """The shape and keys `select` splits by on its own (GROUP BY, window, DISTINCT); None for a
+    SELECT with none of them (a row-wise one may still split by what it reads: see_through)."""
+    group = select.args.get("group")
+    if group is not None and is_empty_group(group):
+        group = None
     if group is not None:
         keys = resolve_group_keys(select, sql)
         windows = windows_of(select)
@@ -86,20 +104,59 @@ def plan_partitioned(
                     sql=sql,
                 )
             keys = window_keys
-        return _plan_union(select, sql, "group_by", keys, parts, salt, within)
+        return "group_by", keys
     windows = windows_of(select)
     if windows:
-        return _plan_union(select, sql, "window", _common_partition(windows, sql), parts, salt, within)
+        return "window", _common_partition(windows, sql)
     distinct = select.args.get("distinct")
     if distinct is not None:
         on = distinct.args.get("on")
         if on is not None:
-            keys = [k.copy() for k in (on.expressions if isinstance(on, exp.Tuple) else [on])]
-            return _plan_union(select, sql, "distinct_on", keys, parts, salt, within)
-        return _plan_union(select, sql, "distinct", _distinct_keys(select, sql), parts, salt, within)
-    if select.args.get("order") is not None and select.args.get("limit") is None:
-        raise NeedsBounds()
-    raise plain_refusal(select, sql)
+            return "distinct_on", [k.copy() for k in (on.expressions if isinstance(on, exp.Tuple) else [on])]
+        return "distinct", _distinct_keys(select, sql)
+    return None
+
+
+def _plan_through(
+    select: exp.Select,
+    sql: str,
+    through: tuple[exp.Select, Shape, list[exp.Expression]],
+    parts: int,
+    salt: int,
+    within: Sequence[Bucket],
+) -> Plan:
+    """A row-wise query over a source that splits by keys: each part filters the source's input."""
+    source, shape, keys = through
+    if not keys:
+        raise Unsplittable(shape, "there is no key to split by", sql=sql)
+    source.meta[SOURCE_MARK] = True
+    try:
+        split = split_modifiers(select, keys, shape, sql)
+    finally:
+        source.meta.pop(SOURCE_MARK, None)
+    plan_parts = []
+    for i, buckets in enumerate(_buckets(parts, salt, within)):
+        predicate = exp.and_(*(hash_predicate(keys, b) for b in buckets))
+        part = split.part_select.copy()
+        inner = next(n for n in part.find_all(exp.Select) if n.meta.get(SOURCE_MARK))
+        inner.meta.pop(SOURCE_MARK, None)
+        inner.where(predicate.copy(), append=True, copy=False)
+        plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
+    return Plan(
+        shape=shape,
+        sql=sql,
+        parts=tuple(plan_parts),
+        combine=Combine(kind="union_then", sql=split.combine.sql("duckdb")),
+        key_exprs=tuple(k.sql("duckdb") for k in keys),
+        salt=salt,
+        within=tuple(within),
+        notes=(
+            f"split through a subquery or CTE by its {shape} keys: the outer query only filters, projects, "
+            "orders or limits its rows, and each part filters the source's input rows",
+            *split.notes,
+            *_join_notes(source),
+        ),
+    )
 
 
 def hash_predicate(keys: Sequence[exp.Expression], bucket: Bucket) -> exp.Expression:
