@@ -127,6 +127,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     con.execute(f"COPY (SELECT * FROM events WHERE event_id < 500) TO '{root / 'data/raw/a.csv'}' (HEADER)")
     con.execute(f"COPY (SELECT * FROM events WHERE event_id >= 19500) TO '{root / 'data/raw/b.json'}' (FORMAT json)")
     con.execute(f"COPY (SELECT user_id, sum(amount) AS revenue FROM events GROUP BY user_id) TO '{root / 'out/walk_job.parquet'}' (FORMAT parquet)")
+    # analyze-dataset.md's findings: a semicolon CSV with a short row, Parquet files whose columns differ
+    (root / "data/export.csv").write_text("id;amount;city\n1;9.5;Oslo\n2;3.25\n3;7;Rome\n")
+    con.execute(f"COPY (SELECT 1 AS id) TO '{root / 'data/2024-01.parquet'}' (FORMAT parquet)")
+    con.execute(f"COPY (SELECT 2 AS id, 'b' AS name) TO '{root / 'data/2024-02.parquet'}' (FORMAT parquet)")
     (root / "job.sql").write_text("SELECT user_id, sum(amount) AS revenue FROM 'data/events.parquet' GROUP BY user_id\n")
     (root / "report.sql").write_text("SELECT * FROM 'data/events.parquet' WHERE amount > 100\n")
     return root
@@ -391,7 +395,10 @@ def test_every_json_field_the_pack_names_is_in_real_output(sandbox, tmp_path):
         "settings": [status["settings"]],
         "resources": [status["resources"]],
         "stats": [last("query", "--file", "job.sql")["data"]["stats"]],
-        "data": [last("analyze", "data/events.parquet")["data"]],
+        "data": [
+            last("analyze", "data/events.parquet")["data"],
+            last("analyze", "data/export.csv", "--delimiter", ";", "--csv", "null_padding=true")["data"],
+        ],
         "error": [f["error"] for f in failures],
         "details": [f["error"]["details"] for f in failures],
     }
