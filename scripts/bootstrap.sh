@@ -22,7 +22,7 @@ locks=(requirements.lock)
 [ "${1:-}" = bench ] && locks+=(requirements-bench.lock)
 stamp=.venv/.lock-sha256
 want="$(cat "${locks[@]}" | sha256sum | cut -d' ' -f1)"
-have="$(cat "$stamp" 2>/dev/null)"
+have="$(cat "$stamp" 2>/dev/null || true)"  # no stamp yet on a fresh clone: set -e must not end the script here
 # A stamp of the bench install also covers the plain one: the demo after the tests installs nothing.
 bench_stamp=.venv/.lock-sha256-bench
 if [ "$have" != "$want" ] && ! { [ ${#locks[@]} = 1 ] && [ -f "$bench_stamp" ] && [ "$(cat "$bench_stamp")" = "$(sha256sum requirements.lock | cut -d' ' -f1)" ]; }; then
