@@ -11,15 +11,12 @@ from sidecar.config import Diagnostic, load_pack, validate_dir
 from sidecar.config.yamlload import MarkedDict, load_yaml
 
 REPO = Path(__file__).parents[1]
-ORIGINALS = REPO.parent / "shared/reference/original-pack"
+ORIGINALS = Path(__file__).resolve().parent / "fixtures" / "original-pack"  # copied from ../shared/reference
 TEMPLATES = "duckdb-memory-config-templates.yaml"
 THRESHOLDS = "resource-thresholds-config.yaml"
 CLI = "duckdb-cli-integration-config.yaml"
 FLAGS = "feature-flags.yaml"
 
-needs_originals = pytest.mark.skipif(
-    not ORIGINALS.is_dir(), reason=f"the original BMad pack is not at {ORIGINALS} (shared/reference missing)"
-)
 
 
 MIN_FLAGS = "features:\n  duckdb_analytics:\n    enabled: true\n"
@@ -90,7 +87,6 @@ def test_repo_pack_is_clean() -> None:
         assert pack.flags.state(name).enabled, pack.flags.state(name).reason
 
 
-@needs_originals
 def test_originals_load_with_precise_warnings() -> None:
     pack = load_pack(ORIGINALS, env={})
     diags = pack.diagnostics
@@ -217,8 +213,6 @@ def test_env_substitution(tmp_path: Path) -> None:
 
 def test_a_copy_of_the_originals_in_the_repo_layout(tmp_path: Path) -> None:
     """data/ and config/ subfolders are found as well as the flat layout."""
-    if not ORIGINALS.is_dir():
-        pytest.skip(f"the original BMad pack is not at {ORIGINALS}")
     root = tmp_path / "pack"
     (root / "data").mkdir(parents=True)
     (root / "config").mkdir()

@@ -10,7 +10,7 @@ import pytest
 
 from sidecar.client import REPO_ROOT, RpcError
 
-ORIGINALS = REPO_ROOT.parent / "shared" / "reference" / "original-pack"
+ORIGINALS = Path(__file__).resolve().parent / "fixtures" / "original-pack"  # copied from ../shared/reference
 FLAGS = "config/feature-flags.yaml"
 
 
@@ -76,7 +76,6 @@ def test_bad_request_settings_are_invalid_params(sidecar):
         assert needle in str(err.value)
 
 
-@pytest.mark.skipif(not ORIGINALS.is_dir(), reason="shared/reference/original-pack is not beside the repo")
 def test_validate_the_original_pack_lists_warnings_with_file_and_line(sidecar, tmp_path):
     pack = tmp_path / "original"
     shutil.copytree(ORIGINALS, pack)

@@ -18,7 +18,7 @@ from sidecar.resources import Resources, detect_resources
 GiB = 1024**3
 MiB = 1024**2
 REPO = Path(__file__).parents[1]
-ORIGINALS = REPO.parent / "shared/reference/original-pack"
+ORIGINALS = Path(__file__).resolve().parent / "fixtures" / "original-pack"  # copied from ../shared/reference
 
 PROFILES = """\
 small:
@@ -301,7 +301,6 @@ def test_on_this_machine_with_the_repo_pack(tmp_path: Path) -> None:
         resolve_settings(repo_pack, res, profile=name, env={})
 
 
-@pytest.mark.skipif(not ORIGINALS.is_dir(), reason=f"the original BMad pack is not at {ORIGINALS}")
 def test_original_container_profile_uses_the_env_share(tmp_path: Path) -> None:
     originals = load_pack(ORIGINALS, env={"CONTAINER_MEMORY_LIMIT_PCT": "40"})
     s = resolve_settings(originals, machine(), profile="container", env={})

@@ -14,11 +14,7 @@ from sidecar.monitor.config import monitor_config
 from sidecar.monitor.rules import HYSTERESIS_POINTS
 
 THRESHOLDS = "data/resource-thresholds-config.yaml"
-ORIGINAL = next(  # beside the main checkout, or two levels up from a worktree
-    p / "shared" / "reference" / "original-pack"
-    for p in Path(__file__).resolve().parents[1:4]
-    if (p / "shared" / "reference" / "original-pack").is_dir()
-)
+ORIGINAL = Path(__file__).resolve().parent / "fixtures" / "original-pack"  # copied from ../shared/reference
 
 ALERTING = """
 alerting_rules:
