@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs, reproducibly, into ./.venv and bmad_bridge/node_modules.
 # Idempotent and cheap when nothing changed: a stamp records the lock files' hash.
-# `bootstrap.sh bench` adds the bench extra (requirements-bench.lock: report charts, TPC-H data),
-# which the test suite needs and the demo does not.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -18,20 +16,26 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 
+# Each extra named on the command line adds its lock: `bench` (report charts, TPC-H data) and `ray` (the
+# distributed executor), which the test suite needs and the demo does not.
 locks=(requirements.lock)
-[ "${1:-}" = bench ] && locks+=(requirements-bench.lock)
-stamp=.venv/.lock-sha256
-want="$(cat "${locks[@]}" | sha256sum | cut -d' ' -f1)"
-have="$(cat "$stamp" 2>/dev/null || true)"  # no stamp yet on a fresh clone: set -e must not end the script here
-# A stamp of the bench install also covers the plain one: the demo after the tests installs nothing.
-bench_stamp=.venv/.lock-sha256-bench
-if [ "$have" != "$want" ] && ! { [ ${#locks[@]} = 1 ] && [ -f "$bench_stamp" ] && [ "$(cat "$bench_stamp")" = "$(sha256sum requirements.lock | cut -d' ' -f1)" ]; }; then
+for extra in "$@"; do
+  [ -f "requirements-$extra.lock" ] || { echo "bootstrap: no lock file for extra '$extra'" >&2; exit 1; }
+  locks+=("requirements-$extra.lock")
+done
+# One stamp per lock: the demo after the tests installs nothing, the tests after the demo only the extras.
+stale=0
+for lock in "${locks[@]}"; do
+  want="$(sha256sum "$lock" | cut -d' ' -f1)"
+  have="$(cat ".venv/.stamp-$lock" 2>/dev/null || true)"  # no stamp on a fresh clone: set -e must not end the script
+  [ "$want" = "$have" ] || stale=1
+done
+if [ $stale = 1 ]; then
   echo "bootstrap: installing Python dependencies from ${locks[*]}" >&2
   args=()
   for lock in "${locks[@]}"; do args+=(-r "$lock"); done
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes "${args[@]}"
-  echo "$want" > "$stamp"
-  if [ ${#locks[@]} = 2 ]; then sha256sum requirements.lock | cut -d' ' -f1 > "$bench_stamp"; else rm -f "$bench_stamp"; fi
+  for lock in "${locks[@]}"; do sha256sum "$lock" | cut -d' ' -f1 > ".venv/.stamp-$lock"; done
 fi
 
 if [ -f bmad_bridge/package-lock.json ] && command -v npm >/dev/null 2>&1; then
