@@ -13,6 +13,7 @@ from sidecar.config import Diagnostic, FlagState, Settings
 from sidecar.errors import InputError
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
+from sidecar.protocol.framing import MAX_LINE_BYTES
 from sidecar.resources import Resources
 
 __all__ = ["InitializeParams", "InitializeResult", "ServerInfo"]
@@ -47,6 +48,8 @@ class InitializeResult(msgspec.Struct, frozen=True):
     flags: dict[str, FlagState]
     methods: list[str]
     diagnostics: list[Diagnostic]
+    max_request_bytes: int
+    """The longest request line the sidecar reads; a client refuses a longer request before sending it."""
 
 
 @registry.method("initialize", params=InitializeParams, result=InitializeResult, inline=True)
@@ -75,6 +78,7 @@ def initialize(call: Call, p: InitializeParams) -> InitializeResult:
         flags=dict(session.pack.flags.states),
         methods=sorted([*registry.methods, "$/cancelRequest", "exit"]),
         diagnostics=list(session.pack.diagnostics),
+        max_request_bytes=MAX_LINE_BYTES,
     )
 
 
