@@ -14,6 +14,14 @@ from sidecar.client import REPO_ROOT, SidecarProcess
 
 PACK = REPO_ROOT / "expansion-pack"
 
+THOROUGH = os.environ.get("BMAD_DATA_TEST_THOROUGH") == "1"
+"""Set by scripts/test-slow.sh: the heaviest property tests draw their full number of examples."""
+
+
+def examples(full: int) -> int:
+    """A heavy property test's example count: `full` in the thorough run, a third of it in CI's."""
+    return full if THOROUGH else max(20, full // 3)
+
 
 @pytest.fixture(autouse=True)
 def fresh_default_duckdb_connection() -> None:
