@@ -62,6 +62,22 @@ test('the dashboard in Chromium: a real job moves the chart, its alert fires and
     assert.equal(await page.getAttribute('#window button[data-window="60"]', 'class'), 'active');
     t.diagnostic(`time window click to the next frame: ${await page.getAttribute('body', 'data-last-interaction-ms')} ms`);
 
+    // hovering a chart shows each line's value in the legend
+    const legendRss = page.locator('#chart-memory .u-legend .u-series').nth(1).locator('.u-value');
+    const box = await page.locator('#chart-memory .u-over').boundingBox();
+    await page.mouse.move(box.x + box.width - 5, box.y + box.height / 2);
+    assert.match(await legendRss.innerText(), /^[\d.]+ [KMG]?B$/);
+
+    // a page that loses the server says so
+    const second = await startDashboard({ client, intervalMs: 250 });
+    const other = await browser.newPage();
+    await other.goto(second.url);
+    await other.waitForSelector('#status.live');
+    await second.close();
+    await other.waitForSelector('#status.lost', { timeout: 20000 });
+    assert.match(await other.locator('#banner').innerText(), /Lost the connection to `bmad-data monitor --web`/);
+    await other.close();
+
     process.kill(client.pid, 'SIGKILL');
     await page.waitForSelector('#banner:not([hidden])', { timeout: 20000 });
     assert.match(await page.locator('#banner').innerText(), /The sidecar is gone: the sidecar was killed by SIGKILL/);
