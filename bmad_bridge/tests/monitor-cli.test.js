@@ -82,11 +82,14 @@ test('the sidecar dying ends the monitor with SIDECAR_EXITED (exit 12), not a ha
   assert.match(error.hint, /Run the monitor again/);
 });
 
-test('--port needs --web; --once goes alone: usage errors that say what to do', async () => {
+test('--port needs --web; --once goes alone; --web takes no --count: usage errors that say what to do', async () => {
   const port = await runCli(['monitor', '--port', '8080', '--json']);
   assert.equal(port.code, EXIT_CODES.USAGE);
   assert.match(port.lines[0].error.message, /--port .* needs --web/);
   const once = await runCli(['monitor', '--once', '--count', '2', '--json']);
   assert.equal(once.code, EXIT_CODES.USAGE);
   assert.match(once.lines[0].error.hint, /--once alone/);
+  const web = await runCli(['monitor', '--web', '--count', '2', '--json']);
+  assert.equal(web.code, EXIT_CODES.USAGE);
+  assert.match(web.lines[0].error.message, /--web .* does not go with --count/);
 });

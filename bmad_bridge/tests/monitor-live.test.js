@@ -50,7 +50,7 @@ test('the terminal view and the line mode follow a real query: memory, the alert
     const viewing = watch({ client, reporter: plainReporter(tty), signal: stop.signal }, { interval: 0.2 }, tty);
     const piping = watch({ client, reporter: plainReporter(pipe), signal: stop.signal }, { interval: 0.2 }, pipe);
     await waitFor(() => frames(tty.text).length >= 2, { timeoutMs: 20000 });
-    const answer = await client.request('query.run', { sql: HEAVY });
+    const answer = await client.request('query.run', { sql: HEAVY, job_id: 'heavy-groupby' });
     assert.deepEqual(answer.rows, [[2000000]]);
     const resolved = () => pipe.text.split('\n').some((l) => l.includes('"type":"alert"') && l.includes('"state":"resolved"'));
     assert.ok(await waitFor(resolved, { timeoutMs: 30000 }), `no alert resolved:\n${pipe.text.slice(-2000)}`);
@@ -68,6 +68,7 @@ test('the terminal view and the line mode follow a real query: memory, the alert
     }
     const busy = drawn.find((f) => f.some((l) => l.startsWith('Job ')));
     assert.ok(busy, 'no frame showed the running job');
+    assert.ok(drawn.some((f) => f.some((l) => /^Job \d+ · pid \d+ · [\d.]+ m?s · query [0-9a-f]{12} · heavy-groupby/.test(l))), 'the job\'s name (system.resources) by its worker');
     assert.match(busy.join('\n'), /RSS +[█░]+ [\d.]+ [KMG]?B of ceiling [\d.]+ [KMG]?B \(\d+%\)/);
     assert.match(busy.join('\n'), /managed +[█░]+ [\d.]+ [KMG]?B of DuckDB limit [\d.]+ [KMG]?B/);
     assert.ok(drawn.some((f) => f.some((l) => /● WARNING firing duckdb_memory_warning +DuckDB memory usage at [\d.]+% of limit/.test(l))));

@@ -64,7 +64,6 @@ function workerLines(w, named, barCells) {
     title.push(' · ', ['title', job.job_id]);
     if (job.parts_total) title.push(` part ${Math.min(job.parts_done + 1, job.parts_total)}/${job.parts_total} (${job.parts_done} done)`);
   }
-  for (const key of ['rung', 'part', 'progress']) if (w[key] !== undefined && w[key] !== null) title.push(` · ${key} ${w[key]}`);
   const rssLevel = w.ceiling_bytes > 0 && w.rss_bytes / w.ceiling_bytes >= 0.9 ? 'bad' : 'bar';
   const managedLevel = w.duckdb_limit_bytes > 0 && w.managed_bytes / w.duckdb_limit_bytes >= 0.9 ? 'warn' : 'bar';
   return [

@@ -37,6 +37,11 @@ function validate(opts) {
   if (opts.port !== undefined && !opts.web) {
     throw new BmadDataError('USAGE', '--port is the dashboard\'s port and needs --web', { hint: 'Add --web, or leave --port out.' });
   }
+  if (opts.web && opts.count !== undefined) {
+    throw new BmadDataError('USAGE', '--web serves the dashboard until Ctrl+C: it does not go with --count', {
+      hint: 'Leave --count out with --web, or drop --web for n samples in the terminal.',
+    });
+  }
   if (opts.once && (opts.web || opts.count !== undefined)) {
     throw new BmadDataError('USAGE', '--once shows one state and stops: it does not go with --web or --count', {
       hint: 'Use --once alone, or --count <n> for n samples.',
