@@ -48,7 +48,8 @@ test('the terminal view and the line mode follow a real query: memory, the alert
     const pipe = recorder();
     const stop = new AbortController();
     const viewing = watch({ client, reporter: plainReporter(tty), signal: stop.signal }, { interval: 0.2 }, tty);
-    const piping = watch({ client, reporter: plainReporter(pipe), signal: stop.signal }, { interval: 0.2 }, pipe);
+    const pipeReporter = plainReporter(pipe);
+    const piping = watch({ client, reporter: pipeReporter, signal: stop.signal }, { interval: 0.2 }, pipe);
     await waitFor(() => frames(tty.text).length >= 2, { timeoutMs: 20000 });
     const answer = await client.request('query.run', { sql: HEAVY, job_id: 'heavy-groupby' });
     assert.deepEqual(answer.rows, [[2000000]]);
@@ -81,6 +82,9 @@ test('the terminal view and the line mode follow a real query: memory, the alert
     const alerts = lines.filter((l) => l.type === 'alert' && l.rule === 'duckdb_memory_warning');
     assert.deepEqual(alerts.map((a) => a.state), ['firing', 'resolved']);
     assert.equal(alerts[0].id, alerts[1].id);
+    // and for the person at the pipe's end, in BMad's style on stderr
+    assert.match(pipeReporter.stderr.text, /⚠️ {2}warning alert duckdb_memory_warning firing: DuckDB memory usage at [\d.]+% of limit/);
+    assert.match(pipeReporter.stderr.text, /\nwarning alert duckdb_memory_warning resolved: resolved: /);
   } finally {
     await client.close();
   }
