@@ -51,6 +51,15 @@ test('the terminal view and the line mode follow a real query: memory, the alert
     const pipeReporter = plainReporter(pipe);
     const piping = watch({ client, reporter: pipeReporter, signal: stop.signal }, { interval: 0.2 }, pipe);
     await waitFor(() => frames(tty.text).length >= 2, { timeoutMs: 20000 });
+    // a narrower terminal: the screen is cleared once and the frame drawn again at the new width
+    Object.assign(tty, { columns: 60 });
+    tty.emit('resize');
+    const [, afterResize] = tty.text.split('\x1b[2J\x1b[H');
+    const [narrow] = frames(afterResize || '');
+    assert.ok(narrow && narrow[0].startsWith('bmad-data monitor'), `redrawn at once: ${JSON.stringify(afterResize)}`);
+    for (const line of narrow) assert.ok(width(line) <= 60, `wider than 60 columns after the resize: ${line}`);
+    Object.assign(tty, { columns: 100 });
+    tty.emit('resize');
     const answer = await client.request('query.run', { sql: HEAVY, job_id: 'heavy-groupby' });
     assert.deepEqual(answer.rows, [[2000000]]);
     const resolved = () => pipe.text.split('\n').some((l) => l.includes('"type":"alert"') && l.includes('"state":"resolved"'));

@@ -134,10 +134,11 @@ function frameLines(state, { cols = 80, rows = 24, paint = {} } = {}) {
  * write. A resize clears the screen once, since the terminal has re-wrapped the old frame.
  */
 class TerminalScreen {
-  constructor(stream) {
+  /** `redraw` is called after a resize, to draw the frame again at the new size at once. */
+  constructor(stream, redraw = () => {}) {
     this.stream = stream;
     this.drawn = 0;
-    this.onResize = () => { this.stream.write('\x1b[2J\x1b[H'); this.drawn = 0; };
+    this.onResize = () => { this.stream.write('\x1b[2J\x1b[H'); this.drawn = 0; redraw(); };
     stream.on('resize', this.onResize);
   }
 

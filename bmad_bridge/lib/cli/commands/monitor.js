@@ -83,13 +83,13 @@ async function watch({ client, reporter, signal }, opts, out = process.stdout) {
     else out.write(`${JSON.stringify({ type, command: 'monitor', ...payload })}\n`);
   };
   const state = { sample: null, alerts: new Map(), named: [], intervalS: opts.interval, note: null };
-  const screen = mode === 'tty' ? new TerminalScreen(out) : null;
   const paint = painter(reporter.out);
   const redraw = () => {
     if (!screen || !state.sample) return;
     const view = { ...state, alerts: shownAlerts(state.alerts, Date.now()) };
     screen.draw(frameLines(view, { ...screen.size, paint }));
   };
+  const screen = mode === 'tty' ? new TerminalScreen(out, redraw) : null;
   const onAlert = (alert) => {
     state.alerts.set(alert.id, alert);
     if (mode === 'tty') return redraw();
