@@ -6,7 +6,7 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/bootstrap.sh bench ray || exit 1
+bash scripts/bootstrap.sh bench ray browser || exit 1
 BMAD_DATA_TEST_THOROUGH=1 .venv/bin/python -m pytest -m "" --timeout 1200 "$@"
 rc=$?
 if [ $rc -eq 5 ]; then
