@@ -17,11 +17,12 @@ import msgspec
 from sidecar.config.diagnostics import Diagnostic
 from sidecar.errors import InvalidParams, did_you_mean
 from sidecar.methods import registry
-from sidecar.monitor.events import AlertEvent
+from sidecar.monitor.actions import Remedies
+from sidecar.monitor.events import AlertEvent, HeldAction
 from sidecar.monitor.config import MonitorConfig, monitor_config
 from sidecar.monitor.metrics import METRICS, MetricsSample
 from sidecar.monitor.service import MIN_INTERVAL_MS, MonitorService
-from sidecar.monitor.source import SupervisorSource
+from sidecar.monitor.source import SupervisorLevers, SupervisorSource
 from sidecar.protocol.dispatcher import Call
 
 __all__ = [
@@ -72,6 +73,8 @@ class Snapshot(msgspec.Struct, frozen=True):
     metrics: MetricsSample
     alerts: list[AlertEvent]
     """The alerts firing now."""
+    holds: list[HeldAction] = []
+    """What firing rules hold on admission control now (pause, narrow, resize new jobs)."""
 
 
 class HistoryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -122,8 +125,12 @@ def _service(call: Call) -> MonitorService:
         if session.monitor is None:
             refresh = _refresher(session)
             config, alerting = _configure(session, session.pack)
-            source = SupervisorSource(session.engine.supervisor, lambda: session.settings.temp_directory)
-            session.monitor = MonitorService(source, config, session.notify, alerting=alerting, refresh=refresh)
+            supervisor = session.engine.supervisor
+            source = SupervisorSource(supervisor, lambda: session.settings.temp_directory)
+            remedies = Remedies(SupervisorLevers(supervisor))
+            session.monitor = MonitorService(
+                source, config, session.notify, alerting=alerting, refresh=refresh, remedies=remedies
+            )
         service: MonitorService = session.monitor
     return service
 
@@ -146,7 +153,12 @@ def unsubscribe(call: Call, p: UnsubscribeParams) -> UnsubscribeResult:
 def snapshot(call: Call, _: None) -> Snapshot:
     """The latest sample (every worker, the machine, the jobs) and the alerts firing now."""
     service = _service(call)
-    return Snapshot(service.latest(), list(service.active.values()))
+    holds = list(service.remedies.holds.values()) if service.remedies is not None else []
+    return Snapshot(
+        service.latest(),
+        list(service.active.values()),
+        [HeldAction(rule=h.rule, pause=h.pause, max_jobs=h.max_jobs, scale=h.scale) for h in holds],
+    )
 
 
 @registry.method("monitor.history", params=HistoryParams, result=HistoryResult)

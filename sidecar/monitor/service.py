@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 
 import msgspec
 
+from sidecar.monitor.actions import Remedies
 from sidecar.monitor.alert_log import AlertLog
 from sidecar.monitor.alerts import ThresholdEngine
 from sidecar.monitor.events import AlertEvent, MetricsNotice
@@ -53,6 +54,7 @@ class MonitorService:
         *,
         alerting: bool,
         refresh: Callable[[], tuple[MonitorConfig, bool] | None] | None = None,
+        remedies: Remedies | None = None,
     ) -> None:
         self.source = source
         self.config = config
@@ -60,6 +62,8 @@ class MonitorService:
         self.alerting = alerting
         self.refresh = refresh
         """Called before each sample: a new (config, alerting) after a config reload, else None."""
+        self.remedies = remedies
+        """Runs a firing alert's remediation actions; None: alerts only name them."""
         self.engine = ThresholdEngine(config.rules)
         self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
         self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
@@ -95,6 +99,9 @@ class MonitorService:
         """A config reload (on the monitor thread, between two samples): new rules (alert state
         kept by rule name), channels and cadence."""
         events = self.engine.replace_rules(config.rules, int(time.time() * 1000)) if alerting else []
+        if self.remedies is not None:
+            for event in events:
+                self.remedies.lift(event.rule)
         with self._lock:
             self.config = config
             self.alerting = alerting
@@ -145,7 +152,11 @@ class MonitorService:
         if change is not None:
             self.reconfigure(*change)
         sample = self.source.sample()
-        events = self.engine.feed(metric_values(sample), placeholders(sample), sample.at_ms) if self.alerting else []
+        values = metric_values(sample)
+        events = self.engine.feed(values, placeholders(sample), sample.at_ms) if self.alerting else []
+        if self.remedies is not None:
+            events = [self._remedy(self.remedies, event, sample) for event in events]
+            self.remedies.relax(values)
         now = time.monotonic()
         with self._lock:
             self.samples.append(sample)
@@ -163,6 +174,21 @@ class MonitorService:
         for s in due:
             self.notify("monitor/metrics", MetricsNotice(subscription=s.id, sample=sample))
         return sample
+
+    def _remedy(self, remedies: Remedies, event: AlertEvent, sample: MetricsSample) -> AlertEvent:
+        """Run the actions of an alert that just fired (not of an escalation); lift its holds
+        when it resolves."""
+        if event.state == "resolved":
+            remedies.lift(event.rule)
+            return event
+        rule = next((r for r in self.engine.rules.rules if r.name == event.rule), None)
+        level = self.engine.rules.levels[event.severity]
+        if rule is None or event.escalated or not level.auto_remediation:
+            return event
+        results = remedies.act(rule, event.message, sample, level.force_cleanup)
+        return msgspec.structs.replace(
+            event, actions_taken=[r.action for r in results if r.done], remediation=results
+        )
 
     def _deliver(self, events: list[AlertEvent], anyone: bool | None = None) -> None:
         if anyone is None:

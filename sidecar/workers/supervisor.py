@@ -28,14 +28,16 @@ from sidecar.config.settings import duckdb_limit_for
 from sidecar.engine.database import EngineSettings
 from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import pid_alive, remove_orphaned_outputs
-from sidecar.errors import ERROR_CLASSES, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
+from sidecar.errors import (
+    ERROR_CLASSES, Cancelled, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed,
+)
 from sidecar.jobs.types import Attempt, QueryResult, QuerySpec
 from sidecar.units import format_size
 from sidecar.workers.admission import Admission, Reservation
 from sidecar.workers.handle import JobOutcome, WorkerDied, WorkerHandle
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.protocol import AnalyzeSpec, Run
-from sidecar.workers.watchdog import Watch, Watchdog
+from sidecar.workers.watchdog import ALERT_REASON, Watch, Watchdog
 
 __all__ = ["OOM_KILL_HINT_FRACTION", "Job", "Limits", "Outcome", "Supervisor"]
 
@@ -236,6 +238,14 @@ class Supervisor:
         self, outcome: JobOutcome | WorkerDied, watch: Watch, call: Any, reservation: Reservation
     ) -> tuple[str | None, SidecarError]:
         """The failure code a retry may rescue (or None), and the error the user sees if nothing does."""
+        if watch.interrupted_for is not None and watch.interrupted_for.startswith(ALERT_REASON):
+            rule, _, sentence = watch.interrupted_for[len(ALERT_REASON):].partition(":")
+            return None, Cancelled(
+                f"stopped by the monitor: {sentence}",
+                hint="The alert's remediation_actions include kill_queries (data/resource-thresholds-config.yaml); "
+                "give the job less to hold (a split, a file output), or remove kill_queries there.",
+                details={"stopped_by": "monitor", "rule": rule},
+            )
         if isinstance(outcome, WorkerDied):
             why = outcome.killed_for
             if why == "memory_emergency":  # interrupted near the ceiling, did not stop, was killed
