@@ -18,6 +18,7 @@ from sidecar.config.pack import Pack
 from sidecar.config.validate import INFO, Ctx, Leaf, Section, to_bool, to_choice, to_int, to_size, to_str, walk
 from sidecar.config.yamlload import MarkedDict, load_yaml
 from sidecar.monitor.rules import RuleSet, build_rules
+from sidecar.monitor.triggers import build_triggers
 from sidecar.monitor.webhook import WebhookChannel, expand_env
 
 __all__ = ["LogChannel", "MonitorConfig", "monitor_config", "DEFAULT_INTERVAL_MS", "DEFAULT_HISTORY"]
@@ -117,6 +118,8 @@ def monitor_config(pack: Pack, state_directory: str, env: Mapping[str, str] | No
     th = pack.thresholds
     ctx = Ctx(file=th.path if th is not None else "", env=os.environ)
     alerting: MarkedDict | None = None
+    scaling: Any = None
+    degradation: Any = None
     channels = _Channels()
     if th is not None and th.path:
         doc, diags = load_yaml(Path(th.path))
@@ -127,6 +130,7 @@ def monitor_config(pack: Pack, state_directory: str, env: Mapping[str, str] | No
                 alerting = raw
             elif raw is not None:
                 ctx.add("error", doc.value_pos["alerting_rules"], "alerting_rules", "expected a mapping of keys")
+            scaling, degradation = doc.get("scaling_triggers"), doc.get("degradation_procedures")
             raw = doc.get("notification_channels")
             if raw is not None:
                 walked = walk(CHANNELS_SPEC, raw, ctx, "notification_channels", doc.value_pos["notification_channels"])
@@ -136,6 +140,9 @@ def monitor_config(pack: Pack, state_directory: str, env: Mapping[str, str] | No
                 if isinstance(walked, _Channels):
                     channels = walked
     rules = build_rules(th, alerting, ctx)
+    triggers = build_triggers(scaling, degradation, ctx, th.path if th is not None else "")
+    if triggers:
+        rules = RuleSet(rules=[*rules.rules, *triggers], levels=rules.levels)
     webhook_url = _webhook_url(channels, rules, ctx, os.environ if env is None else env)
     log = channels.log
     if not Path(log.log_file).is_absolute():
