@@ -22,6 +22,7 @@ from sidecar.monitor.events import AlertEvent, HeldAction
 from sidecar.monitor.config import MonitorConfig, monitor_config
 from sidecar.monitor.metrics import METRICS, MetricsSample
 from sidecar.monitor.service import MIN_INTERVAL_MS, MonitorService
+from sidecar.monitor.prometheus import PORT_ENV, PrometheusExporter
 from sidecar.monitor.source import SupervisorLevers, SupervisorSource
 from sidecar.protocol.dispatcher import Call
 
@@ -58,6 +59,8 @@ class SubscribeResult(msgspec.Struct, frozen=True):
     """False when the `duckdb_alerting` flag is off: metrics flow, no alert is raised."""
     diagnostics: list[Diagnostic]
     """What the monitor refused in the thresholds file's alerting_rules/notification_channels."""
+    prometheus_url: str | None = None
+    """Where `/metrics` is served (BMAD_DATA_PROMETHEUS_PORT), or None."""
 
 
 class UnsubscribeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -128,11 +131,36 @@ def _service(call: Call) -> MonitorService:
             supervisor = session.engine.supervisor
             source = SupervisorSource(supervisor, lambda: session.settings.temp_directory)
             remedies = Remedies(SupervisorLevers(supervisor))
-            session.monitor = MonitorService(
+            service = MonitorService(
                 source, config, session.notify, alerting=alerting, refresh=refresh, remedies=remedies
             )
+            _export(service, supervisor, session.env)
+            session.monitor = service
         service: MonitorService = session.monitor
     return service
+
+
+def _export(service: MonitorService, supervisor: Any, env: Any) -> None:
+    """Serve /metrics when BMAD_DATA_PROMETHEUS_PORT is set; a bad value is a diagnostic."""
+    raw = (env or {}).get(PORT_ENV)
+    if raw is None or raw == "":
+        return
+    try:
+        port = int(raw)
+        if not 0 <= port <= 65535:
+            raise ValueError(raw)
+        exporter = PrometheusExporter(service.latest, service.firing, lambda: supervisor.worker_deaths)
+        exporter.serve(port)
+    except (ValueError, OSError) as exc:
+        why = f"'{raw}' is not a port number" if isinstance(exc, ValueError) else f"cannot listen on 127.0.0.1:{raw}: {exc}"
+        service.startup_diagnostics.append(
+            Diagnostic("warning", "", None, None, PORT_ENV, f"Prometheus metrics are off: {why}",
+                       "set it to a free port from 1024 to 65535, or 0 for any free port")
+        )
+        log.warning("Prometheus metrics are off: %s", why)
+        return
+    supervisor.attempt_listeners.append(exporter.on_attempt)
+    service.exporter = exporter
 
 
 @registry.method("monitor.subscribe", params=SubscribeParams, result=SubscribeResult)
@@ -140,7 +168,9 @@ def subscribe(call: Call, p: SubscribeParams) -> SubscribeResult:
     """Stream `monitor/metrics` and `monitor/alert` notifications until `monitor.unsubscribe`."""
     service = _service(call)
     sub = service.subscribe(p.interval_ms, p.alerts_only)
-    return SubscribeResult(sub.id, sub.interval_ms, service.alerting, list(service.config.diagnostics))
+    diagnostics = [*service.config.diagnostics, *service.startup_diagnostics]
+    url = service.exporter.url if service.exporter is not None else None
+    return SubscribeResult(sub.id, sub.interval_ms, service.alerting, diagnostics, url)
 
 
 @registry.method("monitor.unsubscribe", params=UnsubscribeParams, result=UnsubscribeResult)

@@ -17,12 +17,14 @@ from typing import Callable, Protocol
 
 import msgspec
 
+from sidecar.config.diagnostics import Diagnostic
 from sidecar.monitor.actions import Remedies
 from sidecar.monitor.alert_log import AlertLog
 from sidecar.monitor.alerts import ThresholdEngine
 from sidecar.monitor.events import AlertEvent, MetricsNotice
 from sidecar.monitor.config import MonitorConfig
 from sidecar.monitor.metrics import MetricsSample, metric_values, placeholders
+from sidecar.monitor.prometheus import PrometheusExporter
 from sidecar.monitor.webhook import WebhookSender
 
 __all__ = ["MetricSource", "Subscription", "MonitorService", "MIN_INTERVAL_MS"]
@@ -63,6 +65,10 @@ class MonitorService:
         self.refresh = refresh
         """Called before each sample: a new (config, alerting) after a config reload, else None."""
         self.remedies = remedies
+        self.exporter: PrometheusExporter | None = None
+        self.startup_diagnostics: list[Diagnostic] = []
+        """Problems of the monitor's environment (a bad BMAD_DATA_PROMETHEUS_PORT)."""
+        """Serves /metrics when BMAD_DATA_PROMETHEUS_PORT is set (sidecar.methods.monitor starts it)."""
         """Runs a firing alert's remediation actions; None: alerts only name them."""
         self.engine = ThresholdEngine(config.rules)
         self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
@@ -199,6 +205,8 @@ class MonitorService:
                     self.active.pop(event.id, None)
         for event in events:
             log.info("alert %s %s: %s", event.state, event.rule, event.message)
+            if self.exporter is not None and event.state == "firing" and not event.escalated:
+                self.exporter.on_alert(event.severity)
             if self.alert_log is not None and "log" in event.channels:
                 self.alert_log.write(event)
             if self.webhook is not None and "webhook" in event.channels:
@@ -206,7 +214,18 @@ class MonitorService:
             if anyone:
                 self.notify("monitor/alert", event)
 
+    def firing(self) -> dict[str, int]:
+        """How many alerts fire now, by severity (every severity, 0 when none)."""
+        with self._lock:
+            active = list(self.active.values())
+        counts = dict.fromkeys(("info", "warning", "critical", "emergency"), 0)
+        for event in active:
+            counts[event.severity] = counts.get(event.severity, 0) + 1
+        return counts
+
     def close(self) -> None:
+        if self.exporter is not None:
+            self.exporter.close()
         self._stopped.set()
         self._wake.set()
         self._thread.join(timeout=5)

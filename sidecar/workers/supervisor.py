@@ -106,6 +106,9 @@ class Supervisor:
         self._jobs = itertools.count(1)
         self._workers: dict[Any, int] = {}
         self._workers_lock = threading.Lock()
+        self.attempt_listeners: list[Callable[[Attempt], None]] = []
+        """Told of every attempt as it ends (the monitor's Prometheus counters)."""
+        self.worker_deaths = 0
         self.pool.prewarm()
 
     def retune(self, settings: Settings) -> None:
@@ -201,10 +204,12 @@ class Supervisor:
                 if on_sample is not None and finals:
                     on_sample(finals[0])
                 result = outcome_or_error.result
+                self._tell(attempt)
                 return Outcome(attempt, msgspec.convert(result, QueryResult) if job.kind == "query" else result)
             failure, error = self._classify(outcome_or_error, watch, call, reservation)
             room = max(0, self.admission.machine_budget - self.admission.reserved)
             attempt = msgspec.structs.replace(attempt, outcome=failure or error.code)
+            self._tell(attempt)
             return Outcome(attempt, None, error, failure, room)
         finally:
             self.admission.release(reservation)
@@ -212,6 +217,13 @@ class Supervisor:
                 self.pool.release(handle)
             if lock is not None:
                 lock.release()
+
+    def _tell(self, attempt: Attempt) -> None:
+        for listener in list(self.attempt_listeners):
+            try:
+                listener(attempt)
+            except Exception:  # a listener's failure must not fail the job; report it
+                log.warning("an attempt listener failed", exc_info=True)
 
     def _cancel(self, watch: Watch, call: Any) -> None:
         watch.interrupted_for = call.cancel_reason or "cancelled"
@@ -308,6 +320,7 @@ class Supervisor:
 
     def _after_death(self, handle: WorkerHandle) -> None:
         """A worker died: its spill directory and half-written outputs go (its database stays)."""
+        self.worker_deaths += 1
         freed, removed = remove_orphaned_outputs(Path(self.settings.state_directory) / "pending-outputs")
         spill = Path(self.settings.temp_directory)
         if spill.is_dir():
