@@ -119,7 +119,7 @@ def test_the_original_packs_file_loads_with_every_refusal_named(tmp_path):
     ]
     assert by_name["cpu_usage_warning"].remediation_actions == ["monitor", "throttle_queries"]
     assert ruleset.levels["emergency"].force_cleanup is True
-    assert "sms has no provider" in refused and "name the webhook, but it is not enabled" in refused
+    assert "sms has no provider" in refused and "name the webhook channel, but it is not enabled" in refused
     names = {r.name for r in ruleset.rules}
     assert {"duckdb_memory_emergency", "system_memory_critical", "cpu_usage_warning"} <= names
 

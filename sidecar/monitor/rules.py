@@ -43,8 +43,9 @@ PLACEHOLDERS = frozenset(
     }
 )
 CHANNELS = ("log", "console", "webhook", "email", "sms")
-DELIVERED_CHANNELS = frozenset({"log", "console", "webhook"})
-"""`console` is the protocol subscriber; `log` is a JSON-lines file; `webhook` a POST."""
+DELIVERED_CHANNELS = frozenset({"log", "console", "webhook", "email"})
+"""`console` is the protocol subscriber and stderr; `log` a JSON-lines file; `webhook` a POST;
+`email` SMTP (sidecar.monitor.channels)."""
 
 
 class SeverityLevel(msgspec.Struct, frozen=True, kw_only=True):
@@ -216,16 +217,13 @@ def _levels(parsed: _AlertingRules, ctx: Ctx, keys: dict[str, Any]) -> dict[str,
         for i, channel in enumerate(channels):
             cpath = f"{path}.notification_channels[{i}]"
             if channel == "sms":
-                ctx.add("warning", ctx.positions.get(cpath), cpath, "sms has no provider in this sidecar",
+                ctx.add("warning", ctx.positions.get(cpath), cpath,
+                        "sms has no provider in this sidecar: alerts are NOT delivered by SMS",
                         "route SMS through the webhook channel (an SMS gateway's HTTP endpoint)")
             elif channel not in CHANNELS:
                 ctx.add("error", ctx.positions.get(cpath), cpath,
                         f"unknown notification channel '{channel}'{did_you_mean(channel, CHANNELS)}",
                         f"the channels are {', '.join(CHANNELS)}")
-            elif channel not in DELIVERED_CHANNELS:
-                ctx.add("warning", ctx.positions.get(cpath), cpath,
-                        f"the '{channel}' channel is not delivered by this sidecar yet; alerts still go to "
-                        "the log and to protocol subscribers", "remove it, or use log/console")
         base = levels[name]
         levels[name] = SeverityLevel(
             name=name,

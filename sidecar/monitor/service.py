@@ -25,6 +25,7 @@ from sidecar.monitor.events import AlertEvent, MetricsNotice
 from sidecar.monitor.config import MonitorConfig
 from sidecar.monitor.metrics import MetricsSample, metric_values, placeholders
 from sidecar.monitor.prometheus import PrometheusExporter
+from sidecar.monitor.channels import ConsoleWriter, EmailSender
 from sidecar.monitor.webhook import WebhookSender
 
 __all__ = ["MetricSource", "Subscription", "MonitorService", "MIN_INTERVAL_MS"]
@@ -43,6 +44,28 @@ class Subscription(msgspec.Struct, kw_only=True):
     interval_ms: int
     alerts_only: bool
     last_sent: float = 0.0
+
+
+class Sink(Protocol):
+    def send(self, record: msgspec.Struct) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _sinks(config: MonitorConfig, alerting: bool) -> dict[str, Sink]:
+    """The channels a config turns on (none while alerting is off)."""
+    if not alerting:
+        return {}
+    sinks: dict[str, Sink] = {}
+    if config.log.enabled:
+        sinks["log"] = AlertLog(config.log)
+    if config.webhook_url:
+        sinks["webhook"] = WebhookSender(config.webhook, config.webhook_url)
+    if config.email_target is not None:
+        sinks["email"] = EmailSender(config.email, config.email_target)
+    if config.console.enabled:
+        sinks["console"] = ConsoleWriter(config.console)
+    return sinks
 
 
 class MonitorService:
@@ -71,8 +94,8 @@ class MonitorService:
         """Serves /metrics when BMAD_DATA_PROMETHEUS_PORT is set (sidecar.methods.monitor starts it)."""
         """Runs a firing alert's remediation actions; None: alerts only name them."""
         self.engine = ThresholdEngine(config.rules)
-        self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
-        self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
+        self.sinks = _sinks(config, alerting)
+        """The alert channels on now, by the name severity levels use (log, webhook, email, console)."""
         self.samples: deque[MetricsSample] = deque(maxlen=config.history)
         self.alerts: deque[AlertEvent] = deque(maxlen=config.alert_history)
         self.active: dict[str, AlertEvent] = {}
@@ -111,12 +134,10 @@ class MonitorService:
         with self._lock:
             self.config = config
             self.alerting = alerting
-            old_log, old_hook = self.alert_log, self.webhook
-            self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
-            self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
-        for closing in (old_log, old_hook):
-            if closing is not None:
-                closing.close()
+            old = self.sinks
+            self.sinks = _sinks(config, alerting)
+        for closing in old.values():
+            closing.close()
         self._deliver(events)
 
     def latest(self) -> MetricsSample:
@@ -207,10 +228,9 @@ class MonitorService:
             log.info("alert %s %s: %s", event.state, event.rule, event.message)
             if self.exporter is not None and event.state == "firing" and not event.escalated:
                 self.exporter.on_alert(event.severity)
-            if self.alert_log is not None and "log" in event.channels:
-                self.alert_log.write(event)
-            if self.webhook is not None and "webhook" in event.channels:
-                self.webhook.send(event)
+            for name, sink in self.sinks.items():
+                if name in event.channels:
+                    sink.send(event)
             if anyone:
                 self.notify("monitor/alert", event)
 
@@ -229,9 +249,7 @@ class MonitorService:
         self._stopped.set()
         self._wake.set()
         self._thread.join(timeout=5)
-        if self.alert_log is not None:
-            self.alert_log.close()
-        if self.webhook is not None:
-            self.webhook.close()
+        for sink in self.sinks.values():
+            sink.close()
 
 
