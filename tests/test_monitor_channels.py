@@ -160,3 +160,20 @@ def test_an_unset_variable_turns_email_off_with_a_warning_at_its_line(pack_dir):
     said = next(d for d in config.diagnostics if d.path == "notification_channels.email.recipients")
     assert "ALERT_EMAIL not set" in said.message
     assert said.line == next(i for i, line in enumerate(path.read_text().splitlines(), 1) if "ALERT_EMAIL" in line)
+
+
+def test_autostart_raises_alerts_into_the_log_with_no_monitor_call(start_sidecar, pack_dir, tmp_path):
+    path: Path = pack_dir / THRESHOLDS
+    text = path.read_text()
+    planted = text.replace("    warning: 80\n    critical: 90\n", "    warning: 1\n    critical: 90\n")
+    planted = planted.replace("monitoring_config:\n", "monitoring_config:\n  autostart: true\n")
+    assert planted.count("autostart") == 1
+    path.write_text(planted)
+    sc = start_sidecar()
+    assert sc.request("query.run", {"sql": "SELECT 1"})["rows"] == [[1]]  # the only call: no monitor.*
+    log = tmp_path / "state" / "logs" / "duckdb-alerts.log"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (log.exists() and "system_memory_warning" in log.read_text()):
+        time.sleep(0.1)
+    assert '"rule":"system_memory_warning"' in log.read_text()
+    assert any("monitor started with the sidecar (monitoring_config.autostart)" in line for line in sc.stderr_tail)

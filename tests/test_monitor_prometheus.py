@@ -88,3 +88,20 @@ def test_the_shipped_alert_rules_and_dashboard_use_only_exported_metrics():
     assert {n.removesuffix("_total") for n in EXPORTED} <= {
         re.sub(r"_(bucket|count|sum|total)$", "", n) for n in used_rules | used_dash
     }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_with_a_port_set_the_monitor_starts_with_the_sidecar_before_any_monitor_call(start_sidecar):
+    port = _free_port()
+    sc = start_sidecar(**{PORT_ENV: str(port)})
+    assert sc.request("query.run", {"sql": "SELECT 1"})["rows"] == [[1]]  # no monitor.* call at all
+    families = _scrape(f"http://127.0.0.1:{port}/metrics")
+    assert _value(families["bmad_data_query_duration_seconds"]) >= 1
+    assert any("monitor started with the sidecar (BMAD_DATA_PROMETHEUS_PORT)" in line for line in sc.stderr_tail)

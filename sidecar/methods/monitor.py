@@ -37,6 +37,7 @@ __all__ = [
     "HistoryPoint",
     "MONITORING_FEATURE",
     "ALERTING_FEATURE",
+    "start_if_configured",
 ]
 
 MONITORING_FEATURE = "duckdb_monitoring"
@@ -122,8 +123,12 @@ def _refresher(session: Any) -> Callable[[], tuple[MonitorConfig, bool] | None]:
 
 
 def _service(call: Call) -> MonitorService:
-    session = call.session
-    session.require(MONITORING_FEATURE)
+    call.session.require(MONITORING_FEATURE)
+    return _start(call.session)
+
+
+def _start(session: Any) -> MonitorService:
+    """The session's monitor, started now if it is not running yet."""
     with _start_lock:
         if session.monitor is None:
             refresh = _refresher(session)
@@ -136,8 +141,24 @@ def _service(call: Call) -> MonitorService:
             )
             _export(service, supervisor, session.env)
             session.monitor = service
-        service: MonitorService = session.monitor
-    return service
+        started: MonitorService = session.monitor
+    return started
+
+
+def start_if_configured(session: Any) -> bool:
+    """At the sidecar's start: run the monitor now when BMAD_DATA_PROMETHEUS_PORT is set (a scraper
+    expects /metrics before any client asks) or `monitoring_config.autostart` is true; otherwise
+    it waits for the first monitor.* call, and costs nothing until then."""
+    if not session.pack.flags.enabled(MONITORING_FEATURE):
+        return False
+    th = session.pack.thresholds
+    info = th.monitoring_config if th is not None else None
+    autostart = isinstance(info, dict) and info.get("autostart") is True
+    if not autostart and not (session.env or {}).get(PORT_ENV):
+        return False
+    _start(session)
+    log.info("monitor started with the sidecar (%s)", "monitoring_config.autostart" if autostart else PORT_ENV)
+    return True
 
 
 def _export(service: MonitorService, supervisor: Any, env: Any) -> None:
