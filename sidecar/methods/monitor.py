@@ -17,6 +17,7 @@ import msgspec
 from sidecar.config.diagnostics import Diagnostic
 from sidecar.errors import InvalidParams, did_you_mean
 from sidecar.methods import registry
+from sidecar.methods.maintenance import DEFAULT_JOB_MAX_AGE_MS, remove_stale_job_directories
 from sidecar.monitor.actions import Remedies
 from sidecar.monitor.events import AlertEvent, HeldAction
 from sidecar.monitor.config import MonitorConfig, monitor_config
@@ -135,7 +136,12 @@ def _start(session: Any) -> MonitorService:
             config, alerting = _configure(session, session.pack)
             supervisor = session.engine.supervisor
             source = SupervisorSource(supervisor, lambda: session.settings.temp_directory)
-            remedies = Remedies(SupervisorLevers(supervisor))
+            state = session.settings.state_directory
+
+            def sweep() -> tuple[int, int]:  # what the `cleanup` method sweeps besides the supervisor
+                return remove_stale_job_directories(state, DEFAULT_JOB_MAX_AGE_MS, set(session.running_jobs))
+
+            remedies = Remedies(SupervisorLevers(supervisor, sweep))
             service = MonitorService(
                 source, config, session.notify, alerting=alerting, refresh=refresh, remedies=remedies
             )

@@ -233,7 +233,7 @@ class Remedies:
             extra = "; idle workers stopped" if aggressive else ""
             return ActionResult(
                 action=spec.name, done=True,
-                detail=f"removed {removed} leftover file(s) of dead workers, {format_size(freed)}{extra}",
+                detail=f"removed {removed} leftover file(s) (dead workers, stale jobs), {format_size(freed)}{extra}",
             )
         if spec.kind in ("kill", "kill_longest"):
             target = _target(sample, rule.metric, spec.kind)

@@ -6,9 +6,11 @@ is not started). The same GROUP BY runs on each in turn, A B A B, so load drift 
 alike. Two figures per run: wall time, and the CPU seconds the whole sidecar process tree (the
 sidecar, where the monitor thread runs, plus its workers, where the query runs) spent on the
 query. On a shared, loaded machine wall time swings by 2x from run to run whatever the monitor
-does; CPU seconds do not wait in the run queue, so their ratio is the figure that measures
-the monitor's cost. Each is the median of the per-pair ratios on/off. Prints a Markdown table
-and the load average.
+does; CPU seconds do not wait in the run queue, but DuckDB's threads still burn more of them
+when preempted. The third figure isolates the monitor: its thread runs in the sidecar process
+(not in the workers), so the sidecar process's own CPU, on minus off, per second of query, is
+what the monitor costs; divided by the query's CPU per second it bounds the overhead. Each
+ratio is the median over the pairs. Prints a Markdown table and the load average.
 
     python -m sidecar.monitor.overhead --rows 100000000 --pairs 5
 """
@@ -73,12 +75,18 @@ def _cpu_seconds(sc: SidecarProcess) -> float:
     return total
 
 
-def _timed(sc: SidecarProcess, sql: str) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the sidecar's process tree) of one query."""
-    cpu = _cpu_seconds(sc)
+def _own_cpu_seconds(sc: SidecarProcess) -> float:
+    """User + system CPU of the sidecar process alone: its monitor, watchdog and protocol threads."""
+    times = psutil.Process(sc.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _timed(sc: SidecarProcess, sql: str) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of the sidecar's process tree, of the sidecar alone) of one query."""
+    cpu, own = _cpu_seconds(sc), _own_cpu_seconds(sc)
     started = time.perf_counter()
     sc.request("query.run", {"sql": sql}, timeout=3600)
-    return time.perf_counter() - started, _cpu_seconds(sc) - cpu
+    return time.perf_counter() - started, _cpu_seconds(sc) - cpu, _own_cpu_seconds(sc) - own
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
             _timed(off, sql)  # warm both: page cache, workers, DuckDB's first allocation
             _timed(on, sql)
             load_before = os.getloadavg()
-            pairs, cpu_pairs = [], []
+            pairs, cpu_pairs, costs = [], [], []
             for i in range(args.pairs):
-                a, a_cpu = _timed(off, sql)
-                b, b_cpu = _timed(on, sql)
+                a, a_cpu, a_own = _timed(off, sql)
+                b, b_cpu, b_own = _timed(on, sql)
                 pairs.append((a, b))
                 cpu_pairs.append((a_cpu, b_cpu))
+                # the monitor's CPU per second of query, against the query's own CPU per second
+                costs.append(1 + ((b_own / b) - (a_own / a)) / (a_cpu / a))
+                print(f"pair {i + 1}: sidecar process CPU off {a_own * 1000:.0f} ms, on {b_own * 1000:.0f} ms", flush=True)
                 print(f"pair {i + 1}: wall off {a:.2f} s, on {b:.2f} s ({b / a:.3f}); "
                       f"CPU off {a_cpu:.2f} s, on {b_cpu:.2f} s ({b_cpu / a_cpu:.3f})", flush=True)
             samples = sum(1 for n in on.notifications if n.get("method") == "monitor/metrics")
@@ -117,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| median | {statistics.median(a for a, _ in pairs):.2f} | {statistics.median(b for _, b in pairs):.2f} "
           f"| {median_ratio(pairs):.3f} | {statistics.median(a for a, _ in cpu_pairs):.2f} "
           f"| {statistics.median(b for _, b in cpu_pairs):.2f} | **{median_ratio(cpu_pairs):.3f}** |")
+    print(f"monitor cost (sidecar CPU per query second, on minus off, over the query's CPU per second): "
+          f"median **{statistics.median(costs):.4f}x** (pairs: {', '.join(f'{c:.4f}' for c in costs)})")
     print(f"load average (1/5/15 min): before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
           f"after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}; {os.cpu_count()} CPUs")
     return 0

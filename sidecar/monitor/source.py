@@ -101,15 +101,21 @@ class SupervisorSource:
 class SupervisorLevers:
     """The remediation actions' levers (sidecar.monitor.actions.Levers) on a real supervisor."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    def __init__(self, supervisor: Supervisor, sweep: Callable[[], tuple[int, int]] | None = None) -> None:
         self.supervisor = supervisor
+        self.sweep = sweep
+        """Also run by a cleanup: stale job directories (sidecar.methods.maintenance), as `cleanup` does."""
 
     @property
     def max_jobs(self) -> int:
         return self.supervisor.admission.max_jobs
 
     def cleanup(self, *, aggressive: bool) -> tuple[int, int]:
-        return self.supervisor.cleanup(aggressive=aggressive)
+        freed, removed = self.supervisor.cleanup(aggressive=aggressive)
+        if self.sweep is not None:
+            more, files = self.sweep()
+            freed, removed = freed + more, removed + files
+        return freed, removed
 
     def hold(self, hold: Hold) -> None:
         self.supervisor.admission.hold(hold)
