@@ -36,6 +36,8 @@ __all__ = [
     "HistoryParams",
     "HistoryResult",
     "HistoryPoint",
+    "AcknowledgeParams",
+    "AcknowledgeResult",
     "MONITORING_FEATURE",
     "ALERTING_FEATURE",
     "start_if_configured",
@@ -100,6 +102,17 @@ class HistoryResult(msgspec.Struct, frozen=True):
     alerts: list[AlertEvent]
     capacity: int
     """How many samples the ring keeps (monitoring_config.retention.memory_metrics)."""
+
+
+class AcknowledgeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    """The alert's `id`, as in `monitor/alert` and `monitor.snapshot`."""
+
+
+class AcknowledgeResult(msgspec.Struct, frozen=True):
+    resolved: AlertEvent | None
+    """The alert's resolved event when its value had cleared (also sent as `monitor/alert`);
+    None while it is still above its resolve mark: it resolves when the value clears."""
 
 
 def _configure(session: Any, pack: Any) -> tuple[MonitorConfig, bool]:
@@ -232,3 +245,17 @@ def history(call: Call, p: HistoryParams) -> HistoryResult:
     return HistoryResult(samples, [HistoryPoint(t, v) for t, v in points], alerts, service.config.history)
 
 
+
+
+@registry.method("monitor.acknowledge", params=AcknowledgeParams, result=AcknowledgeResult)
+def acknowledge(call: Call, p: AcknowledgeParams) -> AcknowledgeResult:
+    """Acknowledge a firing alert of a severity that does not auto-resolve (`auto_resolve: false`)."""
+    service = _service(call)
+    known, event = service.acknowledge(p.id)
+    if not known:
+        firing = list(service.active)
+        raise InvalidParams(
+            f"no alert '{p.id}' is firing{did_you_mean(p.id, firing)}",
+            hint="monitor.snapshot lists the alerts firing now" + (f": {', '.join(firing)}" if firing else " (none)"),
+        )
+    return AcknowledgeResult(event)

@@ -102,6 +102,8 @@ class MonitorService:
         self._subs: dict[str, Subscription] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._engine_lock = threading.Lock()
+        """The threshold engine's state: the monitor thread's samples and a client's acknowledgement."""
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
@@ -127,7 +129,8 @@ class MonitorService:
     def reconfigure(self, config: MonitorConfig, alerting: bool) -> None:
         """A config reload (on the monitor thread, between two samples): new rules (alert state
         kept by rule name), channels and cadence."""
-        events = self.engine.replace_rules(config.rules, int(time.time() * 1000)) if alerting else []
+        with self._engine_lock:
+            events = self.engine.replace_rules(config.rules, int(time.time() * 1000)) if alerting else []
         if self.remedies is not None:
             for event in events:
                 self.remedies.lift(event.rule)
@@ -139,6 +142,21 @@ class MonitorService:
         for closing in old.values():
             closing.close()
         self._deliver(events)
+
+    def acknowledge(self, alert_id: str) -> tuple[bool, AlertEvent | None]:
+        """(whether the alert fires now, its resolved event when the acknowledgement resolved it:
+        its value had cleared; else it resolves when the value clears)."""
+        with self._lock:
+            known = alert_id in self.active
+        if not known:
+            return False, None
+        with self._engine_lock:
+            event = self.engine.acknowledge(alert_id, int(time.time() * 1000))
+        if event is not None:
+            if self.remedies is not None:
+                self.remedies.lift(event.rule)
+            self._deliver([event])
+        return True, event
 
     def latest(self) -> MetricsSample:
         with self._lock:
@@ -180,7 +198,8 @@ class MonitorService:
             self.reconfigure(*change)
         sample = self.source.sample()
         values = metric_values(sample)
-        events = self.engine.feed(values, placeholders(sample), sample.at_ms) if self.alerting else []
+        with self._engine_lock:
+            events = self.engine.feed(values, placeholders(sample), sample.at_ms) if self.alerting else []
         if self.remedies is not None:
             events = [self._remedy(self.remedies, event, sample) for event in events]
             self.remedies.relax(values)
