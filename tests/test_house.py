@@ -15,7 +15,6 @@ MAX_LINES = 400
 OVERSIZED = {
     "sidecar/bench/h2o.py",
     "sidecar/bench/headroom.py",
-    "sidecar/config/resolve.py",
     "sidecar/engine/analyze.py",
 }
 """Modules still over MAX_LINES: to be split, never to grow (the test fails when one shrinks
