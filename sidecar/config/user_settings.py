@@ -92,7 +92,8 @@ SETTING_EXAMPLES: dict[str, str] = {
     "max_concurrent_jobs": "a whole number of at least 1, such as 2",
     "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
 }
-"""A valid value of each setting, for hints: one per key of SETTING_PARSERS (tests/test_config_resolve.py::test_bad_settings_hints_say_what_to_send checks they match)."""
+"""A valid value of each setting, for hints: one per key of SETTING_PARSERS
+(tests/test_config_resolve.py::test_bad_settings_hints_say_what_to_send checks they match)."""
 
 
 def _raise(message: str) -> Any:
