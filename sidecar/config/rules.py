@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.config import schema as s
+import sidecar.config.schema as s
 from sidecar.config.validate import (
     INFO,
     Ctx,

@@ -101,7 +101,7 @@ class Supervisor:
     def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
         self.settings = settings
         self.admission = Admission(settings.machine_budget_bytes, settings.max_concurrent_jobs)
-        self.pool = WorkerPool(env, self._after_death)
+        self.pool = WorkerPool(env, self._after_death, log_level=settings.log_level)
         self.watchdog = Watchdog(self.admission)
         self._jobs = itertools.count(1)
         self._workers: dict[Any, int] = {}
@@ -114,6 +114,7 @@ class Supervisor:
     def retune(self, settings: Settings) -> None:
         self.settings = settings
         self.admission.configure(settings.machine_budget_bytes, settings.max_concurrent_jobs)
+        self.pool.set_log_level(settings.log_level)
 
     def worker_pid(self, call_id: Any) -> int | None:
         """The pid of the worker running a step of request `call_id` right now (None between steps)."""
