@@ -50,7 +50,7 @@ MAX_PARTS = 65_536
 #: The relation name the combine SQL reads the union of all part results from.
 PARTS_RELATION = "_parts"
 
-Shape = Literal["group_by", "distinct", "distinct_on", "window", "global_aggregate", "sorted_ranges"]
+Shape = Literal["group_by", "distinct", "distinct_on", "window", "global_aggregate", "sorted_ranges", "join"]
 CombineKind = Literal["union_then", "concat_in_order"]
 
 
