@@ -115,9 +115,8 @@ class Unsplittable(SqlError):
 
     default_hint = (
         "Partitioned execution splits GROUP BY, SELECT DISTINCT, window functions with PARTITION BY, "
-        "global sum/count/min/max/avg/count(DISTINCT x), global median/quantiles and a full ORDER BY. "
-        "Rewrite the query into "
-        "one of those shapes, or run it unsplit."
+        "global sum/count/min/max/avg/count(DISTINCT x), global median/quantiles, a full ORDER BY and "
+        "an equi-join of two relations. Rewrite the query into one of those shapes, or run it unsplit."
     )
 
     PREFIX = "cannot split this query into parts: "
