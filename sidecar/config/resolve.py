@@ -90,6 +90,7 @@ SETTING_PARSERS: dict[str, Callable[[Any], Any]] = {
     "machine_budget": to_size(1024 * 1024),
     "max_concurrent_jobs": _int_from(1),
     "stall_timeout_ms": _int_from(0),
+    "output_compression": rules.to_compression,
 }
 
 
@@ -108,6 +109,7 @@ SETTING_EXAMPLES: dict[str, str] = {
     "machine_budget": "a size with a unit such as '8GB'",
     "max_concurrent_jobs": "a whole number of at least 1, such as 2",
     "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
+    "output_compression": f"one of {', '.join(rules.PARQUET_CODECS)}",
 }
 """A valid value of each setting, for hints: one per key of SETTING_PARSERS (tests/test_config_resolve.py::test_bad_settings_hints_say_what_to_send checks they match)."""
 
@@ -320,6 +322,7 @@ def resolve_settings(
         stall_timeout_ms=pick(
             "stall_timeout_ms", "stall_timeout_ms", lambda: ("auto", DEFAULT_STALL_TIMEOUT_MS)
         ),
+        output_compression=pick("output_compression", "output_compression", lambda: ("auto", "snappy")),
         sources=sources,
         diagnostics=diags,
     )
@@ -385,6 +388,7 @@ class _ProfileFields:
             ):
                 add(key, f"duckdb_config.{key}", getattr(duck, key))
             add("log_level", "monitoring.log_level", mon.log_level)
+            add("output_compression", "output.compression", prof.output.compression)
         th = pack.thresholds
         if th is not None and th.performance_thresholds.query_execution.timeout_threshold is not None:
             key_path = "performance_thresholds.query_execution.timeout_threshold"
