@@ -13,7 +13,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 OVERSIZED = {
-    "sidecar/bench/h2o.py",
     "sidecar/bench/headroom.py",
     "sidecar/config/resolve.py",
     "sidecar/engine/analyze.py",
