@@ -26,6 +26,9 @@ The model, per shape (bytes are rough on purpose; every figure is a multiple of 
 - Windows: `input rows x (row width + 32)`, split past `WINDOW_FACTOR` x the limit.
 - A global query of median/quantiles whose values would not fit runs in exact passes (2 parts for
   its other aggregates).
+- An ungrouped equi-join: its hash join's build side (the side DuckDB builds on, from EXPLAIN),
+  `build rows x (its columns x the query's average column width + 32)`, split past
+  `JOIN_FACTOR` x the limit (sidecar.partition.join_size).
 Anything else, or a plan the planner cannot split, runs whole and the ladder stays the safety net:
 an underestimate costs the failed attempt it always cost, an overestimate costs the split.
 """
@@ -43,6 +46,7 @@ from sqlglot import exp
 
 from sidecar.jobs.types import Estimate
 from sidecar.partition import Plan
+from sidecar.partition.join_size import join_parts, read_build_side
 from sidecar.partition.shapes import parse_select, windows_of
 
 __all__ = [
@@ -261,6 +265,19 @@ def chao1(d: int, f1: int, f2: int, n: int, input_rows: int) -> int:
     return min(input_rows, int(d + f1 * (f1 - 1) / (2 * (f2 + 1))))
 
 
+def _join_estimate(probe: Probe, plan_json: str, sql: str, params: Any, limit: int) -> Estimate | None:
+    """An ungrouped join by its build side (sidecar.partition.join_size): rows x the columns it
+    carries, each as wide as the query's average column, plus the row overhead."""
+    build = read_build_side(plan_json)
+    if build is None:
+        return None
+    types = [row[1] for row in probe(f"DESCRIBE {sql.strip().rstrip(';')}", params)]
+    need = build.rows * (build.columns * row_width(types) // max(1, len(types)) + ROW_OVERHEAD)
+    basis = f"build side of the {build.join_type.lower()} hash join"
+    parts = join_parts(need, limit)
+    return Estimate(bytes=need, limit_bytes=limit, parts=parts, basis=basis, input_rows=build.rows)
+
+
 def estimate(
     probe: Probe, plan: Plan | None, holistic: bool, sql: str, params: Any, limit: int, threads: int = 1
 ) -> Estimate | None:
@@ -268,6 +285,8 @@ def estimate(
 
     `plan` is the hash plan, or None for a global quantile query (split by exact passes)."""
     rows = probe(f"EXPLAIN (FORMAT JSON) {sql.strip().rstrip(';')}", params)
+    if plan is not None and plan.shape == "join":
+        return _join_estimate(probe, rows[0][1] if rows and len(rows[0]) > 1 else "[]", sql, params, limit)
     cards = read_explain(rows[0][1]) if rows and len(rows[0]) > 1 else None
     if cards is None:
         return None

@@ -106,7 +106,7 @@ class Estimate(msgspec.Struct, frozen=True, omit_defaults=True):
     parts: int
     """Parts it was split into up front (0: it ran whole)."""
     basis: str
-    """How `bytes` was reckoned: groups, held values (holistic) or window rows."""
+    """How `bytes` was reckoned: groups, held values (holistic), window rows or a join's build side."""
     input_rows: int
     groups: int | None = None
     sampled: bool = False
