@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.bench import headroom
-from sidecar.bench.h2o import prepare, sampled_request, start_sidecar
+from sidecar.bench.h2o_data import prepare
+from sidecar.bench.h2o_side import sampled_request, start_sidecar
 from sidecar.bench.headroom import GiB, MiB, run_one
 from sidecar.bench.report import mib
 from sidecar.units import duckdb_size, parse_size

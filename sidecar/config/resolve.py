@@ -217,6 +217,7 @@ def resolve_settings(
         stall_timeout_ms=pick(
             "stall_timeout_ms", "stall_timeout_ms", lambda: ("auto", DEFAULT_STALL_TIMEOUT_MS)
         ),
+        output_compression=pick("output_compression", "output_compression", lambda: ("auto", "snappy")),
         sources=sources,
         diagnostics=diags,
     )

@@ -36,14 +36,20 @@ __all__ = [
     "FLAGS_FILE",
     "MIN_MEMORY_LIMIT",
     "LOG_LEVELS",
+    "PARQUET_CODECS",
     "to_memory_limit",
     "to_log_level",
+    "to_compression",
     "check_order",
 ]
 
 MIN_MEMORY_LIMIT = 64 * 1024**2  # below this DuckDB cannot run a join; a smaller number is a missing unit
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 to_log_level = to_choice(*LOG_LEVELS, aliases={"warn": "warning", "fatal": "critical", "trace": "debug"})
+PARQUET_CODECS = ("snappy", "zstd", "gzip", "lz4", "lz4_raw", "brotli", "uncompressed")
+"""The Parquet codecs DuckDB writes (sidecar.jobs.types.ParquetCompression; tests/test_output_config.py
+checks they are the same)."""
+to_compression = to_choice(*PARQUET_CODECS)
 
 
 def to_memory_limit(value: Any) -> s.MemoryLimit:
@@ -158,6 +164,7 @@ PROFILE = Section(
                 ),
             },
         ),
+        "output": Section(s.OutputConfig, {"compression": Leaf(to_compression)}),
         "monitoring": Section(
             s.ProfileMonitoring,
             {

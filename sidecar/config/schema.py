@@ -81,11 +81,16 @@ class ProfileMonitoring(_Shape):
     log_level: str | None = None
 
 
+class OutputConfig(_Shape):
+    compression: str | None = None
+
+
 class Profile(_Shape):
     description: str | None = None
     system_requirements: Any = None
     duckdb_config: DuckDBConfig = DuckDBConfig()
     spilling_config: SpillingConfig = SpillingConfig()
+    output: OutputConfig = OutputConfig()
     monitoring: ProfileMonitoring = ProfileMonitoring()
 
 

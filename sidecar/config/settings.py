@@ -102,6 +102,7 @@ USER_KEYS: tuple[str, ...] = (
     "machine_budget",
     "max_concurrent_jobs",
     "stall_timeout_ms",
+    "output_compression",
 )
 
 # environment variable -> setting key (the env layer; see docs/configuration.md)
@@ -120,6 +121,7 @@ ENV_VARS: dict[str, str] = {
     "BMAD_DATA_MACHINE_BUDGET": "machine_budget",
     "BMAD_DATA_MAX_CONCURRENT_JOBS": "max_concurrent_jobs",
     "BMAD_DATA_STALL_TIMEOUT_MS": "stall_timeout_ms",
+    "BMAD_DATA_OUTPUT_COMPRESSION": "output_compression",
 }
 STATE_DIR_ENV = "BMAD_DATA_STATE_DIR"
 ALLOWED_DIRS_ENV = "BMAD_DATA_ALLOWED_DIRECTORIES"
@@ -163,5 +165,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrent_jobs: int
     stall_timeout_ms: int
     """A job with no progress and no CPU for this long is treated like a timeout (0: never)."""
+    output_compression: str
+    """The Parquet codec of an `output` whose request names none (DuckDB's own default: snappy)."""
     sources: dict[str, str]
     diagnostics: list[Diagnostic] = []

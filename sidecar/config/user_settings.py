@@ -73,6 +73,7 @@ SETTING_PARSERS: dict[str, Callable[[Any], Any]] = {
     "machine_budget": to_size(1024 * 1024),
     "max_concurrent_jobs": _int_from(1),
     "stall_timeout_ms": _int_from(0),
+    "output_compression": rules.to_compression,
 }
 
 
@@ -91,6 +92,7 @@ SETTING_EXAMPLES: dict[str, str] = {
     "machine_budget": "a size with a unit such as '8GB'",
     "max_concurrent_jobs": "a whole number of at least 1, such as 2",
     "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
+    "output_compression": f"one of {', '.join(rules.PARQUET_CODECS)}",
 }
 """A valid value of each setting, for hints: one per key of SETTING_PARSERS
 (tests/test_config_resolve.py::test_bad_settings_hints_say_what_to_send checks they match)."""

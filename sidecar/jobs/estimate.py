@@ -27,7 +27,9 @@ import msgspec
 
 from sidecar.jobs.types import Estimate
 from sidecar.partition import Plan
+from sidecar.partition.join_size import join_parts, read_build_side
 from sidecar.partition.memory_model import (
+    ROW_OVERHEAD,
     WIDEST_ROW,
     chao1,
     choose_parts,
@@ -42,6 +44,19 @@ Probe = Callable[[str, Any], list[list[Any]]]
 """Runs one read-only statement (with parameters) as a supervised job; returns its rows."""
 
 
+def _join_estimate(probe: Probe, plan_json: str, sql: str, params: Any, limit: int) -> Estimate | None:
+    """An ungrouped join by its build side (sidecar.partition.join_size): rows x the columns it
+    carries, each as wide as the query's average column, plus the row overhead."""
+    build = read_build_side(plan_json)
+    if build is None:
+        return None
+    types = [row[1] for row in probe(f"DESCRIBE {sql.strip().rstrip(';')}", params)]
+    need = build.rows * (build.columns * row_width(types) // max(1, len(types)) + ROW_OVERHEAD)
+    basis = f"build side of the {build.join_type.lower()} hash join"
+    parts = join_parts(need, limit)
+    return Estimate(bytes=need, limit_bytes=limit, parts=parts, basis=basis, input_rows=build.rows)
+
+
 def estimate(
     probe: Probe, plan: Plan | None, holistic: bool, sql: str, params: Any, limit: int, threads: int = 1
 ) -> Estimate | None:
@@ -49,6 +64,8 @@ def estimate(
 
     `plan` is the hash plan, or None for a global quantile query (split by exact passes)."""
     rows = probe(f"EXPLAIN (FORMAT JSON) {sql.strip().rstrip(';')}", params)
+    if plan is not None and plan.shape == "join":
+        return _join_estimate(probe, rows[0][1] if rows and len(rows[0]) > 1 else "[]", sql, params, limit)
     cards = read_explain(rows[0][1]) if rows and len(rows[0]) > 1 else None
     if cards is None:
         return None

@@ -64,6 +64,7 @@ from sidecar.jobs.steps import CleanupCall, SplitRun, Steps
 from sidecar.jobs.types import Attempt, OutputInfo, QueryResult
 from sidecar.partition import PARTS_RELATION, Bucket, Plan, Unsplittable, plan_partitioned
 from sidecar.partition.answer import CannotSplit, HashSplit, RangeSplit, how_to_split
+from sidecar.partition.joins import check_key_types, key_types_sql
 
 __all__ = ["RESPLIT_PARTS", "hash_plan", "run_partitioned", "split_again"]
 
@@ -221,6 +222,9 @@ def run_partitioned(request: SplitRun, parts: int, plan: Plan | None) -> tuple[Q
     jobs = Steps(request)
     described = jobs.run(f"SELECT column_name FROM (DESCRIBE {_body(spec.sql)})", params=spec.params)
     names = [row[0] for row in described.rows]
+    if plan is not None and plan.shape == "join":
+        probe = key_types_sql(spec.sql)  # equal keys of different types would hash apart
+        check_key_types(spec.sql, [row[1] for row in jobs.run(probe, params=jobs.params_for(probe)).rows])
     if spec.output is not None and (plan is None or _passes_through(plan)):
         ran = _run_to_files(jobs, plan, parts, names)
     elif plan is None:

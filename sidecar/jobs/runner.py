@@ -72,7 +72,10 @@ class JobRunner:
     ) -> QueryResult:
         """Run a query; `parts` >= 2 splits it from the first attempt, 0 skips the up-front estimate."""
         database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
-        spec = msgspec.structs.replace(spec, database=database)
+        output = spec.output
+        if output is not None and output.format == "parquet" and output.compression is None:
+            output = msgspec.structs.replace(output, compression=settings.output_compression)
+        spec = msgspec.structs.replace(spec, database=database, output=output)
         shape = shape_of(spec.sql)
         # Safe to repeat: reads, atomic outputs, and writes that run in one transaction (a failed or
         # killed attempt leaves the database as it was).

@@ -33,8 +33,9 @@ class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     format: Literal["parquet", "csv", "json"] = "parquet"
     overwrite: bool = False
     compression: ParquetCompression | None = None
-    """Parquet's codec; None: DuckDB's default (snappy). CSV and JSON take theirs from the file name
-    (`.gz`, `.zst`), as DuckDB's COPY does. See docs/performance/output-options.md for what each costs."""
+    """Parquet's codec; None: the config's `output_compression` (default snappy, DuckDB's own). CSV and
+    JSON take theirs from the file name (`.gz`, `.zst`), as DuckDB's COPY does. See
+    docs/performance/output-options.md for what each costs."""
     compression_level: Annotated[int, msgspec.Meta(ge=1, le=22)] | None = None
     """Parquet with zstd only: the zstd level (DuckDB's default 3)."""
     row_group_size: Annotated[int, msgspec.Meta(ge=2048)] | None = None
@@ -105,7 +106,7 @@ class Estimate(msgspec.Struct, frozen=True, omit_defaults=True):
     parts: int
     """Parts it was split into up front (0: it ran whole)."""
     basis: str
-    """How `bytes` was reckoned: groups, held values (holistic) or window rows."""
+    """How `bytes` was reckoned: groups, held values (holistic), window rows or a join's build side."""
     input_rows: int
     groups: int | None = None
     sampled: bool = False

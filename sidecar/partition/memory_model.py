@@ -22,6 +22,9 @@ The model, per shape (bytes are rough on purpose; every figure is a multiple of 
 - Windows: `input rows x (row width + 32)`, split past `WINDOW_FACTOR` x the limit.
 - A global query of median/quantiles whose values would not fit runs in exact passes (2 parts for
   its other aggregates).
+- An ungrouped equi-join: its hash join's build side (the side DuckDB builds on, from EXPLAIN),
+  `build rows x (its columns x the query's average column width + 32)`, split past
+  `JOIN_FACTOR` x the limit (sidecar.partition.join_size; the looks are in sidecar.jobs.estimate).
 Anything else, or a plan the planner cannot split, runs whole and the ladder stays the safety net:
 an underestimate costs the failed attempt it always cost, an overestimate costs the split.
 """

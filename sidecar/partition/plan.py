@@ -50,7 +50,7 @@ MAX_PARTS = 65_536
 #: The relation name the combine SQL reads the union of all part results from.
 PARTS_RELATION = "_parts"
 
-Shape = Literal["group_by", "distinct", "distinct_on", "window", "global_aggregate", "sorted_ranges"]
+Shape = Literal["group_by", "distinct", "distinct_on", "window", "global_aggregate", "sorted_ranges", "join"]
 CombineKind = Literal["union_then", "concat_in_order"]
 
 
@@ -115,9 +115,8 @@ class Unsplittable(SqlError):
 
     default_hint = (
         "Partitioned execution splits GROUP BY, SELECT DISTINCT, window functions with PARTITION BY, "
-        "global sum/count/min/max/avg/count(DISTINCT x), global median/quantiles and a full ORDER BY. "
-        "Rewrite the query into "
-        "one of those shapes, or run it unsplit."
+        "global sum/count/min/max/avg/count(DISTINCT x), global median/quantiles, a full ORDER BY and "
+        "an equi-join of two relations. Rewrite the query into one of those shapes, or run it unsplit."
     )
 
     PREFIX = "cannot split this query into parts: "

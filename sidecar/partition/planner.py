@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 from sqlglot import exp
 
+from sidecar.partition.buckets import buckets_of, hash_predicate
+from sidecar.partition.joins import join_keys, plan_join
 from sidecar.partition.modifiers import split_modifiers
 from sidecar.partition.plan import MAX_PARTS, Bucket, Combine, NeedsBounds, Part, Plan, Shape, Unsplittable, check_params
 from sidecar.partition.recombine import decompose_global
@@ -78,7 +80,11 @@ def plan_partitioned(
     through = see_through(select, sql, _keys_of)
     if through is not None:
         return _plan_through(select, sql, through, parts, salt, within)
-    if select.args.get("order") is not None and select.args.get("limit") is None:
+    full_order = select.args.get("order") is not None and select.args.get("limit") is None
+    joined = None if full_order else join_keys(select, sql)
+    if joined is not None:
+        return plan_join(select, sql, joined, parts, salt, within)
+    if full_order:
         raise NeedsBounds()
     raise plain_refusal(select, sql)
 
@@ -135,7 +141,7 @@ def _plan_through(
     finally:
         source.meta.pop(SOURCE_MARK, None)
     plan_parts = []
-    for i, buckets in enumerate(_buckets(parts, salt, within)):
+    for i, buckets in enumerate(buckets_of(parts, salt, within)):
         predicate = exp.and_(*(hash_predicate(keys, b) for b in buckets))
         part = split.part_select.copy()
         inner = next(n for n in part.find_all(exp.Select) if n.meta.get(SOURCE_MARK))
@@ -157,20 +163,6 @@ def _plan_through(
             *_join_notes(source),
         ),
     )
-
-
-def hash_predicate(keys: Sequence[exp.Expression], bucket: Bucket) -> exp.Expression:
-    """`hash(keys[, salt]) % modulus = remainder`, the filter that keeps one bucket's rows.
-
-    >>> hash_predicate([exp.column("k")], Bucket(modulus=4, remainder=1, salt=7)).sql("duckdb")
-    'HASH(k, 7) % 4 = 1'
-    """
-    args = [k.copy() for k in keys]
-    if bucket.salt:
-        args.append(exp.Literal.number(bucket.salt))
-    hashed = exp.Anonymous(this="HASH", expressions=args)
-    modulo = exp.Mod(this=hashed, expression=exp.Literal.number(bucket.modulus))
-    return exp.EQ(this=modulo, expression=exp.Literal.number(bucket.remainder))
 
 
 def is_empty_group(group: exp.Group) -> bool:
@@ -229,16 +221,12 @@ def _distinct_keys(select: exp.Select, sql: str) -> list[exp.Expression]:
     return keys
 
 
-def _buckets(parts: int, salt: int, within: Sequence[Bucket]) -> list[tuple[Bucket, ...]]:
-    return [(*within, Bucket(modulus=parts, remainder=i, salt=salt)) for i in range(parts)]
-
-
 def _hash_parts(
     part_select: exp.Select, keys: Sequence[exp.Expression], parts: int, salt: int, within: Sequence[Bucket]
 ) -> tuple[Part, ...]:
     """`part_select` once per bucket, each with its bucket's hash filter added to the WHERE."""
     plan_parts = []
-    for i, buckets in enumerate(_buckets(parts, salt, within)):
+    for i, buckets in enumerate(buckets_of(parts, salt, within)):
         predicate = exp.and_(*(hash_predicate(keys, b) for b in buckets))
         part = part_select.where(predicate.copy(), append=True, copy=True)
         plan_parts.append(Part(index=i, sql=part.sql("duckdb"), predicate=predicate.sql("duckdb")))
