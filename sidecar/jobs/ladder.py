@@ -209,10 +209,17 @@ class RetryLadder:
         """The next step (None when nothing can help), and why each rung before it was skipped
         (every rung, when none was chosen)."""
         skipped: dict[str, str] = {}
+        made = len(tried) + 1  # the first attempt is not in `tried`
+        # A job that can split keeps its last attempts for the split (8, then 32 parts): the
+        # whole-query rungs may repeat (grow, fewer threads) but never use up the attempts first.
+        split = next((r for r in self.rungs if r.name == "partition"), None)
+        kept = 2 - tried.count("partition") if split and not split.why_not(failure, state, tried) else 0
         for rung in self.rungs:
             reason = rung.why_not(failure, state, tried)
-            if not reason and len(tried) + 1 >= self.max_attempts:
+            if not reason and made >= self.max_attempts:
                 reason = f"the attempt limit ({self.max_attempts}) is reached"
+            if not reason and kept and rung.name not in ("partition", "retry") and made + 1 + kept > self.max_attempts:
+                reason = f"the last {kept} attempts are kept for a split"
             if not reason:
                 adjusted = rung.adjust(failure, state)
                 if adjusted != state or rung.name == "retry":
