@@ -1,0 +1,46 @@
+"""The latency benchmark's parts, really run: the echo floor over real pipes, and
+`sidecar.bench.roundtrip --latency-only --json` against a real sidecar (a few calls: it
+checks what the benchmark prints, never how fast anything is)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+from sidecar.client import REPO_ROOT, SidecarProcess
+
+
+def test_the_echo_floor_answers_each_request_and_no_notification(tmp_path: Path) -> None:
+    with SidecarProcess(cwd=tmp_path, module="sidecar.bench.echo") as echo:
+        assert echo.request("anything", {"x": 1}) is None
+        assert echo.request("query.run", {"sql": "SELECT 42"}) is None
+        echo.notify("exit")  # a notification gets no answer: the next answer is the next request's
+        echo.send_raw(b"not json")
+        assert echo.request("again") is None
+        assert echo.close() == 0
+    answers = [msgspec.json.decode(line) for line in echo.raw_lines]
+    assert [a.get("id") for a in answers] == [1, 2, None, 3]
+    assert answers[2]["error"]["data"]["code"] == "PARSE_ERROR"
+
+
+def test_roundtrip_json_names_every_call_with_its_percentiles(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "sidecar.bench.roundtrip", "--latency-only", "--json", "--calls", "10"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=90,
+        check=True,
+    )
+    figures = json.loads(out.stdout)
+    latency = figures["latency_ms"]
+    assert list(latency) == ["echo", "config.get", "system.resources", "query.run SELECT 42"]
+    for name, f in latency.items():
+        assert f["calls"] == 10, name
+        assert 0 < f["p50"] <= f["p99"] <= f["max"], name
+    assert len(figures["load"]) == 3
