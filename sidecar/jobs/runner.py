@@ -23,6 +23,7 @@ import msgspec
 from sidecar.config import Settings
 from sidecar.config.settings import duckdb_limit_for
 from sidecar.engine.executor import WRAPPABLE
+from sidecar.engine.guard import names_no_table
 from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import pid_alive
 from sidecar.errors import SidecarError
@@ -81,7 +82,9 @@ class JobRunner:
             bool(shape.statement_types) and set(shape.statement_types) <= WRAPPABLE - {"COPY"}
         )
         guess: Estimate | None = None
-        if parts is None and shape.statement_types == ("SELECT",):  # parts 0: the caller said no
+        # parts 0: the caller said no; a SELECT that names no table has nothing to split (the planner
+        # answers CannotSplit for every one: tests/test_guard_cheap.py), so it skips the planner's parse
+        if parts is None and shape.statement_types == ("SELECT",) and not names_no_table(spec.sql):
             guess = self._estimate(spec, settings, call, database)
         if guess is not None and guess.parts > 0 and spec.job_id is not None:
             # a named job resumes with the parts it was started with, whatever the estimate says now

@@ -147,7 +147,8 @@ class Supervisor:
                 job=number,
                 kind=job.kind,
                 settings=engine_settings,
-                progress=True,  # type: ignore[arg-type]
+                # the worker sends its final sample only when someone takes it: one frame less a job
+                progress=on_sample is not None,
                 query=job.spec if isinstance(job.spec, QuerySpec) else None,
                 analyze=job.spec if isinstance(job.spec, AnalyzeSpec) else None,
             )
