@@ -101,6 +101,33 @@ async function loopDelay(work) {
   };
 }
 
+/**
+ * What the client runs on the event loop for the sidecar's output: the time spent handling each
+ * stdout line (parse, match, listeners) and stderr chunk, counted by wrapping the client's handlers.
+ */
+function onLoopTime(client) {
+  const handle = client._onLine;
+  let lines = 0;
+  let ns = 0n;
+  let stderrChunks = 0;
+  client._onLine = function timed(line, n) {
+    const started = process.hrtime.bigint();
+    try {
+      return handle.call(this, line, n);
+    } finally {
+      ns += process.hrtime.bigint() - started;
+      lines += 1;
+    }
+  };
+  const countStderr = () => { stderrChunks += 1; };
+  client.on('stderr', countStderr);
+  return {
+    reset() { lines = 0; ns = 0n; stderrChunks = 0; },
+    read: () => ({ lines, line_ms: Number(ns) / 1e6, stderr_chunks: stderrChunks }),
+    restore() { client._onLine = handle; client.removeListener('stderr', countStderr); },
+  };
+}
+
 /** Rows of BUSY_SQL that take about `seconds` for `run`, from a probe of 1e8 rows. */
 async function calibrate(run, seconds) {
   const probeRows = 1e8;
@@ -116,10 +143,13 @@ async function eventLoop(client, anchor, seconds) {
   const bridgeRows = await calibrate(viaBridge, seconds);
   const anchorRows = await calibrate(inProcess, seconds);
   let progress = 0;
+  const onLoop = onLoopTime(client);
   const bridge = await loopDelay(async () => {
+    onLoop.reset();
     await viaBridge(bridgeRows, () => { progress += 1; });
-    return { rows: bridgeRows, progress };
+    return { rows: bridgeRows, progress, ...onLoop.read() };
   });
+  onLoop.restore();
   const inProc = await loopDelay(async () => { await inProcess(anchorRows); return { rows: anchorRows }; });
   return { bridge, anchor: inProc };
 }
@@ -148,7 +178,9 @@ function report(figures) {
   if (loop) {
     lines.push('event-loop delay while a long query runs (monitorEventLoopDelay, 1 ms resolution; ms):');
     for (const [name, f] of Object.entries(loop)) {
-      const what = name === 'bridge' ? `through the bridge, ${f.progress} progress notifications` : 'in process, @duckdb/node-api';
+      const what = name === 'bridge'
+        ? `through the bridge, ${f.progress} progress notifications; on the loop: ${f.lines} lines in ${f.line_ms.toFixed(3)} ms, ${f.stderr_chunks} stderr chunks`
+        : 'in process, @duckdb/node-api';
       lines.push(`  ${name.padEnd(7)} ${f.seconds.toFixed(1)} s query (${f.rows.toExponential(2)} rows, ${what}): p50 ${f.p50.toFixed(2)}  p99 ${f.p99.toFixed(2)}  max ${f.max.toFixed(2)}`);
     }
     lines.push(`  p99 bridge / anchor: ${(loop.bridge.p99 / loop.anchor.p99).toFixed(2)}`);

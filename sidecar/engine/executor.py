@@ -37,13 +37,17 @@ class Engine:
 
     def __init__(self) -> None:
         self._databases: dict[str, Database] = {}
+        self._resolved: dict[str, str] = {}
+        """Database names as requests give them -> their resolved paths (resolving costs a job ~0.05 ms)."""
         self._lock = threading.Lock()
         self.sampler = Sampler()
 
     # -- databases -----------------------------------------------------------------------
 
     def database(self, name: str | None, settings: EngineSettings) -> Database:
-        key = MEMORY if name in (None, "", MEMORY) else str(Path(name).expanduser().resolve())
+        key = MEMORY if name in (None, "", MEMORY) else self._resolved.get(name)
+        if key is None:
+            key = self._resolved.setdefault(name, str(Path(name).expanduser().resolve()))  # type: ignore[arg-type]
         with self._lock:
             db = self._databases.get(key)
             if db is not None:

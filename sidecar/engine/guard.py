@@ -115,8 +115,9 @@ _TABLE_WORD = re.compile(r"\b(?:" + "|".join(TABLE_WORDS) + r")\b", re.I)
 
 
 def names_no_table(sql: str) -> bool:
-    """Whether `sql` is a SELECT that cannot read any table: it starts with SELECT and holds none
-    of TABLE_WORDS, not even inside a string (a false "no" only costs the slower path).
+    """Whether `sql` is one SELECT that cannot read any table: it starts with SELECT, holds no
+    second statement and none of TABLE_WORDS, not even inside a string (a false "no" only costs
+    the slower path).
 
     >>> names_no_table("SELECT 42"), names_no_table("select '/tmp/x' AS path, now()")
     (True, True)
@@ -124,7 +125,11 @@ def names_no_table(sql: str) -> bool:
     (False, False, False)
     >>> names_no_table("SELECT 'from'"), names_no_table("SUMMARIZE t"), names_no_table("/* c */ SELECT 1")
     (False, False, False)
+    >>> names_no_table("SELECT 1; UPDATE t SET a = 1"), names_no_table("SELECT 1;")
+    (False, True)
     """
+    if ";" in sql.strip().rstrip(";"):
+        return False
     return _SELECT_FIRST.match(sql) is not None and _TABLE_WORD.search(sql) is None
 
 

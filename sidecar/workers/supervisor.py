@@ -16,7 +16,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -172,13 +171,13 @@ class Supervisor:
                 elif on_sample is not None:
                     on_sample(sample)
 
-            future: Future[JobOutcome] = handle.start(run, relay)
+            handle.start(run)
             self.watchdog.watch(watch)
             unregister = call.on_cancel(lambda: self._cancel(watch, call))
             with self._workers_lock:
                 self._workers[call.id] = handle.pid
             try:
-                outcome_or_error = _wait(future)
+                outcome_or_error = _wait(handle, number, relay)
             finally:
                 with self._workers_lock:
                     self._workers.pop(call.id, None)
@@ -340,8 +339,9 @@ class Supervisor:
         self.pool.close()
 
 
-def _wait(future: Future[JobOutcome]) -> JobOutcome | WorkerDied:
+def _wait(handle: WorkerHandle, job: int, relay: Callable[[Sample], None]) -> JobOutcome | WorkerDied:
+    """The job's outcome, read on this thread (WorkerHandle.wait), or how its worker died."""
     try:
-        return future.result()
+        return handle.wait(job, relay)
     except WorkerDied as died:
         return died
