@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from sidecar.client import REPO_ROOT, SidecarProcess
 
@@ -44,3 +45,19 @@ def test_roundtrip_json_names_every_call_with_its_percentiles(tmp_path: Path) ->
         assert f["calls"] == 10, name
         assert 0 < f["p50"] <= f["p99"] <= f["max"], name
     assert len(figures["load"]) == 3
+
+
+@pytest.mark.slow
+def test_the_hop_bench_times_every_layer(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "sidecar.bench.hop", "--calls", "20", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=True,
+    )
+    latency = json.loads(out.stdout)["latency_ms"]
+    assert list(latency) == ["duckdb", "engine", "worker", "echo", "config.get", "query.run"]
+    assert all(f["calls"] == 20 and 0 < f["p50"] <= f["p99"] for f in latency.values())
