@@ -15,6 +15,20 @@ import pytest
 from sidecar.client import REPO_ROOT, SidecarProcess
 
 
+def _bench_json(cwd: Path, module: str, *args: str) -> dict:
+    """What `python -m module --json *args` prints, run in `cwd` with only the repo on its path."""
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--json", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
 def test_the_echo_floor_answers_each_request_and_no_notification(tmp_path: Path) -> None:
     with SidecarProcess(cwd=tmp_path, module="sidecar.bench.echo") as echo:
         assert echo.request("anything", {"x": 1}) is None
@@ -29,16 +43,7 @@ def test_the_echo_floor_answers_each_request_and_no_notification(tmp_path: Path)
 
 
 def test_roundtrip_json_names_every_call_with_its_percentiles(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "sidecar.bench.roundtrip", "--latency-only", "--json", "--calls", "10"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
-        timeout=90,
-        check=True,
-    )
-    figures = json.loads(out.stdout)
+    figures = _bench_json(tmp_path, "sidecar.bench.roundtrip", "--latency-only", "--calls", "10")
     latency = figures["latency_ms"]
     assert list(latency) == ["echo", "config.get", "system.resources", "query.run SELECT 42"]
     for name, f in latency.items():
@@ -49,15 +54,6 @@ def test_roundtrip_json_names_every_call_with_its_percentiles(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_the_hop_bench_times_every_layer(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "sidecar.bench.hop", "--calls", "20", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
-        timeout=120,
-        check=True,
-    )
-    latency = json.loads(out.stdout)["latency_ms"]
+    latency = _bench_json(tmp_path, "sidecar.bench.hop", "--calls", "20")["latency_ms"]
     assert list(latency) == ["duckdb", "engine", "worker", "echo", "config.get", "query.run"]
     assert all(f["calls"] == 20 and 0 < f["p50"] <= f["p99"] for f in latency.values())
