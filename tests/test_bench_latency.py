@@ -55,5 +55,5 @@ def test_roundtrip_json_names_every_call_with_its_percentiles(tmp_path: Path) ->
 @pytest.mark.slow
 def test_the_hop_bench_times_every_layer(tmp_path: Path) -> None:
     latency = _bench_json(tmp_path, "sidecar.bench.hop", "--calls", "20")["latency_ms"]
-    assert list(latency) == ["duckdb", "engine", "worker", "echo", "config.get", "query.run"]
+    assert list(latency) == ["duckdb", "duckdb+bind", "engine", "worker", "echo", "config.get", "query.run"]
     assert all(f["calls"] == 20 and 0 < f["p50"] <= f["p99"] for f in latency.values())

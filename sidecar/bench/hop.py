@@ -1,11 +1,12 @@
 """Where the hop's time goes: `SELECT 42` timed layer by layer, in one run, interleaved.
 
-    python -m sidecar.bench.hop [--calls 2000] [--json]
+    python -m sidecar.bench.hop [--calls 2000] [--base DIR] [--json]
 
 Each layer adds one part of the path a `query.run` takes, so the difference between two
 neighbours is what that part costs on this machine, at this load:
 
 1. `duckdb`: a DuckDB cursor in this process runs the statement and fetches it;
+   `duckdb+bind`: the same after binding it first for its types, as the encoder does;
 2. `engine`: the worker's engine in this process (`Engine.run_query`: the guard, the encoder's
    bind, the cursor pool, the job watch, the stats);
 3. `worker`: the same job sent to a worker process and read back (`WorkerHandle.start/wait`:
@@ -14,6 +15,8 @@ neighbours is what that part costs on this machine, at this load:
 5. `config.get`: a request dispatched inline by a real sidecar;
 6. `query.run`: the whole request through a real sidecar (dispatch, the job runner, admission,
    the supervisor, the worker).
+`--base DIR` adds `query.run (base)`: the same request to a sidecar run from another checkout
+(e.g. `mkdir /tmp/base && git archive <commit> | tar -x -C /tmp/base`), measured in the same rounds.
 Figures are printed, never asserted (docs/performance/latency.md quotes them).
 """
 
@@ -58,7 +61,7 @@ def _settings(tmp: Path) -> EngineSettings:
     )
 
 
-def layers(tmp: Path, stack: list[Any]) -> dict[str, Callable[[], Any]]:
+def layers(tmp: Path, stack: list[Any], base: Path | None = None) -> dict[str, Callable[[], Any]]:
     """One callable per layer, each running `SQL` once through it; `stack` collects what to close."""
     settings = _settings(tmp)
     spec = QuerySpec(sql=SQL, database=str(tmp / "engine.duckdb"), max_rows=10_000)
@@ -76,19 +79,31 @@ def layers(tmp: Path, stack: list[Any]) -> dict[str, Callable[[], Any]]:
     sidecar = SidecarProcess(env=env, cwd=tmp)
     stack.append(sidecar.close)
     sidecar.request("initialize", {"client": {"name": "hop-bench"}})
+    targets: dict[str, Callable[[], Any]] = {}
+    if base is not None:  # `python -m` puts its working directory first on the path: the base's sidecar
+        other = SidecarProcess(env=env, cwd=base)
+        stack.append(other.close)
+        other.request("initialize", {"client": {"name": "hop-bench-base"}})
+        targets["query.run (base)"] = lambda: other.request("query.run", {"sql": SQL})
 
     def through_worker() -> Any:
         job = next(jobs)
         worker.start(Run(job=job, kind="query", settings=settings, query=worker_spec))
         return worker.wait(job, None)
 
+    def bound() -> Any:
+        cursor.sql(SQL).types  # noqa: B018 - the bind is what is timed
+        return cursor.execute(SQL).fetchmany(10_001)
+
     return {
         "duckdb": lambda: cursor.execute(SQL).fetchmany(10_001),
+        "duckdb+bind": bound,
         "engine": lambda: engine.run_query(spec, settings, Cancellation()),
         "worker": through_worker,
         "echo": lambda: echo.request("echo"),
         "config.get": lambda: sidecar.request("config.get"),
         "query.run": lambda: sidecar.request("query.run", {"sql": SQL}),
+        **targets,
     }
 
 
@@ -109,12 +124,15 @@ def measure(targets: dict[str, Callable[[], Any]], calls: int) -> dict[str, dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--base", type=Path, help="also time query.run on a sidecar from this checkout")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    if args.base is not None and not (args.base / "sidecar" / "__main__.py").is_file():
+        parser.error(f"--base {args.base} holds no sidecar/__main__.py; name a bmad-data checkout")
     stack: list[Any] = []
     with tempfile.TemporaryDirectory(prefix="bmad-hop-") as tmp:
         try:
-            figures = measure(layers(Path(tmp), stack), args.calls)
+            figures = measure(layers(Path(tmp), stack, args.base), args.calls)
         finally:
             for close in reversed(stack):
                 close()
@@ -126,7 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{SQL!r}, {args.calls} calls per layer in {ROUNDS} interleaved rounds; {os.cpu_count()} CPUs, "
         f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; DuckDB {duckdb.__version__} (ms):"
     )
-    over = {"engine": "duckdb", "worker": "engine", "config.get": "echo", "query.run": "worker"}
+    over = {
+        "duckdb+bind": "duckdb",
+        "engine": "duckdb",
+        "worker": "engine",
+        "config.get": "echo",
+        "query.run": "worker",
+        "query.run (base)": "query.run",
+    }
     for name, f in figures.items():
         base = over.get(name)
         step = "" if base is None else f"   {f['p50'] - figures[base]['p50']:+.3f} over {base}"
