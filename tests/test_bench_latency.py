@@ -5,6 +5,7 @@ checks what the benchmark prints, never how fast anything is)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,25 @@ def test_the_hop_bench_times_every_layer(tmp_path: Path) -> None:
     latency = _bench_json(tmp_path, "sidecar.bench.hop", "--calls", "20")["latency_ms"]
     assert list(latency) == ["duckdb", "duckdb+bind", "engine", "worker", "echo", "config.get", "query.run"]
     assert all(f["calls"] == 20 and 0 < f["p50"] <= f["p99"] for f in latency.values())
+
+
+def test_every_bench_command_in_the_latency_doc_takes_the_options_it_shows() -> None:
+    """The commands docs/performance/latency.md tells a reader to run exist with those options
+    (bmad_bridge/tests/latency-bench.test.js checks the Node script's)."""
+    text = (REPO_ROOT / "docs" / "performance" / "latency.md").read_text()
+    commands = re.findall(r"python -m (sidecar\.bench\.\w+)([^\n`]*)", text)
+    assert {module for module, _ in commands} >= {"sidecar.bench.hop", "sidecar.bench.roundtrip"}
+    for module, rest in commands:
+        if "--" not in rest:
+            continue  # named, not run with options (the echo floor reads stdin)
+        helped = subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+            timeout=60,
+            check=True,
+        ).stdout
+        for option in re.findall(r"(--[a-z-]+)", rest):
+            assert option in helped, f"{module} has no {option}"

@@ -23,3 +23,11 @@ test('--json: every target through the bridge, with its percentiles (the Python 
   assert.equal(figures.loop, null);
   assert.equal(figures.python, null);
 });
+
+test('the latency-bench commands in docs/performance/latency.md use options it has', () => {
+  const fs = require('node:fs');
+  const text = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'performance', 'latency.md'), 'utf8');
+  const commands = [...text.matchAll(/latency-bench\.js([^\n`]*)/g)].map((m) => m[1].trim().split(/\s+/).filter(Boolean));
+  assert.ok(commands.length >= 1);
+  for (const args of commands) assert.doesNotThrow(() => parseArgs(args), args.join(' '));
+});
