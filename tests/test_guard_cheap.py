@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from sidecar.engine import guard
 from sidecar.errors import AccessDenied
+from sidecar.jobs.statements import shape_of
 from sidecar.partition.answer import CannotSplit, how_to_split
 
 NO_TABLE = [
@@ -86,3 +87,10 @@ def test_a_select_reading_a_table_without_from_is_not_taken_for_cheap(sql):
 def test_every_table_word_makes_a_select_worth_checking():
     for word in guard.TABLE_WORDS:
         assert not guard.names_no_table(f"SELECT 1 {word.lower()} x"), word
+
+
+@pytest.mark.parametrize("sql", NO_TABLE)
+def test_the_shape_a_cheap_statement_is_given_is_the_one_duckdb_parses(sql):
+    """The job runner takes a SELECT that names no table for one read-only SELECT without parsing it."""
+    shape = shape_of(sql)
+    assert (shape.read_only, shape.statement_types) == (True, ("SELECT",))

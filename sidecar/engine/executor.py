@@ -45,9 +45,11 @@ class Engine:
     # -- databases -----------------------------------------------------------------------
 
     def database(self, name: str | None, settings: EngineSettings) -> Database:
-        key = MEMORY if name in (None, "", MEMORY) else self._resolved.get(name)
-        if key is None:
-            key = self._resolved.setdefault(name, str(Path(name).expanduser().resolve()))  # type: ignore[arg-type]
+        if not name or name == MEMORY:
+            key = MEMORY
+        else:
+            key = self._resolved.get(name) or str(Path(name).expanduser().resolve())
+            self._resolved[name] = key
         with self._lock:
             db = self._databases.get(key)
             if db is not None:
