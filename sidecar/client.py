@@ -44,13 +44,16 @@ class SidecarProcess:
         args: Iterable[str] = (),
         cwd: str | os.PathLike[str] | None = None,
         python: str | None = None,
+        module: str = "sidecar",
     ) -> None:
+        """`module` is what `python -m` runs: the sidecar, or a stand-in speaking its framing
+        (`sidecar.bench.echo`, the benchmarks' echo floor)."""
         full_env = dict(os.environ if env is None else env)
         full_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH", "")])
         )
         self.proc = subprocess.Popen(
-            [python or sys.executable, "-m", "sidecar", *args],
+            [python or sys.executable, "-m", module, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

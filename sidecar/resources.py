@@ -5,6 +5,10 @@ DuckDB from those gets the process OOM-killed by its cgroup. So the limits are r
 process's own cgroup (walking up to the root, taking the tightest one) and combined with what
 the kernel reports. The cgroup root and /proc/self/cgroup are parameters so tests can point
 them at fake v1 and v2 trees built from real files.
+
+`ResourceReader` serves `system.resources`: what does not change while the process runs (total RAM,
+the cgroup's limits and CPU quota, the CPUs) is read once; what does (available memory, cgroup usage,
+free disk) is re-read when older than a short TTL, so the method costs about a dispatch.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import math
 import os
 import shutil
 import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -21,7 +28,9 @@ import msgspec
 import psutil
 
 __all__ = [
+    "CHANGING_TTL_S",
     "Resources",
+    "ResourceReader",
     "detect_resources",
     "effective_memory_bytes",
     "disk_space",
@@ -76,6 +85,85 @@ def disk_space(path: Path) -> tuple[int, int]:
     return usage.total, usage.free
 
 
+CHANGING_TTL_S = 0.25
+"""How long `ResourceReader` serves the same available memory, cgroup usage and free disk."""
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """What stays the same while the process runs."""
+
+    total_memory: int
+    cgroup_version: int | None
+    cgroup_limit: int | None
+    cgroup_usage_file: Path | None
+    cgroup_quota: float | None
+    logical_cpus: int
+    usable_cpus: int
+
+
+def _fixed(cgroup_root: Path, proc_self_cgroup: Path) -> _Fixed:
+    version, limit, usage_file, quota = _read_cgroup(cgroup_root, proc_self_cgroup)
+    logical = os.cpu_count() or 1
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        affinity = logical
+    usable = affinity if quota is None else max(1, min(affinity, math.ceil(quota)))
+    return _Fixed(int(psutil.virtual_memory().total), version, limit, usage_file, quota, logical, usable)
+
+
+class ResourceReader:
+    """`detect_resources`, with the fixed facts read once and the changing ones kept for `ttl_s`
+    (tests/test_resources.py holds it to both)."""
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float = CHANGING_TTL_S,
+        cgroup_root: Path = Path("/sys/fs/cgroup"),
+        proc_self_cgroup: Path = Path("/proc/self/cgroup"),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self._fixed = _fixed(cgroup_root, proc_self_cgroup)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: tuple[float, Path, Resources] | None = None
+
+    def read(self, temp_dir: Path | None = None) -> Resources:
+        """The machine now (or at most `ttl_s` ago), with the free space where spill files would go."""
+        temp = temp_dir if temp_dir is not None else Path(tempfile.gettempdir())
+        now = self._clock()
+        with self._lock:
+            last = self._last
+            if last is not None and last[1] == temp and now - last[0] < self.ttl_s:
+                return last[2]
+        fixed = self._fixed
+        usage = _read_int(fixed.cgroup_usage_file) if fixed.cgroup_usage_file is not None else None
+        available = int(psutil.virtual_memory().available)
+        if fixed.cgroup_limit is not None and usage is not None:
+            # Inside a limited cgroup the host's free memory is not ours to take.
+            available = min(available, max(0, fixed.cgroup_limit - usage))
+        disk_total, disk_free = disk_space(temp)
+        res = Resources(
+            total_memory_bytes=fixed.total_memory,
+            available_memory_bytes=available,
+            cgroup_version=fixed.cgroup_version,
+            cgroup_memory_limit_bytes=fixed.cgroup_limit,
+            cgroup_memory_usage_bytes=usage,
+            cgroup_cpu_quota=fixed.cgroup_quota,
+            logical_cpus=fixed.logical_cpus,
+            usable_cpus=fixed.usable_cpus,
+            temp_directory=str(temp),
+            temp_total_bytes=disk_total,
+            temp_free_bytes=disk_free,
+        )
+        with self._lock:
+            self._last = (now, temp, res)
+        return res
+
+
 def detect_resources(
     temp_dir: Path | None = None,
     *,
@@ -83,53 +171,28 @@ def detect_resources(
     proc_self_cgroup: Path = Path("/proc/self/cgroup"),
 ) -> Resources:
     """Measure RAM, cgroup limits, CPUs and the free space where spill files would go."""
-    vm = psutil.virtual_memory()
-    version, limit, usage, quota = _read_cgroup(cgroup_root, proc_self_cgroup)
-    available = int(vm.available)
-    if limit is not None and usage is not None:
-        # Inside a limited cgroup the host's free memory is not ours to take.
-        available = min(available, max(0, limit - usage))
-    logical = os.cpu_count() or 1
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        affinity = logical
-    usable = affinity if quota is None else max(1, min(affinity, math.ceil(quota)))
-    temp = temp_dir if temp_dir is not None else Path(tempfile.gettempdir())
-    disk_total, disk_free = disk_space(temp)
-    return Resources(
-        total_memory_bytes=int(vm.total),
-        available_memory_bytes=available,
-        cgroup_version=version,
-        cgroup_memory_limit_bytes=limit,
-        cgroup_memory_usage_bytes=usage,
-        cgroup_cpu_quota=quota,
-        logical_cpus=logical,
-        usable_cpus=usable,
-        temp_directory=str(temp),
-        temp_total_bytes=disk_total,
-        temp_free_bytes=disk_free,
-    )
+    return ResourceReader(ttl_s=0, cgroup_root=cgroup_root, proc_self_cgroup=proc_self_cgroup).read(temp_dir)
 
 
 def _read_cgroup(
     root: Path, proc_self_cgroup: Path
-) -> tuple[int | None, int | None, int | None, float | None]:
-    """(version, memory limit, memory usage, cpu quota); Nones where there is no cgroup or no limit."""
+) -> tuple[int | None, int | None, Path | None, float | None]:
+    """(version, memory limit, the file of its memory usage, cpu quota); Nones where there is no
+    cgroup or no limit."""
     memberships = _parse_proc_cgroup(proc_self_cgroup)
     if (root / "cgroup.controllers").is_file():
         own = _own_dir(root, memberships.get("", "/"))
         return (
             2,
             _min_up(own, root, "memory.max", _parse_v2_memory_max),
-            _read_int(own / "memory.current"),
+            own / "memory.current",
             (_min_up(own, root, "cpu.max", _parse_v2_cpu_max)),
         )
     memory_root = root / "memory"
     if memory_root.is_dir():
         own = _own_dir(memory_root, memberships.get("memory", "/"))
         limit = _min_up(own, memory_root, "memory.limit_in_bytes", _parse_v1_limit)
-        usage = _read_int(own / "memory.usage_in_bytes")
+        usage = own / "memory.usage_in_bytes"
         quota = None
         for name in ("cpu,cpuacct", "cpu", "cpuacct,cpu"):
             cpu_root = root / name

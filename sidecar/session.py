@@ -30,7 +30,7 @@ from sidecar.config import (
 from sidecar.jobs.runner import JobRunner
 from sidecar.errors import ConfigInvalid, InvalidParams
 from sidecar.protocol.messages import ConfigChangedParams, ConfigErrorParams
-from sidecar.resources import Resources, detect_resources
+from sidecar.resources import ResourceReader, Resources
 
 __all__ = ["Session", "DATA_FEATURE"]
 
@@ -50,7 +50,8 @@ class Session:
         self.profile: str | None = None
         self.overrides: dict[str, Any] = {}
         self.config_dir = default_config_dir(self.env).resolve()
-        self.resources: Resources = detect_resources()
+        self._machine = ResourceReader()
+        self.resources: Resources = self._machine.read()
         self.exit_requested = threading.Event()
         self.running_jobs: dict[str, Any] = {}
         """Requests in flight that named a job_id (jobs.cancel stops them)."""
@@ -171,7 +172,7 @@ class Session:
         )
 
     def refresh_resources(self) -> Resources:
-        self.resources = detect_resources(Path(self.settings.temp_directory))
+        self.resources = self._machine.read(Path(self.settings.temp_directory))
         return self.resources
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sidecar.resources import detect_resources, disk_space, effective_memory_bytes
+from sidecar.resources import ResourceReader, detect_resources, disk_space, effective_memory_bytes
 
 GiB = 1024**3
 
@@ -139,3 +139,34 @@ def test_disk_space_of_a_path_not_yet_created(tmp_path: Path) -> None:
     total, free = disk_space(tmp_path / "not" / "yet" / "there")
     assert (total, free) != (0, 0)
     assert free <= total
+
+
+def test_the_reader_reads_fixed_facts_once_and_changing_ones_after_their_ttl(tmp_path: Path) -> None:
+    root, proc = _v2_tree(tmp_path, leaf_max=str(2 * GiB), parent_max="max", cpu_max="150000 100000")
+    now = [100.0]
+    reader = ResourceReader(ttl_s=0.25, cgroup_root=root, proc_self_cgroup=proc, clock=lambda: now[0])
+    first = reader.read(tmp_path)
+    assert first.cgroup_memory_usage_bytes == 1048576 and first.cgroup_memory_limit_bytes == 2 * GiB
+    _write(root / "kubepods" / "pod1" / "memory.current", str(GiB))
+    _write(root / "kubepods" / "pod1" / "memory.max", str(4 * GiB))
+    now[0] += 0.2
+    assert reader.read(tmp_path) is first  # within the TTL: the same snapshot
+    other = tmp_path / "elsewhere"
+    assert reader.read(other).temp_directory == str(other)  # another temp directory is measured at once
+    now[0] += 0.3
+    later = reader.read(tmp_path)
+    assert later.cgroup_memory_usage_bytes == GiB  # usage changes: re-read after the TTL
+    assert later.cgroup_memory_limit_bytes == 2 * GiB  # the limit was read once
+    assert later.available_memory_bytes <= 2 * GiB - GiB
+    assert later.cgroup_cpu_quota == first.cgroup_cpu_quota and later.usable_cpus == first.usable_cpus
+
+
+def test_detect_resources_agrees_with_a_fresh_reader(tmp_path: Path) -> None:
+    root, proc = _v2_tree(tmp_path, leaf_max=str(GiB), parent_max="max", cpu_max="max 100000")
+    fresh = ResourceReader(cgroup_root=root, proc_self_cgroup=proc).read(tmp_path)
+    detected = detect_resources(tmp_path, cgroup_root=root, proc_self_cgroup=proc)
+    assert (fresh.cgroup_memory_limit_bytes, fresh.cgroup_memory_usage_bytes, fresh.usable_cpus) == (
+        detected.cgroup_memory_limit_bytes,
+        detected.cgroup_memory_usage_bytes,
+        detected.usable_cpus,
+    )

@@ -219,7 +219,7 @@ class SidecarClient extends EventEmitter {
   }
 
   _onLine(line, lineNumber) {
-    if (line.trim() === '') return;
+    if (!/\S/.test(line)) return; // blank; trim() would copy a long answer line just to look
     let message;
     try {
       message = JSON.parse(line);

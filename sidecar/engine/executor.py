@@ -37,13 +37,19 @@ class Engine:
 
     def __init__(self) -> None:
         self._databases: dict[str, Database] = {}
+        self._resolved: dict[str, str] = {}
+        """Database names as requests give them -> their resolved paths (resolving costs a job ~0.05 ms)."""
         self._lock = threading.Lock()
         self.sampler = Sampler()
 
     # -- databases -----------------------------------------------------------------------
 
     def database(self, name: str | None, settings: EngineSettings) -> Database:
-        key = MEMORY if name in (None, "", MEMORY) else str(Path(name).expanduser().resolve())
+        if not name or name == MEMORY:
+            key = MEMORY
+        else:
+            key = self._resolved.get(name) or str(Path(name).expanduser().resolve())
+            self._resolved[name] = key
         with self._lock:
             db = self._databases.get(key)
             if db is not None:

@@ -11,6 +11,8 @@ One gap in DuckDB's answer is closed here too: a path written as a table (`FROM 
 `FROM "../x/y"`) that DuckDB does not recognise as a file comes back as "Table ... does not exist!
 Did you mean sqlite_schema", which sends the user hunting for a table. Such a path outside the
 allowed directories (`..` and symlinks resolved) is refused as ACCESS_DENIED, like read_csv of it.
+That check parses with sqlglot (milliseconds), so it runs only for a statement that holds a path
+character and could name a table at all (`names_no_table` says which cannot: `SELECT '/a/b'`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sqlglot import exp
 
 from sidecar.errors import AccessDenied, SqlError
 
-__all__ = ["checked_statements", "SAFE_PRAGMAS"]
+__all__ = ["checked_statements", "names_no_table", "SAFE_PRAGMAS", "TABLE_WORDS"]
 
 SAFE_PRAGMAS = frozenset(
     {
@@ -105,11 +107,36 @@ def checked_statements(con: duckdb.DuckDBPyConnection, sql: str) -> Sequence[duc
 
 _LEADING_WORDS = re.compile(r"[A-Za-z_]+")
 
+TABLE_WORDS = ("FROM", "TABLE", "JOIN", "PIVOT", "UNPIVOT", "SUMMARIZE", "DESCRIBE", "SHOW")
+"""The words that introduce a table in a SELECT: `FROM t`, `(TABLE t)`, `EXISTS (TABLE t)`,
+`(PIVOT t ON x)`, `(SHOW TABLES)`, ... (DuckDB reads a table inside a SELECT only after one of them)."""
+_SELECT_FIRST = re.compile(r"\s*\(*\s*SELECT\b", re.I)
+_TABLE_WORD = re.compile(r"\b(?:" + "|".join(TABLE_WORDS) + r")\b", re.I)
+
+
+def names_no_table(sql: str) -> bool:
+    """Whether `sql` is one SELECT that cannot read any table: it starts with SELECT, holds no
+    second statement and none of TABLE_WORDS, not even inside a string (a false "no" only costs
+    the slower path).
+
+    >>> names_no_table("SELECT 42"), names_no_table("select '/tmp/x' AS path, now()")
+    (True, True)
+    >>> names_no_table("SELECT * FROM t"), names_no_table("SELECT (TABLE t)"), names_no_table("TABLE t")
+    (False, False, False)
+    >>> names_no_table("SELECT 'from'"), names_no_table("SUMMARIZE t"), names_no_table("/* c */ SELECT 1")
+    (False, False, False)
+    >>> names_no_table("SELECT 1; UPDATE t SET a = 1"), names_no_table("SELECT 1;")
+    (False, True)
+    """
+    if ";" in sql.strip().rstrip(";"):
+        return False
+    return _SELECT_FIRST.match(sql) is not None and _TABLE_WORD.search(sql) is None
+
 
 def _path_tables(sql: str) -> Iterator[str]:
     """Table names in `sql` that are file paths: they hold a path separator or start with `~`."""
-    if not any(c in sql for c in "/\\~"):
-        return  # no path can be written without one of these: skip the parse
+    if not any(c in sql for c in "/\\~") or names_no_table(sql):
+        return  # no path is written without one of these, nor a table named without a word: no parse
     try:
         trees = sqlglot.parse(sql, read="duckdb")
     except sqlglot.errors.SqlglotError:

@@ -1,20 +1,24 @@
 """The sidecar's side of one worker process: spawn it, talk to it, watch it die.
 
-A reader thread turns the worker's frames into callbacks; when the pipe closes, the
-handle learns how the process ended (exit code or signal) and fails the job it was
-running with WORKER_CRASHED, unless the watchdog killed it on purpose and said why.
+`run` sends a job and reads the worker's frames on the calling thread until the job's end:
+progress goes to its listener as it arrives, and the answer is read by the thread that waits
+for it, with no reader thread in between (a handoff between threads costs the hop about a
+tenth of a millisecond; docs/performance/latency.md). When the pipe closes, the handle learns
+how the process ended (exit code or signal) and the job fails with WorkerDied, unless the
+watchdog killed it on purpose and said why. Nothing is read between jobs: the worker sends
+nothing then.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,16 +87,11 @@ class WorkerHandle:
         self.ready = threading.Event()
         self.database: str | None = None
         """The database this worker has open (it owns it: no other worker may open it)."""
-        self.job: int | None = None
-        self.future: Future[JobOutcome] | None = None
-        self.on_progress: Callable[[Sample], None] | None = None
         self.killed_for: str | None = None
         self.peak_rss = 0
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._decoder = msgspec.msgpack.Decoder(FromWorker)
-        self._reader = threading.Thread(target=self._read, name=f"worker-{self.pid}", daemon=True)
-        self._reader.start()
 
     @property
     def alive(self) -> bool:
@@ -124,14 +123,32 @@ class WorkerHandle:
         except (BrokenPipeError, OSError, ValueError):
             return False
 
-    def start(self, run: Run, on_progress: Callable[[Sample], None] | None) -> Future[JobOutcome]:
-        future: Future[JobOutcome] = Future()
-        self.job, self.future, self.on_progress = run.job, future, on_progress
+    def wait_ready(self, timeout: float) -> bool:
+        """Read the worker's Ready frame, waiting at most `timeout` seconds for it to arrive; False
+        when it did not (then `wait` takes it before the job's frames) or the worker died starting."""
+        if self.ready.is_set():
+            return True
+        assert self.proc.stdout is not None
+        try:
+            arrived, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        except (OSError, ValueError):
+            return False
+        if arrived:
+            payload = read_frame(self.proc.stdout)
+            if payload is not None and isinstance(self._decoder.decode(payload), Ready):
+                self.ready.set()
+        return self.ready.is_set()
+
+    def start(self, run: Run) -> None:
+        """Send a job; `wait` reads its answer (a worker whose pipe is broken is dying: `wait` says how)."""
         self.peak_rss = 0
         self.killed_for = None
-        if not self._send(run):
-            self._died()
-        return future
+        self._send(run)
+
+    def wait(self, job: int, on_progress: Callable[[Sample], None] | None) -> JobOutcome:
+        """Read the worker's frames on this thread until job `job` ends: its progress goes to
+        `on_progress`; raises WorkerDied when the process ends first."""
+        return self._read_until_done(job, on_progress)
 
     def interrupt(self, job: int, reason: str) -> None:
         self._send(Interrupt(job, reason))
@@ -166,46 +183,30 @@ class WorkerHandle:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self._reader.join(timeout=5)
         if self.proc.stdout:
             self.proc.stdout.close()
 
     # -- events --------------------------------------------------------------------------
 
-    def _read(self) -> None:
+    def _read_until_done(self, job: int, on_progress: Callable[[Sample], None] | None) -> JobOutcome:
         assert self.proc.stdout is not None
         while True:
             payload = read_frame(self.proc.stdout)
             if payload is None:
-                break
+                raise self._died()
             message = self._decoder.decode(payload)
             if isinstance(message, Ready):
                 self.ready.set()
             elif isinstance(message, Progress):
-                listener = self.on_progress
-                if listener is not None and message.job == self.job:
-                    listener(message.sample)
-            elif isinstance(message, (Done, Failed)):
-                self._finish(
-                    message.job,
-                    JobOutcome(result=message.result)
-                    if isinstance(message, Done)
-                    else JobOutcome(error=message),
-                )
-        self._died()
+                if on_progress is not None and message.job == job:
+                    try:
+                        on_progress(message.sample)
+                    except Exception:  # a listener's failure must not lose the job's answer
+                        log.exception("progress listener of job %d failed", job)
+            elif message.job == job:  # Done or Failed
+                return JobOutcome(result=message.result) if isinstance(message, Done) else JobOutcome(error=message)
 
-    def _finish(self, job: int, outcome: JobOutcome) -> None:
-        with self._lock:
-            future = self.future if self.job == job else None
-            if future is not None:
-                self.job, self.future, self.on_progress = None, None, None
-        if future is not None and not future.done():
-            future.set_result(outcome)
-
-    def _died(self) -> None:
+    def _died(self) -> WorkerDied:
         self.proc.wait()
         self.ready.set()
-        with self._lock:
-            future, self.job, self.future = self.future, None, None
-        if future is not None and not future.done():
-            future.set_exception(WorkerDied(self.proc.returncode, self.peak_rss, self.killed_for))
+        return WorkerDied(self.proc.returncode, self.peak_rss, self.killed_for)

@@ -100,7 +100,7 @@ class WorkerPool:
         if handle is None:
             handle = self._spawn()
         threading.Thread(target=self.prewarm, daemon=True).start()
-        handle.ready.wait(30)
+        handle.wait_ready(30)
         return handle
 
     def database_lock(self, database: str) -> FairLock:

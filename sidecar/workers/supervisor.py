@@ -16,7 +16,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -153,7 +152,8 @@ class Supervisor:
                 job=number,
                 kind=job.kind,
                 settings=engine_settings,
-                progress=True,  # type: ignore[arg-type]
+                # the worker sends its final sample only when someone takes it: one frame less a job
+                progress=on_sample is not None,
                 query=job.spec if isinstance(job.spec, QuerySpec) else None,
                 analyze=job.spec if isinstance(job.spec, AnalyzeSpec) else None,
             )
@@ -177,13 +177,13 @@ class Supervisor:
                 elif on_sample is not None:
                     on_sample(sample)
 
-            future: Future[JobOutcome] = handle.start(run, relay)
+            handle.start(run)
             self.watchdog.watch(watch)
             unregister = call.on_cancel(lambda: self._cancel(watch, call))
             with self._workers_lock:
                 self._workers[call.id] = handle.pid
             try:
-                outcome_or_error = _wait(future)
+                outcome_or_error = _wait(handle, number, relay)
             finally:
                 with self._workers_lock:
                     self._workers.pop(call.id, None)
@@ -363,8 +363,9 @@ class Supervisor:
         self.pool.close()
 
 
-def _wait(future: Future[JobOutcome]) -> JobOutcome | WorkerDied:
+def _wait(handle: WorkerHandle, job: int, relay: Callable[[Sample], None]) -> JobOutcome | WorkerDied:
+    """The job's outcome, read on this thread (WorkerHandle.wait), or how its worker died."""
     try:
-        return future.result()
+        return handle.wait(job, relay)
     except WorkerDied as died:
         return died
