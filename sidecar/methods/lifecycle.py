@@ -12,6 +12,7 @@ from sidecar import PROTOCOL_VERSION, SERVER_NAME, __version__
 from sidecar.config import Diagnostic, FlagState, Settings
 from sidecar.errors import InputError
 from sidecar.methods import registry
+from sidecar.methods.daemon import DaemonInfo
 from sidecar.protocol.dispatcher import Call
 from sidecar.resources import Resources
 
@@ -31,6 +32,9 @@ class InitializeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A named profile from the memory templates file; default `auto` (sized from the machine)."""
     overrides: dict[str, Any] | None = None
     """Settings for this client, above the profile and below environment variables."""
+    env: dict[str, str] | None = None
+    """The client's BMAD_DATA_* environment variables, in place of the sidecar's own (a daemon
+    started by one command serves later ones, each with its environment)."""
 
 
 class ServerInfo(msgspec.Struct, frozen=True):
@@ -38,7 +42,7 @@ class ServerInfo(msgspec.Struct, frozen=True):
     version: str
 
 
-class InitializeResult(msgspec.Struct, frozen=True):
+class InitializeResult(msgspec.Struct, frozen=True, omit_defaults=True):
     server: ServerInfo
     protocol_version: str
     duckdb_version: str
@@ -47,6 +51,8 @@ class InitializeResult(msgspec.Struct, frozen=True):
     flags: dict[str, FlagState]
     methods: list[str]
     diagnostics: list[Diagnostic]
+    daemon: DaemonInfo | None = None
+    """Present when a shared daemon answers: its pid, start and clients."""
 
 
 @registry.method("initialize", params=InitializeParams, result=InitializeResult, inline=True)
@@ -65,7 +71,7 @@ def initialize(call: Call, p: InitializeParams) -> InitializeResult:
                 hint="Point config_dir at the expansion pack folder (the one holding data/ and config/).",
             )
     session.client = msgspec.to_builtins(p.client) if p.client else None
-    session.configure(config_dir=config_dir, profile=p.profile, overrides=p.overrides)
+    session.configure(config_dir=config_dir, profile=p.profile, overrides=p.overrides, env=p.env)
     return InitializeResult(
         server=ServerInfo(SERVER_NAME, __version__),
         protocol_version=PROTOCOL_VERSION,
@@ -75,6 +81,7 @@ def initialize(call: Call, p: InitializeParams) -> InitializeResult:
         flags=dict(session.pack.flags.states),
         methods=sorted([*registry.methods, "$/cancelRequest", "exit"]),
         diagnostics=list(session.pack.diagnostics),
+        daemon=session.daemon.info() if session.daemon is not None else None,
     )
 
 

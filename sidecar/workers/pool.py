@@ -145,6 +145,18 @@ class WorkerPool:
         with self._lock:
             return [*self._spares, *self._owners.values(), *self._busy]
 
+    def retire(self, database: str) -> bool:
+        """Stop the idle worker that owns `database` (a daemon's client left, and its default
+        database goes with it); False when it is busy or there is none."""
+        with self._lock:
+            handle = self._owners.get(database)
+            if handle is None or handle in self._busy:
+                return False
+            del self._owners[database]
+            self._db_locks.pop(database, None)
+        handle.stop()
+        return True
+
     def stop_idle(self) -> int:
         """Stop idle database owners and spares (cleanup --aggressive): their caches go with them."""
         with self._lock:
