@@ -21,6 +21,7 @@ import pytest
 
 from sidecar.client import REPO_ROOT
 from sidecar.daemon.client import SocketClient
+from sidecar.daemon.paths import daemon_paths
 
 __all__ = ["Daemon", "runtime_dir", "start_daemon", "wait_for_socket"]
 
@@ -36,10 +37,10 @@ def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float = 
 
 
 class Daemon:
-    def __init__(self, proc: subprocess.Popen[bytes], runtime: Path, log: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], runtime: Path, log: Path, cwd: Path) -> None:
         self.proc = proc
         self.runtime = runtime
-        self.socket = runtime / "daemon.sock"
+        self.socket = daemon_paths({"BMAD_DATA_RUNTIME_DIR": str(runtime)}, cwd=cwd).socket
         self.log = log
 
     def connect(self, name: str = "test", **params: Any) -> SocketClient:
@@ -86,7 +87,7 @@ def start_daemon(sidecar_env: dict[str, str], data_dir: Path, runtime_dir: Path)
                 env=full,
                 cwd=data_dir,
             )
-        daemon = Daemon(proc, runtime_dir, log)
+        daemon = Daemon(proc, runtime_dir, log, data_dir)
         started.append(daemon)
         if wait:
             deadline = time.monotonic() + 60

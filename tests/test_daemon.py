@@ -20,6 +20,7 @@ import pytest
 from daemon_fixtures import Daemon, runtime_dir, start_daemon  # noqa: F401  (fixtures)
 from sidecar.client import REPO_ROOT, RpcError, SidecarProcess
 from sidecar.daemon.client import SocketClient
+from sidecar.daemon.paths import daemon_paths
 from sidecar.daemon.service import peer_uid
 
 SLOW_SQL = "SELECT count(*) FROM range(4000000000) t(i) WHERE hash(i) % 7 = 1"
@@ -102,13 +103,14 @@ def test_bad_lines_and_a_client_that_never_reads_do_not_disturb_another(
 
 
 def test_a_stale_socket_is_replaced_and_a_second_daemon_refused(
-    start_daemon: Callable[..., Daemon], runtime_dir: Path
+    start_daemon: Callable[..., Daemon], runtime_dir: Path, data_dir: Path
 ) -> None:
     os.chmod(runtime_dir, 0o700)
+    paths = daemon_paths({"BMAD_DATA_RUNTIME_DIR": str(runtime_dir)}, cwd=data_dir)
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stale.bind(str(runtime_dir / "daemon.sock"))  # what a killed daemon leaves: a socket nobody listens on
+    stale.bind(str(paths.socket))  # what a killed daemon leaves: a socket nobody listens on
     stale.close()
-    (runtime_dir / "daemon.lock").write_text("999999\n")
+    paths.lock.write_text("999999\n")
     daemon = start_daemon()
     assert "removing the stale socket" in daemon.log_text()
     with daemon.connect() as client:

@@ -5,10 +5,16 @@ The runtime directory is `BMAD_DATA_RUNTIME_DIR` when set (tests use it for isol
 under the state directory `sidecar/layout.py` picks. The Node bridge computes the same path
 (`bmad_bridge/lib/daemon-paths.js`) and passes `BMAD_DATA_RUNTIME_DIR` to a daemon it starts.
 The directory is made 0700 and must belong to the user: nobody else may reach the socket.
+
+There is one daemon per user and working directory (`daemon-<12 hex of sha256(cwd)>.sock`): a
+relative path in SQL or in a parameter means, to a daemon, what it would mean to a sidecar the
+command started itself, because the daemon runs in the command's directory. Daemons of several
+directories share the machine budget through the ledger (`sidecar/daemon/ledger.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -18,7 +24,15 @@ from typing import Mapping
 from sidecar.errors import AccessDenied, InputError
 from sidecar.layout import default_state_dir
 
-__all__ = ["RUNTIME_ENV", "MAX_SOCKET_PATH", "DaemonPaths", "runtime_dir", "daemon_paths", "ensure_private_dir"]
+__all__ = [
+    "RUNTIME_ENV",
+    "MAX_SOCKET_PATH",
+    "DaemonPaths",
+    "runtime_dir",
+    "daemon_name",
+    "daemon_paths",
+    "ensure_private_dir",
+]
 
 RUNTIME_ENV = "BMAD_DATA_RUNTIME_DIR"
 MAX_SOCKET_PATH = 107
@@ -49,11 +63,23 @@ def runtime_dir(env: Mapping[str, str]) -> Path:
     return default_state_dir()[0] / "run"
 
 
-def daemon_paths(env: Mapping[str, str], socket: str | None = None) -> DaemonPaths:
-    """The daemon's files; `socket` (the `--socket` option) puts them beside that path instead.
+def daemon_name(cwd: str | os.PathLike[str]) -> str:
+    """The daemon's file name stem for a working directory (the Node bridge computes the same).
 
-    >>> daemon_paths({"BMAD_DATA_RUNTIME_DIR": "/tmp/bd"}).socket.as_posix()
-    '/tmp/bd/daemon.sock'
+    >>> daemon_name("/home/ada/project")
+    'daemon-6bfafd9246cf'
+    """
+    return "daemon-" + hashlib.sha256(os.fsencode(cwd)).hexdigest()[:12]
+
+
+def daemon_paths(
+    env: Mapping[str, str], socket: str | None = None, cwd: str | os.PathLike[str] | None = None
+) -> DaemonPaths:
+    """The files of the daemon for `cwd` (default: this process's); `socket` (the `--socket`
+    option) puts them beside that path instead.
+
+    >>> daemon_paths({"BMAD_DATA_RUNTIME_DIR": "/tmp/bd"}, cwd="/home/ada/project").socket.as_posix()
+    '/tmp/bd/daemon-6bfafd9246cf.sock'
     >>> daemon_paths({}, "/tmp/x/my.sock").lock.as_posix()
     '/tmp/x/my.sock.lock'
     """
@@ -62,7 +88,10 @@ def daemon_paths(env: Mapping[str, str], socket: str | None = None) -> DaemonPat
         paths = DaemonPaths(path.parent, path, Path(f"{path}.lock"), Path(f"{path}.log"))
     else:
         directory = runtime_dir(env)
-        paths = DaemonPaths(directory, directory / "daemon.sock", directory / "daemon.lock", directory / "daemon.log")
+        stem = daemon_name(os.getcwd() if cwd is None else cwd)
+        paths = DaemonPaths(
+            directory, directory / f"{stem}.sock", directory / f"{stem}.lock", directory / f"{stem}.log"
+        )
     if len(os.fsencode(paths.socket)) > MAX_SOCKET_PATH:
         raise InputError(
             f"the socket path {paths.socket} is {len(os.fsencode(paths.socket))} bytes; "
