@@ -56,12 +56,16 @@ class Session:
         engine: Any = None,
         running_jobs: dict[str, Any] | None = None,
         daemon: Any = None,
+        configs: Any = None,
     ) -> None:
         self.env = dict(os.environ if env is None else env)
         self.base_env = dict(self.env)
         """The process's own environment; a client's `initialize.env` replaces its BMAD_DATA_* part."""
         self.daemon = daemon
         """The daemon serving this connection (`daemon.*` methods, initialize's `daemon`); None on stdio."""
+        self._load_pack: Callable[[Path, Mapping[str, str]], Pack] = load_pack if configs is None else configs.load
+        self._new_watcher: Callable[..., Any] = ConfigWatcher if configs is None else configs.watcher
+        """A daemon's `SharedConfigs` (sidecar/daemon/configs.py): parsed packs and one watcher per dir."""
         self.notify = notify
         self.client: dict[str, Any] | None = None
         self.profile: str | None = None
@@ -76,7 +80,7 @@ class Session:
         """The MonitorService, started by the first monitor.* call (sidecar/methods/monitor.py)."""
         self._lock = threading.Lock()
         self._watch = watch
-        self._watcher: ConfigWatcher | None = None
+        self._watcher: Any = None
         self.pack, self.settings = self._load(self.config_dir, strict=False)
         self.owns_engine = engine is None
         self.engine = JobRunner(self.settings, self.env) if engine is None else engine
@@ -88,7 +92,7 @@ class Session:
 
     def _load(self, config_dir: Path, *, strict: bool) -> tuple[Pack, Settings]:
         """Load and resolve; with `strict`, a config with errors raises instead of being kept."""
-        pack = load_pack(config_dir, self.env)
+        pack = self._load_pack(config_dir, self.env)
         if strict and not pack.ok:
             raise _invalid(pack)
         if not pack.ok:
@@ -145,7 +149,7 @@ class Session:
             return
         if self._watcher is not None:
             self._watcher.stop()
-        self._watcher = ConfigWatcher(
+        self._watcher = self._new_watcher(
             self.config_dir, on_change=self._on_change, on_error=self._on_error, env=self.env
         )
         self._watcher.start()

@@ -6,6 +6,7 @@ Each test starts its own daemon in a private runtime dir (tests/daemon_fixtures.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -190,3 +191,18 @@ def test_a_socket_path_too_long_is_refused_with_a_hint(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "at most 107" in done.stderr and "BMAD_DATA_RUNTIME_DIR" in done.stderr
+
+
+def test_a_departed_clients_worker_serves_the_next_client_warm_with_a_fresh_database(
+    start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    daemon = start_daemon()
+    with daemon.connect("first") as first:
+        first.request("query.run", {"sql": "CREATE TABLE mine AS SELECT 1 AS x"})
+    until(lambda: not list((tmp_path / "state").glob("default-*.c1.duckdb*")))  # its database went with it
+    with daemon.connect("second") as second:
+        with pytest.raises(RpcError):
+            second.request("query.run", {"sql": "SELECT * FROM mine"})
+    opened = re.findall(r"worker\[(\d+)\] sidecar\.engine\.executor: opened database .*\.c(\d)\.duckdb", daemon.log_text())
+    assert [client for _, client in opened] == ["1", "2"]
+    assert opened[0][0] == opened[1][0], "the second client should get the first one's worker, warm"

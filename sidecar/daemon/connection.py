@@ -45,6 +45,7 @@ class Connection:
             engine=self.engine,
             running_jobs=daemon.running_jobs,
             daemon=daemon,
+            configs=daemon.configs,
         )
         self.session.server = self  # type: ignore[attr-defined]  # `shutdown` reaches the dispatcher
         self.dispatcher = Dispatcher(registry, self.writer, self.session)
@@ -94,11 +95,12 @@ class Connection:
             log.warning("client %d: requests still running 10 s after their cancel", self.number)
         self.dispatcher.close()
         self.writer.finish(2.0)
-        self.session.close()
-        self.engine.close()
-        try:
+        try:  # the client sees its end now; releasing the session (a worker to stop) may take a while
+            self.sock.shutdown(socket.SHUT_RDWR)
             self.sock.close()
         except OSError:
             pass
+        self.session.close()
+        self.engine.close()
         log.info("client %d (%s) left: %s", self.number, self.name or "unnamed", reason)
         self.daemon.forget(self)

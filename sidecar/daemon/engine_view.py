@@ -4,7 +4,8 @@ A stdio sidecar gives a query without `database` a fresh database of its own, re
 sidecar ends. In a daemon every client would otherwise share one, see each other's tables, and
 wait for each other (one job at a time per database). So each connection gets its own default
 database, `default-<daemon pid>.c<number>.duckdb` in the client's state directory (the name the
-engine's cleanup already sweeps once that pid is gone), removed with its worker when the client leaves.
+engine's cleanup already sweeps once that pid is gone), removed when the client leaves; the worker that
+held it goes back to the pool warm (`WorkerPool.retire`), so the next client starts no process.
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ class ConnectionEngine:
         return self.shared.cleanup(aggressive=aggressive)
 
     def close(self) -> None:
-        """The client left: its default database's worker stops and its files go."""
+        """The client left: its default database's files go, and its worker waits warm for the next."""
         for database in self.used:
-            self.shared.supervisor.pool.retire(database)
+            if self.shared.supervisor.pool.retire(database):
+                continue  # its worker closed it and removed its files, and waits for the next client
             path = Path(database)
             for leftover in path.parent.glob(path.name + "*"):
                 leftover.unlink(missing_ok=True)

@@ -52,7 +52,7 @@ def idle_timeout(option: float | None, env: dict[str, str]) -> float:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m sidecar daemon", description=__doc__.splitlines()[0])
-    parser.add_argument("--socket", help="the socket path (default: <runtime dir>/daemon.sock)")
+    parser.add_argument("--socket", help="the socket path (default: <runtime dir>/daemon-<hash of the cwd>.sock)")
     parser.add_argument(
         "--idle-timeout",
         type=float,

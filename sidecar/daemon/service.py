@@ -22,6 +22,7 @@ import time
 from typing import Mapping
 
 from sidecar import __version__
+from sidecar.daemon.configs import SharedConfigs
 from sidecar.daemon.connection import Connection
 from sidecar.daemon.paths import DaemonPaths, ensure_private_dir
 from sidecar.errors import InputError
@@ -74,6 +75,7 @@ class Daemon:
         self.started_ms = int(time.time() * 1000)
         self.running_jobs: dict[str, object] = {}
         self.connections: dict[int, Connection] = {}
+        self.configs = SharedConfigs(watch=watch)
         self.stop_requested = threading.Event()
         self.stop_when_idle = False
         self._lock = threading.Lock()
@@ -183,7 +185,9 @@ class Daemon:
         assert self._listener is not None
         registry = load_all()
         try:
-            self._session = Session(lambda method, params: None, env=self.env, watch=False, daemon=self)
+            self._session = Session(
+                lambda method, params: None, env=self.env, watch=False, daemon=self, configs=self.configs
+            )
             freed, removed = self._session.engine.cleanup(aggressive=False)
             if removed:
                 log.info("removed %d file(s), %d bytes, left behind by earlier runs", removed, freed)
@@ -257,6 +261,7 @@ class Daemon:
             connection.drop()
         for connection in connections:
             connection.thread.join(15.0)
+        self.configs.close()
         if self._session is not None:
             self._session.close()
             self._session.engine.cleanup(aggressive=True)

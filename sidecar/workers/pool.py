@@ -146,14 +146,22 @@ class WorkerPool:
             return [*self._spares, *self._owners.values(), *self._busy]
 
     def retire(self, database: str) -> bool:
-        """Stop the idle worker that owns `database` (a daemon's client left, and its default
-        database goes with it); False when it is busy or there is none."""
+        """The idle worker owning `database` closes it and removes its files (a daemon's client
+        left, and its default database with it), then waits warm as a spare, one beyond the spares
+        wanted: the spare its client took was replaced already, and the next client takes this one
+        without a new worker starting. False when it is busy or there is none."""
         with self._lock:
             handle = self._owners.get(database)
             if handle is None or handle in self._busy:
                 return False
             del self._owners[database]
             self._db_locks.pop(database, None)
+        if not handle.forget(database):
+            return False
+        with self._lock:
+            if not self._closed and handle.alive and len(self._spares) <= self._spares_wanted:
+                self._spares.append(handle)
+                return True
         handle.stop()
         return True
 

@@ -30,6 +30,7 @@ __all__ = [
     "Done",
     "Failed",
     "ToWorker",
+    "Forget",
     "FromWorker",
     "write_frame",
     "read_frame",
@@ -69,6 +70,13 @@ class Stop(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
+class Forget(msgspec.Struct, frozen=True, tag=True):
+    """Close a database and remove its files: a daemon's client left, and its default database
+    with it; the worker, warm, goes back to the pool as a spare."""
+
+    database: str
+
+
 class Ready(msgspec.Struct, frozen=True, tag=True):
     pid: int
 
@@ -92,7 +100,7 @@ class Failed(msgspec.Struct, frozen=True, tag=True):
     details: dict[str, Any] = {}
 
 
-ToWorker = Union[Run, Interrupt, SetMemoryLimit, Stop]
+ToWorker = Union[Run, Interrupt, SetMemoryLimit, Stop, Forget]
 FromWorker = Union[Ready, Progress, Done, Failed]
 
 _HEADER = struct.Struct(">I")
