@@ -72,7 +72,9 @@ def runtime_dir() -> Iterator[Path]:
 def start_daemon(sidecar_env: dict[str, str], data_dir: Path, runtime_dir: Path) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, wait: bool = True, **overrides: Any) -> Daemon:
+    def start(
+        *args: str, env: dict[str, str] | None = None, wait: bool = True, cwd: Path | None = None, **overrides: Any
+    ) -> Daemon:
         full = dict(sidecar_env if env is None else env)
         full["BMAD_DATA_RUNTIME_DIR"] = str(runtime_dir)
         full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full.get("PYTHONPATH", "")]))
@@ -85,9 +87,9 @@ def start_daemon(sidecar_env: dict[str, str], data_dir: Path, runtime_dir: Path)
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=full,
-                cwd=data_dir,
+                cwd=cwd or data_dir,
             )
-        daemon = Daemon(proc, runtime_dir, log, data_dir)
+        daemon = Daemon(proc, runtime_dir, log, cwd or data_dir)
         started.append(daemon)
         if wait:
             deadline = time.monotonic() + 60

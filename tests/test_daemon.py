@@ -21,6 +21,7 @@ import pytest
 from daemon_fixtures import Daemon, runtime_dir, start_daemon  # noqa: F401  (fixtures)
 from sidecar.client import REPO_ROOT, RpcError, SidecarProcess
 from sidecar.daemon.client import SocketClient
+from sidecar.daemon.ledger import MachineLedger
 from sidecar.daemon.paths import daemon_paths
 from sidecar.daemon.service import peer_uid
 
@@ -206,3 +207,39 @@ def test_a_departed_clients_worker_serves_the_next_client_warm_with_a_fresh_data
     opened = re.findall(r"worker\[(\d+)\] sidecar\.engine\.executor: opened database .*\.c(\d)\.duckdb", daemon.log_text())
     assert [client for _, client in opened] == ["1", "2"]
     assert opened[0][0] == opened[1][0], "the second client should get the first one's worker, warm"
+
+
+def test_daemons_of_two_directories_share_one_machine_budget(
+    start_daemon: Callable[..., Daemon], tmp_path: Path, data_dir: Path
+) -> None:
+    other_dir = data_dir / "other-project"
+    other_dir.mkdir()
+    budget = {"BMAD_DATA_MACHINE_BUDGET": "1GB"}
+    first, second = start_daemon(**budget), start_daemon(cwd=other_dir, **budget)
+    assert first.socket != second.socket
+    whole = {"partition": {"parts": 0}, "settings": {"memory_limit": "700MB"}}
+    with first.connect("one") as one, second.connect("two") as two:
+        big_id, big = one.call("query.run", {"sql": SLOW_SQL, "progress_token": "big", **whole})
+        one.wait_for(lambda n: n.get("method") == "$/progress" and n["params"]["value"]["phase"] == "running", 60)
+        _, small = two.call("query.run", {"sql": "SELECT 42 AS x", "progress_token": "small", **whole})
+        two.wait_for(lambda n: n.get("method") == "$/progress" and n["params"]["value"]["phase"] == "queued", 60)
+        assert status_of(two)["budget"]["elsewhere_bytes"] >= 700 * 1000**2
+        assert not small.done()  # it waits for the other directory's job, not for anything of its own
+        one.notify("$/cancelRequest", {"id": big_id})
+        assert small.result(60)["rows"] == [[42]]
+        with pytest.raises(RpcError):
+            big.result(60)
+    assert (first.runtime / "ledger").exists()
+
+
+def test_the_ledger_ignores_daemons_that_are_gone(tmp_path: Path) -> None:
+    path = tmp_path / "ledger"
+    path.write_text(f"999999999 4096\n{os.getpid()} 10\n")
+    mine, theirs = MachineLedger(path), MachineLedger(path, pid=os.getppid())
+    assert mine.others() == 0  # pid 999999999 does not run; our own line is not "others"
+    with theirs.locked() as book:
+        book.set(2048)
+    assert mine.others() == 2048
+    assert "999999999" not in path.read_text()
+    theirs.leave()
+    assert mine.others() == 0

@@ -24,6 +24,7 @@ from typing import Mapping
 from sidecar import __version__
 from sidecar.daemon.configs import SharedConfigs
 from sidecar.daemon.connection import Connection
+from sidecar.daemon.ledger import MachineLedger, ledger_path
 from sidecar.daemon.paths import DaemonPaths, ensure_private_dir
 from sidecar.errors import InputError
 from sidecar.methods import load_all
@@ -83,6 +84,8 @@ class Daemon:
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         self._session: Session | None = None
+        self.ledger: MachineLedger | None = None
+        """Shared with the user's other daemons: one machine budget for all (sidecar/daemon/ledger.py)."""
 
     # -- what methods ask ----------------------------------------------------------------
 
@@ -122,7 +125,11 @@ class Daemon:
             clients=clients,
             jobs=sorted(self.running_jobs),
             budget=DaemonBudget(
-                admission.machine_budget, admission.reserved, len(admission.running), admission.waiting()
+                admission.machine_budget,
+                admission.reserved,
+                len(admission.running),
+                admission.waiting(),
+                self.ledger.others() if self.ledger is not None else 0,
             ),
         )
 
@@ -188,6 +195,8 @@ class Daemon:
             self._session = Session(
                 lambda method, params: None, env=self.env, watch=False, daemon=self, configs=self.configs
             )
+            self.ledger = MachineLedger(ledger_path(self.env))
+            self._session.engine.supervisor.admission.ledger = self.ledger
             freed, removed = self._session.engine.cleanup(aggressive=False)
             if removed:
                 log.info("removed %d file(s), %d bytes, left behind by earlier runs", removed, freed)
@@ -266,6 +275,8 @@ class Daemon:
             self._session.close()
             self._session.engine.cleanup(aggressive=True)
             self._session = None
+        if self.ledger is not None:
+            self.ledger.leave()
         self._release_lock()
         log.info("stopped")
 

@@ -45,6 +45,8 @@ class DaemonBudget(msgspec.Struct, frozen=True):
     """Held by running jobs of every client."""
     running_jobs: int
     waiting_jobs: int
+    elsewhere_bytes: int
+    """Held by the user's other daemons (other working directories), read from the machine ledger."""
 
 
 class DaemonStatus(msgspec.Struct, frozen=True):
