@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -243,3 +244,27 @@ def test_the_ledger_ignores_daemons_that_are_gone(tmp_path: Path) -> None:
     assert "999999999" not in path.read_text()
     theirs.leave()
     assert mine.others() == 0
+
+
+def test_clients_with_different_config_dirs_and_an_edit_that_reloads_one_of_them(
+    start_daemon: Callable[..., Daemon], pack_dir: Path, tmp_path: Path
+) -> None:
+    other_pack = tmp_path / "other-pack"
+    shutil.copytree(pack_dir, other_pack)
+    daemon = start_daemon()
+    with daemon.connect("edited", config_dir=str(pack_dir), profile="development") as edited, daemon.connect(
+        "untouched", config_dir=str(other_pack), profile="production_small"
+    ) as untouched:
+        assert edited.request("config.get")["config_dir"] == str(pack_dir)
+        assert untouched.request("config.get")["config_dir"] == str(other_pack)
+        assert edited.request("config.get")["profile"] == "development"
+        assert untouched.request("config.get")["profile"] == "production_small"
+        flags = pack_dir / "config" / "feature-flags.yaml"
+        flags.write_text(flags.read_text().replace("  duckdb_analytics:\n    enabled: true", "  duckdb_analytics:\n    enabled: false", 1))
+        changed = edited.wait_for(lambda n: n.get("method") == "config/changed", 30)
+        assert changed["params"]["config_dir"] == str(pack_dir)
+        with pytest.raises(RpcError) as off:
+            edited.request("query.run", {"sql": "SELECT 1"})
+        assert off.value.code == "FEATURE_DISABLED"
+        assert untouched.request("query.run", {"sql": "SELECT 2"})["rows"] == [[2]]
+        assert not [n for n in untouched.notifications if str(n.get("method", "")).startswith("config/")]
