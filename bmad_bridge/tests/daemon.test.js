@@ -151,3 +151,20 @@ test('two concurrent commands share one daemon and one budget: one waits queued,
   assert.equal(ra.lines.find((l) => l.type === 'result').data.rows[0][0], 142857126);
   assert.equal(rb.lines.find((l) => l.type === 'result').data.rows[0][0], 142820);
 });
+
+test('the start / status / stop block of docs/daemon.md runs as shown', async (t) => {
+  const p = place(t);
+  const doc = fs.readFileSync(path.join(REPO, 'docs', 'daemon.md'), 'utf8');
+  const block = /```bash\n([\s\S]*?)```/.exec(doc)[1];
+  const commands = block.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter(Boolean);
+  assert.deepEqual(commands.map((c) => c.split(/\s+/).slice(0, 3).join(' ')), ['bmad-data daemon start', 'bmad-data daemon status', 'bmad-data daemon stop']);
+  let pid = null;
+  for (const command of commands) {
+    const r = await runCli([...command.split(/\s+/).slice(1), '--json'], { cwd: p.cwd, env: p.env });
+    assert.equal(r.code, 0, `${command}: ${r.stdout}${r.stderr}`);
+    const data = r.lines.find((l) => l.type === 'result').data;
+    pid = pid ?? data.pid;
+    assert.equal(data.pid, pid, `${command} spoke to the daemon that start started`);
+  }
+  assert.ok(await waitFor(() => !alive(pid), { timeoutMs: 20000 }), 'stop stopped it');
+});
