@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from daemon_fixtures import Daemon, runtime_dir, start_daemon  # noqa: F401  (fixtures)
 from sidecar.client import REPO_ROOT, RpcError, SidecarProcess
 from sidecar.daemon.client import SocketClient
+from sidecar.daemon.writer import ConnectionWriter
 from sidecar.daemon.ledger import MachineLedger
 from sidecar.daemon.paths import daemon_paths
 from sidecar.daemon.service import peer_uid
@@ -268,3 +270,17 @@ def test_clients_with_different_config_dirs_and_an_edit_that_reloads_one_of_them
         assert off.value.code == "FEATURE_DISABLED"
         assert untouched.request("query.run", {"sql": "SELECT 2"})["rows"] == [[2]]
         assert not [n for n in untouched.notifications if str(n.get("method", "")).startswith("config/")]
+
+
+def test_a_client_leaving_too_many_answers_unread_is_dropped_and_the_sender_never_blocks() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # `theirs` never reads
+    dropped = threading.Event()
+    writer = ConnectionWriter(ours, dropped.set, name="t", max_pending=4 * 1024 * 1024)
+    with ours, theirs:
+        line = {"jsonrpc": "2.0", "method": "$/log", "params": {"text": "x" * 100_000}}
+        started = time.monotonic()
+        sent = [writer.send(line) for _ in range(200)]  # 20 MB: far more than the socket buffer holds
+        assert time.monotonic() - started < 5, "send() waited for the client"
+        assert dropped.is_set() and sent[0] and not sent[-1]
+        assert writer.closed
+        writer.finish(1.0)

@@ -59,8 +59,8 @@ class ConnectionEngine:
     def analyze(self, spec: Any, settings: Settings, call: Any, on_sample: Listener) -> Any:
         return self.shared.analyze(spec, settings, call, on_sample)
 
-    def worker_pid(self, call_id: Any) -> int | None:
-        return self.shared.worker_pid(call_id)
+    def worker_pid(self, call: Any) -> int | None:
+        return self.shared.worker_pid(call)
 
     def cleanup(self, *, aggressive: bool) -> tuple[int, int]:
         return self.shared.cleanup(aggressive=aggressive)
