@@ -197,6 +197,7 @@ class Daemon:
             )
             self.ledger = MachineLedger(ledger_path(self.env))
             self._session.engine.supervisor.admission.ledger = self.ledger
+            self._session.engine.supervisor.pool.keep_returned = True
             freed, removed = self._session.engine.cleanup(aggressive=False)
             if removed:
                 log.info("removed %d file(s), %d bytes, left behind by earlier runs", removed, freed)

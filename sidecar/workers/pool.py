@@ -65,6 +65,9 @@ class WorkerPool:
         self._busy: set[WorkerHandle] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self.keep_returned = False
+        """A daemon sets it: a worker back from a job waits warm as a spare even beyond the spares
+        wanted (the spare its job took was replaced already), so the next job starts no process."""
 
     def _spawn(self) -> WorkerHandle:
         handle = WorkerHandle(env=self._env)
@@ -126,7 +129,7 @@ class WorkerPool:
             if dead and handle.database is not None and self._owners.get(handle.database) is handle:
                 del self._owners[handle.database]
             keep_as_spare = not dead and handle.database is None and not self._closed
-            if keep_as_spare and len(self._spares) < self._spares_wanted:
+            if keep_as_spare and len(self._spares) < self._spares_wanted + int(self.keep_returned):
                 self._spares.append(handle)
                 return
         if dead:
@@ -147,9 +150,8 @@ class WorkerPool:
 
     def retire(self, database: str) -> bool:
         """The idle worker owning `database` closes it and removes its files (a daemon's client
-        left, and its default database with it), then waits warm as a spare, one beyond the spares
-        wanted: the spare its client took was replaced already, and the next client takes this one
-        without a new worker starting. False when it is busy or there is none."""
+        left, and its default database with it), then waits warm as a spare (see `keep_returned`);
+        False when it is busy or there is none."""
         with self._lock:
             handle = self._owners.get(database)
             if handle is None or handle in self._busy:
@@ -159,7 +161,7 @@ class WorkerPool:
         if not handle.forget(database):
             return False
         with self._lock:
-            if not self._closed and handle.alive and len(self._spares) <= self._spares_wanted:
+            if not self._closed and handle.alive and len(self._spares) < self._spares_wanted + int(self.keep_returned):
                 self._spares.append(handle)
                 return True
         handle.stop()
