@@ -6,7 +6,9 @@ Each figure is the wall time of a whole `bmad-data` process, Node's own start in
 agent sees it: `query "SELECT 42"` and `analyze` of a ~150 MB Parquet file (generated once with
 DuckDB SQL, a done-marker guards it), `--no-daemon` (cold) and with a daemon running (warm).
 `node -e 0` is the floor, measured in the same run: under load every figure moves, so the table
-gives each median also as a multiple of the floor's, and the load average beside it. The daemon
+gives each median also as a multiple of the floor's, and the load average beside it, and the CPU
+time of the command's own processes (Node, and a private sidecar with its workers), which load
+hardly moves: what starting a sidecar costs, and what the daemon saves. The daemon
 runs in a runtime dir of its own and is stopped at the end. A benchmark, not a test: it prints
 figures and asserts nothing (docs/performance/daemon.md holds a run's table).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,13 +57,17 @@ def make_parquet(directory: Path, rows: int) -> Path:
     return path
 
 
-def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and the processes it waited for: Node, and a
+    private sidecar with its workers; not the daemon's, which is no child of the command)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
     took = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stdout[-800:]}{done.stderr[-800:]}")
-    return took
+    return took, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"Parquet: {parquet} ({parquet.stat().st_size / 1e6:.0f} MB); {args.runs} runs each", flush=True)
     times: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     try:
         for label, cmd in commands.items():
             modes = ["-"] if label.startswith("node") else ["cold", "warm"]
@@ -96,18 +104,21 @@ def main(argv: list[str] | None = None) -> int:
                     timed([node, str(CLI), "daemon", "start", "--json"], env, args.dir)
                     timed(cmd, env, args.dir)  # the daemon's first run of this command warms its caches
                 argv_mode = [*cmd[:2], "--no-daemon", *cmd[2:]] if mode == "cold" else cmd
-                times[(label, mode)] = [timed(argv_mode, env, args.dir) for _ in range(args.runs)]
+                runs = [timed(argv_mode, env, args.dir) for _ in range(args.runs)]
+                times[(label, mode)] = [wall for wall, _ in runs]
+                cpu[(label, mode)] = [used for _, used in runs]
                 print(f"  {label} {mode}: {[round(t, 3) for t in times[(label, mode)]]}", flush=True)
     finally:
         subprocess.run([node, str(CLI), "daemon", "stop"], env=env, cwd=args.dir, capture_output=True, timeout=60)
     floor = statistics.median(times[("node -e 0 (floor)", "-")])
     load = os.getloadavg()
     print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs)\n")
-    print("| command | mode | median wall (ms) | min (ms) | median / floor |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("| command | mode | median wall (ms) | min wall (ms) | median / floor | command's own CPU (ms) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
     for (label, mode), runs in times.items():
         median = statistics.median(runs)
-        print(f"| `{label}` | {mode} | {median * 1000:.0f} | {min(runs) * 1000:.0f} | {median / floor:.2f} |")
+        used = statistics.median(cpu[(label, mode)]) * 1000
+        print(f"| `{label}` | {mode} | {median * 1000:.0f} | {min(runs) * 1000:.0f} | {median / floor:.2f} | {used:.0f} |")
     return 0
 
 
