@@ -17,9 +17,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # Each extra named on the command line adds its lock: `bench` (report charts, TPC-H data) and `ray` (the
-# distributed executor), which the test suite needs and the demo does not.
+# distributed executor), which the test suite needs and the demo does not. `browser` installs Debian's
+# Chromium for the dashboard's browser test (bmad_bridge/tests/monitor-browser.test.js).
 locks=(requirements.lock)
+browser=0
 for extra in "$@"; do
+  if [ "$extra" = browser ]; then browser=1; continue; fi  # not a Python extra: Chromium, below
   [ -f "requirements-$extra.lock" ] || { echo "bootstrap: no lock file for extra '$extra'" >&2; exit 1; }
   locks+=("requirements-$extra.lock")
 done
@@ -45,5 +48,21 @@ if [ -f bmad_bridge/package-lock.json ] && command -v npm >/dev/null 2>&1; then
     echo "bootstrap: installing Node dependencies from bmad_bridge/package-lock.json" >&2
     (cd bmad_bridge && npm ci --no-audit --no-fund --loglevel=error >&2)
     echo "$nwant" > "$nstamp"
+  fi
+fi
+
+# Chromium from the system's packages, never a downloaded browser; the test fails saying what to run if this could not.
+chromium="${BMAD_DATA_CHROMIUM:-/usr/bin/chromium}"
+if [ $browser = 1 ] && [ ! -x "$chromium" ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: no $chromium and no apt-get: install Chromium and set BMAD_DATA_CHROMIUM to it" >&2
+  else
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    echo "bootstrap: installing chromium (apt-get) for the dashboard's browser test" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -qq chromium >/dev/null 2>&1 \
+      || { $sudo apt-get update -qq >/dev/null 2>&1 && $sudo apt-get install -y -qq chromium >/dev/null 2>&1; } \
+      || echo "bootstrap: could not install chromium; run: sudo apt-get install -y chromium" >&2
   fi
 fi

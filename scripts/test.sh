@@ -4,7 +4,7 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bash scripts/bootstrap.sh bench ray || exit 1
+bash scripts/bootstrap.sh bench ray browser || exit 1
 
 .venv/bin/python -m pytest "$@"
 rc=$?

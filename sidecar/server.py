@@ -26,6 +26,7 @@ from typing import IO, Any, Mapping
 from sidecar import __version__
 from sidecar.methods import load_all
 from sidecar.methods.maintenance import DEFAULT_JOB_MAX_AGE_MS, remove_stale_job_directories
+from sidecar.methods.monitor import start_if_configured
 from sidecar.protocol.dispatcher import Dispatcher
 from sidecar.protocol.framing import MessageWriter, claim_stdout, read_lines
 from sidecar.session import Session
@@ -70,6 +71,7 @@ class Server:
         freed, removed = freed + job_bytes, removed + job_files
         if removed:
             log.info("removed %d file(s), %d bytes, left behind by earlier runs", removed, freed)
+        start_if_configured(self.session)  # else the first monitor.* call starts it
         log.info("bmad-data sidecar %s ready (pid %d)", __version__, os.getpid())
         drain = True
         try:

@@ -18,6 +18,14 @@ PACK = REPO_ROOT / "expansion-pack"
 # the run; tests/test_daemon.py starts its daemons explicitly, each in a runtime dir of its own.
 os.environ.setdefault("BMAD_DATA_NO_DAEMON", "1")
 
+THOROUGH = os.environ.get("BMAD_DATA_TEST_THOROUGH") == "1"
+"""Set by scripts/test-slow.sh: the heaviest property tests draw their full number of examples."""
+
+
+def examples(full: int) -> int:
+    """A heavy property test's example count: `full` in the thorough run, a third of it in CI's."""
+    return full if THOROUGH else max(20, full // 3)
+
 
 @pytest.fixture(autouse=True)
 def fresh_default_duckdb_connection() -> None:

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.engine import analyze as analyze_module
+from sidecar.engine import analyze_profiles
 from sidecar.engine import dataset_stats
 from sidecar.engine.analyze import ColumnAnalysis, DatasetAnalysis, analyze_dataset
 from sidecar.errors import InputError, InvalidParams
@@ -157,7 +158,7 @@ def test_text_formats_are_exact_when_small(con, tmp_path, name, options):
 def test_large_text_is_sampled_and_row_count_estimated(con, tmp_path, monkeypatch, name):
     options = "FORMAT json" if "json" in name else "FORMAT csv, HEADER true"
     path = write(con, TYPED_ROWS.format(rows=60_000), tmp_path / name, options)
-    monkeypatch.setattr(analyze_module, "SMALL_TEXT_BYTES", 0)
+    monkeypatch.setattr(analyze_profiles, "SMALL_TEXT_BYTES", 0)
     result = analyze_dataset(con, str(path), sample_rows=5000)
     assert not result.row_count_exact and abs(result.row_count - 60_000) < 0.05 * 60_000
     assert result.sampled_rows == 5000
@@ -168,14 +169,14 @@ def test_large_text_is_sampled_and_row_count_estimated(con, tmp_path, monkeypatc
 
 def test_json_array_rows_are_counted_not_guessed(con, tmp_path, monkeypatch):
     path = write(con, TYPED_ROWS.format(rows=3000), tmp_path / "arr.json", "FORMAT json, ARRAY true")
-    monkeypatch.setattr(analyze_module, "SMALL_TEXT_BYTES", 0)
+    monkeypatch.setattr(analyze_profiles, "SMALL_TEXT_BYTES", 0)
     result = analyze_dataset(con, str(path), sample_rows=1000)
     assert (result.row_count, result.row_count_exact, result.sampled_rows) == (3000, True, 1000)
 
 
 def test_head_covering_whole_file_is_exact(con, tmp_path, monkeypatch):
     path = write(con, TYPED_ROWS.format(rows=300), tmp_path / "small.csv", "FORMAT csv, HEADER true")
-    monkeypatch.setattr(analyze_module, "SMALL_TEXT_BYTES", 0)
+    monkeypatch.setattr(analyze_profiles, "SMALL_TEXT_BYTES", 0)
     result = analyze_dataset(con, str(path), sample_rows=1000)
     assert (result.row_count, result.row_count_exact, result.sampled_rows) == (300, True, None)
     assert all(c.min_max_exact and c.mean_std_exact for c in result.columns)
@@ -305,7 +306,7 @@ def test_doctests(module):
 def test_large_text_glob_samples_the_head_of_every_file(con, tmp_path, monkeypatch, ext, options):
     for i in range(3):
         write(con, f"SELECT range + {i * 10_000} AS x FROM range(10000)", tmp_path / f"f{i}.{ext}", options)
-    monkeypatch.setattr(analyze_module, "SMALL_TEXT_BYTES", 0)
+    monkeypatch.setattr(analyze_profiles, "SMALL_TEXT_BYTES", 0)
     result = analyze_dataset(con, str(tmp_path / f"*.{ext}"), sample_rows=3000)
     assert (result.row_count, result.row_count_exact, result.sampled_rows) == (30_000, False, 3000)
     x = col(result, "x")  # 1000 head rows from each file
@@ -338,7 +339,7 @@ FROM range(5000)
 def test_min_max_are_encoded_exactly_as_query_run_encodes_them(con, tmp_path, fmt, options, monkeypatch):
     from sidecar.engine.encode import execute_encoded
 
-    monkeypatch.setattr(analyze_module, "SMALL_TEXT_BYTES", 0 if options.get("sample_rows") else 10**9)
+    monkeypatch.setattr(analyze_profiles, "SMALL_TEXT_BYTES", 0 if options.get("sample_rows") else 10**9)
     options_sql = "FORMAT parquet, ROW_GROUP_SIZE 1000" if fmt == "parquet" else "FORMAT csv, HEADER true"
     path = write(con, EDGE_ROWS, tmp_path / f"edge.{fmt}", options_sql)
     result = analyze_dataset(con, str(path), **options)

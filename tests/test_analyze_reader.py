@@ -157,9 +157,9 @@ def test_a_sample_that_would_not_fit_in_memory_is_not_tried_the_streaming_scan_i
 
 
 def test_a_sample_that_runs_out_of_memory_falls_back_to_the_scan(wide_parquet, monkeypatch):
-    from sidecar.engine import analyze as analyze_module
+    from sidecar.engine import analyze_profiles
 
-    monkeypatch.setattr(analyze_module, "_SAMPLE_OVERHEAD", 0)  # pretend the sample fits: it does not
+    monkeypatch.setattr(analyze_profiles, "_SAMPLE_OVERHEAD", 0)  # pretend the sample fits: it does not
     # At 20 MB the sample runs out of memory (it does from 10 to 30 MB) and the scan fits (from 16 MB).
     result = analyze_dataset(small("20MB"), str(wide_parquet), sample_rows=200_000)
     assert "the sample ran out of memory" in result.notes[0] and result.row_count_exact

@@ -102,7 +102,7 @@ def test_originals_load_with_precise_warnings() -> None:
     find(diags, file=TEMPLATES, line=206, path_end="container.container_specific")
     find(diags, file=TEMPLATES, line=235, path_end="validation_rules")
     find(diags, file=THRESHOLDS, line=41, path_end="performance_thresholds.connections")
-    find(diags, file=THRESHOLDS, line=138, path_end="scaling_triggers")
+    find(diags, file=THRESHOLDS, line=234, path_end="bmad_integration")  # scaling_triggers: the monitor reads it
     find(diags, file=CLI, line=106, path_end="tool_integration")
     find(diags, file=FLAGS, line=61, path_end="safety")
     # the CLI file depends on flags the original flags file never declares

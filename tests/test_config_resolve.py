@@ -309,7 +309,7 @@ def test_original_container_profile_uses_the_env_share(tmp_path: Path) -> None:
 
 
 def test_bad_settings_hints_say_what_to_send() -> None:
-    from sidecar.config.resolve import SETTING_EXAMPLES, SETTING_PARSERS, parse_user_settings
+    from sidecar.config.user_settings import SETTING_EXAMPLES, SETTING_PARSERS, parse_user_settings
 
     assert set(SETTING_EXAMPLES) == set(SETTING_PARSERS)  # every setting has an example for its hint
     with pytest.raises(InvalidParams) as err:

@@ -12,12 +12,12 @@ import duckdb
 import pytest
 
 from sidecar.client import RpcError, SidecarProcess
+from sidecar.jobs.estimate import estimate
 from sidecar.partition import plan_partitioned
-from sidecar.jobs.estimate import (
+from sidecar.partition.memory_model import (
     Cardinalities,
     chao1,
     choose_parts,
-    estimate,
     read_explain,
     row_width,
     sample_sql,

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from sidecar.errors import OutOfMemory, SidecarError, SqlError, WorkerCrashed
@@ -218,6 +218,66 @@ def test_the_one_loop_escalates_splits_through_the_ladder_and_ends(codes, state,
         assert all(a.outcome != "ok" for a in attempts[:-1])
     elif attempts is not None:
         assert len(attempts) == len(seen)
+
+
+whole_reads = st.builds(
+    lambda ceiling, extra, **fields: JobState(ceiling=ceiling, most=ceiling + extra, **fields),
+    ceiling=st.integers(128 * MiB, 4096 * MiB),
+    extra=st.one_of(st.just(0), st.integers(0, 4096 * MiB)),
+    threads=st.one_of(st.just(1), st.integers(1, 16)),
+    preserve_insertion_order=st.booleans(),
+    idempotent=st.just(True),
+    exports=st.booleans(),
+    holistic=st.booleans(),
+    duckdb_limit=st.integers(16 * MiB, 4096 * MiB),
+)
+"""Whole reads the planner can split (once asked), of every budget, thread count and shape."""
+
+
+@given(
+    whole_reads,
+    st.lists(st.sampled_from(sorted(MEMORY_FAILURES)), min_size=5, max_size=5),
+    st.one_of(st.just(0), st.integers(0, 8192 * MiB)),
+    st.booleans(),
+    st.one_of(st.just(6), st.integers(1, 5)),
+)
+@example(
+    JobState(512 * MiB, 512 * MiB, 1, False, True, False, False),  # nothing to adjust whole
+    ["OUT_OF_MEMORY"] * 5,
+    0,
+    False,
+    6,  # never succeeds
+)
+@settings(max_examples=300)
+def test_memory_failures_climb_from_whole_to_8_then_32_parts_in_the_one_loop(
+    state, failures, room, parsed_up_front, succeeds_at
+):
+    """A whole read that keeps running out of memory: the whole-query rungs first, then the
+    partition rung twice (8, then 32 parts) with the whole attempt's last ceiling and threads, and
+    the loop stops early only after both splits failed. Splittability is learnt as the runner does:
+    up front, or by `refine` after the first memory failure."""
+    ladder = RetryLadder()
+    state = dataclasses.replace(state, splittable=parsed_up_front)
+    codes = [*failures[: succeeds_at - 1], "ok"]
+    script = Script(codes, room)
+    refine = (lambda s: s) if parsed_up_front else (lambda s: dataclasses.replace(s, splittable=True))
+    try:
+        result, attempts = climb(ladder, state, script, refine=refine)
+    except SidecarError as error:
+        result, attempts = None, error.details["attempts"]
+    parts = [s.parts for s, _ in script.seen]
+    whole = parts.count(0)
+    assert whole >= 1 and parts == [0] * whole + [8, 32][: len(parts) - whole], parts
+    splits = script.seen[whole:]
+    assert all(rung == "partition" for _, rung in splits)
+    last_whole = script.seen[whole - 1][0]
+    assert all((s.ceiling, s.threads) == (last_whole.ceiling, last_whole.threads) for s, _ in splits)
+    assert len(attempts) == len(parts) <= ladder.max_attempts
+    if result is not None:
+        assert len(parts) == succeeds_at and attempts[-1].outcome == "ok"
+    else:  # every attempt failed: the loop stopped at the attempt limit, or after 32 parts
+        assert len(parts) == ladder.max_attempts or parts[-2:] == [8, 32], parts
+    event(f"parts per attempt: {parts}, {'answered' if result is not None else 'gave up'}")
 
 
 def splittable_read(parts: int = 0) -> JobState:

@@ -143,3 +143,26 @@ def test_an_edit_of_the_thresholds_file_applies_to_a_running_monitor(start_sidec
     )["params"]
     assert fired["threshold"] == 2.0 and fired["state"] == "firing"
     assert not [n for n in sc.notifications if n.get("method") == "monitor/metrics"]  # alerts_only
+
+
+def test_an_alert_that_does_not_auto_resolve_waits_for_monitor_acknowledge(start_sidecar, pack_dir):
+    path = pack_dir / THRESHOLDS
+    lowered = path.read_text().replace("    info: 50\n    warning: 75\n", "    info: 1\n    warning: 2\n")
+    path.write_text(lowered + "\nalerting_rules:\n  severity_levels:\n    warning:\n      auto_resolve: false\n")
+    sc = start_sidecar(BMAD_DATA_MEMORY_LIMIT="1GB", BMAD_DATA_MAX_CONCURRENT_JOBS="1")
+    sc.request("monitor.subscribe", {"interval_ms": 200, "alerts_only": True})
+    with pytest.raises(RpcError) as err:
+        sc.request("monitor.acknowledge", {"id": "duckdb_memory_warning-9"})
+    assert err.value.code == "INVALID_PARAMS" and "monitor.snapshot lists the alerts firing now" in err.value.hint
+    assert sc.request("query.run", {"sql": HEAVY})["rows"] == [[2000000]]
+    fired = sc.wait_for(
+        lambda n: n.get("method") == "monitor/alert" and n["params"]["rule"] == "duckdb_memory_warning", timeout=30
+    )["params"]
+    time.sleep(1.0)  # five samples after the job ended: the value has cleared, the alert stays
+    assert fired["id"] in [a["id"] for a in sc.request("monitor.snapshot")["alerts"]]
+    assert [a["state"] for a in _alerts(sc, "duckdb_memory_warning")] == ["firing"]
+    answer = sc.request("monitor.acknowledge", {"id": fired["id"]})
+    assert answer["resolved"]["state"] == "resolved" and answer["resolved"]["id"] == fired["id"]
+    assert fired["id"] not in [a["id"] for a in sc.request("monitor.snapshot")["alerts"]]
+    sc.wait_for(lambda n: n.get("method") == "monitor/alert" and n["params"]["state"] == "resolved"
+                and n["params"]["id"] == fired["id"], timeout=10)

@@ -33,7 +33,8 @@ alerting_rules:
     duckdb_memory_warning:
       severity: warning
       message_template: "DuckDB memory usage at {memory_percent}% of limit ({memory_usage_mb}MB)"
-      remediation_actions: ["monitor", "prepare_cleanup"]
+      remediation_actions: ["monitor", "prepare_cleanup",
+                            "analyze_query"]
     high_cpu_usage:
       severity: warning
       message_template: "High CPU usage detected: {cpu_percent}% for {duration_minutes} minutes"
@@ -71,8 +72,9 @@ def test_rules_come_from_the_files_levels_with_their_lines(pack_dir):
     # every refused key is a warning at its own line, naming what to do
     messages = {(d.line, d.severity): d.message for d in diags}
     assert "sms has no provider" in messages[(_line_of(path, '"console", "sms"'), "warning")]
-    assert "prepare_cleanup" in messages[(_line_of(path, '"prepare_cleanup"'), "warning")]
-    assert warn.remediation_actions == ["monitor"]
+    assert "'analyze_query' is not taken: " in messages[(_line_of(path, '"analyze_query"'), "warning")]
+    assert warn.remediation_actions == ["monitor", "prepare_cleanup"]
+    assert [(a.name, a.kind) for a in warn.actions] == [("monitor", "watch"), ("prepare_cleanup", "cleanup")]
 
 
 def test_an_unknown_placeholder_is_an_error_at_its_line(pack_dir):
@@ -109,9 +111,15 @@ def test_the_original_packs_file_loads_with_every_refusal_named(tmp_path):
     ruleset, diags = _rules(pack)
     assert not [d for d in diags if d.severity == "error"], diags
     refused = " ".join(d.message for d in diags)
-    for action in ("automatic_cleanup", "kill_queries", "analyze_query", "throttle_queries"):
-        assert f"'{action}'" in refused
-    assert "sms has no provider" in refused and "name the webhook, but it is not enabled" in refused
+    for action in ("analyze_query", "process_optimization"):
+        assert f"'{action}' is not taken" in refused
+    by_name = {r.name: r for r in ruleset.rules}
+    assert by_name["duckdb_memory_emergency"].remediation_actions == [
+        "emergency_cleanup", "reduce_memory_limit", "kill_queries"
+    ]
+    assert by_name["cpu_usage_warning"].remediation_actions == ["monitor", "throttle_queries"]
+    assert ruleset.levels["emergency"].force_cleanup is True
+    assert "sms has no provider" in refused and "name the webhook channel, but it is not enabled" in refused
     names = {r.name for r in ruleset.rules}
     assert {"duckdb_memory_emergency", "system_memory_critical", "cpu_usage_warning"} <= names
 
@@ -131,7 +139,7 @@ def test_fires_with_the_message_filled_and_resolves_below_the_lower_mark(pack_di
     fired = [e for e in events if e.rule == "duckdb_memory_warning"]
     assert len(fired) == 1 and fired[0].state == "firing" and fired[0].severity == "warning"
     assert fired[0].message == "DuckDB memory usage at 80.0% of limit (400MB)"
-    assert fired[0].actions_taken == ["monitor"] and fired[0].threshold == 75.0
+    assert fired[0].actions_taken == ["monitor", "prepare_cleanup"] and fired[0].threshold == 75.0
     assert engine.feed({"duckdb_memory_percent": 72.0}, FILL, 2_000) == []  # under the line, above the mark
     resolved = engine.feed({"duckdb_memory_percent": 69.0}, FILL, 3_000)
     assert [(e.rule, e.state, e.id) for e in resolved if e.rule == "duckdb_memory_warning"] == [

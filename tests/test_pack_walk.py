@@ -100,7 +100,14 @@ def substitute(command: str) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "walked" in metafunc.fixturenames:
         files = sorted({f for f, _, _ in pack_commands()})
-        metafunc.parametrize("walked", files)
+        metafunc.parametrize(
+            "walked", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW_WALKS else f for f in files]
+        )
+
+
+SLOW_WALKS = {"tasks/run-benchmark.md"}
+"""Walks of a minute or more, run by scripts/test-slow.sh: the benchmark task runs whole suites (the CLI's
+`benchmark` command itself is covered in CI by tests/test_bench_method.py and bmad_bridge/tests/benchmark.test.js)."""
 
 
 # -- the workspace -----------------------------------------------------------------------

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from sidecar.partition import PARTS_RELATION, Bucket, Plan, plan_partitioned
 from sidecar.partition.answer import CannotSplit, how_to_split
 from sidecar.partition.shapes import AGGREGATE_NAMES
+from conftest import examples
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture" / "partitioning-strategies.md"
 
@@ -397,7 +398,7 @@ def grouped_queries(draw: st.DrawFn) -> tuple[str, int, int]:
     return sql, draw(st.integers(2, 7)), draw(st.integers(0, 3))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grouped_queries())
 def test_property_generated_queries_match_the_single_query(query):
     sql, parts, salt = query

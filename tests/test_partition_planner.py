@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from sidecar.errors import InvalidParams, SqlError
 from sidecar.partition import Bucket, Plan, Unsplittable, plan_partitioned
+from conftest import examples
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture" / "partitioning-strategies.md"
@@ -170,7 +171,7 @@ KEY_VALUES = st.one_of(st.none(), st.integers(-(2**62), 2**62))
 TEXT_VALUES = st.one_of(st.none(), st.text(max_size=8))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(a=KEY_VALUES, b=TEXT_VALUES, parts=st.integers(1, 9), salt=st.integers(0, 5))
 def test_every_row_goes_to_exactly_one_part(a, b, parts, salt):
     con = duckdb.connect()
@@ -178,7 +179,7 @@ def test_every_row_goes_to_exactly_one_part(a, b, parts, salt):
     assert sum(_holds(con, [p.predicate for p in plan.parts], {"a": a, "b": b})) == 1
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(a=KEY_VALUES, b=TEXT_VALUES, outer=st.integers(2, 5), inner=st.integers(2, 5), pick=st.integers(0, 4))
 def test_a_resplit_shares_out_exactly_the_rows_of_the_part_it_replaces(a, b, outer, inner, pick):
     con = duckdb.connect()
@@ -203,7 +204,7 @@ def test_a_salted_resplit_really_spreads_the_part():
     assert sum(counts) > 800 and min(counts) > 0.15 * sum(counts), counts
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     value=st.one_of(st.none(), st.integers(-20, 20)),
     bounds=st.lists(st.integers(-15, 15), min_size=1, max_size=5).map(sorted),
@@ -231,7 +232,10 @@ def test_the_planner_does_no_io_and_imports_no_execution_layer():
         "re",
         "msgspec",
         "sqlglot",
+        "json",  # memory_model parses EXPLAIN's text, handed to it
+        "math",
         "sidecar.errors",
+        "sidecar.jobs.types",  # values only: test_house checks it depends on msgspec alone
     }
     for path in (ROOT / "sidecar" / "partition").glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))

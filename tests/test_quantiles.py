@@ -25,6 +25,7 @@ from sidecar.partition import Unsplittable
 from sidecar.partition.quantile_values import QuantileParam, final_sql, literal, pick, value_kind
 from sidecar.partition.quantiles import QuantilePlan, bind_params, has_quantiles, number_placeholders, plan_quantiles
 from sidecar.jobs.quantile_passes import compute_answers
+from conftest import examples
 
 # -- an in-process executor ----------------------------------------------------------------------
 
@@ -163,7 +164,7 @@ def cases(draw: Any) -> tuple[str, list[str | None], str, str]:
 
 
 @given(cases(), st.sampled_from([(2, 1), (4, 3), (1024, 1 << 20)]))
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_every_type_matches_duckdb_exactly(
     case: tuple[str, list[str | None], str, str], knobs: tuple[int, int]
 ) -> None:

@@ -184,7 +184,7 @@ def test_out_of_memory_is_reported_with_what_to_do(sidecar):
     with pytest.raises(RpcError) as err:
         run(
             sidecar,
-            "SELECT i % 3 AS g, list(i) AS l FROM range(60000000) t(i) GROUP BY g",
+            "SELECT list(i) AS l FROM range(60000000) t(i)",  # one group: no rung can help, so it fails fast
             settings={"memory_limit": "256MiB", "threads": 1},
         )
     assert err.value.code == "OUT_OF_MEMORY"

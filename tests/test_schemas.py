@@ -37,6 +37,8 @@ ANY_IS_RIGHT = {
     "Profile.system_requirements": "informational, not applied",
     "ResourceThresholds.monitoring_config": "informational section, not applied",
     "ResourceThresholds.alerting_rules": "walked with its lines by sidecar/monitor/rules.py (typed there)",
+    "ResourceThresholds.scaling_triggers": "walked with its lines by sidecar/monitor/triggers.py (typed there)",
+    "ResourceThresholds.degradation_procedures": "walked with its lines by sidecar/monitor/triggers.py (typed there)",
     "ResourceThresholds.notification_channels": "walked with its lines by sidecar/monitor/config.py",
 }
 ANY_SHOULD_BE_TYPED = {

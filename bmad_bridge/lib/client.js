@@ -243,6 +243,13 @@ class SidecarClient extends EventEmitter {
         }));
         return;
       }
+      const limit = this.initializeResult && this.initializeResult.max_request_bytes;
+      if (limit && line.length * 3 > limit && Buffer.byteLength(line) > limit) { // the sidecar would refuse it, with id null
+        entry.reject(new BmadDataError('INVALID_PARAMS', `the request '${method}' is ${Buffer.byteLength(line)} bytes as JSON, more than the sidecar's limit of ${limit} bytes per request; it was not sent`, {
+          hint: 'Put large inputs in a file and pass its path; requests carry SQL and parameters only.', details: { method, max_request_bytes: limit },
+        }));
+        return;
+      }
       this._pending.set(id, entry);
       this._writeLine(line);
     });

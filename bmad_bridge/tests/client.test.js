@@ -29,6 +29,20 @@ test('client', async (t) => {
     assert.equal(typeof r.stats.elapsed_ms, 'number');
   });
 
+  await t.test('a request longer than the sidecar reads is refused before it is sent, and the client goes on', async () => {
+    const limit = client.initializeResult.max_request_bytes;
+    assert.equal(limit, 16 * 1024 * 1024);
+    const sql = `SELECT '${'é'.repeat(Math.ceil(limit / 2))}' AS s`; // fewer characters than the limit, more bytes
+    await assert.rejects(client.request('query.run', { sql }, { timeoutMs: 20000 }), (err) => {
+      assert.equal(err.code, 'INVALID_PARAMS');
+      assert.match(err.message, /more than the sidecar's limit of 16777216 bytes per request; it was not sent/);
+      assert.match(err.hint, /in a file/);
+      return true;
+    });
+    const r = await client.request('query.run', { sql: 'SELECT 1 AS one' });
+    assert.deepEqual(r.rows, [[1]]);
+  });
+
   await t.test('a SQL error rejects with a BmadDataError carrying code, hint and rpcCode', async () => {
     await assert.rejects(client.request('query.run', { sql: 'SELEC 1' }), (err) => {
       assert.ok(err instanceof BmadDataError);

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import msgspec
 
-from sidecar.config import rules
+import sidecar.config.rules as rules
 from sidecar.config.diagnostics import Diagnostic, Severity
 from sidecar.config.flags import Flags, build_flags
 from sidecar.config.schema import (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sidecar.config import schema as s
+import sidecar.config.schema as s
 from sidecar.config.validate import (
     INFO,
     Ctx,
@@ -278,14 +278,8 @@ THRESHOLDS_FILE = Section(
         ),
         "alerting_rules": INFO,  # walked, with its lines, by sidecar/monitor/rules.py
         "notification_channels": INFO,
-        "scaling_triggers": Ignore(
-            "the sidecar never rescales memory or connections at run time; budgets are fixed per job "
-            "— remove it"
-        ),
-        "degradation_procedures": Ignore(
-            "the sidecar's answer to memory pressure is its watchdog and retry ladder (docs/configuration.md), "
-            "not these staged actions — remove it"
-        ),
+        "scaling_triggers": INFO,  # walked, with its lines, by sidecar/monitor/triggers.py
+        "degradation_procedures": INFO,
         "bmad_integration": Ignore(
             "feature flags are read from config/feature-flags.yaml and the CLI file directly, and the "
             "bmad-method/tools/lib scripts named here are not part of this product — remove it"

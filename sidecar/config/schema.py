@@ -178,6 +178,9 @@ class ResourceThresholds(_Shape):
     alerting_rules: Any = None
     """Plain data here; sidecar.monitor.rules re-reads it with its lines."""
     notification_channels: Any = None
+    scaling_triggers: Any = None
+    """Plain data here; sidecar.monitor.triggers re-reads it (and degradation_procedures) with its lines."""
+    degradation_procedures: Any = None
     environment_overrides: dict[str, EnvironmentOverride] = {}
 
 

@@ -204,7 +204,10 @@ class Sampler:
                 if watch.job.cancel_event.is_set() and watch.cursor is not None:
                     # An interrupt that lands between two statements, or just before one starts,
                     # is lost by DuckDB; repeat it until the job has stopped.
-                    watch.cursor.interrupt()
+                    try:
+                        watch.cursor.interrupt()
+                    except duckdb.ConnectionException:
+                        pass  # the job closed its cursor after this loop listed it: it has stopped
                 if (
                     watch.deadline is not None
                     and now >= watch.deadline

@@ -14,6 +14,7 @@ from sidecar.errors import InputError
 from sidecar.methods import registry
 from sidecar.methods.daemon import DaemonInfo
 from sidecar.protocol.dispatcher import Call
+from sidecar.protocol.framing import MAX_LINE_BYTES
 from sidecar.resources import Resources
 
 __all__ = ["InitializeParams", "InitializeResult", "ServerInfo"]
@@ -51,6 +52,8 @@ class InitializeResult(msgspec.Struct, frozen=True, omit_defaults=True):
     flags: dict[str, FlagState]
     methods: list[str]
     diagnostics: list[Diagnostic]
+    max_request_bytes: int
+    """The longest request line the sidecar reads; a client refuses a longer request before sending it."""
     daemon: DaemonInfo | None = None
     """Present when a shared daemon answers: its pid, start and clients."""
 
@@ -81,6 +84,7 @@ def initialize(call: Call, p: InitializeParams) -> InitializeResult:
         flags=dict(session.pack.flags.states),
         methods=sorted([*registry.methods, "$/cancelRequest", "exit"]),
         diagnostics=list(session.pack.diagnostics),
+        max_request_bytes=MAX_LINE_BYTES,
         daemon=session.daemon.info() if session.daemon is not None else None,
     )
 

@@ -44,6 +44,8 @@ class AlertLog:
             except OSError:
                 log.warning("cannot write the alert log %s", self.path, exc_info=True)
 
+    send = write  # the name every channel shares (sidecar.monitor.service.Sink)
+
     def _rotate_if_due(self, incoming: int) -> None:
         if not self.path.exists():
             return

@@ -9,6 +9,7 @@ acknowledgement once the value has cleared.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from sidecar.monitor.events import AlertEvent
@@ -60,7 +61,9 @@ class ThresholdEngine:
         events: list[AlertEvent] = []
         for rule in self.rules.rules:
             value = values.get(rule.metric)
-            if value is None:
+            if rule.below:  # a scale-down trigger: an absent metric (no job running) is not low
+                value = -value if value is not None else -math.inf
+            elif value is None:
                 value = 0.0  # a metric that is absent (no job running) is at rest
             event = self._step(rule, self._states[rule.name], value, fill, now_ms)
             if event is not None:
@@ -140,14 +143,22 @@ class ThresholdEngine:
             severity=severity,
             state=status,
             metric=rule.metric,
-            value=round(value, 3),
-            threshold=rule.threshold,
+            value=round(_shown(rule, value), 3),
+            threshold=-rule.threshold if rule.below else rule.threshold,
             message=message,
             actions_taken=list(rule.remediation_actions) if status == "firing" and level.auto_remediation else [],
             at=now,
             channels=list(level.notification_channels),
             escalated=escalated,
         )
+
+
+def _shown(rule: AlertRule, value: float) -> float:
+    """The value as the metric reads (a below-rule's value is negated inside the engine; an
+    absent one is shown as 0)."""
+    if not rule.below:
+        return value
+    return -value if math.isfinite(value) else 0.0
 
 
 _BLANK: dict[str, object] = {

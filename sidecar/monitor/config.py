@@ -18,6 +18,8 @@ from sidecar.config.pack import Pack
 from sidecar.config.validate import INFO, Ctx, Leaf, Section, to_bool, to_choice, to_int, to_size, to_str, walk
 from sidecar.config.yamlload import MarkedDict, load_yaml
 from sidecar.monitor.rules import RuleSet, build_rules
+from sidecar.monitor.triggers import build_triggers
+from sidecar.monitor.channels import ConsoleChannel, EmailChannel, EmailTarget
 from sidecar.monitor.webhook import WebhookChannel, expand_env
 
 __all__ = ["LogChannel", "MonitorConfig", "monitor_config", "DEFAULT_INTERVAL_MS", "DEFAULT_HISTORY"]
@@ -39,9 +41,9 @@ class LogChannel(msgspec.Struct, frozen=True, kw_only=True):
 
 class _Channels(msgspec.Struct, frozen=True, kw_only=True):
     log: LogChannel = LogChannel()
-    console: Any = None
+    console: ConsoleChannel = ConsoleChannel()
     webhook: WebhookChannel = WebhookChannel()
-    email: Any = None
+    email: EmailChannel = EmailChannel()
     sms: Any = None
 
 
@@ -58,9 +60,11 @@ CHANNELS_SPEC = Section(
                 "timestamp": Leaf(to_bool),
             },
         ),
-        # the protocol subscriber is the console; email and sms are refused per severity level
-        # in sidecar.monitor.rules
-        "console": INFO,
+        # sms is refused per severity level in sidecar.monitor.rules
+        "console": Section(
+            ConsoleChannel,
+            {"enabled": Leaf(to_bool), "format": Leaf(to_choice("colored", "plain", "json")), "timestamp": Leaf(to_bool)},
+        ),
         "webhook": Section(
             WebhookChannel,
             {
@@ -70,7 +74,19 @@ CHANNELS_SPEC = Section(
                 "retry_attempts": Leaf(to_int(0, 10)),
             },
         ),
-        "email": INFO,
+        "email": Section(
+            EmailChannel,
+            {
+                "enabled": Leaf(to_bool),
+                # ${NAME}s are expanded when the channel starts, and only if it is enabled
+                "smtp_host": INFO,
+                "smtp_port": INFO,
+                "recipients": INFO,
+                "sender": INFO,
+                "timeout": Leaf(to_int(1)),
+                "retry_attempts": Leaf(to_int(0, 10)),
+            },
+        ),
         "sms": INFO,
     },
 )
@@ -82,6 +98,10 @@ class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     webhook: WebhookChannel = WebhookChannel()
     webhook_url: str = ""
     """The URL with its ${NAME}s expanded; empty when the webhook is off."""
+    console: ConsoleChannel = ConsoleChannel()
+    email: EmailChannel = EmailChannel()
+    email_target: EmailTarget | None = None
+    """Host, port and recipients with their ${NAME}s expanded; None when email is off."""
     interval_ms: int = DEFAULT_INTERVAL_MS
     history: int = DEFAULT_HISTORY
     alert_history: int = 1000
@@ -93,23 +113,58 @@ def _retention(info: Any, key: str, default: int) -> int:
     return value if isinstance(value, int) and value > 0 else default
 
 
+def _off_unless_enabled(name: str, enabled: bool, rules: RuleSet, ctx: Ctx) -> bool:
+    """Whether a channel is on; a channel severity levels name but that is off is a warning."""
+    key = f"notification_channels.{name}"
+    wanted = [level for level, lv in rules.levels.items() if name in lv.notification_channels]
+    if not enabled and wanted:
+        ctx.add("warning", ctx.positions.get(key), key,
+                f"severity level(s) {', '.join(wanted)} name the {name} channel, but it is not enabled",
+                f"set notification_channels.{name}.enabled: true and its settings")
+    return enabled
+
+
+def _expanded(name: str, field: str, raw: Any, ctx: Ctx, env: Mapping[str, str]) -> str | None:
+    """One setting with its ${NAME}s expanded, or None (and a warning at its line) when one is unset."""
+    value, missing = expand_env(str(raw), env)
+    if missing:
+        key = f"notification_channels.{name}"
+        ctx.add("warning", ctx.positions.get(f"{key}.{field}", ctx.positions.get(key)), f"{key}.{field}",
+                f"the {name} channel is off: environment variable(s) {', '.join(missing)} not set",
+                "set the variable in the sidecar's environment, or write the value")
+        return None
+    return value
+
+
 def _webhook_url(channels: _Channels, rules: RuleSet, ctx: Ctx, env: Mapping[str, str]) -> str:
     hook = channels.webhook
-    key = "notification_channels.webhook"
-    wanted = [name for name, level in rules.levels.items() if "webhook" in level.notification_channels]
-    if not hook.enabled:
-        if wanted:
-            ctx.add("warning", ctx.positions.get(key), key,
-                    f"severity level(s) {', '.join(wanted)} name the webhook, but it is not enabled",
-                    "set notification_channels.webhook.enabled: true and its url")
+    if not _off_unless_enabled("webhook", hook.enabled, rules, ctx):
         return ""
-    url, missing = expand_env(str(hook.url), env)
-    if missing or not url.startswith(("http://", "https://")):
-        why = f"environment variable(s) {', '.join(missing)} not set" if missing else f"'{url}' is not an http(s) URL"
-        ctx.add("warning", ctx.positions.get(f"{key}.url", ctx.positions.get(key)), f"{key}.url",
-                f"the webhook is off: {why}", "set the variable in the sidecar's environment, or write the URL")
+    url = _expanded("webhook", "url", hook.url, ctx, env)
+    if url is not None and not url.startswith(("http://", "https://")):
+        ctx.add("warning", ctx.positions.get("notification_channels.webhook.url"), "notification_channels.webhook.url",
+                f"the webhook is off: '{url}' is not an http(s) URL", "write the URL, e.g. https://host/path")
         return ""
-    return url
+    return url or ""
+
+
+def _email_target(channels: _Channels, rules: RuleSet, ctx: Ctx, env: Mapping[str, str]) -> EmailTarget | None:
+    mail = channels.email
+    if not _off_unless_enabled("email", mail.enabled, rules, ctx):
+        return None
+    host = _expanded("email", "smtp_host", mail.smtp_host, ctx, env)
+    port = _expanded("email", "smtp_port", mail.smtp_port, ctx, env)
+    sender = _expanded("email", "sender", mail.sender, ctx, env)
+    raw = mail.recipients if isinstance(mail.recipients, list) else [mail.recipients]
+    recipients = [_expanded("email", "recipients", r, ctx, env) for r in raw]
+    if host is None or port is None or sender is None or None in recipients:
+        return None
+    if not host or not port.isdigit() or not recipients:
+        ctx.add("warning", ctx.positions.get("notification_channels.email"), "notification_channels.email",
+                f"the email channel is off: it needs smtp_host, a numeric smtp_port and recipients "
+                f"(got host '{host}', port '{port}', {len(recipients)} recipient(s))", "fill in all three")
+        return None
+    return EmailTarget(host=host, port=int(port), recipients=[r for r in recipients if r], sender=sender)
 
 
 def monitor_config(pack: Pack, state_directory: str, env: Mapping[str, str] | None = None) -> MonitorConfig:
@@ -117,6 +172,8 @@ def monitor_config(pack: Pack, state_directory: str, env: Mapping[str, str] | No
     th = pack.thresholds
     ctx = Ctx(file=th.path if th is not None else "", env=os.environ)
     alerting: MarkedDict | None = None
+    scaling: Any = None
+    degradation: Any = None
     channels = _Channels()
     if th is not None and th.path:
         doc, diags = load_yaml(Path(th.path))
@@ -127,16 +184,24 @@ def monitor_config(pack: Pack, state_directory: str, env: Mapping[str, str] | No
                 alerting = raw
             elif raw is not None:
                 ctx.add("error", doc.value_pos["alerting_rules"], "alerting_rules", "expected a mapping of keys")
+            scaling, degradation = doc.get("scaling_triggers"), doc.get("degradation_procedures")
             raw = doc.get("notification_channels")
             if raw is not None:
                 walked = walk(CHANNELS_SPEC, raw, ctx, "notification_channels", doc.value_pos["notification_channels"])
-                hook = raw.get("webhook") if isinstance(raw, MarkedDict) else None
-                if isinstance(hook, MarkedDict) and "url" in hook:  # INFO keeps no position of its own
-                    ctx.positions["notification_channels.webhook.url"] = hook.value_pos["url"]
+                for name in ("webhook", "email"):  # INFO keeps no position of its own
+                    section = raw.get(name) if isinstance(raw, MarkedDict) else None
+                    if isinstance(section, MarkedDict):
+                        for field in section:
+                            ctx.positions.setdefault(f"notification_channels.{name}.{field}", section.value_pos[field])
                 if isinstance(walked, _Channels):
                     channels = walked
     rules = build_rules(th, alerting, ctx)
-    webhook_url = _webhook_url(channels, rules, ctx, os.environ if env is None else env)
+    triggers = build_triggers(scaling, degradation, ctx, th.path if th is not None else "")
+    if triggers:
+        rules = RuleSet(rules=[*rules.rules, *triggers], levels=rules.levels)
+    environ = os.environ if env is None else env
+    webhook_url = _webhook_url(channels, rules, ctx, environ)
+    email_target = _email_target(channels, rules, ctx, environ)
     log = channels.log
     if not Path(log.log_file).is_absolute():
         log = msgspec.structs.replace(log, log_file=str(Path(state_directory) / log.log_file))
@@ -151,6 +216,9 @@ def monitor_config(pack: Pack, state_directory: str, env: Mapping[str, str] | No
         log=log,
         webhook=channels.webhook,
         webhook_url=webhook_url,
+        console=channels.console,
+        email=channels.email,
+        email_target=email_target,
         interval_ms=interval,
         history=_retention(info, "memory_metrics", DEFAULT_HISTORY),
         alert_history=_retention(info, "alert_history", 1000),

@@ -17,6 +17,7 @@ import msgspec
 from sidecar.config.schema import ResourceThresholds
 from sidecar.config.validate import Ctx, Entries, Leaf, ListOf, Section, to_bool, to_int, to_str, walk
 from sidecar.config.yamlload import MarkedDict
+from sidecar.monitor.actions import ActionSpec, action_specs
 from sidecar.errors import did_you_mean
 
 __all__ = [
@@ -41,11 +42,10 @@ PLACEHOLDERS = frozenset(
         "jobs_running",
     }
 )
-REAL_ACTIONS = frozenset({"monitor"})
-"""Remediation actions this sidecar performs today; any other is refused with a warning naming it."""
 CHANNELS = ("log", "console", "webhook", "email", "sms")
-DELIVERED_CHANNELS = frozenset({"log", "console", "webhook"})
-"""`console` is the protocol subscriber; `log` is a JSON-lines file; `webhook` a POST."""
+DELIVERED_CHANNELS = frozenset({"log", "console", "webhook", "email"})
+"""`console` is the protocol subscriber and stderr; `log` a JSON-lines file; `webhook` a POST;
+`email` SMTP (sidecar.monitor.channels)."""
 
 
 class SeverityLevel(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +56,8 @@ class SeverityLevel(msgspec.Struct, frozen=True, kw_only=True):
     auto_resolve: bool = True
     escalation_delay_ms: int | None = None
     auto_remediation: bool = True
+    force_cleanup: bool = False
+    """An alert of this severity also runs an aggressive cleanup when it fires."""
 
 
 class AlertRule(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +73,11 @@ class AlertRule(msgspec.Struct, frozen=True, kw_only=True):
     display_threshold: float | int = 0
     """{threshold} in a message: percent, MB or ms, as the file wrote it."""
     where: str = ""
+    actions: list[ActionSpec] = []
+    """The honoured remediation actions (sidecar.monitor.actions), in the file's order."""
+    below: bool = False
+    """Fires when the metric falls under the level (a scale-down trigger): the engine compares the
+    negated value against the negated `threshold` and `resolve_below`."""
 
 
 class RuleSet(msgspec.Struct, frozen=True, kw_only=True):
@@ -210,21 +217,13 @@ def _levels(parsed: _AlertingRules, ctx: Ctx, keys: dict[str, Any]) -> dict[str,
         for i, channel in enumerate(channels):
             cpath = f"{path}.notification_channels[{i}]"
             if channel == "sms":
-                ctx.add("warning", ctx.positions.get(cpath), cpath, "sms has no provider in this sidecar",
+                ctx.add("warning", ctx.positions.get(cpath), cpath,
+                        "sms has no provider in this sidecar: alerts are NOT delivered by SMS",
                         "route SMS through the webhook channel (an SMS gateway's HTTP endpoint)")
             elif channel not in CHANNELS:
                 ctx.add("error", ctx.positions.get(cpath), cpath,
                         f"unknown notification channel '{channel}'{did_you_mean(channel, CHANNELS)}",
                         f"the channels are {', '.join(CHANNELS)}")
-            elif channel not in DELIVERED_CHANNELS:
-                ctx.add("warning", ctx.positions.get(cpath), cpath,
-                        f"the '{channel}' channel is not delivered by this sidecar yet; alerts still go to "
-                        "the log and to protocol subscribers", "remove it, or use log/console")
-        if lv.force_cleanup:
-            fpath = f"{path}.force_cleanup"
-            ctx.add("warning", ctx.positions.get(fpath), fpath,
-                    "force_cleanup is not performed: no cleanup action is wired to alerts yet",
-                    "remove it; the watchdog and retry ladder handle memory pressure")
         base = levels[name]
         levels[name] = SeverityLevel(
             name=name,
@@ -234,6 +233,7 @@ def _levels(parsed: _AlertingRules, ctx: Ctx, keys: dict[str, Any]) -> dict[str,
             auto_resolve=True if lv.auto_resolve is None else lv.auto_resolve,
             escalation_delay_ms=None if lv.escalation_delay_minutes is None else lv.escalation_delay_minutes * 60_000,
             auto_remediation=True if lv.auto_remediation is None else lv.auto_remediation,
+            force_cleanup=bool(lv.force_cleanup),
         )
     return levels
 
@@ -286,12 +286,7 @@ def build_rules(th: ResourceThresholds | None, alerting: MarkedDict | None, ctx:
                     f"the levels are {', '.join(SEVERITIES)}")
             severity = level
         actions = cfg.remediation_actions if cfg.remediation_actions is not None else ["monitor"]
-        for i, action in enumerate(actions):
-            if action not in REAL_ACTIONS:
-                apath = f"{path}.remediation_actions[{i}]"
-                ctx.add("warning", ctx.positions.get(apath), apath,
-                        f"remediation action '{action}' has no counterpart in this sidecar yet and is not taken",
-                        "the watchdog and retry ladder act on memory pressure; keep 'monitor' here")
+        specs = action_specs(actions, ctx, f"{path}.remediation_actions")
         margin = min(HYSTERESIS_POINTS, threshold / 2) if is_percent else threshold * HYSTERESIS_POINTS / 100
         rules.append(
             AlertRule(
@@ -301,7 +296,8 @@ def build_rules(th: ResourceThresholds | None, alerting: MarkedDict | None, ctx:
                 resolve_below=float(threshold) - margin,
                 severity=severity,
                 message_template=template,
-                remediation_actions=[a for a in actions if a in REAL_ACTIONS],
+                remediation_actions=[a.name for a in specs],
+                actions=specs,
                 sustained_ms=(th.system_thresholds.cpu_usage.sustained_duration or 0) if group == "cpu_usage" else 0,
                 display_threshold=shown,
                 where=f"{th.path}:{(th.positions.get(_source_key(group, level)) or (0, 0))[0]}",

@@ -17,11 +17,15 @@ from typing import Callable, Protocol
 
 import msgspec
 
+from sidecar.config.diagnostics import Diagnostic
+from sidecar.monitor.actions import Remedies
 from sidecar.monitor.alert_log import AlertLog
 from sidecar.monitor.alerts import ThresholdEngine
 from sidecar.monitor.events import AlertEvent, MetricsNotice
 from sidecar.monitor.config import MonitorConfig
 from sidecar.monitor.metrics import MetricsSample, metric_values, placeholders
+from sidecar.monitor.prometheus import PrometheusExporter
+from sidecar.monitor.channels import ConsoleWriter, EmailSender
 from sidecar.monitor.webhook import WebhookSender
 
 __all__ = ["MetricSource", "Subscription", "MonitorService", "MIN_INTERVAL_MS"]
@@ -42,6 +46,28 @@ class Subscription(msgspec.Struct, kw_only=True):
     last_sent: float = 0.0
 
 
+class Sink(Protocol):
+    def send(self, record: msgspec.Struct) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _sinks(config: MonitorConfig, alerting: bool) -> dict[str, Sink]:
+    """The channels a config turns on (none while alerting is off)."""
+    if not alerting:
+        return {}
+    sinks: dict[str, Sink] = {}
+    if config.log.enabled:
+        sinks["log"] = AlertLog(config.log)
+    if config.webhook_url:
+        sinks["webhook"] = WebhookSender(config.webhook, config.webhook_url)
+    if config.email_target is not None:
+        sinks["email"] = EmailSender(config.email, config.email_target)
+    if config.console.enabled:
+        sinks["console"] = ConsoleWriter(config.console)
+    return sinks
+
+
 class MonitorService:
     """Started on the first `monitor.*` call; `notify(method, params)` writes a notification."""
 
@@ -53,6 +79,7 @@ class MonitorService:
         *,
         alerting: bool,
         refresh: Callable[[], tuple[MonitorConfig, bool] | None] | None = None,
+        remedies: Remedies | None = None,
     ) -> None:
         self.source = source
         self.config = config
@@ -60,15 +87,23 @@ class MonitorService:
         self.alerting = alerting
         self.refresh = refresh
         """Called before each sample: a new (config, alerting) after a config reload, else None."""
+        self.remedies = remedies
+        self.exporter: PrometheusExporter | None = None
+        self.startup_diagnostics: list[Diagnostic] = []
+        """Problems of the monitor's environment (a bad BMAD_DATA_PROMETHEUS_PORT)."""
+        """Serves /metrics when BMAD_DATA_PROMETHEUS_PORT is set (sidecar.methods.monitor starts it)."""
+        """Runs a firing alert's remediation actions; None: alerts only name them."""
         self.engine = ThresholdEngine(config.rules)
-        self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
-        self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
+        self.sinks = _sinks(config, alerting)
+        """The alert channels on now, by the name severity levels use (log, webhook, email, console)."""
         self.samples: deque[MetricsSample] = deque(maxlen=config.history)
         self.alerts: deque[AlertEvent] = deque(maxlen=config.alert_history)
         self.active: dict[str, AlertEvent] = {}
         self._subs: dict[str, Subscription] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._engine_lock = threading.Lock()
+        """The threshold engine's state: the monitor thread's samples and a client's acknowledgement."""
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
@@ -94,17 +129,34 @@ class MonitorService:
     def reconfigure(self, config: MonitorConfig, alerting: bool) -> None:
         """A config reload (on the monitor thread, between two samples): new rules (alert state
         kept by rule name), channels and cadence."""
-        events = self.engine.replace_rules(config.rules, int(time.time() * 1000)) if alerting else []
+        with self._engine_lock:
+            events = self.engine.replace_rules(config.rules, int(time.time() * 1000)) if alerting else []
+        if self.remedies is not None:
+            for event in events:
+                self.remedies.lift(event.rule)
         with self._lock:
             self.config = config
             self.alerting = alerting
-            old_log, old_hook = self.alert_log, self.webhook
-            self.alert_log = AlertLog(config.log) if config.log.enabled and alerting else None
-            self.webhook = WebhookSender(config.webhook, config.webhook_url) if config.webhook_url and alerting else None
-        for closing in (old_log, old_hook):
-            if closing is not None:
-                closing.close()
+            old = self.sinks
+            self.sinks = _sinks(config, alerting)
+        for closing in old.values():
+            closing.close()
         self._deliver(events)
+
+    def acknowledge(self, alert_id: str) -> tuple[bool, AlertEvent | None]:
+        """(whether the alert fires now, its resolved event when the acknowledgement resolved it:
+        its value had cleared; else it resolves when the value clears)."""
+        with self._lock:
+            known = alert_id in self.active
+        if not known:
+            return False, None
+        with self._engine_lock:
+            event = self.engine.acknowledge(alert_id, int(time.time() * 1000))
+        if event is not None:
+            if self.remedies is not None:
+                self.remedies.lift(event.rule)
+            self._deliver([event])
+        return True, event
 
     def latest(self) -> MetricsSample:
         with self._lock:
@@ -145,7 +197,12 @@ class MonitorService:
         if change is not None:
             self.reconfigure(*change)
         sample = self.source.sample()
-        events = self.engine.feed(metric_values(sample), placeholders(sample), sample.at_ms) if self.alerting else []
+        values = metric_values(sample)
+        with self._engine_lock:
+            events = self.engine.feed(values, placeholders(sample), sample.at_ms) if self.alerting else []
+        if self.remedies is not None:
+            events = [self._remedy(self.remedies, event, sample) for event in events]
+            self.remedies.relax(values)
         now = time.monotonic()
         with self._lock:
             self.samples.append(sample)
@@ -164,6 +221,21 @@ class MonitorService:
             self.notify("monitor/metrics", MetricsNotice(subscription=s.id, sample=sample))
         return sample
 
+    def _remedy(self, remedies: Remedies, event: AlertEvent, sample: MetricsSample) -> AlertEvent:
+        """Run the actions of an alert that just fired (not of an escalation); lift its holds
+        when it resolves."""
+        if event.state == "resolved":
+            remedies.lift(event.rule)
+            return event
+        rule = next((r for r in self.engine.rules.rules if r.name == event.rule), None)
+        level = self.engine.rules.levels[event.severity]
+        if rule is None or event.escalated or not level.auto_remediation:
+            return event
+        results = remedies.act(rule, event.message, sample, level.force_cleanup)
+        return msgspec.structs.replace(
+            event, actions_taken=[r.action for r in results if r.done], remediation=results
+        )
+
     def _deliver(self, events: list[AlertEvent], anyone: bool | None = None) -> None:
         if anyone is None:
             with self._lock:
@@ -173,20 +245,30 @@ class MonitorService:
                     self.active.pop(event.id, None)
         for event in events:
             log.info("alert %s %s: %s", event.state, event.rule, event.message)
-            if self.alert_log is not None and "log" in event.channels:
-                self.alert_log.write(event)
-            if self.webhook is not None and "webhook" in event.channels:
-                self.webhook.send(event)
+            if self.exporter is not None and event.state == "firing" and not event.escalated:
+                self.exporter.on_alert(event.severity)
+            for name, sink in self.sinks.items():
+                if name in event.channels:
+                    sink.send(event)
             if anyone:
                 self.notify("monitor/alert", event)
 
+    def firing(self) -> dict[str, int]:
+        """How many alerts fire now, by severity (every severity, 0 when none)."""
+        with self._lock:
+            active = list(self.active.values())
+        counts = dict.fromkeys(("info", "warning", "critical", "emergency"), 0)
+        for event in active:
+            counts[event.severity] = counts.get(event.severity, 0) + 1
+        return counts
+
     def close(self) -> None:
+        if self.exporter is not None:
+            self.exporter.close()
         self._stopped.set()
         self._wake.set()
         self._thread.join(timeout=5)
-        if self.alert_log is not None:
-            self.alert_log.close()
-        if self.webhook is not None:
-            self.webhook.close()
+        for sink in self.sinks.values():
+            sink.close()
 
 

@@ -18,10 +18,11 @@ import psutil
 
 from sidecar.config.settings import duckdb_limit_for
 from sidecar.resources import detect_resources, effective_memory_bytes
+from sidecar.workers.admission import Hold
 from sidecar.workers.supervisor import Supervisor
 from sidecar.monitor.metrics import MachineMetrics, MetricsSample, WorkerMetrics
 
-__all__ = ["SupervisorSource", "GROWTH_WINDOW_S"]
+__all__ = ["SupervisorSource", "SupervisorLevers", "GROWTH_WINDOW_S"]
 
 GROWTH_WINDOW_S = 60.0
 
@@ -95,3 +96,32 @@ class SupervisorSource:
             if now - then >= 1.0:
                 fastest = max(fastest, (w.rss_bytes - before) / (now - then) * 60)
         return fastest
+
+
+class SupervisorLevers:
+    """The remediation actions' levers (sidecar.monitor.actions.Levers) on a real supervisor."""
+
+    def __init__(self, supervisor: Supervisor, sweep: Callable[[], tuple[int, int]] | None = None) -> None:
+        self.supervisor = supervisor
+        self.sweep = sweep
+        """Also run by a cleanup: stale job directories (sidecar.methods.maintenance), as `cleanup` does."""
+
+    @property
+    def max_jobs(self) -> int:
+        return self.supervisor.admission.max_jobs
+
+    def cleanup(self, *, aggressive: bool) -> tuple[int, int]:
+        freed, removed = self.supervisor.cleanup(aggressive=aggressive)
+        if self.sweep is not None:
+            more, files = self.sweep()
+            freed, removed = freed + more, removed + files
+        return freed, removed
+
+    def hold(self, hold: Hold) -> None:
+        self.supervisor.admission.hold(hold)
+
+    def lift(self, rule: str) -> bool:
+        return self.supervisor.admission.lift(rule)
+
+    def interrupt(self, job: int, reason: str) -> bool:
+        return self.supervisor.watchdog.interrupt(job, reason)

@@ -8,24 +8,16 @@ queue is full, the alert is dropped and counted, so a dead endpoint never holds 
 
 from __future__ import annotations
 
-import logging
-import queue
 import re
-import threading
-import time
 import urllib.error
 import urllib.request
 from typing import Mapping
 
 import msgspec
 
+from sidecar.monitor.outbox import BACKOFF_S, QUEUE_SIZE, Outbox, Permanent
+
 __all__ = ["WebhookChannel", "WebhookSender", "expand_env", "QUEUE_SIZE", "BACKOFF_S"]
-
-log = logging.getLogger(__name__)
-
-QUEUE_SIZE = 1000
-BACKOFF_S = 0.5
-"""The first retry waits this long; each next one twice as long."""
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -48,62 +40,22 @@ def expand_env(url: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     return _ENV.sub(lambda m: env.get(m.group(1), m.group(0)), url), missing
 
 
-class WebhookSender:
+class WebhookSender(Outbox):
+    name = "webhook"
+
     def __init__(self, channel: WebhookChannel, url: str, *, backoff_s: float = BACKOFF_S) -> None:
         self.channel = channel
         self.url = url
-        self.backoff_s = backoff_s
-        self.sent = 0
-        self.failed = 0
-        self.dropped = 0
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._thread = threading.Thread(target=self._loop, name="monitor-webhook", daemon=True)
-        self._thread.start()
+        super().__init__(channel.retry_attempts, backoff_s=backoff_s)
 
-    def send(self, record: msgspec.Struct) -> None:
-        """Queue one alert; never blocks."""
+    def attempt(self, record: msgspec.Struct) -> None:
+        request = urllib.request.Request(
+            self.url, data=msgspec.json.encode(record), method="POST", headers={"Content-Type": "application/json"}
+        )
         try:
-            self._queue.put_nowait(msgspec.json.encode(record))
-        except queue.Full:
-            self.dropped += 1
-            log.warning("webhook queue full; alert dropped (%d so far)", self.dropped)
-
-    def _loop(self) -> None:
-        while True:
-            body = self._queue.get()
-            if body is None:
-                return
-            self._post(body)
-
-    def _post(self, body: bytes) -> None:
-        delay = self.backoff_s
-        for attempt in range(self.channel.retry_attempts + 1):
-            request = urllib.request.Request(
-                self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=self.channel.timeout / 1000) as answer:
-                    answer.read()
-                self.sent += 1
-                return
-            except urllib.error.HTTPError as err:
-                if err.code < 500 and err.code != 429:  # the endpoint refused it: a retry cannot help
-                    log.warning("webhook %s refused an alert: HTTP %d", self.url, err.code)
-                    break
-                why = f"HTTP {err.code}"
-            except (urllib.error.URLError, OSError) as err:
-                why = str(getattr(err, "reason", err))
-            if attempt < self.channel.retry_attempts:
-                log.info("webhook attempt %d failed (%s); retrying in %.1f s", attempt + 1, why, delay)
-                time.sleep(delay)
-                delay *= 2
-        self.failed += 1
-        log.warning("webhook %s: an alert could not be delivered (%d failed so far)", self.url, self.failed)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (for up to `timeout` seconds), then stop."""
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        self._thread.join(timeout=timeout)
+            with urllib.request.urlopen(request, timeout=self.channel.timeout / 1000) as answer:
+                answer.read()
+        except urllib.error.HTTPError as err:
+            if err.code < 500 and err.code != 429:  # the endpoint refused it: a retry cannot help
+                raise Permanent(f"{self.url}: HTTP {err.code}") from err
+            raise OSError(f"HTTP {err.code}") from err

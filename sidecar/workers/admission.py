@@ -5,6 +5,11 @@ may later grow up to `most` while the machine has room and nobody waits; the sum
 reservations never exceeds the machine budget, and at most `max_jobs` run at once.
 Waiting is fair: first come, first admitted.
 
+The monitor's remediation actions act here through holds, one per firing rule: a hold may pause
+admission (no new job starts), narrow it (at most `max_jobs` run at once) or resize new jobs
+(their starting ceiling, and so DuckDB's limit, times `scale`). Several holds combine: any pause
+pauses, the smallest `max_jobs` and `scale` win.
+
 A daemon sets `ledger` (sidecar/daemon/ledger.py): then the reservations of the user's other
 daemons count against the same machine budget, read and written under the ledger's file lock.
 """
@@ -16,9 +21,24 @@ import threading
 import time
 from collections import deque
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Admission", "Reservation"]
+__all__ = ["Admission", "Reservation", "Hold"]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """What one firing rule asks of admission control until it lifts the hold."""
+
+    rule: str
+    pause: bool = False
+    max_jobs: int | None = None
+    scale: float | None = None
+    min_bytes: int = 0
+    """A resized job never starts below this (a scale-down trigger's `min_memory`)."""
+    max_bytes: int | None = None
+    """... nor above this (a scale-up trigger's `max_memory`)."""
 
 
 class Reservation:
@@ -36,8 +56,33 @@ class Admission:
         self._queue: deque[int] = deque()
         self._cond = threading.Condition()
         self._tickets = itertools.count(1)
+        self.holds: dict[str, Hold] = {}
         self.ledger: Any = None
         """Shared with the user's other daemons: `locked()` yields a book with `others` and `set()`."""
+
+    def hold(self, hold: Hold) -> None:
+        """Put (or replace) a rule's hold; it applies to jobs not yet admitted."""
+        with self._cond:
+            self.holds[hold.rule] = hold
+            self._cond.notify_all()
+
+    def lift(self, rule: str) -> bool:
+        """Remove a rule's hold; False when it held nothing."""
+        with self._cond:
+            gone = self.holds.pop(rule, None) is not None
+            self._cond.notify_all()
+        return gone
+
+    def _sized(self, start: int, most: int) -> tuple[int, int]:
+        scales = [h for h in self.holds.values() if h.scale is not None]
+        if not scales:
+            return start, most
+        h = min(scales, key=lambda x: x.scale or 1.0)
+        scale = h.scale or 1.0
+        sized = max(int(start * scale), h.min_bytes)
+        if h.max_bytes is not None:
+            sized = min(sized, max(h.max_bytes, h.min_bytes))
+        return sized, max(sized, int(most * scale)) if scale < 1 else max(sized, most)
 
     def configure(self, machine_budget: int, max_jobs: int) -> None:
         with self._cond:
@@ -56,14 +101,18 @@ class Admission:
         cancelled: Callable[[], bool],
         on_wait: Callable[[], None] | None = None,
     ) -> Reservation | None:
-        """Block until `start` bytes fit (or `cancelled()`); None when cancelled while waiting."""
-        start = min(start, self.machine_budget)
+        """Block until `start` bytes fit (or `cancelled()`); None when cancelled while waiting.
+
+        A hold that resizes new jobs applies at the moment the job is admitted."""
+        wanted, wanted_most = start, most
         ticket = next(self._tickets)
         with self._cond:
             self._queue.append(ticket)
             told = False
             try:
                 while True:
+                    start, most = self._sized(wanted, wanted_most)
+                    start = min(start, self.machine_budget)
                     if self._queue[0] == ticket:
                         with self._book() as book:
                             if self._fits(start, book.others if book is not None else 0):
@@ -86,7 +135,11 @@ class Admission:
         return self.ledger.locked() if self.ledger is not None else nullcontext(None)
 
     def _fits(self, wanted: int, elsewhere: int = 0) -> bool:
-        return len(self.running) < self.max_jobs and elsewhere + self.reserved + wanted <= self.machine_budget
+        holds = self.holds.values()
+        if any(h.pause for h in holds):
+            return False
+        limit = min((h.max_jobs for h in holds if h.max_jobs is not None), default=self.max_jobs)
+        return len(self.running) < max(limit, 1) and elsewhere + self.reserved + wanted <= self.machine_budget
 
     def grow(self, reservation: Reservation, wanted: int) -> int:
         """Raise a running job's reservation toward `wanted` if the machine has room and nobody waits.

@@ -29,6 +29,7 @@ from sidecar.workers.protocol import (
     Progress,
     Ready,
     Run,
+    SetLogLevel,
     SetMemoryLimit,
     Stop,
     ToWorker,
@@ -92,6 +93,7 @@ class Worker:
                 self.jobs[message.job] = job
                 self._queue.put((message, job))
             elif isinstance(message, Interrupt):
+                log.debug("job %d: interrupted (%s)", message.job, message.reason)
                 target = self.jobs.get(message.job)
                 if target is not None:
                     target.cancel(message.reason)
@@ -99,6 +101,8 @@ class Worker:
                 self.engine.set_memory_limit(message.limit_bytes)
             elif isinstance(message, Forget):  # sent to idle workers only: no job uses the database
                 self.engine.forget(message.database)
+            elif isinstance(message, SetLogLevel):
+                logging.getLogger().setLevel(message.level.upper())  # as main's basicConfig set it
             elif isinstance(message, Stop):
                 break
         for job in list(self.jobs.values()):
@@ -108,6 +112,7 @@ class Worker:
         self.engine.close()
 
     def _run(self, message: Run, job: _Job) -> None:
+        log.debug("job %d: %s", message.job, message.kind)
         def listener(sample: Sample) -> None:
             # Periodic samples always go back (the watchdog grows jobs from their buffer use);
             # the final one only when the client asked for progress.

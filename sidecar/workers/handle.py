@@ -31,6 +31,7 @@ from sidecar.workers.protocol import (
     Progress,
     Ready,
     Run,
+    SetLogLevel,
     SetMemoryLimit,
     Stop,
     read_frame,
@@ -67,6 +68,8 @@ class JobOutcome(msgspec.Struct):
 class WorkerHandle:
     def __init__(self, *, env: dict[str, str] | None = None) -> None:
         full_env = dict(os.environ if env is None else env)
+        self.log_level = full_env.get("BMAD_DATA_LOG_LEVEL", "info")
+        """The level the worker logs at: BMAD_DATA_LOG_LEVEL at its start, then `set_log_level`'s."""
         full_env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH", "")])
         )
@@ -143,6 +146,10 @@ class WorkerHandle:
 
     def set_memory_limit(self, limit_bytes: int) -> None:
         self._send(SetMemoryLimit(limit_bytes))
+
+    def set_log_level(self, level: str) -> None:
+        self.log_level = level
+        self._send(SetLogLevel(level))
 
     def kill(self, why: str) -> None:
         """SIGKILL the worker; the job it ran fails with `why` (e.g. "memory_ceiling")."""

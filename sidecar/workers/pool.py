@@ -54,9 +54,15 @@ class FairLock:
 
 class WorkerPool:
     def __init__(
-        self, env: Mapping[str, str], after_death: Callable[[WorkerHandle], None], *, spares: int = 1
+        self,
+        env: Mapping[str, str],
+        after_death: Callable[[WorkerHandle], None],
+        *,
+        spares: int = 1,
+        log_level: str = "info",
     ) -> None:
         self._env = dict(env)
+        self._log_level = log_level
         self._after_death = after_death
         self._spares_wanted = spares
         self._spares: list[WorkerHandle] = []
@@ -70,7 +76,9 @@ class WorkerPool:
         wanted (the spare its job took was replaced already), so the next job starts no process."""
 
     def _spawn(self) -> WorkerHandle:
-        handle = WorkerHandle(env=self._env)
+        with self._lock:
+            env = {**self._env, "BMAD_DATA_LOG_LEVEL": self._log_level}
+        handle = WorkerHandle(env=env)
         log.debug("started worker %d", handle.pid)
         return handle
 
@@ -120,7 +128,20 @@ class WorkerPool:
                     self._owners[database] = handle
         with self._lock:
             self._busy.add(handle)
+            self._tune(handle)  # a spare started before the last set_log_level
         return handle
+
+    def set_log_level(self, level: str) -> None:
+        """Every worker logs at `level` from now on: the running ones at once, new ones from their start."""
+        with self._lock:
+            self._log_level = level
+            for handle in {*self._spares, *self._owners.values(), *self._busy}:
+                self._tune(handle)
+
+    def _tune(self, handle: WorkerHandle) -> None:
+        """Tell a worker the level if it has another (under self._lock, so the last level sent wins)."""
+        if handle.log_level != self._log_level and handle.alive:
+            handle.set_log_level(self._log_level)
 
     def release(self, handle: WorkerHandle) -> None:
         with self._lock:

@@ -3,7 +3,7 @@
 Frames on the worker's stdin/stdout: a 4-byte big-endian length, then a msgpack-encoded
 tagged message.
 
-    sidecar -> worker: Run, Interrupt, SetMemoryLimit, Stop
+    sidecar -> worker: Run, Interrupt, SetMemoryLimit, SetLogLevel, Stop
     worker -> sidecar: Ready (once), Progress, Done | Failed (one per Run)
 """
 
@@ -24,6 +24,7 @@ __all__ = [
     "Run",
     "Interrupt",
     "SetMemoryLimit",
+    "SetLogLevel",
     "Stop",
     "Ready",
     "Progress",
@@ -66,6 +67,12 @@ class SetMemoryLimit(msgspec.Struct, frozen=True, tag=True):
     limit_bytes: int
 
 
+class SetLogLevel(msgspec.Struct, frozen=True, tag=True):
+    """The sidecar's resolved `log_level` changed (a reload): the worker logs at it from now on."""
+
+    level: str
+
+
 class Stop(msgspec.Struct, frozen=True, tag=True):
     pass
 
@@ -100,7 +107,7 @@ class Failed(msgspec.Struct, frozen=True, tag=True):
     details: dict[str, Any] = {}
 
 
-ToWorker = Union[Run, Interrupt, SetMemoryLimit, Stop, Forget]
+ToWorker = Union[Run, Interrupt, SetMemoryLimit, SetLogLevel, Stop, Forget]
 FromWorker = Union[Ready, Progress, Done, Failed]
 
 _HEADER = struct.Struct(">I")

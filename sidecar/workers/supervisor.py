@@ -28,14 +28,16 @@ from sidecar.config.settings import duckdb_limit_for
 from sidecar.engine.database import EngineSettings
 from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import pid_alive, remove_orphaned_outputs
-from sidecar.errors import ERROR_CLASSES, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed
+from sidecar.errors import (
+    ERROR_CLASSES, Cancelled, InternalError, OutOfMemory, SidecarError, Timeout, WorkerCrashed,
+)
 from sidecar.jobs.types import Attempt, QueryResult, QuerySpec
 from sidecar.units import format_size
 from sidecar.workers.admission import Admission, Reservation
 from sidecar.workers.handle import JobOutcome, WorkerDied, WorkerHandle
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.protocol import AnalyzeSpec, Run
-from sidecar.workers.watchdog import Watch, Watchdog
+from sidecar.workers.watchdog import ALERT_REASON, Watch, Watchdog
 
 __all__ = ["OOM_KILL_HINT_FRACTION", "Job", "Limits", "Outcome", "Supervisor"]
 
@@ -99,16 +101,20 @@ class Supervisor:
     def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
         self.settings = settings
         self.admission = Admission(settings.machine_budget_bytes, settings.max_concurrent_jobs)
-        self.pool = WorkerPool(env, self._after_death)
+        self.pool = WorkerPool(env, self._after_death, log_level=settings.log_level)
         self.watchdog = Watchdog(self.admission)
         self._jobs = itertools.count(1)
         self._workers: dict[Any, int] = {}
         self._workers_lock = threading.Lock()
+        self.attempt_listeners: list[Callable[[Attempt], None]] = []
+        """Told of every attempt as it ends (the monitor's Prometheus counters)."""
+        self.worker_deaths = 0
         self.pool.prewarm()
 
     def retune(self, settings: Settings) -> None:
         self.settings = settings
         self.admission.configure(settings.machine_budget_bytes, settings.max_concurrent_jobs)
+        self.pool.set_log_level(settings.log_level)
 
     def worker_pid(self, call: Any) -> int | None:
         """The pid of the worker running a step of request `call` right now (None between steps).
@@ -200,10 +206,12 @@ class Supervisor:
                 if on_sample is not None and finals:
                     on_sample(finals[0])
                 result = outcome_or_error.result
+                self._tell(attempt)
                 return Outcome(attempt, msgspec.convert(result, QueryResult) if job.kind == "query" else result)
             failure, error = self._classify(outcome_or_error, watch, call, reservation)
             room = max(0, self.admission.machine_budget - self.admission.reserved)
             attempt = msgspec.structs.replace(attempt, outcome=failure or error.code)
+            self._tell(attempt)
             return Outcome(attempt, None, error, failure, room)
         finally:
             self.admission.release(reservation)
@@ -211,6 +219,13 @@ class Supervisor:
                 self.pool.release(handle)
             if lock is not None:
                 lock.release()
+
+    def _tell(self, attempt: Attempt) -> None:
+        for listener in list(self.attempt_listeners):
+            try:
+                listener(attempt)
+            except Exception:  # a listener's failure must not fail the job; report it
+                log.warning("an attempt listener failed", exc_info=True)
 
     def _cancel(self, watch: Watch, call: Any) -> None:
         watch.interrupted_for = call.cancel_reason or "cancelled"
@@ -237,6 +252,14 @@ class Supervisor:
         self, outcome: JobOutcome | WorkerDied, watch: Watch, call: Any, reservation: Reservation
     ) -> tuple[str | None, SidecarError]:
         """The failure code a retry may rescue (or None), and the error the user sees if nothing does."""
+        if watch.interrupted_for is not None and watch.interrupted_for.startswith(ALERT_REASON):
+            rule, _, sentence = watch.interrupted_for[len(ALERT_REASON):].partition(":")
+            return None, Cancelled(
+                f"stopped by the monitor: {sentence}",
+                hint="The alert's remediation_actions include kill_queries (data/resource-thresholds-config.yaml); "
+                "give the job less to hold (a split, a file output), or remove kill_queries there.",
+                details={"stopped_by": "monitor", "rule": rule},
+            )
         if isinstance(outcome, WorkerDied):
             why = outcome.killed_for
             if why == "memory_emergency":  # interrupted near the ceiling, did not stop, was killed
@@ -299,6 +322,7 @@ class Supervisor:
 
     def _after_death(self, handle: WorkerHandle) -> None:
         """A worker died: its spill directory and half-written outputs go (its database stays)."""
+        self.worker_deaths += 1
         freed, removed = remove_orphaned_outputs(Path(self.settings.state_directory) / "pending-outputs")
         spill = Path(self.settings.temp_directory)
         if spill.is_dir():

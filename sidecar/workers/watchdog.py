@@ -20,13 +20,16 @@ from typing import Callable
 from sidecar.workers.admission import Admission, Reservation
 from sidecar.workers.handle import WorkerHandle
 
-__all__ = ["Watch", "Watchdog", "INTERVAL_S", "GRACE_S"]
+__all__ = ["Watch", "Watchdog", "INTERVAL_S", "GRACE_S", "ALERT_REASON"]
 
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 0.02
 GRACE_S = 3.0
 GROW_AT_BUFFER_FRACTION = 0.90
+ALERT_REASON = "alert:"
+"""An interrupt reason `alert:<rule>:<sentence>` comes from a monitor alert's `kill_queries`; the
+job's error carries the sentence and names the rule (sidecar.workers.supervisor maps it)."""
 
 
 @dataclass
@@ -72,6 +75,16 @@ class Watchdog:
     def unwatch(self, job: int) -> Watch | None:
         with self._lock:
             return self._watches.pop(job, None)
+
+    def interrupt(self, job: int, reason: str) -> bool:
+        """Interrupt a running attempt from outside (a monitor alert); killed after the grace
+        period if it does not stop. False when the job is not running or already interrupted."""
+        with self._lock:
+            watch = self._watches.get(job)
+        if watch is None or watch.interrupted_for is not None or not watch.handle.alive:
+            return False
+        self._interrupt(watch, reason, time.monotonic())
+        return True
 
     def _loop(self) -> None:
         while not self._stopped.wait(INTERVAL_S):

@@ -149,4 +149,4 @@ function formatMs(ms) {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-module.exports = { formatBytes, renderTable, tableLines, toCsv, csvLines, jsonPieces, cellText, width, formatMs };
+module.exports = { formatBytes, renderTable, tableLines, toCsv, csvLines, jsonPieces, cellText, width, truncate, formatMs };
