@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import msgspec
 
-__all__ = ["RpcError", "SidecarProcess", "REPO_ROOT"]
+__all__ = ["RpcError", "RpcLines", "SidecarProcess", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,62 @@ class RpcError(Exception):
         self.hint: str = self.data.get("hint", "")
 
 
-class SidecarProcess:
+class RpcLines:
+    """Requests, answers and notifications over one line stream; a subclass sends and reads the lines."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._pending: dict[Any, Future[Any]] = {}
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self.notifications: list[dict[str, Any]] = []
+
+    def send_raw(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _deliver(self, item: Any) -> None:
+        with self._cond:
+            if isinstance(item, dict) and "method" in item and "id" not in item:
+                self.notifications.append(item)
+                self._cond.notify_all()
+                return
+            future = self._pending.pop(item.get("id"), None) if isinstance(item, dict) else None
+            if future is None:  # an answer to a raw line, or to an id we did not send
+                self.notifications.append({"unmatched": item})
+                self._cond.notify_all()
+                return
+        if "error" in item:
+            future.set_exception(RpcError(item["error"]))
+        else:
+            future.set_result(item.get("result"))
+
+    def call(self, method: str, params: Any = None, *, id: Any = None) -> tuple[Any, Future[Any]]:
+        """Send a request; returns (its id, a future of its result)."""
+        request_id = next(self._ids) if id is None else id
+        future: Future[Any] = Future()
+        with self._lock:
+            self._pending[request_id] = future
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send_raw(msgspec.json.encode(message))
+        return request_id, future
+
+    def request(self, method: str, params: Any = None, *, timeout: float = 60.0) -> Any:
+        """Send a request and wait for its result (raises RpcError on an error answer)."""
+        return self.call(method, params)[1].result(timeout=timeout)
+
+    def notify(self, method: str, params: Any = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send_raw(msgspec.json.encode(message))
+
+    def cancel(self, request_id: Any) -> None:
+        self.notify("$/cancelRequest", {"id": request_id})
+
+
+class SidecarProcess(RpcLines):
     """Spawn a sidecar and exchange JSON-RPC lines with it."""
 
     def __init__(
@@ -60,11 +115,7 @@ class SidecarProcess:
             env=full_env,
             cwd=cwd,
         )
-        self._ids = itertools.count(1)
-        self._pending: dict[Any, Future[Any]] = {}
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self.notifications: list[dict[str, Any]] = []
+        RpcLines.__init__(self)
         self.raw_lines: list[bytes] = []
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
         self._write_lock = threading.Lock()
@@ -98,22 +149,6 @@ class SidecarProcess:
             self._pending.clear()
             self._cond.notify_all()
 
-    def _deliver(self, item: Any) -> None:
-        with self._cond:
-            if isinstance(item, dict) and "method" in item and "id" not in item:
-                self.notifications.append(item)
-                self._cond.notify_all()
-                return
-            future = self._pending.pop(item.get("id"), None) if isinstance(item, dict) else None
-            if future is None:  # an answer to a raw line, or to an id we did not send
-                self.notifications.append({"unmatched": item})
-                self._cond.notify_all()
-                return
-        if "error" in item:
-            future.set_exception(RpcError(item["error"]))
-        else:
-            future.set_result(item.get("result"))
-
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
@@ -126,31 +161,6 @@ class SidecarProcess:
         with self._write_lock:
             self.proc.stdin.write(data if data.endswith(b"\n") else data + b"\n")
             self.proc.stdin.flush()
-
-    def call(self, method: str, params: Any = None, *, id: Any = None) -> tuple[Any, Future[Any]]:
-        """Send a request; returns (its id, a future of its result)."""
-        request_id = next(self._ids) if id is None else id
-        future: Future[Any] = Future()
-        with self._lock:
-            self._pending[request_id] = future
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            message["params"] = params
-        self.send_raw(msgspec.json.encode(message))
-        return request_id, future
-
-    def request(self, method: str, params: Any = None, *, timeout: float = 60.0) -> Any:
-        """Send a request and wait for its result (raises RpcError on an error answer)."""
-        return self.call(method, params)[1].result(timeout=timeout)
-
-    def notify(self, method: str, params: Any = None) -> None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        self.send_raw(msgspec.json.encode(message))
-
-    def cancel(self, request_id: Any) -> None:
-        self.notify("$/cancelRequest", {"id": request_id})
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
         """Wait for a notification (or unmatched answer) that satisfies `predicate`."""

@@ -1,5 +1,8 @@
 """`python -m sidecar`: JSON-RPC 2.0 over stdio until EOF or `exit`.
 
+(`python -m sidecar daemon` serves the same protocol to many clients on a Unix socket:
+`sidecar/daemon/`.)
+
 The main thread reads lines and dispatches them; work runs on a thread pool; answers and
 notifications go out through one writer. Ending:
 - `shutdown` (request): stop taking work, let running requests finish (cancelling them
@@ -101,6 +104,11 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["daemon"]:  # `python -m sidecar daemon`: the same protocol on a Unix socket
+        from sidecar.daemon.main import main as daemon_main
+
+        return daemon_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m sidecar", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--log-level",

@@ -1,5 +1,9 @@
 """The sidecar's state for one client: its config, its settings, its engine.
 
+A stdio sidecar has one session, which owns its engine. A daemon (`sidecar/daemon/`) gives each
+connection a session of its own (config dir, profile, overrides, environment, config watcher)
+over one shared engine, handed in as `engine`: such a session never retunes nor closes it.
+
 Config is read once at start and again on `initialize`, `config.reload` or a file edit
 (hot reload). A broken edit never replaces a good config: the last good one stays in
 force and the client is told what is wrong. Every data method first asks the session for
@@ -43,8 +47,25 @@ Notify = Callable[[str, Any], None]
 
 
 class Session:
-    def __init__(self, notify: Notify, *, env: Mapping[str, str] | None = None, watch: bool = True) -> None:
+    def __init__(
+        self,
+        notify: Notify,
+        *,
+        env: Mapping[str, str] | None = None,
+        watch: bool = True,
+        engine: Any = None,
+        running_jobs: dict[str, Any] | None = None,
+        daemon: Any = None,
+        configs: Any = None,
+    ) -> None:
         self.env = dict(os.environ if env is None else env)
+        self.base_env = dict(self.env)
+        """The process's own environment; a client's `initialize.env` replaces its BMAD_DATA_* part."""
+        self.daemon = daemon
+        """The daemon serving this connection (`daemon.*` methods, initialize's `daemon`); None on stdio."""
+        self._load_pack: Callable[[Path, Mapping[str, str]], Pack] = load_pack if configs is None else configs.load
+        self._new_watcher: Callable[..., Any] = ConfigWatcher if configs is None else configs.watcher
+        """A daemon's `SharedConfigs` (sidecar/daemon/configs.py): parsed packs and one watcher per dir."""
         self.notify = notify
         self.client: dict[str, Any] | None = None
         self.profile: str | None = None
@@ -53,24 +74,26 @@ class Session:
         self._machine = ResourceReader()
         self.resources: Resources = self._machine.read()
         self.exit_requested = threading.Event()
-        self.running_jobs: dict[str, Any] = {}
-        """Requests in flight that named a job_id (jobs.cancel stops them)."""
+        self.running_jobs: dict[str, Any] = {} if running_jobs is None else running_jobs
+        """Requests in flight that named a job_id (jobs.cancel stops them); a daemon's sessions share one."""
         self.shutdown_requested = False
         self.monitor: Any = None
         """The MonitorService, started by the first monitor.* call (sidecar/methods/monitor.py)."""
         self._lock = threading.Lock()
         self._watch = watch
-        self._watcher: ConfigWatcher | None = None
+        self._watcher: Any = None
         self.pack, self.settings = self._load(self.config_dir, strict=False)
-        self.engine = JobRunner(self.settings, self.env)
-        apply_log_level(self.settings.log_level)
+        self.owns_engine = engine is None
+        self.engine = JobRunner(self.settings, self.env) if engine is None else engine
+        if self.owns_engine:
+            apply_log_level(self.settings.log_level)
         self._start_watcher()
 
     # -- config --------------------------------------------------------------------------
 
     def _load(self, config_dir: Path, *, strict: bool) -> tuple[Pack, Settings]:
         """Load and resolve; with `strict`, a config with errors raises instead of being kept."""
-        pack = load_pack(config_dir, self.env)
+        pack = self._load_pack(config_dir, self.env)
         if strict and not pack.ok:
             raise _invalid(pack)
         if not pack.ok:
@@ -81,18 +104,27 @@ class Session:
         return pack, settings
 
     def configure(
-        self, *, config_dir: Path | None, profile: str | None, overrides: Mapping[str, Any] | None
+        self,
+        *,
+        config_dir: Path | None,
+        profile: str | None,
+        overrides: Mapping[str, Any] | None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """Apply `initialize`'s choices; nothing changes if they are invalid."""
         with self._lock:
-            previous = (self.config_dir, self.profile, self.overrides)
+            previous = (self.config_dir, self.profile, self.overrides, self.env)
+            if env is not None:
+                self.env = client_env(self.base_env, env)
+                if config_dir is None:
+                    config_dir = default_config_dir(self.env)
             self.config_dir = (config_dir or self.config_dir).resolve()
             self.profile = profile if profile is not None else self.profile
             self.overrides = dict(overrides) if overrides is not None else self.overrides
             try:
                 self.pack, self.settings = self._load(self.config_dir, strict=False)
             except Exception:
-                self.config_dir, self.profile, self.overrides = previous
+                self.config_dir, self.profile, self.overrides, self.env = previous
                 raise
         self._settle(self.settings)
         self._start_watcher()
@@ -106,7 +138,10 @@ class Session:
         return pack
 
     def _settle(self, settings: Settings) -> None:
-        """New settings reach what runs: the job runner, and the sidecar's log level."""
+        """New settings reach what runs: the job runner, and the sidecar's log level. A daemon's
+        session leaves both alone: they hold for every client, and each request carries its settings."""
+        if not self.owns_engine:
+            return
         self.engine.retune(settings)
         apply_log_level(settings.log_level)
 
@@ -115,7 +150,7 @@ class Session:
             return
         if self._watcher is not None:
             self._watcher.stop()
-        self._watcher = ConfigWatcher(
+        self._watcher = self._new_watcher(
             self.config_dir, on_change=self._on_change, on_error=self._on_error, env=self.env
         )
         self._watcher.start()
@@ -185,7 +220,27 @@ class Session:
             self._watcher.stop()
         if self.monitor is not None:
             self.monitor.close()
-        self.engine.close()
+        if self.owns_engine:
+            self.engine.close()
+
+
+def client_env(base: Mapping[str, str], client: Mapping[str, str]) -> dict[str, str]:
+    """The environment a client's requests resolve with: the process's, with its BMAD_DATA_*
+    variables replaced by the client's (a daemon started by one command serves the next ones).
+
+    >>> client_env({"HOME": "/h", "BMAD_DATA_PROFILE": "a"}, {"BMAD_DATA_MAX_ROWS": "5"})
+    {'HOME': '/h', 'BMAD_DATA_MAX_ROWS': '5'}
+    >>> client_env({}, {"PATH": "/bin"})
+    Traceback (most recent call last):
+    sidecar.errors.InvalidParams: initialize's `env` holds BMAD_DATA_* variables only, not 'PATH'
+    """
+    foreign = [key for key in client if not key.startswith("BMAD_DATA_")]
+    if foreign:
+        raise InvalidParams(
+            f"initialize's `env` holds BMAD_DATA_* variables only, not {foreign[0]!r}",
+            hint="Send the client's BMAD_DATA_* environment variables; the rest is the sidecar's own.",
+        )
+    return {**{k: v for k, v in base.items() if not k.startswith("BMAD_DATA_")}, **client}
 
 
 def apply_log_level(level: str) -> None:

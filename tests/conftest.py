@@ -14,6 +14,10 @@ from sidecar.client import REPO_ROOT, SidecarProcess
 
 PACK = REPO_ROOT / "expansion-pack"
 
+# A `bmad-data` command a test runs uses a private sidecar, never a shared daemon that could outlive
+# the run; tests/test_daemon.py starts its daemons explicitly, each in a runtime dir of its own.
+os.environ.setdefault("BMAD_DATA_NO_DAEMON", "1")
+
 THOROUGH = os.environ.get("BMAD_DATA_TEST_THOROUGH") == "1"
 """Set by scripts/test-slow.sh: the heaviest property tests draw their full number of examples."""
 
@@ -55,6 +59,7 @@ def sidecar_env(tmp_path: Path, pack_dir: Path, data_dir: Path) -> dict[str, str
         BMAD_DATA_TEMP_DIRECTORY=str(tmp_path / "spill"),
         BMAD_DATA_ALLOWED_DIRECTORIES=str(data_dir),
         BMAD_DATA_LOG_LEVEL="debug",
+        BMAD_DATA_NO_DAEMON="1",
     )
     return env
 

@@ -158,6 +158,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         BMAD_DATA_CONFIG_DIR=str(PACK),
         BMAD_DATA_STATE_DIR=str(tmp_path / "state"),
         BMAD_DATA_TEMP_DIRECTORY=str(tmp_path / "spill"),
+        BMAD_DATA_NO_DAEMON="1",  # a private sidecar per command: no daemon outlives the test
     )
     return env
 

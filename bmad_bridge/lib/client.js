@@ -21,11 +21,17 @@
  *   'exit'            ({pid, exit_code, signal, stderr_tail, expected})
  *   'restart'         ({attempt, delay_ms})  a restart is scheduled after an unexpected exit
  *   'fatal'           (BmadDataError)      restarts exhausted; requests now reject SIDECAR_UNAVAILABLE
+ *
+ * With `daemon: true` the client talks to the user's shared daemon for its working directory over
+ * a Unix socket (lib/daemon.js), starting one when none runs, and spawns a private sidecar when
+ * the daemon is disabled (BMAD_DATA_NO_DAEMON=1), cannot be started (said once on 'stderr'), is
+ * of another version and busy, or (after a version mismatch) is being replaced. `via` says which.
  */
 const { spawn } = require('node:child_process');
 const { EventEmitter } = require('node:events');
 const { BmadDataError } = require('./errors');
 const { repoRoot, resolvePython, sidecarEnv } = require('./locate');
+const daemons = require('./daemon');
 const { LineSplitter, MAX_LINE_CHARS } = require('./lines');
 
 const STDERR_TAIL_CHARS = 8192;
@@ -46,6 +52,7 @@ class SidecarClient extends EventEmitter {
    * @param {number} [options.cancelGraceMs]  how long to wait for the answer to `$/cancelRequest`
    * @param {number} [options.maxLineChars]   the longest line read from the sidecar (default: V8's
    *                                        longest string); a longer answer rejects its request
+   * @param {boolean} [options.daemon]      use the shared daemon (default false: a private sidecar)
    */
   constructor(options = {}) {
     super();
@@ -72,6 +79,8 @@ class SidecarClient extends EventEmitter {
     this._restartTimer = null;
     this._ready = null;
     this._killOnParentExit = () => { if (this._child) this._child.kill('SIGKILL'); };
+    this.useDaemon = Boolean(options.daemon);
+    this.via = null; // 'daemon' or 'private', once started
   }
 
   /** The running sidecar's pid, or null. */
@@ -86,16 +95,72 @@ class SidecarClient extends EventEmitter {
   }
 
   async _launch() {
-    this._spawn();
+    const connection = this.useDaemon ? await this._openDaemon() : null;
+    this._attach(connection || this._spawnChild());
+    this.via = connection ? 'daemon' : 'private';
     if (!this.initializeParams) return null;
-    const result = await this._send('initialize', this.initializeParams, {});
+    let result = await this._send('initialize', this._initParams(), {});
+    if (connection) result = await this._checkDaemon(connection, result);
     this.initializeResult = result;
     this.emit('ready', result);
     return result;
   }
 
-  _spawn() {
-    const child = spawn(this.python, this.args, { cwd: this.cwd, env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  /** A daemon session resolves with the command's own BMAD_DATA_* environment (not the daemon's). */
+  _initParams() {
+    if (this.via !== 'daemon') return this.initializeParams;
+    const env = Object.fromEntries(Object.entries(this.env).filter(([k]) => k.startsWith('BMAD_DATA_')));
+    return { ...this.initializeParams, env };
+  }
+
+  _say(text) {
+    this.emit('stderr', `bmad-data: ${text}\n`);
+  }
+
+  /** A connection to the daemon (started when none runs), or null: then a private sidecar. */
+  async _openDaemon() {
+    const disabled = daemons.daemonDisabled(this.env);
+    if (disabled) return null;
+    const paths = daemons.daemonPaths({ root: this.root, env: this.env, cwd: this.cwd });
+    try {
+      const { socket, started } = await daemons.ensureDaemon({ python: this.python, root: this.root, env: this.env, cwd: this.cwd, paths });
+      if (started) this._say(`started a daemon on ${paths.socket} (log: ${paths.log})`);
+      return new daemons.DaemonConnection(socket, paths);
+    } catch (err) {
+      this._say(`not using the daemon (${err.message}); starting a private sidecar`);
+      return null;
+    }
+  }
+
+  /**
+   * After initialize on a daemon: one of another version is asked to stop once idle; if this
+   * client was its only one, a fresh daemon replaces it at once, else this command runs on a
+   * private sidecar (the old daemon ends when its clients are done).
+   */
+  async _checkDaemon(connection, result) {
+    const info = result && result.daemon;
+    if (info) connection.pid = info.pid;
+    const expected = daemons.expectedVersion(this.root);
+    const actual = result && result.server && result.server.version;
+    if (!expected || actual === expected) return result;
+    this._say(`the daemon runs sidecar ${actual}, this bridge ${expected}: asking it to stop when idle`);
+    await this._send('daemon.stop', { when_idle: true }, { timeoutMs: 5000 }).catch(() => {});
+    connection.replaced = true;
+    connection.socket.end();
+    let fresh = null;
+    if (info && info.clients <= 1 && await daemons.waitGone(connection.paths.socket)) fresh = await this._openDaemon();
+    this._attach(fresh || this._spawnChild());
+    this.via = fresh ? 'daemon' : 'private';
+    const again = await this._send('initialize', this._initParams(), {});
+    if (fresh && again.daemon) fresh.pid = again.daemon.pid;
+    return again;
+  }
+
+  _spawnChild() {
+    return spawn(this.python, this.args, { cwd: this.cwd, env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  }
+
+  _attach(child) {
     this._child = child;
     this._startedAt = Date.now();
     let stderrTail = '';
@@ -118,8 +183,10 @@ class SidecarClient extends EventEmitter {
     child.on('close', (exitCode, signal) => {
       process.removeListener('exit', this._killOnParentExit);
       splitter.end();
+      if (child.replaced) return; // an old daemon's connection, given up for a fresh one
       if (this._child === child) this._child = null;
       const info = { pid: child.pid ?? null, exit_code: exitCode, signal, stderr_tail: stderrTail.slice(-2000), expected: this._closing };
+      if (child.isDaemon) Object.assign(info, { daemon: true, socket: child.paths.socket, log: child.paths.log });
       this.emit('exit', info);
       const error = spawnError ? unavailable(this, spawnError) : exited(info);
       this._rejectAll(error);
@@ -403,6 +470,13 @@ function isErrorObject(error) {
 }
 
 function exited(info) {
+  if (info.daemon) {
+    return new BmadDataError('SIDECAR_EXITED', `the daemon (pid ${info.pid ?? 'unknown'}) closed the connection while the request was in flight`, {
+      hint: info.expected ? 'The client was closed.' : `It stopped or died; the next command starts a new one. Its log: ${info.log}`,
+      retryable: !info.expected,
+      details: info,
+    });
+  }
   const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.exit_code}`;
   return new BmadDataError('SIDECAR_EXITED', `the sidecar ${how} while the request was in flight`, {
     hint: info.expected ? 'The client was closed.' : 'The bridge restarts it; retry the request. The stderr tail in details says why it stopped.',

@@ -11,6 +11,10 @@ const yaml = require('js-yaml');
 const { SidecarClient } = require('../lib/client');
 const { DEFAULT_ROOT } = require('../lib/locate');
 
+// Every CLI a test starts runs its own private sidecar, as before the daemon existed; the daemon's
+// own tests (daemon.test.js) turn it on with a runtime dir of their own and stop it in teardown.
+if (process.env.BMAD_DATA_NO_DAEMON === undefined) process.env.BMAD_DATA_NO_DAEMON = '1';
+
 const REPO = DEFAULT_ROOT;
 const PACK = path.join(REPO, 'expansion-pack');
 const BIN = path.join(__dirname, '..', 'bin', 'bmad-data.js');

@@ -278,6 +278,19 @@ class Engine:
 
     # -- housekeeping --------------------------------------------------------------------
 
+    def forget(self, name: str) -> None:
+        """Close database `name` and remove its files (a daemon client's default database)."""
+        key = str(Path(name).expanduser().resolve())
+        with self._lock:
+            db = self._databases.pop(key, None)
+        if db is not None:
+            try:
+                db.close()
+            except (duckdb.Error, SidecarError):
+                log.warning("closing database %s failed", db.path, exc_info=True)
+        for leftover in Path(key).parent.glob(Path(key).name + "*"):
+            leftover.unlink(missing_ok=True)
+
     def close(self) -> None:
         self.sampler.close()
         with self._lock:

@@ -15,6 +15,7 @@ def load_all() -> Registry:
         bench,
         config,
         convert,
+        daemon,
         dataset,
         dataset_partition,
         jobs,

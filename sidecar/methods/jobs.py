@@ -81,7 +81,7 @@ def _status(call: Call, p: JobParams) -> JobStatus:
     record = read_record(directory)
     if record is not None:
         total = len(record.plan.parts)
-    pid = call.session.engine.worker_pid(running_call.id) if running_call is not None else None
+    pid = call.session.engine.worker_pid(running_call) if running_call is not None else None
     done = sum(1 for t in tables if t.startswith(PART_PREFIX)) + len(finished_parts(directory))
     exists = bool(tables) or directory.exists()
     return JobStatus(p.job_id, running_call is not None, exists, done, total, worker_pid=pid)

@@ -12,6 +12,7 @@ from sidecar import PROTOCOL_VERSION, SERVER_NAME, __version__
 from sidecar.config import Diagnostic, FlagState, Settings
 from sidecar.errors import InputError
 from sidecar.methods import registry
+from sidecar.methods.daemon import DaemonInfo
 from sidecar.protocol.dispatcher import Call
 from sidecar.protocol.framing import MAX_LINE_BYTES
 from sidecar.resources import Resources
@@ -32,6 +33,9 @@ class InitializeParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A named profile from the memory templates file; default `auto` (sized from the machine)."""
     overrides: dict[str, Any] | None = None
     """Settings for this client, above the profile and below environment variables."""
+    env: dict[str, str] | None = None
+    """The client's BMAD_DATA_* environment variables, in place of the sidecar's own (a daemon
+    started by one command serves later ones, each with its environment)."""
 
 
 class ServerInfo(msgspec.Struct, frozen=True):
@@ -39,7 +43,7 @@ class ServerInfo(msgspec.Struct, frozen=True):
     version: str
 
 
-class InitializeResult(msgspec.Struct, frozen=True):
+class InitializeResult(msgspec.Struct, frozen=True, omit_defaults=True):
     server: ServerInfo
     protocol_version: str
     duckdb_version: str
@@ -50,6 +54,8 @@ class InitializeResult(msgspec.Struct, frozen=True):
     diagnostics: list[Diagnostic]
     max_request_bytes: int
     """The longest request line the sidecar reads; a client refuses a longer request before sending it."""
+    daemon: DaemonInfo | None = None
+    """Present when a shared daemon answers: its pid, start and clients."""
 
 
 @registry.method("initialize", params=InitializeParams, result=InitializeResult, inline=True)
@@ -68,7 +74,7 @@ def initialize(call: Call, p: InitializeParams) -> InitializeResult:
                 hint="Point config_dir at the expansion pack folder (the one holding data/ and config/).",
             )
     session.client = msgspec.to_builtins(p.client) if p.client else None
-    session.configure(config_dir=config_dir, profile=p.profile, overrides=p.overrides)
+    session.configure(config_dir=config_dir, profile=p.profile, overrides=p.overrides, env=p.env)
     return InitializeResult(
         server=ServerInfo(SERVER_NAME, __version__),
         protocol_version=PROTOCOL_VERSION,
@@ -79,6 +85,7 @@ def initialize(call: Call, p: InitializeParams) -> InitializeResult:
         methods=sorted([*registry.methods, "$/cancelRequest", "exit"]),
         diagnostics=list(session.pack.diagnostics),
         max_request_bytes=MAX_LINE_BYTES,
+        daemon=session.daemon.info() if session.daemon is not None else None,
     )
 
 

@@ -44,7 +44,7 @@ def resources(call: Call, _: None) -> SystemResources:
             job_id=job_id,
             request_id=job_call.id,
             elapsed_ms=int((now - job_call.started) * 1000),
-            worker_pid=session.engine.worker_pid(job_call.id),
+            worker_pid=session.engine.worker_pid(job_call),
         )
         for job_id, job_call in running
     ]

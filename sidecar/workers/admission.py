@@ -9,6 +9,9 @@ The monitor's remediation actions act here through holds, one per firing rule: a
 admission (no new job starts), narrow it (at most `max_jobs` run at once) or resize new jobs
 (their starting ceiling, and so DuckDB's limit, times `scale`). Several holds combine: any pause
 pauses, the smallest `max_jobs` and `scale` win.
+
+A daemon sets `ledger` (sidecar/daemon/ledger.py): then the reservations of the user's other
+daemons count against the same machine budget, read and written under the ledger's file lock.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import itertools
 import threading
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = ["Admission", "Reservation", "Hold"]
 
@@ -53,6 +57,8 @@ class Admission:
         self._cond = threading.Condition()
         self._tickets = itertools.count(1)
         self.holds: dict[str, Hold] = {}
+        self.ledger: Any = None
+        """Shared with the user's other daemons: `locked()` yields a book with `others` and `set()`."""
 
     def hold(self, hold: Hold) -> None:
         """Put (or replace) a rule's hold; it applies to jobs not yet admitted."""
@@ -107,27 +113,33 @@ class Admission:
                 while True:
                     start, most = self._sized(wanted, wanted_most)
                     start = min(start, self.machine_budget)
-                    if self._queue[0] == ticket and self._fits(start):
-                        break
+                    if self._queue[0] == ticket:
+                        with self._book() as book:
+                            if self._fits(start, book.others if book is not None else 0):
+                                reservation = Reservation(ticket, start, max(start, min(most, self.machine_budget)))
+                                self.running[ticket] = reservation
+                                if book is not None:
+                                    book.set(self.reserved)
+                                return reservation
                     if cancelled():
                         return None
                     if not told and on_wait is not None:
                         told = True
                         on_wait()
-                    self._cond.wait(0.1)
-                reservation = Reservation(ticket, start, max(start, min(most, self.machine_budget)))
-                self.running[ticket] = reservation
-                return reservation
+                    self._cond.wait(0.1)  # also how a release by another daemon is noticed
             finally:
                 self._queue.remove(ticket)
                 self._cond.notify_all()
 
-    def _fits(self, wanted: int) -> bool:
+    def _book(self) -> Any:
+        return self.ledger.locked() if self.ledger is not None else nullcontext(None)
+
+    def _fits(self, wanted: int, elsewhere: int = 0) -> bool:
         holds = self.holds.values()
         if any(h.pause for h in holds):
             return False
         limit = min((h.max_jobs for h in holds if h.max_jobs is not None), default=self.max_jobs)
-        return len(self.running) < max(limit, 1) and self.reserved + wanted <= self.machine_budget
+        return len(self.running) < max(limit, 1) and elsewhere + self.reserved + wanted <= self.machine_budget
 
     def grow(self, reservation: Reservation, wanted: int) -> int:
         """Raise a running job's reservation toward `wanted` if the machine has room and nobody waits.
@@ -137,15 +149,21 @@ class Admission:
         with self._cond:
             if self._queue or reservation.ticket not in self.running:
                 return reservation.bytes
-            room = self.machine_budget - self.reserved
-            target = min(wanted, reservation.most, reservation.bytes + room)
-            if target > reservation.bytes:
-                reservation.bytes = target
+            with self._book() as book:
+                room = self.machine_budget - self.reserved - (book.others if book is not None else 0)
+                target = min(wanted, reservation.most, reservation.bytes + room)
+                if target > reservation.bytes:
+                    reservation.bytes = target
+                    if book is not None:
+                        book.set(self.reserved)
             return reservation.bytes
 
     def release(self, reservation: Reservation) -> None:
         with self._cond:
             self.running.pop(reservation.ticket, None)
+            if self.ledger is not None:
+                with self.ledger.locked() as book:
+                    book.set(self.reserved)
             self._cond.notify_all()
 
     def waiting(self) -> int:

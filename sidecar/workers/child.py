@@ -24,6 +24,7 @@ from sidecar.protocol.framing import claim_stdout
 from sidecar.workers.protocol import (
     Done,
     Failed,
+    Forget,
     Interrupt,
     Progress,
     Ready,
@@ -98,6 +99,8 @@ class Worker:
                     target.cancel(message.reason)
             elif isinstance(message, SetMemoryLimit):
                 self.engine.set_memory_limit(message.limit_bytes)
+            elif isinstance(message, Forget):  # sent to idle workers only: no job uses the database
+                self.engine.forget(message.database)
             elif isinstance(message, SetLogLevel):
                 logging.getLogger().setLevel(message.level.upper())  # as main's basicConfig set it
             elif isinstance(message, Stop):

@@ -29,6 +29,7 @@ from sidecar.engine.monitor import Sample
 from sidecar.workers.protocol import (
     Done,
     Failed,
+    Forget,
     FromWorker,
     Interrupt,
     Progress,
@@ -152,6 +153,13 @@ class WorkerHandle:
 
     def interrupt(self, job: int, reason: str) -> None:
         self._send(Interrupt(job, reason))
+
+    def forget(self, database: str) -> bool:
+        """Have the worker close `database` and remove its files; it then serves any job."""
+        sent = self._send(Forget(database))
+        if sent:
+            self.database = None
+        return sent
 
     def set_memory_limit(self, limit_bytes: int) -> None:
         self._send(SetMemoryLimit(limit_bytes))

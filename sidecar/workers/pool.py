@@ -71,6 +71,9 @@ class WorkerPool:
         self._busy: set[WorkerHandle] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self.keep_returned = False
+        """A daemon sets it: a worker back from a job waits warm as a spare even beyond the spares
+        wanted (the spare its job took was replaced already), so the next job starts no process."""
 
     def _spawn(self) -> WorkerHandle:
         with self._lock:
@@ -147,7 +150,7 @@ class WorkerPool:
             if dead and handle.database is not None and self._owners.get(handle.database) is handle:
                 del self._owners[handle.database]
             keep_as_spare = not dead and handle.database is None and not self._closed
-            if keep_as_spare and len(self._spares) < self._spares_wanted:
+            if keep_as_spare and len(self._spares) < self._spares_wanted + int(self.keep_returned):
                 self._spares.append(handle)
                 return
         if dead:
@@ -165,6 +168,25 @@ class WorkerPool:
     def all_workers(self) -> list[WorkerHandle]:
         with self._lock:
             return [*self._spares, *self._owners.values(), *self._busy]
+
+    def retire(self, database: str) -> bool:
+        """The idle worker owning `database` closes it and removes its files (a daemon's client
+        left, and its default database with it), then waits warm as a spare (see `keep_returned`);
+        False when it is busy or there is none."""
+        with self._lock:
+            handle = self._owners.get(database)
+            if handle is None or handle in self._busy:
+                return False
+            del self._owners[database]
+            self._db_locks.pop(database, None)
+        if not handle.forget(database):
+            return False
+        with self._lock:
+            if not self._closed and handle.alive and len(self._spares) < self._spares_wanted + int(self.keep_returned):
+                self._spares.append(handle)
+                return True
+        handle.stop()
+        return True
 
     def stop_idle(self) -> int:
         """Stop idle database owners and spares (cleanup --aggressive): their caches go with them."""

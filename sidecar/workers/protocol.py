@@ -31,6 +31,7 @@ __all__ = [
     "Done",
     "Failed",
     "ToWorker",
+    "Forget",
     "FromWorker",
     "write_frame",
     "read_frame",
@@ -76,6 +77,13 @@ class Stop(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
+class Forget(msgspec.Struct, frozen=True, tag=True):
+    """Close a database and remove its files: a daemon's client left, and its default database
+    with it; the worker, warm, goes back to the pool as a spare."""
+
+    database: str
+
+
 class Ready(msgspec.Struct, frozen=True, tag=True):
     pid: int
 
@@ -99,7 +107,7 @@ class Failed(msgspec.Struct, frozen=True, tag=True):
     details: dict[str, Any] = {}
 
 
-ToWorker = Union[Run, Interrupt, SetMemoryLimit, SetLogLevel, Stop]
+ToWorker = Union[Run, Interrupt, SetMemoryLimit, SetLogLevel, Stop, Forget]
 FromWorker = Union[Ready, Progress, Done, Failed]
 
 _HEADER = struct.Struct(">I")

@@ -115,10 +115,11 @@ class Supervisor:
         self.admission.configure(settings.machine_budget_bytes, settings.max_concurrent_jobs)
         self.pool.set_log_level(settings.log_level)
 
-    def worker_pid(self, call_id: Any) -> int | None:
-        """The pid of the worker running a step of request `call_id` right now (None between steps)."""
+    def worker_pid(self, call: Any) -> int | None:
+        """The pid of the worker running a step of request `call` right now (None between steps).
+        Keyed by the call itself, not its id: a daemon's clients each number their requests from 1."""
         with self._workers_lock:
-            return self._workers.get(call_id)
+            return self._workers.get(id(call))
 
     def attempt(
         self, job: Job, limits: Limits, call: Any, on_sample: Callable[[Sample], None] | None
@@ -181,12 +182,12 @@ class Supervisor:
             self.watchdog.watch(watch)
             unregister = call.on_cancel(lambda: self._cancel(watch, call))
             with self._workers_lock:
-                self._workers[call.id] = handle.pid
+                self._workers[id(call)] = handle.pid
             try:
                 outcome_or_error = _wait(handle, number, relay)
             finally:
                 with self._workers_lock:
-                    self._workers.pop(call.id, None)
+                    self._workers.pop(id(call), None)
                 unregister()
                 self.watchdog.unwatch(number)
             grown = max(watch.grown) if watch.grown else None

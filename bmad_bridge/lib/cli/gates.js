@@ -9,7 +9,6 @@
  *    (a flag whose dependency is off is off, with the reason).
  */
 const fs = require('node:fs/promises');
-const yaml = require('js-yaml');
 const { BmadDataError } = require('../errors');
 
 /** Flags each subcommand needs. doctor and status need none: they are how you find out. */
@@ -58,7 +57,7 @@ async function subcommandRefusal(cliPath, name) {
   }
   let doc;
   try {
-    doc = yaml.load(text);
+    doc = require('js-yaml').load(text); // loaded when a gate reads the file, not by every command's start
   } catch {
     return null; // a YAML syntax error is the sidecar's CONFIG_INVALID to report
   }

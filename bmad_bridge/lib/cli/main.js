@@ -9,7 +9,7 @@ const { BmadDataError, EXIT_CODES } = require('../errors');
 const { Reporter } = require('./output');
 const { version } = require('../../package.json');
 
-const COMMANDS = ['analyze', 'query', 'convert', 'partition', 'monitor', 'cleanup', 'benchmark', 'status', 'doctor', 'setup'];
+const COMMANDS = ['analyze', 'query', 'convert', 'partition', 'monitor', 'cleanup', 'benchmark', 'status', 'doctor', 'setup', 'daemon'];
 
 /**
  * Build the commander program (tests introspect it to check the pack's commands exist).
@@ -25,6 +25,7 @@ function buildProgram({ json = false } = {}) {
     .option('-c, --config-dir <dir>', 'expansion pack folder holding the config (default: BMAD_DATA_CONFIG_DIR, else the repo\'s expansion-pack/)')
     .option('-p, --profile <name>', 'memory profile from duckdb-memory-config-templates.yaml (default: auto)')
     .option('-v, --verbose', 'show the sidecar\'s log on stderr')
+    .option('--no-daemon', 'run a private sidecar for this command instead of the shared daemon (env BMAD_DATA_NO_DAEMON=1)')
     .showSuggestionAfterError(true)
     .exitOverride();
   if (json) program.configureOutput({ outputError: () => {}, writeErr: () => {} });

@@ -10,7 +10,6 @@
  * NO_COLOR (any non-empty value) turns colour off; non-TTY streams get no colour and no spinner.
  */
 const chalk = require('chalk');
-const ora = require('ora');
 const { formatBytes, jsonPieces } = require('./format');
 const { cliHint, flagsOf } = require('./hints');
 
@@ -105,7 +104,8 @@ class Reporter {
   startProgress(command, label) {
     this.stopProgress();
     const started = Date.now();
-    if (this.interactive) this.spinner = ora({ text: label, stream: this.stderr, color: 'blue' }).start();
+    // ora loads only for a terminal: a warm command on the daemon should not pay for a spinner it never shows
+    if (this.interactive) this.spinner = require('ora')({ text: label, stream: this.stderr, color: 'blue' }).start();
     return (value) => {
       if (this.json) {
         this.emit('progress', { command, ...value });

@@ -3,6 +3,8 @@
  * One CLI command's life: start the sidecar, check the command is enabled, run the handler,
  * report the outcome in BMad style or as JSON lines, close the sidecar, set the exit code.
  * Ctrl+C cancels the running request (`$/cancelRequest`); a second Ctrl+C exits at once.
+ * The sidecar is the user's shared daemon (started when none runs) unless `--no-daemon` or
+ * BMAD_DATA_NO_DAEMON=1 asks for a private one (lib/daemon.js).
  */
 const { SidecarClient } = require('../client');
 const { BmadDataError, exitCodeFor } = require('../errors');
@@ -43,10 +45,10 @@ function asBmadError(error) {
  */
 async function runCommand(name, globals, handler, { overrides = {}, options = [], gate = true, start = true, validate } = {}) {
   const reporter = new Reporter({ json: Boolean(globals.json) });
-  const client = new SidecarClient({ initialize: initializeParams(globals, overrides), restart: { maxRestarts: 0 } });
+  const client = new SidecarClient({ initialize: initializeParams(globals, overrides), restart: { maxRestarts: 0 }, daemon: globals.daemon !== false });
   client.on('protocol-error', (err) => reporter.warn(`protocol error from the sidecar: ${err.message}`, { code: err.code, details: err.details }));
   client.on('error', (err) => reporter.warn(`sidecar client error: ${err.message}`));
-  if (globals.verbose) client.on('stderr', (chunk) => process.stderr.write(chunk));
+  if (globals.verbose || /^debug$/i.test(process.env.BMAD_DATA_LOG_LEVEL || '')) client.on('stderr', (chunk) => process.stderr.write(chunk));
   client.on('config/error', (params) => reporter.warn('the config changed and is now invalid; the last good config stays in force', { diagnostics: params && params.diagnostics }));
 
   const controller = new AbortController();
