@@ -4,7 +4,8 @@ A `PartStore` computes a part under a name and says which parts an earlier run o
 finished: as tables of a scratch schema (`TableStore`, exact types for a combine), as files of the
 output's format in the job directory (`FileStore`), or as rows fetched in order (`RowStore`).
 `BucketStore` makes another store's parts read the buckets of one pass over the input.
-`run_parts` runs a plan's parts in order through a store, re-splitting the ones that run out of memory.
+`run_part` computes one part through a store, re-splitting it when it runs out of memory; a part
+executor (`sidecar.jobs.executors`) decides where and when each part runs.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ __all__ = [
     "quoted",
     "renamed",
     "run_part",
-    "run_parts",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,18 +83,6 @@ class PartStore(Protocol):
 
 
 SplitAgain = Callable[[tuple[int, ...], str], Plan]
-
-
-def run_parts(
-    jobs: Steps, store: PartStore, plan: Plan, split_again: SplitAgain
-) -> tuple[list[str], list[str]]:
-    """Every part of `plan` in order; returns the names holding the rows, in order, and the re-split ones."""
-    names: list[str] = []
-    resplit: list[str] = []
-    for part in plan.parts:
-        jobs.progress(part.index, len(plan.parts))
-        names.extend(run_part(store, (part.index,), part.sql, split_again, resplit))
-    return names, resplit
 
 
 def run_part(

@@ -58,8 +58,8 @@ from sidecar.jobs.part_stores import (
     TableStore,
     bucketed,
     quoted,
-    run_parts,
 )
+from sidecar.jobs.executors import SERIAL, PartExecutor
 from sidecar.jobs.steps import CleanupCall, SplitRun, Steps
 from sidecar.jobs.types import Attempt, OutputInfo, QueryResult
 from sidecar.partition import PARTS_RELATION, Bucket, Plan, Unsplittable, plan_partitioned
@@ -122,7 +122,9 @@ def split_again(jobs: Steps, plan: Plan, parts: int) -> SplitAgain:
     return lambda path, _: plan_partitioned(sql, RESPLIT_PARTS, salt=len(path), within=_within(parts, path))
 
 
-def _run_to_files(jobs: Steps, hashed: Plan | None, parts: int, names: list[str]) -> _Ran:
+def _run_to_files(
+    jobs: Steps, hashed: Plan | None, parts: int, names: list[str], executor: PartExecutor
+) -> _Ran:
     """Parts straight to files in the output's format, joined into the output by copying bytes."""
     spec, settings = jobs.spec, jobs.settings
     output = spec.output
@@ -144,7 +146,7 @@ def _run_to_files(jobs: Steps, hashed: Plan | None, parts: int, names: list[str]
             )
             done = set(store.done)
             reading = bucketed(jobs, store, plan, len(plan.parts), directory)
-            ran, resplit = run_parts(jobs, reading, plan, split_again(jobs, plan, parts))
+            ran, resplit = executor.run_parts(jobs, reading, plan, split_again(jobs, plan, parts))
             described = jobs.run(f"SELECT * FROM ({_body(spec.sql)}) LIMIT 0", params=spec.params, max_rows=0)
             counts = {n: store.rows(n) for n in ran}
             # An empty part may have a schema of its own (DuckDB proved it empty and dropped its
@@ -168,7 +170,7 @@ def _run_in_order(jobs: Steps, parts: int, names: list[str]) -> _Ran:
     """A full ORDER BY answered inline: its range parts in order, until `max_rows` rows."""
     plan = jobs.sampled_plan(jobs.spec.sql, parts)
     store = RowStore(jobs, names, jobs.spec.max_rows)
-    _, resplit = run_parts(jobs, store, plan, split_again(jobs, plan, parts))
+    _, resplit = SERIAL.run_parts(jobs, store, plan, split_again(jobs, plan, parts))  # rows in order
     if jobs.stats is None:
         raise InternalError("a split run finished without running a step")
     result = QueryResult(store.columns, store.rows, len(store.rows), store.truncated, jobs.stats)
@@ -176,7 +178,7 @@ def _run_in_order(jobs: Steps, parts: int, names: list[str]) -> _Ran:
     return _Ran(result, len(plan.parts), 0, len(resplit))
 
 
-def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str]) -> _Ran:
+def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str], executor: PartExecutor) -> _Ran:
     """Parts as tables of a scratch schema, and the combine over a view of their union as the last job."""
     spec = jobs.spec
     schema = scratch_schema(spec.job_id or secrets.token_hex(4))
@@ -186,7 +188,7 @@ def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str]) -> _Ra
     succeeded = False
     try:
         store = bucketed(jobs, TableStore(jobs, schema, done), plan, parts, directory)
-        tables, resplit = run_parts(jobs, store, plan, split_again(jobs, plan, parts))
+        tables, resplit = executor.run_parts(jobs, store, plan, split_again(jobs, plan, parts))
         union = " UNION ALL ".join(f"SELECT * FROM {quoted(schema)}.{t}" for t in tables)
         aliases = f" AS u({', '.join(quoted(n) for n in names)})" if rename_view else " AS u"
         jobs.run(
@@ -212,21 +214,24 @@ def _body(sql: str) -> str:
     return sql.strip().rstrip(";")
 
 
-def run_partitioned(request: SplitRun, parts: int, plan: Plan | None) -> tuple[QueryResult, Attempt]:
+def run_partitioned(
+    request: SplitRun, parts: int, plan: Plan | None, executor: PartExecutor = SERIAL
+) -> tuple[QueryResult, Attempt]:
     """Run the request's query as `parts` parts plus a combine; the final result and one Attempt for it all.
 
-    `plan` is its hash plan, or None for a full ORDER BY (split by ranges of sampled bounds).
+    `plan` is its hash plan, or None for a full ORDER BY (split by ranges of sampled bounds);
+    `executor` runs the parts (sidecar.jobs.executors), the combine is the same whichever does.
     """
     spec = request.spec
     jobs = Steps(request)
     described = jobs.run(f"SELECT column_name FROM (DESCRIBE {_body(spec.sql)})", params=spec.params)
     names = [row[0] for row in described.rows]
     if spec.output is not None and (plan is None or _passes_through(plan)):
-        ran = _run_to_files(jobs, plan, parts, names)
+        ran = _run_to_files(jobs, plan, parts, names, executor)
     elif plan is None:
         ran = _run_in_order(jobs, parts, names)
     else:
-        ran = _run_in_schema(jobs, plan, parts, names)
+        ran = _run_in_schema(jobs, plan, parts, names, executor)
     stats = msgspec.structs.replace(
         ran.result.stats,
         partitions=ran.partitions,

@@ -30,7 +30,7 @@ from sidecar.jobs.estimate import estimate
 from sidecar.jobs.kept import job_directory, read_record, schema_plan_sql, scratch_schema
 from sidecar.jobs.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
 from sidecar.jobs.retry import Tried, climb
-from sidecar.jobs.split import SplitExecutor, run_split, split_refusal
+from sidecar.jobs.split import LocalSplit, SplitExecutor, split_refusal
 from sidecar.jobs.statements import holistic, shape_of
 from sidecar.jobs.steps import SplitRun
 from sidecar.jobs.types import Attempt, Estimate, QueryResult, QuerySpec
@@ -56,8 +56,8 @@ class JobRunner:
         self.settings = settings
         self.ladder = RetryLadder()
         self.supervisor = Supervisor(settings, env)
-        self.split: SplitExecutor = run_split
-        """What runs a split attempt (the local executors; another SplitExecutor may replace it)."""
+        self.split: SplitExecutor = LocalSplit()
+        """What runs a split attempt (its parts one after another; another SplitExecutor may replace it)."""
         Path(settings.state_directory).mkdir(parents=True, exist_ok=True)
         self.default_database = str(Path(settings.state_directory) / f"default-{os.getpid()}.duckdb")
 

@@ -1,0 +1,113 @@
+"""The executor seam: "run these parts" as one small interface, and the local executors behind it.
+
+A split run (`sidecar.jobs.partitioned`) decides where the parts go (a `PartStore`) and how a
+part that ran out of memory is split again; a `PartExecutor` decides where and when the parts
+run, and hands back their names in plan order. The combine that follows is the same code
+whichever executor ran the parts.
+
+- `SerialParts`: one part after another through the store (the database's worker, or any worker
+  for parts that only read files); what every split ran with before this seam.
+- `ParallelParts`: parts that only read files run at once, each as its own supervised job on a
+  free worker; admission (`sidecar.workers.admission`) grants each its ceiling, so no more run at
+  once than the machine budget and `max_concurrent_jobs` allow. The combine waits for all.
+- `sidecar.jobs.ray_executor.RayParts`: each part a Ray task on a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import NamedTuple, Protocol
+
+from sidecar.jobs.part_stores import PartStore, SplitAgain, run_part
+from sidecar.jobs.steps import Steps
+from sidecar.partition import Plan
+
+__all__ = ["SERIAL", "ParallelParts", "PartExecutor", "PartResults", "SerialParts", "parallel_width"]
+
+log = logging.getLogger(__name__)
+
+
+class PartResults(NamedTuple):
+    """What a part executor hands the combine: the parts holding the rows, in plan order, and the
+    parts that ran out of memory and were split again."""
+
+    names: list[str]
+    resplit: list[str]
+
+
+class PartExecutor(Protocol):
+    """Runs every part of `plan` through `store` (re-splitting with `split_again` a part that alone
+    ran out of memory); raises the first part's error no retry here could absorb."""
+
+    def run_parts(self, jobs: Steps, store: PartStore, plan: Plan, split_again: SplitAgain) -> PartResults: ...
+
+
+class SerialParts:
+    """One part after another, in plan order."""
+
+    def run_parts(self, jobs: Steps, store: PartStore, plan: Plan, split_again: SplitAgain) -> PartResults:
+        names: list[str] = []
+        resplit: list[str] = []
+        for part in plan.parts:
+            jobs.progress(part.index, len(plan.parts))
+            names.extend(run_part(store, (part.index,), part.sql, split_again, resplit))
+        return PartResults(names, resplit)
+
+
+SERIAL = SerialParts()
+
+
+def parallel_width(parts: int, max_jobs: int, cpus: int | None) -> int:
+    """How many parts may run at once: no more than the parts, the jobs admission lets run at once,
+    or the CPUs (a part that waits for a core only holds its share of the memory budget longer).
+
+    >>> parallel_width(8, 2, 2), parallel_width(8, 4, 64), parallel_width(3, 16, 64), parallel_width(8, 4, None)
+    (2, 4, 3, 1)
+    """
+    return max(1, min(parts, max_jobs, cpus or 1))
+
+
+class ParallelParts:
+    """Parts that only read files, several at once on free workers; others one after another.
+
+    A store says whether its parts may leave the database's worker (`isolated`): only then do
+    they run at once. Each part is an ordinary supervised job, so admission decides how many
+    really run together, each under its own ceiling, with `threads` shared out among them.
+    """
+
+    def __init__(self, width: int | None = None) -> None:
+        self.width = width
+        """Parts at once; None: `parallel_width` of the request's settings and this machine's CPUs."""
+
+    def run_parts(self, jobs: Steps, store: PartStore, plan: Plan, split_again: SplitAgain) -> PartResults:
+        settings = jobs.settings
+        width = self.width or parallel_width(len(plan.parts), settings.max_concurrent_jobs, os.cpu_count())
+        if width < 2 or not getattr(store, "isolated", False) or len(plan.parts) < 2:
+            return SERIAL.run_parts(jobs, store, plan, split_again)
+        log.info("running %d parts, %d at once", len(plan.parts), width)
+        resplit: list[str] = []
+        finished = [0]
+        lock = threading.Lock()
+
+        def one(index: int, sql: str) -> list[str]:
+            if jobs.call.cancel_event.is_set():
+                raise jobs.call.cancelled_error()
+            names = run_part(store, (index,), sql, split_again, resplit)
+            with lock:
+                finished[0] += 1
+                jobs.progress(finished[0] - 1, len(plan.parts))
+            return names
+
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="part") as pool:
+            futures: list[Future[list[str]]] = [pool.submit(one, p.index, p.sql) for p in plan.parts]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is not None:
+                for future in pending:  # parts not started yet never start; running ones finish
+                    future.cancel()
+                wait(pending)
+                raise failed.exception()  # type: ignore[misc]
+        return PartResults([n for f in futures for n in f.result()], resplit)
