@@ -23,30 +23,48 @@ from typing import NamedTuple, Protocol
 
 from sidecar.jobs.part_stores import PartStore, SplitAgain, run_part
 from sidecar.jobs.steps import Steps
+from sidecar.jobs.types import NodeParts
 from sidecar.partition import Plan
 
-__all__ = ["SERIAL", "ParallelParts", "PartExecutor", "PartResults", "SerialParts", "parallel_width"]
+__all__ = [
+    "SERIAL",
+    "ParallelParts",
+    "PartExecutor",
+    "PartResults",
+    "SerialParts",
+    "most_at_once",
+    "parallel_width",
+]
 
 log = logging.getLogger(__name__)
 
 
 class PartResults(NamedTuple):
-    """What a part executor hands the combine: the parts holding the rows, in plan order, and the
-    parts that ran out of memory and were split again."""
+    """What a part executor hands the combine: the parts holding the rows, in plan order, the parts
+    that ran out of memory and were split again, and the most parts that really ran at once."""
 
     names: list[str]
     resplit: list[str]
+    at_once: int = 1
+    nodes: dict[str, NodeParts] | None = None
+    """Parts per node, for an executor that spans nodes (Ray)."""
 
 
 class PartExecutor(Protocol):
     """Runs every part of `plan` through `store` (re-splitting with `split_again` a part that alone
     ran out of memory); raises the first part's error no retry here could absorb."""
 
+    apart: bool
+    """Runs parts away from the database's worker when it can: a query that reads only files then
+    keeps its parts as files (`ParquetStore`) rather than tables of the database."""
+
     def run_parts(self, jobs: Steps, store: PartStore, plan: Plan, split_again: SplitAgain) -> PartResults: ...
 
 
 class SerialParts:
     """One part after another, in plan order."""
+
+    apart = False
 
     def run_parts(self, jobs: Steps, store: PartStore, plan: Plan, split_again: SplitAgain) -> PartResults:
         names: list[str] = []
@@ -58,6 +76,20 @@ class SerialParts:
 
 
 SERIAL = SerialParts()
+
+
+def most_at_once(runs: list[tuple[float, float]]) -> int:
+    """The most intervals (start, end) that overlap at one instant (0 for none).
+
+    >>> most_at_once([(0, 2), (1, 3), (2.5, 4)]), most_at_once([(0, 1), (1, 2)]), most_at_once([])
+    (2, 1, 0)
+    """
+    edges = sorted([(start, 1) for start, _ in runs] + [(end, -1) for _, end in runs])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
 
 
 def parallel_width(parts: int, max_jobs: int, cpus: int | None) -> int:
@@ -78,6 +110,8 @@ class ParallelParts:
     really run together, each under its own ceiling, with `threads` shared out among them.
     """
 
+    apart = True
+
     def __init__(self, width: int | None = None) -> None:
         self.width = width
         """Parts at once; None: `parallel_width` of the request's settings and this machine's CPUs."""
@@ -85,8 +119,9 @@ class ParallelParts:
     def run_parts(self, jobs: Steps, store: PartStore, plan: Plan, split_again: SplitAgain) -> PartResults:
         settings = jobs.settings
         width = self.width or parallel_width(len(plan.parts), settings.max_concurrent_jobs, os.cpu_count())
-        if width < 2 or not getattr(store, "isolated", False) or len(plan.parts) < 2:
+        if width < 2 or not store.isolated:
             return SERIAL.run_parts(jobs, store, plan, split_again)
+        jobs.apart_threads = max(1, settings.threads // width)
         log.info("running %d parts, %d at once", len(plan.parts), width)
         resplit: list[str] = []
         finished = [0]
@@ -110,4 +145,4 @@ class ParallelParts:
                     future.cancel()
                 wait(pending)
                 raise failed.exception()  # type: ignore[misc]
-        return PartResults([n for f in futures for n in f.result()], resplit)
+        return PartResults([n for f in futures for n in f.result()], resplit, most_at_once(jobs.apart_runs))

@@ -53,6 +53,7 @@ from sidecar.jobs.kept import (
 )
 from sidecar.jobs.part_stores import (
     FileStore,
+    ParquetStore,
     RowStore,
     SplitAgain,
     TableStore,
@@ -60,8 +61,9 @@ from sidecar.jobs.part_stores import (
     quoted,
 )
 from sidecar.jobs.executors import SERIAL, PartExecutor
+from sidecar.jobs.statements import reads_only_files
 from sidecar.jobs.steps import CleanupCall, SplitRun, Steps
-from sidecar.jobs.types import Attempt, OutputInfo, QueryResult
+from sidecar.jobs.types import Attempt, NodeParts, OutputInfo, QueryResult
 from sidecar.partition import PARTS_RELATION, Bucket, Plan, Unsplittable, plan_partitioned
 from sidecar.partition.answer import CannotSplit, HashSplit, RangeSplit, how_to_split
 
@@ -112,6 +114,8 @@ class _Ran:
     partitions: int
     reused: int
     resplit: int
+    at_once: int = 1
+    nodes: dict[str, NodeParts] | None = None
 
 
 def split_again(jobs: Steps, plan: Plan, parts: int) -> SplitAgain:
@@ -141,12 +145,13 @@ def _run_to_files(
         with atomic_target(output.path, overwrite=output.overwrite, allowed=allowed, journal=journal) as temp:
             plan = job_plan(directory, key, spec.job_id, lambda: hashed or jobs.sampled_plan(spec.sql, parts))
             sorted_parquet = plan.shape == "sorted_ranges" and output.format == "parquet"
+            apart = executor.apart and reads_only_files(spec.sql)
             store = FileStore(
-                jobs, directory, output, names, jobs.nullable() if sorted_parquet else None
+                jobs, directory, output, names, jobs.nullable() if sorted_parquet else None, apart
             )
             done = set(store.done)
             reading = bucketed(jobs, store, plan, len(plan.parts), directory)
-            ran, resplit = executor.run_parts(jobs, reading, plan, split_again(jobs, plan, parts))
+            ran, resplit, at_once, nodes = executor.run_parts(jobs, reading, plan, split_again(jobs, plan, parts))
             described = jobs.run(f"SELECT * FROM ({_body(spec.sql)}) LIMIT 0", params=spec.params, max_rows=0)
             counts = {n: store.rows(n) for n in ran}
             # An empty part may have a schema of its own (DuckDB proved it empty and dropped its
@@ -163,14 +168,14 @@ def _run_to_files(
     info = OutputInfo(str(Path(output.path).expanduser().resolve()), output.format, joined.bytes_written, rows)
     result = msgspec.structs.replace(described, rows=[], row_count=rows, truncated=False, output=info)
     jobs.done()
-    return _Ran(result, len(plan.parts), sum(1 for n in ran if n in done), len(resplit))
+    return _Ran(result, len(plan.parts), sum(1 for n in ran if n in done), len(resplit), at_once, nodes)
 
 
 def _run_in_order(jobs: Steps, parts: int, names: list[str]) -> _Ran:
     """A full ORDER BY answered inline: its range parts in order, until `max_rows` rows."""
     plan = jobs.sampled_plan(jobs.spec.sql, parts)
     store = RowStore(jobs, names, jobs.spec.max_rows)
-    _, resplit = SERIAL.run_parts(jobs, store, plan, split_again(jobs, plan, parts))  # rows in order
+    resplit = SERIAL.run_parts(jobs, store, plan, split_again(jobs, plan, parts)).resplit  # rows in order
     if jobs.stats is None:
         raise InternalError("a split run finished without running a step")
     result = QueryResult(store.columns, store.rows, len(store.rows), store.truncated, jobs.stats)
@@ -187,9 +192,13 @@ def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str], execut
     directory = job_directory(jobs.settings.state_directory, spec.job_id or anonymous_name())
     succeeded = False
     try:
-        store = bucketed(jobs, TableStore(jobs, schema, done), plan, parts, directory)
-        tables, resplit = executor.run_parts(jobs, store, plan, split_again(jobs, plan, parts))
-        union = " UNION ALL ".join(f"SELECT * FROM {quoted(schema)}.{t}" for t in tables)
+        kept: TableStore | ParquetStore = TableStore(jobs, schema, done)
+        if executor.apart and reads_only_files(spec.sql):
+            kept = _parquet_parts(jobs, plan, parts, directory)
+            done = kept.done
+        store = bucketed(jobs, kept, plan, parts, directory)
+        tables, resplit, at_once, nodes = executor.run_parts(jobs, store, plan, split_again(jobs, plan, parts))
+        union = " UNION ALL ".join(f"SELECT * FROM {kept.relation(t)}" for t in tables)
         aliases = f" AS u({', '.join(quoted(n) for n in names)})" if rename_view else " AS u"
         jobs.run(
             f"CREATE OR REPLACE VIEW {quoted(schema)}.{PARTS_RELATION} AS SELECT * FROM ({union}){aliases}"
@@ -207,7 +216,19 @@ def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str], execut
                 log.warning(
                     "could not drop the scratch schema %s in %s", schema, jobs.database, exc_info=True
                 )
-    return _Ran(result, len(plan.parts), sum(1 for t in tables if t in done), len(resplit))
+    return _Ran(result, len(plan.parts), sum(1 for t in tables if t in done), len(resplit), at_once, nodes)
+
+
+def _parquet_parts(jobs: Steps, plan: Plan, parts: int, directory: Path) -> ParquetStore:
+    """Parts kept as Parquet files in the job directory (they run apart from the database), with
+    the part query's column types; the directory records the request, so a resume reuses them
+    only for the same one."""
+    spec, request = jobs.spec, jobs.request
+    key = JobKey(spec.sql, parts, None if request.own_database else jobs.database, "parts", spec.params)
+    job_plan(directory, key, spec.job_id, lambda: plan)
+    first = plan.parts[0].sql
+    columns = jobs.run(f"SELECT * FROM ({first}) LIMIT 0", params=jobs.params_for(first), max_rows=0).columns
+    return ParquetStore(jobs, directory, columns)
 
 
 def _body(sql: str) -> str:
@@ -237,6 +258,8 @@ def run_partitioned(
         partitions=ran.partitions,
         reused_parts=ran.reused,
         resplit_parts=ran.resplit,
+        parts_at_once=ran.at_once,
+        nodes=ran.nodes,
         elapsed_ms=float(jobs.elapsed_ms),
         peak_rss_bytes=jobs.peak,
         peak_buffer_bytes=jobs.buffer,

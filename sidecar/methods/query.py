@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sidecar.jobs.types import OutputSpec, QueryResult, QuerySpec
+from sidecar.jobs.types import ExecutorSpec, OutputSpec, QueryResult, QuerySpec
 from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.errors import InvalidParams
@@ -45,6 +45,9 @@ class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state directory, or tables in a scratch schema of the query's database) with the same number of parts."""
     partition: PartitionSpec | None = None
     """Run partitioned in `parts` parts; a query whose shape cannot be split is a SQL_ERROR naming it."""
+    executor: ExecutorSpec | None = None
+    """Where a split run's parts run: `{kind: "local"}` (this machine) or `{kind: "ray", address?}`
+    (a Ray cluster; needs the extra `ray`). Default: the config's `execution.executor`."""
 
 
 @registry.method("query.run", params=QueryParams, result=QueryResult)
@@ -68,14 +71,15 @@ def run(call: Call, p: QueryParams) -> QueryResult:
             "partition.parts must be 0 (no split up front) or 2..256",
             hint="One part is the whole query: send no `partition`, or `{parts: 0}` to skip the estimate.",
         )
+    executor = p.executor
     if p.job_id is None:
-        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)
+        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts, executor=executor)
     if session.running_jobs.setdefault(p.job_id, call) is not call:
         raise InvalidParams(
             f"job_id '{p.job_id}' is running already",
             hint="Wait for it, or stop it with jobs.cancel; a job_id names one run at a time.",
         )
     try:
-        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)
+        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts, executor=executor)
     finally:
         session.running_jobs.pop(p.job_id, None)
