@@ -141,6 +141,8 @@ def run_quantiles(
         partitions=parts,
         reused_parts=others.reused_parts or 0 if others else 0,
         resplit_parts=others.resplit_parts or 0 if others else 0,
+        parts_at_once=others.parts_at_once if others else None,
+        nodes=others.nodes if others else None,
         elapsed_ms=float(steps.elapsed_ms),
         peak_rss_bytes=steps.peak,
         peak_buffer_bytes=max(steps.buffer, others.peak_buffer_bytes if others else 0),

@@ -50,7 +50,8 @@ RAY_HINT = "Install the optional extra: pip install 'bmad-data[ray]' (in a check
 TASK_RETRIES = 3
 """Times Ray reruns a part whose worker died (killed, out of memory by the OS, node lost)."""
 FAULT_ENV = "BMAD_DATA_TEST_RAY_FAULT"
-"""Test-only fault hook: `kill_once:<part name>` makes that part's first task kill its own worker."""
+"""Test-only fault hook: `kill_once:<part name>:<mark file>` makes that part's first task write its
+pid to the mark file and kill its own worker (SIGKILL); the retry finds the mark and runs."""
 
 
 def import_ray() -> ModuleType:
@@ -88,11 +89,11 @@ def run_part_task(task: PartTask, engine: EngineSettings, fault: str | None) -> 
     started = time.time()
     directory = Path(task.rows_path).parent
     write_atomic(directory / f"{task.name}.running", f"{node} {os.getpid()}".encode())
-    if fault == f"kill_once:{task.name}":
-        mark = directory / f"{task.name}.killed"
-        if not mark.exists():
-            mark.write_text(str(os.getpid()))
-            os.kill(os.getpid(), signal.SIGKILL)
+    kind, _, rest = (fault or "").partition(":")
+    part, _, mark = rest.partition(":")
+    if kind == "kill_once" and part == task.name and mark and not Path(mark).exists():
+        Path(mark).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
     from sidecar.engine.executor import Engine
     from sidecar.errors import SidecarError
 
@@ -233,7 +234,11 @@ class RayParts:
                 return expand(path, sql, None)
             task = store.task(name, sql)
             ref = remote.options(
-                memory=memory, num_cpus=threads, max_retries=TASK_RETRIES, retry_exceptions=False
+                memory=memory,
+                num_cpus=threads,
+                max_retries=TASK_RETRIES,
+                retry_exceptions=False,
+                scheduling_strategy="SPREAD",  # parts over every node, not packed onto the first
             ).remote(task, self._engine(jobs, memory, threads), self.fault)
             run.pending[ref] = (path, sql, memory, str(Path(task.rows_path).with_suffix(".running")))
 
@@ -259,7 +264,11 @@ class RayParts:
                 ready, _ = ray.wait(list(run.pending), num_returns=1, timeout=0.2)
                 for ref in ready:
                     path, sql, given, _ = run.pending.pop(ref)
-                    outcome = self._outcome(ray, ref, path)
+                    try:
+                        outcome = self._outcome(ray, ref, path)
+                    except ray.exceptions.TaskCancelledError:  # cancelled before the loop saw it
+                        self._cancel(ray, run)
+                        raise jobs.call.cancelled_error() from None
                     run.outcomes.append(outcome)
                     if outcome.code == "ok":
                         self._progress(jobs, run, len(plan.parts))
@@ -303,8 +312,6 @@ class RayParts:
         try:
             outcome: PartOutcome = ray.get(ref)
             return outcome
-        except ray.exceptions.TaskCancelledError:
-            raise
         except ray.exceptions.OutOfMemoryError as exc:  # Ray's own memory monitor killed it, every retry
             return PartOutcome(_name(path), "", 0, 0, code="OUT_OF_MEMORY", message=str(exc).splitlines()[0])
         except ray.exceptions.RayTaskError as exc:  # the task's Python failed outside the engine
