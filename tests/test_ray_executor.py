@@ -167,6 +167,14 @@ def test_without_the_ray_package_the_request_is_refused_naming_the_extra(tmp_pat
         process.close()
 
 
+def _wait_for(job: Path, pattern: str, sidecar: SidecarProcess, seconds: float) -> None:
+    """Until a file matching `pattern` appears in the job directory (a part running, or done)."""
+    deadline = time.monotonic() + seconds
+    while not list(job.glob(pattern)):
+        assert time.monotonic() < deadline, list(sidecar.stderr_tail)[-10:]
+        time.sleep(0.2)
+
+
 SLOW = "SELECT i % 5 AS k, count(*) AS c, sum(hash(i) % 7) AS h FROM range({n}) t(i) GROUP BY k"
 
 
@@ -180,10 +188,7 @@ def test_a_cancelled_request_kills_its_ray_tasks(sidecar: SidecarProcess, place:
         "executor": {"kind": "ray", "address": cluster.address},
     }
     request_id, answer = sidecar.call("query.run", request)
-    deadline = time.monotonic() + 120
-    while not list(job.glob("part_*.running")):
-        assert time.monotonic() < deadline, list(sidecar.stderr_tail)[-10:]
-        time.sleep(0.2)
+    _wait_for(job, "part_*.running", sidecar, 120)
     time.sleep(0.5)
     pids = [int(m.read_text().split()[1]) for m in job.glob("part_*.running") if m.read_text().strip()]
     sidecar.cancel(request_id)
@@ -222,10 +227,7 @@ def test_a_job_resumes_after_its_sidecar_was_killed(place: Path, cluster: Any) -
     }
     first = _start(place)
     first.call("query.run", request)
-    deadline = time.monotonic() + 600
-    while not list(job.glob("part_*.rows")):
-        assert time.monotonic() < deadline, list(first.stderr_tail)[-10:]
-        time.sleep(0.2)
+    _wait_for(job, "part_*.rows", first, 600)
     first.kill()
     kept = {p.name for p in job.glob("part_*.rows")}
     second = _start(place)
