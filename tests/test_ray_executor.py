@@ -165,6 +165,17 @@ def test_without_the_ray_package_the_request_is_refused_naming_the_extra(tmp_pat
         assert sorted(local["rows"]) == [[0, 34], [1, 33], [2, 33]]
     finally:
         process.close()
+    # the config default (execution.executor, here from BMAD_DATA_EXECUTOR) is refused the same way
+    process = _start(tmp_path, PYTHONPATH=str(blocker), BMAD_DATA_EXECUTOR="ray")
+    try:
+        assert process.request("config.get", {})["settings"]["sources"]["executor"] == "env:BMAD_DATA_EXECUTOR"
+        with pytest.raises(RpcError) as err:
+            process.request("query.run", {"sql": sql, "partition": {"parts": 2}})
+        assert err.value.code == "FEATURE_DISABLED"
+        chosen = {"sql": sql, "partition": {"parts": 2}, "executor": {"kind": "local"}}
+        assert process.request("query.run", chosen)["row_count"] == 3  # the request's choice wins
+    finally:
+        process.close()
 
 
 def _wait_for(job: Path, pattern: str, sidecar: SidecarProcess, seconds: float) -> None:

@@ -28,6 +28,7 @@ from sidecar.config.settings import (
     RESERVE_BYTES,
     RSS_PER_LIMIT_BYTE,
     duckdb_limit_for,
+    to_executor,
     SPILL_RESERVE_MIN_BYTES,
     SPILL_RESERVE_SHARE,
     STATE_DIR_ENV,
@@ -90,6 +91,7 @@ SETTING_PARSERS: dict[str, Callable[[Any], Any]] = {
     "machine_budget": to_size(1024 * 1024),
     "max_concurrent_jobs": _int_from(1),
     "stall_timeout_ms": _int_from(0),
+    "executor": to_executor,
 }
 
 
@@ -108,6 +110,7 @@ SETTING_EXAMPLES: dict[str, str] = {
     "machine_budget": "a size with a unit such as '8GB'",
     "max_concurrent_jobs": "a whole number of at least 1, such as 2",
     "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
+    "executor": "local, ray, or ray:<address> such as ray:head:6379",
 }
 """A valid value of each setting, for hints: one per key of SETTING_PARSERS (tests/test_config_resolve.py::test_bad_settings_hints_say_what_to_send checks they match)."""
 
@@ -320,6 +323,7 @@ def resolve_settings(
         stall_timeout_ms=pick(
             "stall_timeout_ms", "stall_timeout_ms", lambda: ("auto", DEFAULT_STALL_TIMEOUT_MS)
         ),
+        executor=pick("executor", "executor", lambda: ("auto: this machine's workers", "local")),
         sources=sources,
         diagnostics=diags,
     )

@@ -12,7 +12,7 @@ from sidecar.methods.progress import progress_listener
 from sidecar.errors import InvalidParams
 from sidecar.protocol.dispatcher import Call
 
-__all__ = ["PartitionSpec", "QueryParams"]
+__all__ = ["PartitionSpec", "QueryParams", "executor_from"]
 
 
 class PartitionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -50,6 +50,16 @@ class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     (a Ray cluster; needs the extra `ray`). Default: the config's `execution.executor`."""
 
 
+def executor_from(setting: str) -> ExecutorSpec | None:
+    """The `executor` setting as a request's `executor` (None: this machine's workers).
+
+    >>> executor_from("local"), executor_from("ray:head:6379")
+    (None, ExecutorSpec(kind='ray', address='head:6379'))
+    """
+    kind, _, address = setting.partition(":")
+    return None if kind == "local" else ExecutorSpec("ray", address or None)
+
+
 @registry.method("query.run", params=QueryParams, result=QueryResult)
 def run(call: Call, p: QueryParams) -> QueryResult:
     """Run SQL against a database and return its rows, or write them to a file atomically."""
@@ -71,7 +81,7 @@ def run(call: Call, p: QueryParams) -> QueryResult:
             "partition.parts must be 0 (no split up front) or 2..256",
             hint="One part is the whole query: send no `partition`, or `{parts: 0}` to skip the estimate.",
         )
-    executor = p.executor
+    executor = p.executor if p.executor is not None else executor_from(settings.executor)
     if p.job_id is None:
         return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts, executor=executor)
     if session.running_jobs.setdefault(p.job_id, call) is not call:
