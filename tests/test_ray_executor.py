@@ -112,13 +112,18 @@ def test_ray_equals_local_equals_duckdb_for_every_splittable_shape(
         expected = Counter(map(_key, duckdb.connect().execute(sql).fetchall()))
         answers = {}
         for kind, executor in (("local", {"kind": "local"}), ("ray", ray_executor)):
-            request = {"sql": sql, "max_rows": 100_000, "partition": {"parts": 4}, "executor": executor}
+            request = {"sql": sql, "max_rows": 100_000, "partition": {"parts": 4}, "executor": executor,
+                       "progress_token": f"{kind}:{shape}"}  # fmt: skip
             answers[kind] = sidecar.request("query.run", request, timeout=240)
             assert Counter(map(_key, answers[kind]["rows"])) == expected, (kind, sql)
         assert answers["ray"]["columns"] == answers["local"]["columns"]
         nodes = answers["ray"]["stats"]["nodes"]
         assert len(nodes) == 2 and all(n["done"] >= 1 for n in nodes.values()), nodes  # spread over both
         assert "nodes" not in answers["local"]["stats"]
+        progress = [n["params"] for n in sidecar.notifications if n.get("method") == "$/progress"]
+        per_node = [p["value"]["nodes"] for p in progress if p["token"] == f"ray:{shape}" and "nodes" in p["value"]]
+        assert per_node and sum(n["done"] for n in per_node[-1].values()) >= 1, per_node  # $/progress per node
+        assert not [p for p in progress if p["token"] == f"local:{shape}" and "nodes" in p["value"]]
     for line in sidecar.raw_lines:  # Ray wrote nothing on the JSON-RPC channel
         assert line.startswith(b"{") and line.rstrip().endswith(b"}"), line[:200]
 

@@ -353,9 +353,11 @@ class RayParts:
         return {n: NodeParts(done.get(n, 0), running.get(n, 0), run.failed.get(n, 0)) for n in sorted(nodes)}
 
     def _progress(self, jobs: Steps, run: _Run, parts: int) -> None:
+        """A 'partition' sample after each part, with the parts per node (the log has them too)."""
         finished = sum(1 for o in run.outcomes if o.code == "ok")
-        jobs.progress(min(finished, parts) - 1 if finished else 0, parts)
-        log.info("ray parts: %s", {n: msgspec.to_builtins(p) for n, p in self._nodes(run).items()})
+        nodes = {n: msgspec.to_builtins(p) for n, p in self._nodes(run).items()}
+        jobs.progress(min(finished, parts) - 1 if finished else 0, parts, nodes)
+        log.info("ray parts: %s", nodes)
 
 
 _BY_CODE = {cls.code: cls for cls in ERROR_CLASSES}

@@ -147,12 +147,13 @@ class Steps:
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
 
-    def progress(self, part: int, parts: int) -> None:
-        """Part `part` (0-based) of `parts` starts; the samples of its jobs carry its number until the next."""
+    def progress(self, part: int, parts: int, nodes: dict[str, dict[str, int]] | None = None) -> None:
+        """Part `part` (0-based) of `parts` starts; the samples of its jobs carry its number until the
+        next. `nodes`: parts done, running and failed per node, for parts that run on a cluster."""
         self.current = (part + 1, parts)
         if self.on_sample is not None:
             self.on_sample(
-                Sample("partition", 100.0 * part / parts, self.elapsed_ms, 0, 0, 0, part + 1, parts)
+                Sample("partition", 100.0 * part / parts, self.elapsed_ms, 0, 0, 0, part + 1, parts, nodes)
             )
 
     def _relay(self) -> Callable[[Sample], None] | None:
