@@ -253,3 +253,29 @@ def test_a_job_resumes_after_its_sidecar_was_killed(place: Path, cluster: Any) -
         second.close()
     assert result["stats"]["reused_parts"] >= len(kept) >= 1
     assert sorted(r[:2] for r in result["rows"]) == [[k, 400_000_000 // 5] for k in range(5)]
+
+
+HOLISTIC = (
+    "SELECT g, median(v) AS m, list(v) AS l FROM "
+    "(SELECT i % 400000 AS g, hash(i) % 1000 AS v FROM range(4000000) t(i)) GROUP BY g"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_part_out_of_memory_on_ray_is_retried_with_more_memory(
+    sidecar: SidecarProcess, cluster: Any
+) -> None:
+    """128 MiB (DuckDB's limit 64 MiB inside the task) is too little for half of this holistic
+    query: the part fails with DuckDB's own OUT_OF_MEMORY and runs again with twice the memory."""
+    request = {
+        "sql": HOLISTIC,
+        "max_rows": 3,
+        "settings": {"memory_limit": "128MiB"},
+        "partition": {"parts": 2},
+        "executor": {"kind": "ray", "address": cluster.address},
+    }
+    result = sidecar.request("query.run", request, timeout=500)
+    nodes = result["stats"]["nodes"]
+    assert sum(n["failed"] for n in nodes.values()) >= 1, nodes
+    assert result["row_count"] == 3 and all(len(row[2]) == 10 for row in result["rows"])
