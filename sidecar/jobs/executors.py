@@ -19,8 +19,10 @@ import logging
 import os
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
+from sidecar.errors import InternalError
 from sidecar.jobs.part_stores import PartStore, SplitAgain, run_part
 from sidecar.jobs.steps import Steps
 from sidecar.jobs.types import NodeParts
@@ -92,6 +94,26 @@ def most_at_once(runs: list[tuple[float, float]]) -> int:
     return most
 
 
+class PartStopped(InternalError):
+    """A part not started (or not re-split further) because another part of the run failed."""
+
+
+class _Stopping:
+    """A store whose next step fails once `stop` is set: a failed part ends the others' re-splits."""
+
+    def __init__(self, inner: PartStore) -> None:
+        self.inner, self.stop = inner, threading.Event()
+        self.done, self.isolated = inner.done, inner.isolated
+
+    def compute(self, name: str, sql: str) -> None:
+        if self.stop.is_set():
+            raise PartStopped(f"{name} was not run: another part failed")
+        self.inner.compute(name, sql)
+
+    def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
+        return self.inner.sub_plan(name, make)
+
+
 def parallel_width(parts: int, max_jobs: int, cpus: int | None) -> int:
     """How many parts may run at once: no more than the parts, the jobs admission lets run at once,
     or the CPUs (a part that waits for a core only holds its share of the memory budget longer).
@@ -126,11 +148,16 @@ class ParallelParts:
         resplit: list[str] = []
         finished = [0]
         lock = threading.Lock()
+        stopping = _Stopping(store)
 
         def one(index: int, sql: str) -> list[str]:
             if jobs.call.cancel_event.is_set():
                 raise jobs.call.cancelled_error()
-            names = run_part(store, (index,), sql, split_again, resplit)
+            try:
+                names = run_part(stopping, (index,), sql, split_again, resplit)
+            except BaseException:
+                stopping.stop.set()  # the others stop at their next step, as a serial run would
+                raise
             with lock:
                 finished[0] += 1
                 jobs.progress(finished[0] - 1, len(plan.parts))
@@ -138,11 +165,12 @@ class ParallelParts:
 
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="part") as pool:
             futures: list[Future[list[str]]] = [pool.submit(one, p.index, p.sql) for p in plan.parts]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in done if f.exception() is not None), None)
-            if failed is not None:
-                for future in pending:  # parts not started yet never start; running ones finish
+            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            if pending and stopping.stop.is_set():
+                for future in pending:  # parts not started yet never start; running ones stop soon
                     future.cancel()
                 wait(pending)
-                raise failed.exception()  # type: ignore[misc]
+        errors = [f.exception() for f in futures if not f.cancelled() and f.exception() is not None]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, PartStopped)), errors[0])
         return PartResults([n for f in futures for n in f.result()], resplit, most_at_once(jobs.apart_runs))
