@@ -218,6 +218,7 @@ def resolve_settings(
             "stall_timeout_ms", "stall_timeout_ms", lambda: ("auto", DEFAULT_STALL_TIMEOUT_MS)
         ),
         output_compression=pick("output_compression", "output_compression", lambda: ("auto", "snappy")),
+        executor=pick("executor", "executor", lambda: ("auto: this machine's workers", "local")),
         sources=sources,
         diagnostics=diags,
     )

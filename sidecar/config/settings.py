@@ -30,6 +30,7 @@ __all__ = [
     "STATE_DIR_ENV",
     "ALLOWED_DIRS_ENV",
     "duckdb_limit_for",
+    "to_executor",
     "MACHINE_BUDGET_SHARE",
     "DEFAULT_STALL_TIMEOUT_MS",
     "SIDECAR_WIDE_KEYS",
@@ -48,6 +49,19 @@ GiB = 1024**3
 RESERVE_BYTES = 256 * MiB
 RSS_PER_LIMIT_BYTE = 1.10
 MIN_DUCKDB_LIMIT_BYTES = 16 * MiB
+
+
+def to_executor(value: object) -> str:
+    """The `executor` setting: "local", "ray", or "ray:<address>" of a Ray cluster.
+
+    >>> to_executor(" Ray "), to_executor("ray:ray://head:10001")
+    ('ray', 'ray:ray://head:10001')
+    """
+    text = str(value).strip()
+    kind, _, address = text.partition(":")
+    if kind.lower() in ("local", "ray") and not (kind.lower() == "local" and address):
+        return kind.lower() + (f":{address}" if address else "")
+    raise ValueError("expected local, ray, or ray:<address>")
 
 
 def duckdb_limit_for(budget: int) -> int:
@@ -103,6 +117,7 @@ USER_KEYS: tuple[str, ...] = (
     "max_concurrent_jobs",
     "stall_timeout_ms",
     "output_compression",
+    "executor",
 )
 
 # environment variable -> setting key (the env layer; see docs/configuration.md)
@@ -122,6 +137,7 @@ ENV_VARS: dict[str, str] = {
     "BMAD_DATA_MAX_CONCURRENT_JOBS": "max_concurrent_jobs",
     "BMAD_DATA_STALL_TIMEOUT_MS": "stall_timeout_ms",
     "BMAD_DATA_OUTPUT_COMPRESSION": "output_compression",
+    "BMAD_DATA_EXECUTOR": "executor",
 }
 STATE_DIR_ENV = "BMAD_DATA_STATE_DIR"
 ALLOWED_DIRS_ENV = "BMAD_DATA_ALLOWED_DIRECTORIES"
@@ -169,3 +185,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """The Parquet codec of an `output` whose request names none (DuckDB's own default: snappy)."""
     sources: dict[str, str]
     diagnostics: list[Diagnostic] = []
+    executor: str = "local"
+    """`execution.executor`: where split parts run when a request names no `executor`: "local",
+    "ray" (a local Ray head) or "ray:<address>" (docs/architecture/distributed-execution.md)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import sidecar.config.rules as rules
-from sidecar.config.settings import ENV_VARS, USER_KEYS
+from sidecar.config.settings import ENV_VARS, USER_KEYS, to_executor
 from sidecar.config.validate import to_int, to_path, to_size
 from sidecar.errors import ConfigInvalid, InvalidParams, did_you_mean
 
@@ -74,6 +74,7 @@ SETTING_PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_concurrent_jobs": _int_from(1),
     "stall_timeout_ms": _int_from(0),
     "output_compression": rules.to_compression,
+    "executor": to_executor,
 }
 
 
@@ -93,6 +94,7 @@ SETTING_EXAMPLES: dict[str, str] = {
     "max_concurrent_jobs": "a whole number of at least 1, such as 2",
     "stall_timeout_ms": "whole milliseconds, such as 120000 (0: never)",
     "output_compression": f"one of {', '.join(rules.PARQUET_CODECS)}",
+    "executor": "local, ray, or ray:<address> such as ray:head:6379",
 }
 """A valid value of each setting, for hints: one per key of SETTING_PARSERS
 (tests/test_config_resolve.py::test_bad_settings_hints_say_what_to_send checks they match)."""

@@ -90,6 +90,8 @@ class Sample(msgspec.Struct, frozen=True):
     part: int | None = None
     """In a split run: the part running (1-based) of `parts`."""
     parts: int | None = None
+    nodes: dict[str, dict[str, int]] | None = None
+    """In a split run on Ray: parts done, running and failed per node id."""
 
 
 class JobWatch:

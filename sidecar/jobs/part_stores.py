@@ -4,22 +4,24 @@ A `PartStore` computes a part under a name and says which parts an earlier run o
 finished: as tables of a scratch schema (`TableStore`, exact types for a combine), as files of the
 output's format in the job directory (`FileStore`), or as rows fetched in order (`RowStore`).
 `BucketStore` makes another store's parts read the buckets of one pass over the input.
-`run_parts` runs a plan's parts in order through a store, re-splitting the ones that run out of memory.
+`run_part` computes one part through a store, re-splitting it when it runs out of memory; a part
+executor (`sidecar.jobs.executors`) decides where and when each part runs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from sidecar.errors import SidecarError
+from sidecar.errors import InternalError, SidecarError
 from sidecar.jobs.kept import finished_parts, write_atomic
 from sidecar.jobs.ladder import MEMORY_FAILURES
 from sidecar.jobs.steps import Steps
@@ -32,15 +34,17 @@ __all__ = [
     "BucketStore",
     "FileStore",
     "PartStore",
+    "PartTask",
+    "ParquetStore",
     "RowStore",
     "SplitAgain",
     "TableStore",
+    "TaskStore",
     "bucketed",
     "literal",
     "quoted",
     "renamed",
     "run_part",
-    "run_parts",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,28 +77,37 @@ def quoted(name: str) -> str:
 # -- where the parts go ---------------------------------------------------------------------
 
 
+class PartTask(msgspec.Struct, frozen=True):
+    """One part of a file store as a value: what to run and where its file goes. A local worker or a
+    Ray task runs it; `rows_path` is written after the file, with its row count, and marks it done."""
+
+    name: str
+    sql: str
+    params: Any
+    output: OutputSpec
+    rows_path: str
+
+
 class PartStore(Protocol):
     done: set[str]
     """Parts an earlier run of the same job finished."""
+    isolated: bool
+    """Its parts touch nothing of the database (they read files, write files): they may run apart."""
 
     def compute(self, name: str, sql: str) -> None: ...
 
     def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan: ...
 
 
+@runtime_checkable
+class TaskStore(PartStore, Protocol):
+    """A store whose parts are files: each part is a `PartTask` value that any process (a local
+    worker, a Ray task on another node) can run, given the job directory."""
+
+    def task(self, name: str, sql: str) -> PartTask: ...
+
+
 SplitAgain = Callable[[tuple[int, ...], str], Plan]
-
-
-def run_parts(
-    jobs: Steps, store: PartStore, plan: Plan, split_again: SplitAgain
-) -> tuple[list[str], list[str]]:
-    """Every part of `plan` in order; returns the names holding the rows, in order, and the re-split ones."""
-    names: list[str] = []
-    resplit: list[str] = []
-    for part in plan.parts:
-        jobs.progress(part.index, len(plan.parts))
-        names.extend(run_part(store, (part.index,), part.sql, split_again, resplit))
-    return names, resplit
 
 
 def run_part(
@@ -135,23 +148,38 @@ class TableStore:
     def __init__(self, jobs: Steps, schema: str, done: set[str]) -> None:
         self.jobs, self.schema, self.done = jobs, schema, done
 
+    isolated = False
+
     def compute(self, name: str, sql: str) -> None:
         self.jobs.run(f"CREATE TABLE {quoted(self.schema)}.{name} AS {sql}", params=self.jobs.spec.params)
+
+    def relation(self, name: str) -> str:
+        return f"{quoted(self.schema)}.{name}"
 
     def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
         return make()  # hash re-splits are deterministic: nothing to record
 
 
 class FileStore:
-    """Parts as files of the output's format in the job directory; `<part>.rows` holds the count."""
+    """Parts as files of the output's format in the job directory; `<part>.rows` holds the count.
+
+    `isolated`: the query reads only files, so its parts may run apart from the database's worker.
+    """
 
     def __init__(
-        self, jobs: Steps, directory: Path, output: OutputSpec, names: list[str], nullable: list[bool] | None
+        self,
+        jobs: Steps,
+        directory: Path,
+        output: OutputSpec,
+        names: list[str],
+        nullable: list[bool] | None,
+        isolated: bool = False,
     ) -> None:
         self.jobs, self.directory, self.fmt, self.names = jobs, directory, output.format, names
         self.output = output
         """The request's output: each part file is written with its options (compression, row groups)."""
         self.nullable = nullable
+        self.isolated = isolated
         self.done = finished_parts(directory)
 
     def path(self, name: str) -> Path:
@@ -160,11 +188,19 @@ class FileStore:
     def rows(self, name: str) -> int:
         return int((self.directory / f"{name}.rows").read_text())
 
-    def compute(self, name: str, sql: str) -> None:
+    def select(self, sql: str) -> str:
+        """The SELECT whose rows the part file holds."""
+        return renamed(sql, self.names, self.nullable)
+
+    def task(self, name: str, sql: str) -> PartTask:
         output = msgspec.structs.replace(self.output, path=str(self.path(name)), overwrite=True)
-        query = renamed(sql, self.names, self.nullable)
-        result = self.jobs.run(query, params=self.jobs.spec.params, output=output, max_rows=0)
-        write_atomic(self.directory / f"{name}.rows", str(result.row_count).encode())
+        rows = str(self.directory / f"{name}.rows")
+        return PartTask(name, self.select(sql), self.jobs.spec.params, output, rows)
+
+    def compute(self, name: str, sql: str) -> None:
+        task = self.task(name, sql)
+        result = self.jobs.run(task.sql, params=task.params, output=task.output, max_rows=0, apart=self.isolated)
+        write_atomic(Path(task.rows_path), str(result.row_count).encode())
 
     def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
         """A re-split's plan is recorded: sampled bounds differ between runs, its finished sub-parts must not."""
@@ -174,6 +210,31 @@ class FileStore:
         plan = make()
         write_atomic(record, plan.to_json())
         return plan
+
+
+LOSSY_IN_PARQUET = re.compile(r"\b(U?HUGEINT|ENUM|BIT|UNION|VARINT|BIGNUM|TIME WITH TIME ZONE)\b")
+"""Types Parquet does not keep (DuckDB 2.0 writes a HUGEINT as DOUBLE): a part file holds them as text."""
+
+
+class ParquetStore(FileStore):
+    """A combine's parts as Parquet files in the job directory, for parts that run apart from the
+    database (at once on free workers, or on Ray); `relation` reads one back with the part's exact
+    types, so the combine over them is the same as over the scratch schema's tables."""
+
+    def __init__(self, jobs: Steps, directory: Path, columns: list[Column], isolated: bool = True) -> None:
+        super().__init__(jobs, directory, OutputSpec("part.parquet"), [c.name for c in columns], None, isolated)
+        self.columns = columns
+
+    def select(self, sql: str) -> str:
+        kept = ", ".join(
+            f"CAST({quoted(c.name)} AS VARCHAR) AS {quoted(c.name)}" if LOSSY_IN_PARQUET.search(c.type) else quoted(c.name)
+            for c in self.columns
+        )
+        return f"SELECT {kept} FROM ({sql}) AS u"
+
+    def relation(self, name: str) -> str:
+        typed = ", ".join(f"CAST({quoted(c.name)} AS {c.type}) AS {quoted(c.name)}" for c in self.columns)
+        return f"(SELECT {typed} FROM read_parquet({literal(str(self.path(name)))}))"
 
 
 @dataclass
@@ -187,6 +248,7 @@ class RowStore:
     rows: list[list[Any]] = field(default_factory=list)
     columns: list[Column] = field(default_factory=list)
     truncated: bool = False
+    isolated: bool = False
 
     def compute(self, name: str, sql: str) -> None:
         if self.truncated:
@@ -208,11 +270,21 @@ class BucketStore:
     def __init__(self, inner: PartStore, pre: Prepass, directory: Path, columns: list[str]) -> None:
         self.inner, self.pre, self.directory, self.columns = inner, pre, directory, columns
         self.done = inner.done
+        self.isolated = inner.isolated
 
-    def compute(self, name: str, sql: str) -> None:
+    def reading_bucket(self, name: str, sql: str) -> str:
+        """The part's SQL reading its bucket of the pass instead of the input."""
         bucket = self.directory / f"{BUCKET_COLUMN}={name.split('_')[1]}"
         files = str(bucket / "*.parquet") if bucket.is_dir() else None
-        self.inner.compute(name, part_reads_bucket(sql, self.pre, files, self.columns))
+        return part_reads_bucket(sql, self.pre, files, self.columns)
+
+    def compute(self, name: str, sql: str) -> None:
+        self.inner.compute(name, self.reading_bucket(name, sql))
+
+    def task(self, name: str, sql: str) -> PartTask:
+        if not isinstance(self.inner, TaskStore):
+            raise InternalError("only a file store's parts are tasks")
+        return self.inner.task(name, self.reading_bucket(name, sql))
 
     def sub_plan(self, name: str, make: Callable[[], Plan]) -> Plan:
         return self.inner.sub_plan(name, make)

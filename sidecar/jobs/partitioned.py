@@ -53,15 +53,17 @@ from sidecar.jobs.kept import (
 )
 from sidecar.jobs.part_stores import (
     FileStore,
+    ParquetStore,
     RowStore,
     SplitAgain,
     TableStore,
     bucketed,
     quoted,
-    run_parts,
 )
+from sidecar.jobs.executors import SERIAL, PartExecutor
+from sidecar.jobs.statements import reads_only_files
 from sidecar.jobs.steps import CleanupCall, SplitRun, Steps
-from sidecar.jobs.types import Attempt, OutputInfo, QueryResult
+from sidecar.jobs.types import Attempt, NodeParts, OutputInfo, QueryResult
 from sidecar.partition import PARTS_RELATION, Bucket, Plan, Unsplittable, plan_partitioned
 from sidecar.partition.answer import CannotSplit, HashSplit, RangeSplit, how_to_split
 from sidecar.partition.joins import check_key_types, key_types_sql
@@ -113,6 +115,8 @@ class _Ran:
     partitions: int
     reused: int
     resplit: int
+    at_once: int = 1
+    nodes: dict[str, NodeParts] | None = None
 
 
 def split_again(jobs: Steps, plan: Plan, parts: int) -> SplitAgain:
@@ -123,7 +127,9 @@ def split_again(jobs: Steps, plan: Plan, parts: int) -> SplitAgain:
     return lambda path, _: plan_partitioned(sql, RESPLIT_PARTS, salt=len(path), within=_within(parts, path))
 
 
-def _run_to_files(jobs: Steps, hashed: Plan | None, parts: int, names: list[str]) -> _Ran:
+def _run_to_files(
+    jobs: Steps, hashed: Plan | None, parts: int, names: list[str], executor: PartExecutor
+) -> _Ran:
     """Parts straight to files in the output's format, joined into the output by copying bytes."""
     spec, settings = jobs.spec, jobs.settings
     output = spec.output
@@ -140,12 +146,13 @@ def _run_to_files(jobs: Steps, hashed: Plan | None, parts: int, names: list[str]
         with atomic_target(output.path, overwrite=output.overwrite, allowed=allowed, journal=journal) as temp:
             plan = job_plan(directory, key, spec.job_id, lambda: hashed or jobs.sampled_plan(spec.sql, parts))
             sorted_parquet = plan.shape == "sorted_ranges" and output.format == "parquet"
+            apart = executor.apart and reads_only_files(spec.sql)
             store = FileStore(
-                jobs, directory, output, names, jobs.nullable() if sorted_parquet else None
+                jobs, directory, output, names, jobs.nullable() if sorted_parquet else None, apart
             )
             done = set(store.done)
             reading = bucketed(jobs, store, plan, len(plan.parts), directory)
-            ran, resplit = run_parts(jobs, reading, plan, split_again(jobs, plan, parts))
+            ran, resplit, at_once, nodes = executor.run_parts(jobs, reading, plan, split_again(jobs, plan, parts))
             described = jobs.run(f"SELECT * FROM ({_body(spec.sql)}) LIMIT 0", params=spec.params, max_rows=0)
             counts = {n: store.rows(n) for n in ran}
             # An empty part may have a schema of its own (DuckDB proved it empty and dropped its
@@ -162,14 +169,14 @@ def _run_to_files(jobs: Steps, hashed: Plan | None, parts: int, names: list[str]
     info = OutputInfo(str(Path(output.path).expanduser().resolve()), output.format, joined.bytes_written, rows)
     result = msgspec.structs.replace(described, rows=[], row_count=rows, truncated=False, output=info)
     jobs.done()
-    return _Ran(result, len(plan.parts), sum(1 for n in ran if n in done), len(resplit))
+    return _Ran(result, len(plan.parts), sum(1 for n in ran if n in done), len(resplit), at_once, nodes)
 
 
 def _run_in_order(jobs: Steps, parts: int, names: list[str]) -> _Ran:
     """A full ORDER BY answered inline: its range parts in order, until `max_rows` rows."""
     plan = jobs.sampled_plan(jobs.spec.sql, parts)
     store = RowStore(jobs, names, jobs.spec.max_rows)
-    _, resplit = run_parts(jobs, store, plan, split_again(jobs, plan, parts))
+    resplit = SERIAL.run_parts(jobs, store, plan, split_again(jobs, plan, parts)).resplit  # rows in order
     if jobs.stats is None:
         raise InternalError("a split run finished without running a step")
     result = QueryResult(store.columns, store.rows, len(store.rows), store.truncated, jobs.stats)
@@ -177,7 +184,7 @@ def _run_in_order(jobs: Steps, parts: int, names: list[str]) -> _Ran:
     return _Ran(result, len(plan.parts), 0, len(resplit))
 
 
-def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str]) -> _Ran:
+def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str], executor: PartExecutor) -> _Ran:
     """Parts as tables of a scratch schema, and the combine over a view of their union as the last job."""
     spec = jobs.spec
     schema = scratch_schema(spec.job_id or secrets.token_hex(4))
@@ -186,9 +193,13 @@ def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str]) -> _Ra
     directory = job_directory(jobs.settings.state_directory, spec.job_id or anonymous_name())
     succeeded = False
     try:
-        store = bucketed(jobs, TableStore(jobs, schema, done), plan, parts, directory)
-        tables, resplit = run_parts(jobs, store, plan, split_again(jobs, plan, parts))
-        union = " UNION ALL ".join(f"SELECT * FROM {quoted(schema)}.{t}" for t in tables)
+        kept: TableStore | ParquetStore = TableStore(jobs, schema, done)
+        if executor.apart and reads_only_files(spec.sql):
+            kept = _parquet_parts(jobs, plan, parts, directory)
+            done = kept.done
+        store = bucketed(jobs, kept, plan, parts, directory)
+        tables, resplit, at_once, nodes = executor.run_parts(jobs, store, plan, split_again(jobs, plan, parts))
+        union = " UNION ALL ".join(f"SELECT * FROM {kept.relation(t)}" for t in tables)
         aliases = f" AS u({', '.join(quoted(n) for n in names)})" if rename_view else " AS u"
         jobs.run(
             f"CREATE OR REPLACE VIEW {quoted(schema)}.{PARTS_RELATION} AS SELECT * FROM ({union}){aliases}"
@@ -206,17 +217,32 @@ def _run_in_schema(jobs: Steps, plan: Plan, parts: int, names: list[str]) -> _Ra
                 log.warning(
                     "could not drop the scratch schema %s in %s", schema, jobs.database, exc_info=True
                 )
-    return _Ran(result, len(plan.parts), sum(1 for t in tables if t in done), len(resplit))
+    return _Ran(result, len(plan.parts), sum(1 for t in tables if t in done), len(resplit), at_once, nodes)
+
+
+def _parquet_parts(jobs: Steps, plan: Plan, parts: int, directory: Path) -> ParquetStore:
+    """Parts kept as Parquet files in the job directory (they run apart from the database), with
+    the part query's column types; the directory records the request, so a resume reuses them
+    only for the same one."""
+    spec, request = jobs.spec, jobs.request
+    key = JobKey(spec.sql, parts, None if request.own_database else jobs.database, "parts", spec.params)
+    job_plan(directory, key, spec.job_id, lambda: plan)
+    first = plan.parts[0].sql
+    columns = jobs.run(f"SELECT * FROM ({first}) LIMIT 0", params=jobs.params_for(first), max_rows=0).columns
+    return ParquetStore(jobs, directory, columns)
 
 
 def _body(sql: str) -> str:
     return sql.strip().rstrip(";")
 
 
-def run_partitioned(request: SplitRun, parts: int, plan: Plan | None) -> tuple[QueryResult, Attempt]:
+def run_partitioned(
+    request: SplitRun, parts: int, plan: Plan | None, executor: PartExecutor = SERIAL
+) -> tuple[QueryResult, Attempt]:
     """Run the request's query as `parts` parts plus a combine; the final result and one Attempt for it all.
 
-    `plan` is its hash plan, or None for a full ORDER BY (split by ranges of sampled bounds).
+    `plan` is its hash plan, or None for a full ORDER BY (split by ranges of sampled bounds);
+    `executor` runs the parts (sidecar.jobs.executors), the combine is the same whichever does.
     """
     spec = request.spec
     jobs = Steps(request)
@@ -226,16 +252,18 @@ def run_partitioned(request: SplitRun, parts: int, plan: Plan | None) -> tuple[Q
         probe = key_types_sql(spec.sql)  # equal keys of different types would hash apart
         check_key_types(spec.sql, [row[1] for row in jobs.run(probe, params=jobs.params_for(probe)).rows])
     if spec.output is not None and (plan is None or _passes_through(plan)):
-        ran = _run_to_files(jobs, plan, parts, names)
+        ran = _run_to_files(jobs, plan, parts, names, executor)
     elif plan is None:
         ran = _run_in_order(jobs, parts, names)
     else:
-        ran = _run_in_schema(jobs, plan, parts, names)
+        ran = _run_in_schema(jobs, plan, parts, names, executor)
     stats = msgspec.structs.replace(
         ran.result.stats,
         partitions=ran.partitions,
         reused_parts=ran.reused,
         resplit_parts=ran.resplit,
+        parts_at_once=ran.at_once,
+        nodes=ran.nodes,
         elapsed_ms=float(jobs.elapsed_ms),
         peak_rss_bytes=jobs.peak,
         peak_buffer_bytes=jobs.buffer,

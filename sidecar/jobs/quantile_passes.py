@@ -30,6 +30,7 @@ from sidecar.partition.quantile_search import Search, bin_sql, count_sql, exact_
 from sidecar.partition.quantile_values import answer_sql, final_sql, literal, param_sql, pick, read_params, value_kind
 from sidecar.partition.quantiles import QuantilePlan, Series, bind_params
 from sidecar.jobs.partitioned import hash_plan, run_partitioned
+from sidecar.jobs.executors import SERIAL, PartExecutor
 from sidecar.jobs.steps import SplitRun, Steps, without_done
 
 __all__ = ["MAX_PASSES", "PassSteps", "compute_answers", "run_quantiles"]
@@ -122,13 +123,17 @@ class PassSteps(Steps):
         self.progress(passes, passes + 2)
 
 
-def run_quantiles(request: SplitRun, parts: int, plan: QuantilePlan) -> tuple[QueryResult, Attempt]:
-    """Answer a global query with quantiles exactly, in passes (`plan`); the final result and one Attempt."""
+def run_quantiles(
+    request: SplitRun, parts: int, plan: QuantilePlan, executor: PartExecutor = SERIAL
+) -> tuple[QueryResult, Attempt]:
+    """Answer a global query with quantiles exactly, in passes (`plan`); the final result and one Attempt.
+
+    The other aggregates' parts run on `executor`; the passes run one after another."""
     spec = request.spec
     steps = PassSteps(request)
     describe = f"SELECT column_name, column_type FROM (DESCRIBE {spec.sql.strip().rstrip(';')})"
     columns = [(str(name), str(kind)) for name, kind in steps.run(describe, params=spec.params).rows]
-    values, others = _others(plan, steps, parts)
+    values, others = _others(plan, steps, parts, executor)
     values.update(compute_answers(plan, steps.rows, steps.passed))
     result = steps.answer(final_sql(plan, columns, values))
     stats = msgspec.structs.replace(
@@ -136,6 +141,8 @@ def run_quantiles(request: SplitRun, parts: int, plan: QuantilePlan) -> tuple[Qu
         partitions=parts,
         reused_parts=others.reused_parts or 0 if others else 0,
         resplit_parts=others.resplit_parts or 0 if others else 0,
+        parts_at_once=others.parts_at_once if others else None,
+        nodes=others.nodes if others else None,
         elapsed_ms=float(steps.elapsed_ms),
         peak_rss_bytes=steps.peak,
         peak_buffer_bytes=max(steps.buffer, others.peak_buffer_bytes if others else 0),
@@ -146,7 +153,9 @@ def run_quantiles(request: SplitRun, parts: int, plan: QuantilePlan) -> tuple[Qu
     return result, request.attempt(steps)
 
 
-def _others(plan: QuantilePlan, steps: PassSteps, parts: int) -> tuple[dict[str, str], QueryStats | None]:
+def _others(
+    plan: QuantilePlan, steps: PassSteps, parts: int, executor: PartExecutor
+) -> tuple[dict[str, str], QueryStats | None]:
     """The other aggregates, each as an exact literal, computed by the partitioned executor."""
     if plan.others_sql is None or plan.others_typed is None:
         return {}, None
@@ -157,7 +166,7 @@ def _others(plan: QuantilePlan, steps: PassSteps, parts: int) -> tuple[dict[str,
     sql, params = bind_params(plan.others_sql, steps.spec.params)
     sub = msgspec.structs.replace(steps.spec, sql=sql, params=params, output=None, max_rows=10)
     reduced = dataclasses.replace(steps.request, spec=sub, on_sample=without_done(steps.on_sample))
-    result, attempt = run_partitioned(reduced, parts, hash_plan(sql, parts))
+    result, attempt = run_partitioned(reduced, parts, hash_plan(sql, parts), executor)
     steps.absorb(attempt)
     (row,) = result.rows
     values = {f"__bmad_a{j}": literal(text, kind) for j, (text, kind) in enumerate(zip(row, types))}

@@ -28,13 +28,15 @@ from sidecar.engine.monitor import Sample
 from sidecar.engine.outputs import pid_alive
 from sidecar.errors import SidecarError
 from sidecar.jobs.estimate import estimate
+from sidecar.jobs.executors import ParallelParts
 from sidecar.jobs.kept import job_directory, read_record, schema_plan_sql, scratch_schema
 from sidecar.jobs.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
+from sidecar.jobs.ray_executor import RayCluster, RayParts, import_ray
 from sidecar.jobs.retry import Tried, climb
-from sidecar.jobs.split import SplitExecutor, run_split, split_refusal
+from sidecar.jobs.split import LocalSplit, SplitExecutor, split_refusal
 from sidecar.jobs.statements import JobShape, holistic, shape_of
 from sidecar.jobs.steps import SplitRun
-from sidecar.jobs.types import Attempt, Estimate, QueryResult, QuerySpec
+from sidecar.jobs.types import Attempt, Estimate, ExecutorSpec, QueryResult, QuerySpec
 from sidecar.partition import Plan
 from sidecar.partition.answer import HashSplit, QuantilePasses, how_to_split
 from sidecar.workers.protocol import AnalyzeSpec
@@ -57,8 +59,11 @@ class JobRunner:
         self.settings = settings
         self.ladder = RetryLadder()
         self.supervisor = Supervisor(settings, env)
-        self.split: SplitExecutor = run_split
-        """What runs a split attempt (the local executors; another SplitExecutor may replace it)."""
+        self.split: SplitExecutor = LocalSplit(ParallelParts())
+        """What runs a split attempt: parts that only read files at once on free workers, others one
+        after another (another SplitExecutor may replace it)."""
+        self.ray = RayCluster()
+        """The connection to Ray, made when a request first asks for `executor: {kind: ray}`."""
         Path(settings.state_directory).mkdir(parents=True, exist_ok=True)
         self.default_database = str(Path(settings.state_directory) / f"default-{os.getpid()}.duckdb")
 
@@ -69,9 +74,17 @@ class JobRunner:
     # -- the methods' entry points -------------------------------------------------------
 
     def run_query(
-        self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Listener, parts: int | None = None
+        self,
+        spec: QuerySpec,
+        settings: Settings,
+        call: Any,
+        on_sample: Listener,
+        parts: int | None = None,
+        executor: ExecutorSpec | None = None,
     ) -> QueryResult:
-        """Run a query; `parts` >= 2 splits it from the first attempt, 0 skips the up-front estimate."""
+        """Run a query; `parts` >= 2 splits it from the first attempt, 0 skips the up-front estimate;
+        `executor` says where a split run's parts run (default: this machine's workers)."""
+        split = self._split_for(executor)
         database = spec.database if spec.database not in (None, "", ":memory:") else self.default_database
         output = spec.output
         if output is not None and output.format == "parquet" and output.compression is None:
@@ -113,6 +126,7 @@ class JobRunner:
                 else f"only one read-only SELECT splits, not {' + '.join(shape.statement_types) or 'this'}"
             ),
             parts=up_front,
+            split=split,
         )
         if guess is None:
             return result
@@ -123,7 +137,7 @@ class JobRunner:
         return self._run("analyze", spec, settings, call, on_sample, None, idempotent=True, holistic=lambda: False)
 
     def run_step(
-        self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Listener, database: str
+        self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Listener, database: str | None
     ) -> QueryResult:
         """One step of a split run, run whole (the `StepRunner` the split executors are handed)."""
         return self._whole(spec, settings, call, on_sample, database, holistic=lambda: holistic(spec.sql))
@@ -183,11 +197,11 @@ class JobRunner:
         settings: Settings,
         call: Any,
         on_sample: Listener,
-        database: str,
+        database: str | None,
         *,
         holistic: Callable[[], bool],
     ) -> QueryResult:
-        """A read-only query run whole: a look, or a split run's step."""
+        """A read-only query run whole: a look, or a split run's step (database None: any free worker)."""
         result: QueryResult = self._run(
             "query", spec, settings, call, on_sample, database, idempotent=True, holistic=holistic
         )
@@ -206,6 +220,7 @@ class JobRunner:
         holistic: Callable[[], bool],
         refusal: Callable[[], str] = lambda: "not a query",
         parts: int = 0,
+        split: SplitExecutor | None = None,
     ) -> Any:
         """The one retry loop: each attempt runs whole or split (`state.parts`), and after a failure
         the ladder picks the next attempt, or nothing (then the last error, with what was tried)."""
@@ -229,7 +244,7 @@ class JobRunner:
         def attempt(state: JobState, rung: str, number: int) -> Tried:
             if state.parts > 0 and kind == "query":
                 return self._split_attempt(
-                    spec, settings, call, on_sample, database or self.default_database, state, number, rung
+                    spec, settings, call, on_sample, database or self.default_database, state, number, rung, split
                 )
             job = Job(kind, spec, database, settings, number, rung)  # type: ignore[arg-type]
             limits = Limits(
@@ -263,6 +278,7 @@ class JobRunner:
         state: JobState,
         number: int,
         rung: str,
+        split: SplitExecutor | None,
     ) -> Tried:
         """One attempt run split in `state.parts` parts. Its steps already climbed the whole-query
         rungs, and a part that alone ran out of memory was split again, so only a memory failure
@@ -271,13 +287,21 @@ class JobRunner:
             self, spec, settings, call, on_sample, database, number, rung, database == self.default_database
         )
         try:
-            result, attempt = self.split(request, state.parts)
+            result, attempt = (split or self.split)(request, state.parts)
         except SidecarError as error:
             if error.code not in MEMORY_FAILURES:
                 raise
             failed = Attempt(number, rung, state.ceiling, state.duckdb_limit, state.threads, error.code, 0, 0)
             return Tried(failed, None, error, Failure(error.code))
         return Tried(attempt, result)
+
+    def _split_for(self, executor: ExecutorSpec | None) -> SplitExecutor | None:
+        """The split executor a request asked for (None: the runner's own); asking for Ray without
+        the `ray` package is refused here, before anything runs."""
+        if executor is None or executor.kind == "local":
+            return None
+        import_ray()
+        return LocalSplit(RayParts(self.ray, executor.address))
 
     # -- housekeeping --------------------------------------------------------------------
 
@@ -298,6 +322,7 @@ class JobRunner:
         return freed, removed
 
     def close(self) -> None:
+        self.ray.close()
         self.supervisor.close()
         for leftover in Path(self.default_database).parent.glob(Path(self.default_database).name + "*"):
             leftover.unlink(missing_ok=True)

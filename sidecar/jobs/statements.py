@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import duckdb
+from sqlglot import exp, parse_one
+from sqlglot.errors import ParseError
 
-__all__ = ["JobShape", "shape_of", "holistic", "HOLISTIC_FUNCTIONS"]
+__all__ = ["JobShape", "shape_of", "holistic", "reads_only_files", "HOLISTIC_FUNCTIONS"]
 
 HOLISTIC_FUNCTIONS = frozenset(
     {
@@ -107,6 +109,36 @@ def holistic(sql: str) -> bool:
         except duckdb.Error:
             return False
     return False
+
+
+def reads_only_files(sql: str) -> bool:
+    """Whether a SELECT reads nothing of its database: only files (read_parquet, 'x.csv', ...),
+    table functions and its own CTEs. Such a query's parts may run on any worker, in an in-memory
+    database, or on another machine; a query naming a table or view needs its database's worker.
+
+    >>> reads_only_files("SELECT k, sum(v) FROM read_parquet('d/*.parquet') GROUP BY k")
+    True
+    >>> reads_only_files("WITH c AS (SELECT * FROM 'a.csv') SELECT * FROM c JOIN 'b.parquet' USING (k)")
+    True
+    >>> reads_only_files("SELECT * FROM read_csv('a.csv') JOIN customers USING (k)")
+    False
+    """
+    try:
+        tree = parse_one(sql, read="duckdb")
+    except ParseError:
+        return False
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        name = table.this
+        if not isinstance(name, exp.Identifier):
+            continue  # a table function: read_parquet(...), range(...)
+        if table.db or table.catalog:
+            return False  # an attached database's table
+        if name.quoted and ("." in name.name or "/" in name.name):
+            continue  # a file path written as a table: FROM 'x.parquet'
+        if name.name not in ctes:
+            return False
+    return True
 
 
 def _type_name(statement: duckdb.Statement) -> str:

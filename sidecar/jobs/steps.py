@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 from sqlglot import exp, parse_one
 
+from sidecar.engine.database import MEMORY
 from sidecar.engine.monitor import Cancellation, Sample
 from sidecar.errors import SidecarError
 from sidecar.jobs.types import Attempt, OutputSpec, QueryResult, QuerySpec, QueryStats
@@ -40,8 +41,10 @@ class StepRunner(Protocol):
         settings: Settings,
         call: Any,
         on_sample: Callable[[Sample], None] | None,
-        database: str,
+        database: str | None,
     ) -> QueryResult: ...
+    """`database` None: any free worker, the step's own `spec.database` (":memory:" for a part that
+    only reads files) opened there."""
 
 
 class CleanupCall(Cancellation):
@@ -100,6 +103,11 @@ class Steps:
         self.stats: QueryStats | None = None
         """The stats of the last step run."""
         self.current: tuple[int | None, int | None] = (None, None)
+        self.apart_threads = settings.threads
+        """Threads of a step run apart from the database's worker (a part executor running several
+        at once shares the request's threads out among them)."""
+        self.apart_runs: list[tuple[float, float]] = []
+        """When each step run apart ran in its worker (monotonic start, end): how many overlapped."""
 
     def run(
         self,
@@ -110,11 +118,21 @@ class Steps:
         max_rows: int = 100_000,
         final: bool = False,
         on: Any = None,
+        apart: bool = False,
     ) -> QueryResult:
+        """Run one step; `apart`: on any free worker in an in-memory database (a part that only
+        reads files), not on the database's worker, so several such steps may run at once."""
         sub = msgspec.structs.replace(self.spec, sql=sql, params=params, output=output, max_rows=max_rows)
+        settings, database = self.settings, self.database
+        if apart:
+            sub = msgspec.structs.replace(sub, database=MEMORY)
+            settings, database = msgspec.structs.replace(settings, threads=self.apart_threads), None
         result = self.request.steps.run_step(
-            sub, self.settings, on or self.call, self.on_sample if final else self._relay(), self.database
+            sub, settings, on or self.call, self.on_sample if final else self._relay(), database
         )
+        if apart:  # when it ran in its worker: it ended now, after running `elapsed_ms` there
+            ended = time.monotonic()
+            self.apart_runs.append((ended - result.stats.elapsed_ms / 1000, ended))
         stats = self.stats = result.stats
         self.peak = max(self.peak, stats.peak_rss_bytes)
         self.buffer = max(self.buffer, stats.peak_buffer_bytes)
@@ -129,12 +147,13 @@ class Steps:
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
 
-    def progress(self, part: int, parts: int) -> None:
-        """Part `part` (0-based) of `parts` starts; the samples of its jobs carry its number until the next."""
+    def progress(self, part: int, parts: int, nodes: dict[str, dict[str, int]] | None = None) -> None:
+        """Part `part` (0-based) of `parts` starts; the samples of its jobs carry its number until the
+        next. `nodes`: parts done, running and failed per node, for parts that run on a cluster."""
         self.current = (part + 1, parts)
         if self.on_sample is not None:
             self.on_sample(
-                Sample("partition", 100.0 * part / parts, self.elapsed_ms, 0, 0, 0, part + 1, parts)
+                Sample("partition", 100.0 * part / parts, self.elapsed_ms, 0, 0, 0, part + 1, parts, nodes)
             )
 
     def _relay(self) -> Callable[[Sample], None] | None:

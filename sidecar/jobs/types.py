@@ -16,6 +16,8 @@ __all__ = [
     "Attempt",
     "Column",
     "Estimate",
+    "ExecutorSpec",
+    "NodeParts",
     "OutputInfo",
     "OutputSpec",
     "ParquetCompression",
@@ -50,6 +52,25 @@ class OutputSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             )
         if self.compression_level is not None and self.compression != "zstd":
             raise ValueError("compression_level applies to zstd only: add compression: 'zstd', or drop the level")
+
+
+class ExecutorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where a split query's parts run (docs/architecture/distributed-execution.md)."""
+
+    kind: Literal["local", "ray"] = "local"
+    """local: this machine's workers (parts that only read files run at once); ray: each part a Ray
+    task (needs the optional extra `ray`); the combine runs here either way."""
+    address: str | None = None
+    """Ray only: the cluster to join ("auto", "host:6379", "ray://host:10001"); None: a local Ray
+    head this sidecar starts and stops."""
+
+
+class NodeParts(msgspec.Struct, frozen=True):
+    """Parts of one split run on one node: finished, running now, failed (then retried or re-split)."""
+
+    done: int = 0
+    running: int = 0
+    failed: int = 0
 
 
 class QuerySpec(msgspec.Struct, frozen=True):
@@ -131,6 +152,10 @@ class QueryStats(msgspec.Struct, frozen=True, omit_defaults=True):
     """Parts a resumed job took from an earlier run instead of recomputing them."""
     resplit_parts: int | None = None
     """Parts that ran out of memory and were split again by a salted sub-hash."""
+    parts_at_once: int | None = None
+    """The most parts that ran in their workers at the same instant (1: one after another)."""
+    nodes: dict[str, NodeParts] | None = None
+    """Ray: the parts each node ran (by Ray node id); failed ones were retried or re-split."""
     estimate: Estimate | None = None
     """What a splittable query was expected to need before it ran, and the parts chosen for it."""
 

@@ -27,6 +27,7 @@ def progress_listener(call: Call) -> Callable[[Sample], None] | None:
                 spill_bytes=sample.spill_bytes,
                 part=sample.part,
                 parts=sample.parts,
+                nodes=sample.nodes,
             )
         )
 

@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 import msgspec
 
-from sidecar.jobs.types import OutputSpec, QueryResult, QuerySpec
+from sidecar.jobs.types import ExecutorSpec, OutputSpec, QueryResult, QuerySpec
 from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.errors import InvalidParams
 from sidecar.protocol.dispatcher import Call
 
-__all__ = ["PartitionSpec", "QueryParams"]
+__all__ = ["PartitionSpec", "QueryParams", "executor_from"]
 
 
 class PartitionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -45,6 +45,19 @@ class QueryParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state directory, or tables in a scratch schema of the query's database) with the same number of parts."""
     partition: PartitionSpec | None = None
     """Run partitioned in `parts` parts; a query whose shape cannot be split is a SQL_ERROR naming it."""
+    executor: ExecutorSpec | None = None
+    """Where a split run's parts run: `{kind: "local"}` (this machine) or `{kind: "ray", address?}`
+    (a Ray cluster; needs the extra `ray`). Default: the config's `execution.executor`."""
+
+
+def executor_from(setting: str) -> ExecutorSpec | None:
+    """The `executor` setting as a request's `executor` (None: this machine's workers).
+
+    >>> executor_from("local"), executor_from("ray:head:6379")
+    (None, ExecutorSpec(kind='ray', address='head:6379'))
+    """
+    kind, _, address = setting.partition(":")
+    return None if kind == "local" else ExecutorSpec("ray", address or None)
 
 
 @registry.method("query.run", params=QueryParams, result=QueryResult)
@@ -68,14 +81,15 @@ def run(call: Call, p: QueryParams) -> QueryResult:
             "partition.parts must be 0 (no split up front) or 2..256",
             hint="One part is the whole query: send no `partition`, or `{parts: 0}` to skip the estimate.",
         )
+    executor = p.executor if p.executor is not None else executor_from(settings.executor)
     if p.job_id is None:
-        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)
+        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts, executor=executor)
     if session.running_jobs.setdefault(p.job_id, call) is not call:
         raise InvalidParams(
             f"job_id '{p.job_id}' is running already",
             hint="Wait for it, or stop it with jobs.cancel; a job_id names one run at a time.",
         )
     try:
-        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts)
+        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts, executor=executor)
     finally:
         session.running_jobs.pop(p.job_id, None)

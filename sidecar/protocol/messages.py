@@ -69,6 +69,8 @@ class ProgressValue(msgspec.Struct, frozen=True, omit_defaults=True):
     starts, then that of the part's own job); absent otherwise."""
     parts: int | None = None
     """How many parts, with `part`."""
+    nodes: dict[str, dict[str, int]] | None = None
+    """A query whose parts run on Ray: per Ray node id, its parts `done`, `running` and `failed`."""
 
 
 class ProgressParams(msgspec.Struct, frozen=True):
