@@ -15,7 +15,9 @@ alternating the phases within each repeat, it prints the median of:
   the engine's own `stats.elapsed_ms` inside the worker; `hop` is their difference (pipes,
   admission, the supervisor, encoding to JSON);
 - `full`: `query.run` as the benchmark sends it (estimate + run), and `full cpu`, the CPU the
-  sidecar and its workers spent on it (psutil, in 10 ms ticks: read the sums);
+  sidecar and its workers spent on it (psutil, in 10 ms ticks: read the sums); with `--against
+  DIR`, `base full` and `base cpu` are the same request to a sidecar of the checkout in DIR (an
+  older commit), sent right after, so the two are compared under the same load;
 - in this process, on a database opened as a worker opens it (`sidecar.engine.database.Database`):
   `guard` (checked_statements), `bind` (execute_encoded's look at the result types), `exec`
   (execute + fetch), `encode` (rows to the wire encoding);
@@ -41,7 +43,7 @@ from typing import Any
 
 __all__ = ["Phases", "main", "measure_query"]
 
-PHASES = ("parse", "plan", "looks", "whole", "worker", "hop", "full", "full cpu",
+PHASES = ("parse", "plan", "looks", "whole", "worker", "hop", "full", "full cpu", "base full", "base cpu",
           "guard", "bind", "exec", "encode", "plain", "plain cpu")  # fmt: skip
 
 
@@ -68,17 +70,25 @@ class Phases:
         return statistics.median(values) if values else float("nan")
 
 
-def _sidecar(state: Path, data_root: Path) -> Any:
-    from sidecar.client import SidecarProcess
+def _sidecar(state: Path, data_root: Path, root: Path | None = None) -> Any:
+    """A sidecar of this checkout, or of the checkout at `root` (its code first on PYTHONPATH)."""
+    from sidecar import client
 
-    env = dict(os.environ, BMAD_DATA_STATE_DIR=str(state / "subject"), BMAD_DATA_LOG_LEVEL="warning",
-               BMAD_DATA_ALLOWED_DIRECTORIES=str(data_root))  # fmt: skip
-    sc = SidecarProcess(env=env)
+    env = dict(os.environ, BMAD_DATA_STATE_DIR=str(state / ("base" if root else "subject")),
+               BMAD_DATA_LOG_LEVEL="warning", BMAD_DATA_ALLOWED_DIRECTORIES=str(data_root))  # fmt: skip
+    ours = client.REPO_ROOT
+    client.REPO_ROOT = root or ours  # SidecarProcess puts REPO_ROOT first on the child's PYTHONPATH
+    try:
+        sc = client.SidecarProcess(env=env)
+    finally:
+        client.REPO_ROOT = ours
     sc.request("initialize", {"client": {"name": "bench.phases"}})
     return sc
 
 
-def measure_query(sc: Any, sql: str, settings: dict[str, Any], phases: Phases, database: Any) -> None:
+def measure_query(
+    sc: Any, sql: str, settings: dict[str, Any], phases: Phases, database: Any, base: Any = None
+) -> None:
     """One repeat of every phase of `sql` (see the module's docstring), appended to `phases`."""
     import duckdb
 
@@ -127,6 +137,11 @@ def measure_query(sc: Any, sql: str, settings: dict[str, Any], phases: Phases, d
     with phases.timed("full"):
         sc.request("query.run", {"sql": sql, "settings": settings, "max_rows": 1_000_000})
     phases.ms["full cpu"].append(cpu.since())
+    if base is not None:  # the same request to the baseline checkout's sidecar, right after
+        cpu = _TreeCpu(base.pid)
+        with phases.timed("base full"):
+            base.request("query.run", {"sql": sql, "settings": settings, "max_rows": 1_000_000})
+        phases.ms["base cpu"].append(cpu.since())
 
     cursor = database.acquire_cursor()
     try:
@@ -192,7 +207,7 @@ def _worker_database(sc: Any, state: Path, data_root: Path) -> Any:
 
 def _row(name: str, p: Phases) -> str:
     looks = f"{statistics.median(p.looks):.0f}" if p.looks else "-"
-    cells = [f"{p.median(ph):.1f}" for ph in PHASES]
+    cells = [f"{p.median(ph):.1f}" if p.ms[ph] else "-" for ph in PHASES]
     ratio = p.median("full") / p.median("plain") if p.median("plain") > 0 else float("nan")
     return f"| {name} | {cells[0]} | {cells[1]} | {looks} | " + " | ".join(cells[2:]) + f" | {ratio:.2f} |"
 
@@ -208,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-limit", default="auto",
-                        help="the request's memory_limit (auto: the job budget, as the benchmark sends)")  # fmt: skip
+                        help="the request's memory_limit (auto: the job budget)")  # fmt: skip
+    parser.add_argument("--against", default="",
+                        help="another checkout (git archive REV | tar -x -C DIR): time it too")  # fmt: skip
     parser.add_argument("--state", default=str(Path(tempfile.gettempdir()) / "bmad-bench-phases"),
                         help="where the TPC-H data is cached (its bench/data/tpch)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -217,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     questions = [q for q in questions_for("tpch") if not wanted or q.name in wanted]
     data_root = cache_root(state)
     sc = _sidecar(state, data_root)
+    base = _sidecar(state, data_root, Path(args.against).resolve()) if args.against else None
     database = _worker_database(sc, state / "worker", data_root)
     settings: dict[str, Any] = {"threads": args.threads}
     if args.memory_limit == "auto":
@@ -231,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             table = {q.name: Phases() for q in questions}
             sqls = {q.name: render_sql(q, dataset, size, "") for q in questions}
             for q in questions:  # warm-up, not counted: the worker's first touch of each file
-                measure_query(sc, sqls[q.name], settings, Phases(), database)
+                measure_query(sc, sqls[q.name], settings, Phases(), database, base)
             for _ in range(args.repeat):
                 for q in questions:
-                    measure_query(sc, sqls[q.name], settings, table[q.name], database)
+                    measure_query(sc, sqls[q.name], settings, table[q.name], database, base)
             load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
             print(f"\nTPC-H {text} (SF {size / 1e9:g}), settings {settings}, median of {args.repeat}, ms;"
                   f" load average {load}")  # fmt: skip
@@ -243,13 +261,15 @@ def main(argv: list[str] | None = None) -> int:
             print("|---" * (len(PHASES) + 3) + "|")
             for q in questions:
                 print(_row(q.name, table[q.name]))
-            total = {ph: sum(table[q.name].median(ph) for q in questions) for ph in PHASES}
+            total = {ph: sum(table[n].median(ph) for n in table if table[n].ms[ph]) for ph in PHASES}
             print("| **sum** | " + " | ".join(f"{total[ph]:.0f}" for ph in PHASES[:2]) + " | | "
                   + " | ".join(f"{total[ph]:.0f}" for ph in PHASES[2:])
                   + f" | {total['full'] / total['plain']:.2f} |")  # fmt: skip
     finally:
         database.close()
         sc.close()
+        if base is not None:
+            base.close()
     return 0
 
 
