@@ -15,7 +15,7 @@ alternating the phases within each repeat, it prints the median of:
   the engine's own `stats.elapsed_ms` inside the worker; `hop` is their difference (pipes,
   admission, the supervisor, encoding to JSON);
 - `full`: `query.run` as the benchmark sends it (estimate + run), and `full cpu`, the CPU the
-  sidecar and its workers spent on it (psutil, in 10 ms ticks: read the sums); with `--against
+  sidecar and its workers spent on it (psutil, in 10 ms ticks: the mean, not the median); with `--against
   DIR`, `base full` and `base cpu` are the same request to a sidecar of the checkout in DIR (an
   older commit), sent right after, so the two are compared under the same load;
 - in this process, on a database opened as a worker opens it (`sidecar.engine.database.Database`):
@@ -61,13 +61,17 @@ class Phases:
         self.ms[phase].append((clock() - started) / 1e6)
 
     def median(self, phase: str) -> float:
-        """The median of a phase's repeats (nan when it never ran).
+        """The median of a phase's repeats (nan when it never ran); for the process trees' CPU,
+        counted in 10 ms ticks, the mean, which the ticks do not bias.
 
-        >>> p = Phases(); p.ms["plan"] = [3.0, 1.0, 2.0]; p.median("plan")
-        2.0
+        >>> p = Phases(); p.ms["plan"] = [3.0, 1.0, 2.0]; p.ms["full cpu"] = [10.0, 0.0, 20.0, 10.0]
+        >>> p.median("plan"), p.median("full cpu")
+        (2.0, 10.0)
         """
         values = self.ms[phase]
-        return statistics.median(values) if values else float("nan")
+        if not values:
+            return float("nan")
+        return statistics.fmean(values) if phase in ("full cpu", "base cpu") else statistics.median(values)
 
 
 def _sidecar(state: Path, data_root: Path, root: Path | None = None) -> Any:
@@ -78,8 +82,8 @@ def _sidecar(state: Path, data_root: Path, root: Path | None = None) -> Any:
                BMAD_DATA_LOG_LEVEL="warning", BMAD_DATA_ALLOWED_DIRECTORIES=str(data_root))  # fmt: skip
     ours = client.REPO_ROOT
     client.REPO_ROOT = root or ours  # SidecarProcess puts REPO_ROOT first on the child's PYTHONPATH
-    try:
-        sc = client.SidecarProcess(env=env)
+    try:  # and `python -m` puts its working directory before that
+        sc = client.SidecarProcess(env=env, cwd=client.REPO_ROOT)
     finally:
         client.REPO_ROOT = ours
     sc.request("initialize", {"client": {"name": "bench.phases"}})
