@@ -30,6 +30,7 @@ __all__ = [
     "STATE_DIR_ENV",
     "ALLOWED_DIRS_ENV",
     "duckdb_limit_for",
+    "steady_spill_size",
     "MACHINE_BUDGET_SHARE",
     "DEFAULT_STALL_TIMEOUT_MS",
     "SIDECAR_WIDE_KEYS",
@@ -48,6 +49,19 @@ GiB = 1024**3
 RESERVE_BYTES = 256 * MiB
 RSS_PER_LIMIT_BYTE = 1.10
 MIN_DUCKDB_LIMIT_BYTES = 16 * MiB
+
+
+def steady_spill_size(room: int) -> int:
+    """The auto `max_temp_directory_size` for `room` bytes of free disk beyond the reserve, rounded
+    down to a whole GiB (64 MiB below 4 GiB), so it does not change with every file written on the
+    disk: a request's settings that differ from its database's take the database exclusively and
+    set every DuckDB setting twice (issue 15: 2 ms per job, on every benchmark request).
+
+    >>> [steady_spill_size(n) // MiB for n in (-5, 100 * MiB + 5, 5 * GiB + 300 * MiB)]
+    [0, 64, 5120]
+    """
+    step = GiB if room >= 4 * GiB else 64 * MiB
+    return max(0, room) // step * step
 
 
 def duckdb_limit_for(budget: int) -> int:
