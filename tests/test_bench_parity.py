@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.bench.suite.plain import run
 from sidecar.bench.suite.runner import RunContext, measure_side
 from sidecar.bench.suite.sides import fingerprint
 from sidecar.client import SidecarProcess
@@ -27,3 +28,13 @@ def test_both_sides_run_with_the_same_duckdb_settings(
     plain = measure_side(ctx, sidecar, "plain", SETTINGS_SQL, None)
     assert ours.status == plain.status == "ok", (ours.error, plain.error)
     assert ours.fingerprint == plain.fingerprint == fingerprint([[1, preserve]])
+
+
+def test_plain_duckdb_times_its_second_run_of_the_question(tmp_path: Path) -> None:
+    """Like the sidecar's worker after the warm-up, the plain process has run the question once
+    before the timed run: a statement that cannot run twice shows it."""
+    spec = {"sql": "CREATE TABLE once AS SELECT 1 AS x", "threads": 1, "memory_limit": None,
+            "temp_directory": str(tmp_path / "spill")}  # fmt: skip
+    assert run({**spec, "warm": False})["status"] == "ok"
+    twice = run(spec)
+    assert twice["status"] == "SQL_ERROR" and "already exists" in twice["error"]
