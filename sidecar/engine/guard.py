@@ -113,7 +113,7 @@ def _path_tables(sql: str) -> tuple[str, ...]:
     """Table names in `sql` that are file paths: they hold a path separator or start with `~`.
 
     A statement that reads files (`read_parquet('/data/x.parquet')`) holds a `/` and is parsed by
-    sqlglot, 1-3 ms for a TPC-H query: the answer is kept per statement text, so a repeated query
+    sqlglot, 1-4 ms for a TPC-H query: the answer is kept per statement text, so a repeated query
     or the steps of a split run pay it once.
     >>> _path_tables("SELECT * FROM '/etc/x'"), _path_tables("SELECT * FROM read_parquet('/d/x.parquet')")
     (('/etc/x',), ())

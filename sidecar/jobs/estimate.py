@@ -278,7 +278,8 @@ def estimate(
 
     `plan` is the hash plan, None for a global quantile query (split by exact passes), or how to get
     either: the planner is then asked only when the EXPLAIN says some split could be needed (on
-    TPC-H at SF 0.1 it never is, and its sqlglot parse cost more than the EXPLAIN)."""
+    TPC-H up to SF 1 it never is, and the planner cost 4-10 ms of CPU a query: issue 15,
+    docs/performance/benchmarks.md)."""
     rows = probe(f"EXPLAIN (FORMAT JSON) {sql.strip().rstrip(';')}", params)
     cards = read_explain(rows[0][1]) if rows and len(rows[0]) > 1 else None
     if cards is None:
