@@ -13,7 +13,9 @@ import pytest
 
 from sidecar.client import RpcError, SidecarProcess
 from sidecar.jobs.estimate import estimate
+from sidecar.jobs.statements import holistic
 from sidecar.partition import plan_partitioned
+from sidecar.partition.answer import HashSplit, QuantilePasses, SplitAnswer, how_to_split
 from sidecar.partition.memory_model import (
     Cardinalities,
     chao1,
@@ -272,3 +274,73 @@ def test_a_query_split_through_a_cte_is_not_sampled_in_the_wrong_scope():
     assert through.shape == "group_by" and sample_sql(through) is None
     outer = plan_partitioned("WITH c AS (SELECT k, v FROM x) SELECT k, sum(v) FROM c GROUP BY k", 2)
     assert sample_sql(outer) is not None
+
+
+# -- the planner is asked only when a split could be needed (issue 15) -----------------------
+# On TPC-H the sqlglot planner cost more than the EXPLAIN, and no query there needs a split.
+
+LAZY_QUERIES = [
+    "SELECT k, sum(v) FROM t GROUP BY k",
+    "SELECT s, count(*) FROM t GROUP BY s",
+    "SELECT k, median(v) FROM t GROUP BY k",
+    "SELECT DISTINCT s, k FROM t",
+    "SELECT id, row_number() OVER (PARTITION BY k ORDER BY v) AS rn FROM t",
+    "SELECT median(v), count(*) FROM t",
+    "SELECT sum(v) FROM t",
+    "SELECT * FROM t ORDER BY v",
+]
+LIMITS = [1 * MiB, 10 * 1024 * MiB]  # one that splits the big shapes, one that fits them all
+
+
+def _probe(con: duckdb.DuckDBPyConnection, seen: list[str]) -> Any:
+    def probe(sql: str, params: Any) -> list[list[Any]]:
+        seen.append(sql.split(" ", 1)[0])
+        return [list(row) for row in con.execute(sql, params).fetchall()]
+
+    return probe
+
+
+@pytest.mark.parametrize("limit", LIMITS)
+@pytest.mark.parametrize("sql", LAZY_QUERIES)
+def test_a_lazy_plan_chooses_what_the_plan_up_front_chose(
+    con: duckdb.DuckDBPyConnection, sql: str, limit: int
+) -> None:
+    answer = how_to_split(sql, 2)
+    asked: list[SplitAnswer] = []
+
+    def plan() -> SplitAnswer:
+        asked.append(answer)
+        return answer
+
+    lazy = estimate(_probe(con, []), plan, holistic(sql), sql, None, limit)
+    if isinstance(answer, (HashSplit, QuantilePasses)):
+        eager = estimate(_probe(con, []), answer.plan if isinstance(answer, HashSplit) else None, holistic(sql), sql,
+                         None, limit)  # fmt: skip
+        assert lazy == eager
+    elif lazy is not None:  # no hash split: the estimate may report its figures, never a split
+        assert lazy.parts == 0 and not asked
+    if lazy is not None and lazy.parts > 0:
+        assert asked, "a split was chosen without asking the planner"
+
+
+def test_the_planner_is_not_asked_when_no_split_could_be_needed(con: duckdb.DuckDBPyConnection) -> None:
+    sql = "SELECT s, count(*) FROM t GROUP BY s"
+
+    def plan() -> SplitAnswer:
+        raise AssertionError("the planner was asked although the EXPLAIN said the query fits")
+
+    seen: list[str] = []
+    got = estimate(_probe(con, seen), plan, False, sql, None, 10 * 1024 * MiB)
+    assert got is not None and got.parts == 0 and got.input_rows == 200_000 and seen == ["EXPLAIN"]
+
+    asked: list[str] = []
+
+    def asking() -> SplitAnswer:
+        asked.append(sql)
+        return how_to_split(sql, 2)
+
+    seen.clear()
+    tiny = estimate(_probe(con, seen), asking, False, sql, None, MiB // 4)
+    assert tiny is not None and tiny.parts >= 2 and asked == [sql]
+    assert seen == ["EXPLAIN", "DESCRIBE", "SELECT"]
+

@@ -30,6 +30,7 @@ from sidecar.config.settings import (
     STATE_DIR_ENV,
     Settings,
     duckdb_limit_for,
+    steady_spill_size,
 )
 from sidecar.config.thresholds import merge_thresholds
 from sidecar.config.user_settings import (
@@ -171,9 +172,9 @@ def resolve_settings(
         reserve = max(int(total * SPILL_RESERVE_SHARE), SPILL_RESERVE_MIN_BYTES)
         src = (
             f"auto: free disk {format_size(free)} minus reserve {format_size(reserve)} "
-            f"(max of {SPILL_RESERVE_SHARE:.0%} of disk, {format_size(SPILL_RESERVE_MIN_BYTES)})"
+            f"(max of {SPILL_RESERVE_SHARE:.0%} of disk, {format_size(SPILL_RESERVE_MIN_BYTES)}), rounded"
         )
-        return src, max(0, free - reserve)
+        return src, steady_spill_size(free - reserve)
 
     spill_size = pick("max_temp_directory_size_bytes", "max_temp_directory_size", auto_spill_size)
     database = pick("database_path", "database_path", lambda: ("auto", ":memory:"))

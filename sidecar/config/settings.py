@@ -31,6 +31,7 @@ __all__ = [
     "ALLOWED_DIRS_ENV",
     "duckdb_limit_for",
     "to_executor",
+    "steady_spill_size",
     "MACHINE_BUDGET_SHARE",
     "DEFAULT_STALL_TIMEOUT_MS",
     "SIDECAR_WIDE_KEYS",
@@ -62,6 +63,19 @@ def to_executor(value: object) -> str:
     if kind.lower() in ("local", "ray") and not (kind.lower() == "local" and address):
         return kind.lower() + (f":{address}" if address else "")
     raise ValueError("expected local, ray, or ray:<address>")
+
+
+def steady_spill_size(room: int) -> int:
+    """The auto `max_temp_directory_size` for `room` bytes of free disk beyond the reserve, rounded
+    down to a whole GiB (64 MiB below 4 GiB), so it does not change with every file written on the
+    disk: a request's settings that differ from its database's take the database exclusively and
+    set every DuckDB setting twice (issue 15: 2 ms per job, on every benchmark request).
+
+    >>> [steady_spill_size(n) // MiB for n in (-5, 100 * MiB + 5, 5 * GiB + 300 * MiB)]
+    [0, 64, 5120]
+    """
+    step = GiB if room >= 4 * GiB else 64 * MiB
+    return max(0, room) // step * step
 
 
 def duckdb_limit_for(budget: int) -> int:

@@ -17,10 +17,11 @@ character and could name a table at all (`names_no_table` says which cannot: `SE
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import duckdb
 import sqlglot
@@ -106,6 +107,8 @@ def checked_statements(con: duckdb.DuckDBPyConnection, sql: str) -> Sequence[duc
 
 
 _LEADING_WORDS = re.compile(r"[A-Za-z_]+")
+CACHED_SQL_CHARS = 100_000
+"""Statements up to this long have their path tables remembered (the last 256 of them)."""
 
 TABLE_WORDS = ("FROM", "TABLE", "JOIN", "PIVOT", "UNPIVOT", "SUMMARIZE", "DESCRIBE", "SHOW")
 """The words that introduce a table in a SELECT: `FROM t`, `(TABLE t)`, `EXISTS (TABLE t)`,
@@ -133,25 +136,32 @@ def names_no_table(sql: str) -> bool:
     return _SELECT_FIRST.match(sql) is not None and _TABLE_WORD.search(sql) is None
 
 
-def _path_tables(sql: str) -> Iterator[str]:
-    """Table names in `sql` that are file paths: they hold a path separator or start with `~`."""
+def _path_tables(sql: str) -> tuple[str, ...]:
+    """Table names in `sql` that are file paths: they hold a path separator or start with `~`.
+
+    A statement that reads files (`read_parquet('/data/x.parquet')`) holds a `/` and is parsed by
+    sqlglot, 1-4 ms for a TPC-H query: the answer is kept per statement text, so a repeated query
+    or the steps of a split run pay it once.
+    >>> _path_tables("SELECT * FROM '/etc/x'"), _path_tables("SELECT * FROM read_parquet('/d/x.parquet')")
+    (('/etc/x',), ())
+    """
     if not any(c in sql for c in "/\\~") or names_no_table(sql):
-        return  # no path is written without one of these, nor a table named without a word: no parse
+        return ()  # no path is written without one of these, nor a table named without a word: no parse
+    return _parsed_path_tables(sql) if len(sql) <= CACHED_SQL_CHARS else _parsed_path_tables.__wrapped__(sql)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_path_tables(sql: str) -> tuple[str, ...]:
     try:
         trees = sqlglot.parse(sql, read="duckdb")
     except sqlglot.errors.SqlglotError:
-        return  # DuckDB parsed it; what sqlglot cannot read, DuckDB answers for itself
-    for tree in trees:
-        if tree is None:
-            continue
-        for table in tree.find_all(exp.Table):
-            name = table.name
-            if "/" in name or "\\" in name or name.startswith("~"):
-                yield name
+        return ()  # DuckDB parsed it; what sqlglot cannot read, DuckDB answers for itself
+    names = (table.name for tree in trees if tree is not None for table in tree.find_all(exp.Table))
+    return tuple(n for n in names if "/" in n or "\\" in n or n.startswith("~"))
 
 
 def _refuse_paths_outside(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    names = list(_path_tables(sql))
+    names = _path_tables(sql)
     if not names:
         return
     row = con.execute(

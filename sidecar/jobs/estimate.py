@@ -27,6 +27,7 @@ import msgspec
 
 from sidecar.jobs.types import Estimate
 from sidecar.partition import Plan
+from sidecar.partition.answer import HashSplit, QuantilePasses, SplitAnswer
 from sidecar.partition.join_size import join_parts, read_build_side
 from sidecar.partition.memory_model import (
     ROW_OVERHEAD,
@@ -39,6 +40,9 @@ from sidecar.partition.memory_model import (
 )
 
 __all__ = ["Estimate", "Probe", "estimate"]
+
+_ANY_SHAPE = ("group_by", "global_quantiles")
+"""Between them every way `choose_parts` splits: group_by stands for distinct and window too."""
 
 Probe = Callable[[str, Any], list[list[Any]]]
 """Runs one read-only statement (with parameters) as a supervised job; returns its rows."""
@@ -58,22 +62,45 @@ def _join_estimate(probe: Probe, plan_json: str, sql: str, params: Any, limit: i
 
 
 def estimate(
-    probe: Probe, plan: Plan | None, holistic: bool, sql: str, params: Any, limit: int, threads: int = 1
+    probe: Probe,
+    plan: Plan | None | Callable[[], SplitAnswer],
+    holistic: bool,
+    sql: str,
+    params: Any,
+    limit: int,
+    threads: int = 1,
 ) -> Estimate | None:
     """Run the looks (EXPLAIN, DESCRIBE, maybe a sample) and choose; None when there is nothing to go on.
 
-    `plan` is the hash plan, or None for a global quantile query (split by exact passes)."""
+    `plan` is the hash plan, None for a global quantile query (split by exact passes), or how to get
+    either: the planner is then asked only when the EXPLAIN says some split could be needed (on
+    TPC-H up to SF 1 it never is, and the planner cost 4-10 ms of CPU a query: issue 15,
+    docs/performance/benchmarks.md)."""
     rows = probe(f"EXPLAIN (FORMAT JSON) {sql.strip().rstrip(';')}", params)
-    if plan is not None and plan.shape == "join":
-        return _join_estimate(probe, rows[0][1] if rows and len(rows[0]) > 1 else "[]", sql, params, limit)
-    cards = read_explain(rows[0][1]) if rows and len(rows[0]) > 1 else None
+    explain = rows[0][1] if rows and len(rows[0]) > 1 else "[]"
+    cards = read_explain(explain)
+    if cards is None and callable(plan) and read_build_side(explain) is not None:
+        answer = plan()  # no grouping or window, a hash join: the planner says whether it is an ungrouped join
+        plan = answer.plan if isinstance(answer, HashSplit) else None
+    if isinstance(plan, Plan) and plan.shape == "join":
+        return _join_estimate(probe, explain, sql, params, limit)
     if cards is None:
         return None
+    hash_plan: Plan | None
+    if callable(plan):
+        widest = [choose_parts(s, holistic, cards, WIDEST_ROW, limit, None, threads) for s in _ANY_SHAPE]
+        if all(e.parts == 0 for e in widest):  # no shape would split it: its figures, with no plan
+            return choose_parts(_ANY_SHAPE[0], holistic, cards, 0, limit, None, threads)
+        answer = plan()
+        if not isinstance(answer, (HashSplit, QuantilePasses)):
+            return None  # a full ORDER BY is split only when asked, or after a memory failure
+        hash_plan = answer.plan if isinstance(answer, HashSplit) else None
+    else:
+        hash_plan = plan
 
     def choose(width: int, groups: int | None = None) -> Estimate:
-        return choose_parts(
-            plan.shape if plan else "global_quantiles", holistic, cards, width, limit, groups, threads
-        )
+        shape = hash_plan.shape if hash_plan else "global_quantiles"
+        return choose_parts(shape, holistic, cards, width, limit, groups, threads)
 
     if choose(WIDEST_ROW).parts == 0:
         return choose(0)  # fits however wide its rows: no DESCRIBE
@@ -88,7 +115,7 @@ def estimate(
         or cards.output_rows < cards.input_rows // 2
     ):
         return first
-    query = sample_sql(plan) if plan is not None else None
+    query = sample_sql(hash_plan) if hash_plan is not None else None
     if query is None:
         return first
     d, f1, f2, n = probe(query, params)[0]

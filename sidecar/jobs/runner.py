@@ -11,6 +11,7 @@ only, so a step gets admission, the ceiling and the ladder's whole-query rungs l
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -38,7 +39,7 @@ from sidecar.jobs.statements import JobShape, holistic, shape_of
 from sidecar.jobs.steps import SplitRun
 from sidecar.jobs.types import Attempt, Estimate, ExecutorSpec, QueryResult, QuerySpec
 from sidecar.partition import Plan
-from sidecar.partition.answer import HashSplit, QuantilePasses, how_to_split
+from sidecar.partition.answer import how_to_split
 from sidecar.workers.protocol import AnalyzeSpec
 from sidecar.workers.supervisor import Job, Limits, Supervisor
 
@@ -102,7 +103,7 @@ class JobRunner:
         # parts 0: the caller said no; a SELECT that names no table has nothing to split (the planner
         # answers CannotSplit for every one: tests/test_guard_cheap.py), so it skips the planner's parse
         if parts is None and shape.statement_types == ("SELECT",) and not cheap:
-            guess = self._estimate(spec, settings, call, database)
+            guess = self._estimate(spec, settings, call, database, shape)
         if guess is not None and guess.parts > 0 and spec.job_id is not None:
             # a named job resumes with the parts it was started with, whatever the estimate says now
             guess = msgspec.structs.replace(
@@ -169,20 +170,23 @@ class JobRunner:
         except msgspec.DecodeError:  # not a plan this version wrote: the run itself will refuse the job_id
             return None
 
-    def _estimate(self, spec: QuerySpec, settings: Settings, call: Any, database: str) -> Estimate | None:
-        """How many parts a splittable SELECT needs before it runs (sidecar.jobs.estimate); None
-        for a query the planner cannot split, or when the looks themselves fail (it then runs whole)."""
-        answer = how_to_split(spec.sql, 2)
-        if not isinstance(answer, (HashSplit, QuantilePasses)):
-            return None  # a full ORDER BY is split only when asked, or after a memory failure
-        plan = answer.plan if isinstance(answer, HashSplit) else None  # None: exact quantile passes
+    def _estimate(
+        self, spec: QuerySpec, settings: Settings, call: Any, database: str, shape: JobShape
+    ) -> Estimate | None:
+        """How many parts a splittable SELECT needs before it runs (sidecar.jobs.estimate); None for
+        a query that cannot need a split (no aggregate, grouping, window, DISTINCT or join: no look is
+        taken), one the planner cannot split, or when the looks themselves fail (it then runs whole).
+        The planner is asked only when the EXPLAIN says a split could be needed."""
+        if not shape.may_split:
+            return None
 
         def probe(sql: str, params: Any) -> list[list[Any]]:
             return self._probe(spec, settings, call, database, sql, params)
 
         try:
             limit = duckdb_limit_for(_most(settings))
-            return estimate(probe, plan, holistic(spec.sql), spec.sql, spec.params, limit, settings.threads)
+            plan = functools.partial(how_to_split, spec.sql, 2)
+            return estimate(probe, plan, shape.holistic, spec.sql, spec.params, limit, settings.threads)
         except SidecarError as error:
             if call.cancel_event.is_set():
                 raise

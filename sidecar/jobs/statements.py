@@ -3,21 +3,26 @@
 The sidecar parses (never runs) the SQL in a private, empty, locked-down DuckDB: enough to
 know whether the job only reads (safe to retry), writes to its database (to be wrapped in
 one transaction), and uses aggregates that hold whole groups in memory (which more threads
-or spilling cannot rescue, so the ladder skips those rungs).
+or spilling cannot rescue, so the ladder skips those rungs), or aggregates at all (only such a
+query can need a split: the estimate looks at no other). Each SQL text is parsed once, and its
+JSON tree serialized once, however many of these questions a request asks
+(`tests/test_statements.py::test_one_sql_text_is_parsed_once`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import duckdb
 from sqlglot import exp, parse_one
 from sqlglot.errors import ParseError
 
-__all__ = ["JobShape", "shape_of", "holistic", "reads_only_files", "HOLISTIC_FUNCTIONS"]
+__all__ = ["JobShape", "shape_of", "holistic", "may_split", "reads_only_files", "HOLISTIC_FUNCTIONS"]
 
 HOLISTIC_FUNCTIONS = frozenset(
     {
@@ -52,13 +57,28 @@ class JobShape:
         """Whether a SELECT uses aggregates that hold whole groups (parsed lazily: by the estimate, or after a memory failure)."""
         return holistic(self.sql)
 
+    @property
+    def may_split(self) -> bool:
+        """Whether a SELECT groups, aggregates, windows, de-duplicates or joins anywhere: the only
+        queries the planner can split and the estimate could split up front (see `may_split`)."""
+        return may_split(self.sql)
+
+
+class _Facts(NamedTuple):
+    holistic: bool
+    aggregates: bool
+
 
 _parser_lock = threading.Lock()
 _parser: duckdb.DuckDBPyConnection | None = None
+_aggregate_names: frozenset[str] = frozenset()
+CACHED_SQL_CHARS = 100_000
+"""SQL texts up to this long are parsed once and remembered (the last `CACHE_ENTRIES` of them)."""
+CACHE_ENTRIES = 256
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
-    global _parser
+    global _parser, _aggregate_names
     if _parser is None:
         _parser = duckdb.connect(
             ":memory:",
@@ -70,45 +90,104 @@ def _connection() -> duckdb.DuckDBPyConnection:
                 "autoload_known_extensions": "false",
             },
         )
+        rows = _parser.execute(
+            "SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE function_type = 'aggregate'"
+        ).fetchall()
+        _aggregate_names = frozenset(r[0] for r in rows) | {"count_star"}
     return _parser
 
 
-def _functions(node: Any) -> Iterator[str]:
+def _remembered(compute: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`compute(sql)` once per SQL text (a request repeated, a look, a step); a very long text is not kept."""
+    cached = functools.lru_cache(maxsize=CACHE_ENTRIES)(compute)
+
+    @functools.wraps(compute)
+    def lookup(sql: str) -> Any:
+        return cached(sql) if len(sql) <= CACHED_SQL_CHARS else compute(sql)
+
+    return lookup
+
+
+def _nodes(node: Any) -> Iterator[dict[str, Any]]:
     if isinstance(node, dict):
-        name = node.get("function_name")
-        if isinstance(name, str):
-            yield name.lower()
+        yield node
         for value in node.values():
-            yield from _functions(value)
+            yield from _nodes(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _functions(value)
+            yield from _nodes(value)
+
+
+@_remembered
+def _statements(sql: str) -> tuple[tuple[str, str], ...] | None:
+    """(type, text) of each statement, from DuckDB's parser; None when it does not parse."""
+    with _parser_lock:
+        try:
+            return tuple((_type_name(s), s.query) for s in _connection().extract_statements(sql))
+        except duckdb.Error:
+            return None
+
+
+@_remembered
+def _facts(sql: str) -> _Facts:
+    """What the parse trees of the SELECTs in `sql` say; a tree DuckDB cannot serialize counts as
+    aggregating (the estimate then looks, as it would have)."""
+    is_holistic = aggregates = False
+    for kind, text in _statements(sql) or ():
+        if kind != "SELECT":
+            continue
+        with _parser_lock:
+            con = _connection()
+            try:
+                row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [text]).fetchone()
+            except duckdb.Error:
+                row = None
+        tree = json.loads(row[0]) if row else {"error": True}
+        if tree.get("error"):
+            aggregates = True
+            continue
+        for node in _nodes(tree):
+            name = node.get("function_name")
+            if isinstance(name, str):
+                is_holistic = is_holistic or name.lower() in HOLISTIC_FUNCTIONS
+                aggregates = aggregates or name.lower() in _aggregate_names or node.get("class") == "WINDOW"
+            aggregates = aggregates or bool(node.get("group_expressions")) or bool(node.get("group_sets"))
+            aggregates = aggregates or node.get("aggregate_handling") not in (None, "STANDARD_HANDLING")
+            aggregates = aggregates or node.get("type") in ("DISTINCT_MODIFIER", "JOIN")  # a join splits too
+    return _Facts(is_holistic, aggregates)
 
 
 def shape_of(sql: str) -> JobShape:
     """Classify SQL; SQL that does not parse is left for the worker to report precisely."""
-    with _parser_lock:
-        try:
-            types = tuple(_type_name(s) for s in _connection().extract_statements(sql))
-        except duckdb.Error:
-            return JobShape(sql, read_only=False, statement_types=())
+    parsed = _statements(sql)
+    if parsed is None:
+        return JobShape(sql, read_only=False, statement_types=())
+    types = tuple(kind for kind, _ in parsed)
     return JobShape(sql, read_only=bool(types) and all(t in READ_ONLY for t in types), statement_types=types)
 
 
 def holistic(sql: str) -> bool:
-    """Whether any SELECT in `sql` calls an aggregate that keeps whole groups in memory."""
-    with _parser_lock:
-        con = _connection()
-        try:
-            for statement in con.extract_statements(sql):
-                if _type_name(statement) != "SELECT":
-                    continue
-                row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [statement.query]).fetchone()
-                if row and any(name in HOLISTIC_FUNCTIONS for name in _functions(json.loads(row[0]))):
-                    return True
-        except duckdb.Error:
-            return False
-    return False
+    """Whether any SELECT in `sql` calls an aggregate that keeps whole groups in memory.
+
+    >>> holistic("SELECT g, median(v) FROM t GROUP BY g"), holistic("SELECT g, sum(v) FROM t GROUP BY g")
+    (True, False)
+    """
+    return bool(_facts(sql).holistic)
+
+
+def may_split(sql: str) -> bool:
+    """Whether any SELECT in `sql` groups, aggregates, uses a window, DISTINCT or a join: what every
+    shape the planner splits holds, and every operator the estimate reads from EXPLAIN comes from. (A
+    PIVOT parses as several statements, `MULTI`, and is never estimated.)
+
+    >>> may_split("SELECT count(*) FROM t"), may_split("SELECT DISTINCT a FROM t"), may_split("SELECT 42")
+    (True, True, False)
+    >>> may_split("SELECT a, row_number() OVER (ORDER BY b) FROM t"), may_split("SELECT a FROM t WHERE b > 1")
+    (True, False)
+    >>> may_split("SELECT * FROM a JOIN b USING (k)")
+    True
+    """
+    return bool(_facts(sql).aggregates)
 
 
 def reads_only_files(sql: str) -> bool:

@@ -152,6 +152,7 @@ def _context(call: Call, settings: dict[str, SettingValue] | None, seed: int, ti
         threads=resolved.threads,
         budget_bytes=resolved.memory_budget_bytes,
         extra_settings={k: v for k, v in given.items() if k not in ("threads", "memory_limit")},
+        preserve_insertion_order=resolved.preserve_insertion_order,
         seed=seed,
         timeout_s=timeout_ms / 1000,
         env=dict(session.env),

@@ -28,7 +28,7 @@ from sidecar.bench.suite.sides import REPO, Measurement, run_plain, run_sidecar
 from sidecar.bench.suite.store import ResultRow, ResultStore, RunInfo, git_commit, machine_info, versions
 from sidecar.units import duckdb_size
 
-__all__ = ["Arm", "BenchProgress", "Case", "RunContext", "bench_root", "measure", "run_suite"]
+__all__ = ["Arm", "BenchProgress", "Case", "RunContext", "bench_root", "measure", "measure_side", "run_suite"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ class RunContext:
     threads: int
     budget_bytes: int | None
     extra_settings: dict[str, Any]
+    preserve_insertion_order: bool = False
+    """The sidecar's (its `auto` is false); the plain side runs with the same, so the two differ by
+    the sidecar alone (DuckDB's own default is true)."""
     seed: int = 0
     timeout_s: float = 600.0
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -108,6 +111,7 @@ def _start_subject(ctx: RunContext) -> Any:
 
 def _settings(ctx: RunContext, budget: int | None) -> dict[str, Any]:
     settings = dict(ctx.extra_settings, threads=ctx.threads)
+    settings.setdefault("preserve_insertion_order", ctx.preserve_insertion_order)
     settings.pop("memory_limit", None)
     if budget is not None:
         settings["memory_limit"] = duckdb_size(budget)
@@ -174,7 +178,7 @@ def measure(
                         report(i, case, side, rep)
                         out = out_dir / f"{side}.parquet"
                         sql = render_sql(case.question, dataset, case.size_bytes, str(out))
-                        m = _one(arm.ctx, sc, side, sql, case.budget_bytes)
+                        m = measure_side(arm.ctx, sc, side, sql, case.budget_bytes)
                         out.unlink(missing_ok=True)
                         done += 1
                         if m.status == "SIDECAR_EXITED":
@@ -199,11 +203,14 @@ def measure(
         shutil.rmtree(root / f"subject-{os.getpid()}", ignore_errors=True)
 
 
-def _one(ctx: RunContext, sc: Any, side: str, sql: str, budget: int | None) -> Measurement:
+def measure_side(ctx: RunContext, sc: Any, side: str, sql: str, budget: int | None) -> Measurement:
+    """One run of `sql` on one side: `query.run` through the sidecar `sc`, or plain DuckDB in a fresh
+    process, both with the run's threads, budget and preserve_insertion_order."""
     if side == "sidecar":
         return run_sidecar(sc, sql, _settings(ctx, budget), timeout_s=ctx.timeout_s, cancelled=ctx.cancelled)
+    preserve = bool(ctx.extra_settings.get("preserve_insertion_order", ctx.preserve_insertion_order))
     return run_plain(sql, threads=ctx.threads, budget=budget, temp_directory=str(ctx.temp_directory / "plain"),
-                     timeout_s=ctx.timeout_s, cancelled=ctx.cancelled)  # fmt: skip
+                     timeout_s=ctx.timeout_s, cancelled=ctx.cancelled, preserve_insertion_order=preserve)  # fmt: skip
 
 
 def _restart(sc: Any, ctx: RunContext) -> Any:

@@ -167,10 +167,11 @@ class TreeSampler(BackgroundSampler):
 
 def run_plain(
     sql: str, *, threads: int, budget: int | None, temp_directory: str, timeout_s: float,
-    cancelled: Callable[[], bool],
+    cancelled: Callable[[], bool], preserve_insertion_order: bool = True,
 ) -> Measurement:  # fmt: skip
     """One question in a fresh `python -m sidecar.bench.suite.plain` with DuckDB's memory_limit = the budget."""
-    spec = {"sql": sql, "threads": threads, "memory_limit": budget, "temp_directory": temp_directory}
+    spec = {"sql": sql, "threads": threads, "memory_limit": budget, "temp_directory": temp_directory,
+            "preserve_insertion_order": preserve_insertion_order}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "sidecar.bench.suite.plain", json.dumps(spec)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)  # fmt: skip
     guard = None if budget is None else GUARD_FACTOR * budget + GUARD_SLACK
