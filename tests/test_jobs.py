@@ -188,3 +188,22 @@ def test_a_file_job_id_is_tied_to_its_plan_and_can_be_discarded(sidecar, data_di
     assert cancelled["cancelled"] is True and cancelled["exists"] is False
     assert not job_dir(tmp_path, "tied-files").exists()
     assert sidecar.request("jobs.status", {"job_id": "tied-files"})["exists"] is False
+
+
+def test_a_named_job_is_running_for_a_status_sent_right_after_it(sidecar):
+    """The job_id is claimed as the request is read, in order: a jobs.status sent on its heels sees
+    the job running and answers at once, instead of reading the job's database (which would wait for
+    the whole job, 12 s here) or racing the query's thread. A second run of the same id is refused."""
+    slow = "SELECT count(*) AS n FROM range(3000000000) t(i) WHERE hash(i) % 7 = 1"
+    for round_ in range(5):
+        job = f"heels-{round_}"
+        qid, query = sidecar.call("query.run", {"sql": slow, "job_id": job, "partition": {"parts": 0}})
+        _, status = sidecar.call("jobs.status", {"job_id": job})
+        _, twice = sidecar.call("query.run", {"sql": "SELECT 1", "job_id": job})
+        assert status.result(timeout=5)["running"] is True
+        with pytest.raises(RpcError, match="is running already"):
+            twice.result(timeout=5)
+        sidecar.cancel(qid)
+        with pytest.raises(RpcError):
+            query.result(timeout=30)
+    assert sidecar.request("query.run", {"sql": "SELECT 2 AS two", "job_id": "heels-0"})["rows"] == [[2]]

@@ -18,7 +18,7 @@ import msgspec
 
 from sidecar.config import Settings
 from sidecar.jobs.runner import JobRunner, Listener
-from sidecar.jobs.types import QueryResult, QuerySpec
+from sidecar.jobs.types import ExecutorSpec, QueryResult, QuerySpec
 
 __all__ = ["ConnectionEngine"]
 
@@ -50,11 +50,17 @@ class ConnectionEngine:
         return self.shared.settings
 
     def run_query(
-        self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Listener, parts: int | None = None
+        self,
+        spec: QuerySpec,
+        settings: Settings,
+        call: Any,
+        on_sample: Listener,
+        parts: int | None = None,
+        executor: ExecutorSpec | None = None,
     ) -> QueryResult:
         if spec.database in _DEFAULT:
             spec = msgspec.structs.replace(spec, database=self.default_database(settings))
-        return self.shared.run_query(spec, settings, call, on_sample, parts=parts)
+        return self.shared.run_query(spec, settings, call, on_sample, parts=parts, executor=executor)
 
     def analyze(self, spec: Any, settings: Settings, call: Any, on_sample: Listener) -> Any:
         return self.shared.analyze(spec, settings, call, on_sample)

@@ -60,9 +60,28 @@ def executor_from(setting: str) -> ExecutorSpec | None:
     return None if kind == "local" else ExecutorSpec("ray", address or None)
 
 
-@registry.method("query.run", params=QueryParams, result=QueryResult)
+def _claim_job_id(call: Call, p: QueryParams) -> None:
+    """A named job is running from the moment its request is read, before it is queued: a
+    `jobs.status` sent right after it sees it running instead of reading (and waiting for) its
+    database, and a second request with the same job_id is refused at once."""
+    if p.job_id is not None and call.session.running_jobs.setdefault(p.job_id, call) is not call:
+        raise InvalidParams(
+            f"job_id '{p.job_id}' is running already",
+            hint="Wait for it, or stop it with jobs.cancel; a job_id names one run at a time.",
+        )
+
+
+@registry.method("query.run", params=QueryParams, result=QueryResult, claim=_claim_job_id)
 def run(call: Call, p: QueryParams) -> QueryResult:
     """Run SQL against a database and return its rows, or write them to a file atomically."""
+    try:
+        return _run(call, p)
+    finally:
+        if p.job_id is not None and call.session.running_jobs.get(p.job_id) is call:
+            call.session.running_jobs.pop(p.job_id, None)  # claimed by _claim_job_id
+
+
+def _run(call: Call, p: QueryParams) -> QueryResult:
     session = call.session
     session.require()
     settings = session.settings_for(p.settings)
@@ -82,14 +101,4 @@ def run(call: Call, p: QueryParams) -> QueryResult:
             hint="One part is the whole query: send no `partition`, or `{parts: 0}` to skip the estimate.",
         )
     executor = p.executor if p.executor is not None else executor_from(settings.executor)
-    if p.job_id is None:
-        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts, executor=executor)
-    if session.running_jobs.setdefault(p.job_id, call) is not call:
-        raise InvalidParams(
-            f"job_id '{p.job_id}' is running already",
-            hint="Wait for it, or stop it with jobs.cancel; a job_id names one run at a time.",
-        )
-    try:
-        return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts, executor=executor)
-    finally:
-        session.running_jobs.pop(p.job_id, None)
+    return session.engine.run_query(spec, settings, call, progress_listener(call), parts=parts, executor=executor)

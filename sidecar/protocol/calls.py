@@ -76,6 +76,9 @@ class MethodSpec:
     summary: str
     inline: bool = False
     """Served on the reader thread: must be fast and never block on DuckDB."""
+    claim: Callable[[Call, Any], None] | None = None
+    """Run on the reader thread before the request is queued, in the order requests arrive: what a
+    later request must already see (query.run's job_id, for a jobs.status sent right after it)."""
 
 
 @dataclass
@@ -83,11 +86,17 @@ class Registry:
     methods: dict[str, MethodSpec] = field(default_factory=dict)
 
     def method(
-        self, name: str, *, params: type | None, result: type | None, inline: bool = False
+        self,
+        name: str,
+        *,
+        params: type | None,
+        result: type | None,
+        inline: bool = False,
+        claim: Callable[[Call, Any], None] | None = None,
     ) -> Callable[[Callable[[Call, Any], Any]], Callable[[Call, Any], Any]]:
         def register(handler: Callable[[Call, Any], Any]) -> Callable[[Call, Any], Any]:
             summary = (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else ""
-            self.methods[name] = MethodSpec(name, handler, params, result, summary, inline)
+            self.methods[name] = MethodSpec(name, handler, params, result, summary, inline, claim)
             return handler
 
         return register

@@ -241,6 +241,8 @@ class Dispatcher:
                 raise InvalidRequest("the sidecar is shutting down and accepts no new work")
             if "id" in message and id in self.inflight:
                 raise InvalidRequest(f"a request with id {id!r} is still in flight; ids must be unique")
+            if spec.claim is not None:  # in arrival order, before the request is queued
+                spec.claim(call, params)
             if "id" in message:
                 self.inflight[id] = call
         return call, spec, params
