@@ -238,7 +238,7 @@ def client_env(base: Mapping[str, str], client: Mapping[str, str]) -> dict[str, 
     if foreign:
         raise InvalidParams(
             f"initialize's `env` holds BMAD_DATA_* variables only, not {foreign[0]!r}",
-            hint="Send the client's BMAD_DATA_* environment variables; the rest is the sidecar's own.",
+            hint="Send only BMAD_DATA_* environment variables; every other variable stays the sidecar's own.",
         )
     return {**{k: v for k, v in base.items() if not k.startswith("BMAD_DATA_")}, **client}
 

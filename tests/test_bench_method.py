@@ -183,6 +183,7 @@ def test_threads_1_is_flagged_against_threads_2(sc: SidecarProcess, tmp_path: Pa
     assert any("baseline and candidate settings alternately" in n for n in slow["notes"])
 
 
+@pytest.mark.slow  # 10 s; the regression rule itself is checked in CI by the threads and repeat tests
 @pytest.mark.timeout(600)
 def test_the_false_positive_script_counts_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sidecar.bench.suite.false_positives import main
@@ -200,6 +201,7 @@ def test_the_false_positive_script_counts_pairs(tmp_path: Path, capsys: pytest.C
     not have_tpchgen(),
     reason="needs tpchgen-cli, from the optional `bench` extra (pip install 'bmad-data-sidecar[bench]')",
 )
+@pytest.mark.slow  # 12 s; all 22 queries run in CI in tests/test_bench_data.py
 @pytest.mark.timeout(600)
 def test_tpch_answers_agree_on_both_sides(sc: SidecarProcess) -> None:
     r = sc.request("bench.run", {"suite": "tpch", "sizes": ["1MB"], "repeat": 1}, timeout=500)

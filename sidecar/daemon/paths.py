@@ -96,7 +96,7 @@ def daemon_paths(
         raise InputError(
             f"the socket path {paths.socket} is {len(os.fsencode(paths.socket))} bytes; "
             f"a Unix socket path holds at most {MAX_SOCKET_PATH}",
-            hint=f"Set {RUNTIME_ENV} to a shorter directory (such as /tmp/bmad-data-$USER), or pass --socket.",
+            hint=f"Set {RUNTIME_ENV} to a shorter directory, such as /tmp/bmad-data-$USER (the daemon's socket goes there).",
         )
     return paths
 

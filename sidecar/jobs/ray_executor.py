@@ -212,7 +212,7 @@ class RayParts:
                 "the ray executor runs only queries that read files (Parquet, CSV, JSON), not tables "
                 "of a database or rows returned in order",
                 hint="Read the data with read_parquet()/read_csv() in the SQL, write a full ORDER BY to an "
-                "`output` file, or run it with executor {kind: 'local'}.",
+                "output file, or run it on this machine's workers (the local executor).",
             )
         ray = self.cluster.connect(self.address)
         run = _Run(jobs, store, split_again)
