@@ -149,6 +149,7 @@ def parallel_speedup(state: Path) -> float:
     return statistics.median(walls[1]) / statistics.median(walls[2])
 
 
+@pytest.mark.exclusive  # both cores for threads 2 against 1: not beside the Node tests
 @pytest.mark.timeout(600)
 def test_a_repeated_run_is_not_flagged(sc: SidecarProcess) -> None:
     sc.request("bench.run", {**CPU, "label": "first"}, timeout=400)
@@ -161,6 +162,7 @@ def test_a_repeated_run_is_not_flagged(sc: SidecarProcess) -> None:
     )
 
 
+@pytest.mark.exclusive  # both cores for threads 2 against 1: not beside the Node tests
 @pytest.mark.timeout(600)
 def test_threads_1_is_flagged_against_threads_2(sc: SidecarProcess, tmp_path: Path) -> None:
     """The issue's acceptance test: a real slowdown is flagged (after its re-measurement)."""
