@@ -18,7 +18,7 @@ import msgspec
 
 from sidecar.config import Settings
 from sidecar.jobs.runner import JobRunner, Listener
-from sidecar.jobs.types import ExecutorSpec, QueryResult, QuerySpec
+from sidecar.jobs.types import QueryResult, QuerySpec
 
 __all__ = ["ConnectionEngine"]
 
@@ -50,17 +50,13 @@ class ConnectionEngine:
         return self.shared.settings
 
     def run_query(
-        self,
-        spec: QuerySpec,
-        settings: Settings,
-        call: Any,
-        on_sample: Listener,
-        parts: int | None = None,
-        executor: ExecutorSpec | None = None,
+        self, spec: QuerySpec, settings: Settings, call: Any, on_sample: Listener, **options: Any
     ) -> QueryResult:
+        """JobRunner.run_query on this client's default database; `options` (parts, executor, ...)
+        pass through unchanged, so a new one needs no edit here (a missing `executor` broke it once)."""
         if spec.database in _DEFAULT:
             spec = msgspec.structs.replace(spec, database=self.default_database(settings))
-        return self.shared.run_query(spec, settings, call, on_sample, parts=parts, executor=executor)
+        return self.shared.run_query(spec, settings, call, on_sample, **options)
 
     def analyze(self, spec: Any, settings: Settings, call: Any, on_sample: Listener) -> Any:
         return self.shared.analyze(spec, settings, call, on_sample)
