@@ -35,7 +35,11 @@ const jsonLines = (stdout) => stdout.split('\n').filter(Boolean).map((l) => JSON
 
 test('npm pack installs into a clean project; setup, doctor and a query work there', { timeout: 600000 }, async (t) => {
   const work = tempDir('bmad-data-install-');
-  t.after(() => fs.rmSync(work, { recursive: true, force: true }));
+  let stopDaemon = async () => {};
+  t.after(async () => {
+    await stopDaemon(); // before its files go
+    fs.rmSync(work, { recursive: true, force: true });
+  });
   const packed = await run(NPM, ['pack', '--pack-destination', work, '--loglevel=error'], { cwd: PACKAGE_DIR, env: { ...process.env, BMAD_DATA_PYTHON: PYTHON } });
   assert.equal(packed.code, 0, `npm pack failed:\n${packed.stdout}\n${packed.stderr}`);
   const tarball = fs.readdirSync(work).find((f) => /^bmad-data-.*\.tgz$/.test(f));
@@ -51,8 +55,14 @@ test('npm pack installs into a clean project; setup, doctor and a query work the
   assert.ok(shipped.includes('requirements.lock') && shipped.some((f) => f.endsWith('.whl')), shipped.join(', '));
 
   const home = path.join(work, 'home');
-  const env = userEnv({ BMAD_DATA_HOME: home });
+  // As a user runs it: the first query starts the daemon. Its socket goes under `work`, and it is
+  // stopped before `work` goes, so no daemon outlives the test (one idled 15 minutes once).
+  const env = userEnv({ BMAD_DATA_HOME: home, BMAD_DATA_RUNTIME_DIR: path.join(work, 'run') });
   const npx = (args, extraEnv = {}) => run(NPX, ['--no-install', 'bmad-data', ...args], { cwd: project, env: { ...env, ...extraEnv } });
+  stopDaemon = async () => {
+    const stopped = await npx(['daemon', 'stop', '--json']);
+    assert.equal(stopped.code, 0, stopped.stdout + stopped.stderr);
+  };
 
   await t.test('before setup, doctor fails and says to run setup', async () => {
     const doctor = await npx(['doctor', '--json']);
