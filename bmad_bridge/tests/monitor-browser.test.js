@@ -4,7 +4,9 @@
  * downloaded browser) loads `monitor --web`'s page while a real query runs on a pack whose
  * duckdb_memory warning is lowered; the job-memory chart gains points and a peak, the alert
  * appears firing and then resolved, no request leaves the server, and when the sidecar dies the
- * page says so. The screenshot taken while the alert fires is docs/images/monitor-dashboard.png.
+ * page says so. The screenshot taken while the alert fires goes to the test's temp dir (it must be a
+ * PNG); BMAD_DATA_UPDATE_SCREENSHOT=1 writes it to docs/images/monitor-dashboard.png instead, so a
+ * test run leaves the checkout as it was.
  *
  * Chromium missing is a failure that says what to run, never a skip.
  */
@@ -18,10 +20,13 @@ const { REPO } = require('./helpers');
 const { HEAVY, startLowWarningClient } = require('./monitor-fixtures');
 
 const CHROMIUM = process.env.BMAD_DATA_CHROMIUM || '/usr/bin/chromium';
-const SCREENSHOT = path.join(REPO, 'docs', 'images', 'monitor-dashboard.png');
+const SCREENSHOT = process.env.BMAD_DATA_UPDATE_SCREENSHOT === '1'
+  ? path.join(REPO, 'docs', 'images', 'monitor-dashboard.png')
+  : path.join(fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'bmad-data-shot-')), 'monitor-dashboard.png');
 const ALERT = '#alerts tr[data-rule="duckdb_memory_warning"]';
 
 test('the dashboard in Chromium: a real job moves the chart, its alert fires and resolves, a dead sidecar is shown', { timeout: 180000 }, async (t) => {
+  if (!SCREENSHOT.startsWith(REPO)) t.after(() => fs.rmSync(path.dirname(SCREENSHOT), { recursive: true, force: true }));
   assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: run \`bash scripts/bootstrap.sh bench ray browser\` `
     + '(it runs `apt-get install -y chromium`), or set BMAD_DATA_CHROMIUM to a Chromium binary');
   const client = await startLowWarningClient();
@@ -49,6 +54,7 @@ test('the dashboard in Chromium: a real job moves the chart, its alert fires and
     await page.waitForTimeout(600); // a few more points of the running job on the charts
     fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    assert.deepEqual([...fs.readFileSync(SCREENSHOT).subarray(1, 4)], [0x50, 0x4e, 0x47]); // "PNG"
     assert.deepEqual((await answer).rows, [[2000000]]);
     await page.waitForSelector(`${ALERT}[data-state="resolved"]`, { timeout: 60000 });
 
