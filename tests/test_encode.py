@@ -151,3 +151,25 @@ def test_a_bignum_member_of_a_union_is_a_number_when_it_fits(sidecar):
         f" union_value(b := true)::{union} AS flag"
     )
     assert row_of(run(sidecar, sql)) == {"small": 0, "wide": "123456789012345678901234567890", "flag": True}
+
+
+def test_the_fast_bind_and_the_public_one_agree_on_names_types_and_params(monkeypatch):
+    # execute_encoded binds through DuckDB's private `_seam.bind` (a third of cursor.sql's cost)
+    # and falls back to `cursor.sql(...).types` without it: both must give the same encoding.
+    from sidecar.engine import encode
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (d DATE, x DECIMAL(4,2)[], s STRUCT(ts TIMESTAMP, i INTEGER))")
+    con.execute("INSERT INTO t VALUES (DATE 'infinity', [1.5], {'ts': TIMESTAMP '2024-01-02 03:04:05', 'i': 7})")
+    cases = [
+        ("SELECT d, x, s, $1 AS p, $1 + 1 AS q FROM t", [41]),
+        ("SELECT d AS dd, x, $name AS p FROM t", {"name": "text"}),
+        ("SELECT 42 AS answer, 'a' AS b", None),
+    ]
+    assert encode._seam is not None and hasattr(encode._seam, "bind")  # the pinned DuckDB has it
+    fast = [(encoded(con, sql, params)[0].type_names, encoded(con, sql, params)[1]) for sql, params in cases]
+    monkeypatch.setattr(encode, "_seam", None)
+    public = [(encoded(con, sql, params)[0].type_names, encoded(con, sql, params)[1]) for sql, params in cases]
+    assert fast == public
+    assert fast[0][1] == [["infinity", ["1.50"], {"ts": "2024-01-02T03:04:05", "i": 7}, 41, 42]]
+    assert fast[1][0] == ["DATE", "DECIMAL(4,2)[]", "VARCHAR"]
