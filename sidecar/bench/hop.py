@@ -49,7 +49,7 @@ SQL = "SELECT 42"
 ROUNDS = 20
 
 
-def _settings(tmp: Path) -> EngineSettings:
+def engine_settings(tmp: Path) -> EngineSettings:
     return EngineSettings(
         memory_limit_bytes=1 << 30,
         threads=os.cpu_count() or 1,
@@ -63,7 +63,7 @@ def _settings(tmp: Path) -> EngineSettings:
 
 def layers(tmp: Path, stack: list[Any], base: Path | None = None) -> dict[str, Callable[[], Any]]:
     """One callable per layer, each running `SQL` once through it; `stack` collects what to close."""
-    settings = _settings(tmp)
+    settings = engine_settings(tmp)
     spec = QuerySpec(sql=SQL, database=str(tmp / "engine.duckdb"), max_rows=10_000)
     cursor = duckdb.connect(str(tmp / "plain.duckdb")).cursor()
     engine = Engine()

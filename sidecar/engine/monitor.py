@@ -10,6 +10,7 @@ its own when it ends.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Callable, Protocol
@@ -140,9 +141,9 @@ class JobWatch:
         self.best_percent = max(self.best_percent, value)
         return self.best_percent
 
-    def sample(self, process: psutil.Process, *, light: bool = False) -> Sample:
+    def sample(self, rss_bytes: Callable[[], int], *, light: bool = False) -> Sample:
         """Take a sample; `light` skips DuckDB's memory tables (about 0.5 ms) and reuses the last figures."""
-        rss = process.memory_info().rss
+        rss = rss_bytes()
         if light:
             buffer, spill = self.last_buffer, self.last_spill
         else:
@@ -168,6 +169,32 @@ class JobWatch:
                 log.warning("progress listener failed", exc_info=True)
 
 
+def own_rss_reader() -> Callable[[], int]:
+    """A function giving this process's resident set size in bytes.
+
+    On Linux it reads `/proc/self/statm` through a descriptor kept open (about 1.5 us, where
+    `psutil.Process().memory_info()` opens the file each time: about 12 us); every job reads it
+    twice. Elsewhere, or after a fork (the descriptor names the process that opened it), psutil.
+
+    >>> read = own_rss_reader()
+    >>> abs(read() - psutil.Process().memory_info().rss) < 16 * 1024 * 1024
+    True
+    """
+    process = psutil.Process()
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        return lambda: process.memory_info().rss
+    pid, page = os.getpid(), os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        if os.getpid() != pid:
+            return psutil.Process().memory_info().rss
+        return int(os.pread(fd, 128, 0).split()[1]) * page
+
+    return rss
+
+
 class Sampler:
     """One daemon thread sampling every watched job."""
 
@@ -176,7 +203,7 @@ class Sampler:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._process = psutil.Process()
+        self._rss = own_rss_reader()
         self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
         self._thread.start()
 
@@ -195,7 +222,7 @@ class Sampler:
         with self._lock:
             self._jobs.discard(watch)
         light = time.monotonic() - watch.started < SAMPLE_INTERVAL_S
-        return watch.sample(self._process, light=light)
+        return watch.sample(self._rss, light=light)
 
     def _loop(self) -> None:
         while not self._stopped.wait(SAMPLE_INTERVAL_S):
@@ -217,7 +244,7 @@ class Sampler:
                 ):
                     log.info("job ran past its deadline; stopping it")
                     watch.job.cancel("timeout")
-                sample = watch.sample(self._process)
+                sample = watch.sample(self._rss)
                 if watch.listener is not None and now - watch.last_report >= REPORT_INTERVAL_S:
                     watch.last_report = now
                     watch.report(sample)
