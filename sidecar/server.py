@@ -3,8 +3,9 @@
 (`python -m sidecar daemon` serves the same protocol to many clients on a Unix socket:
 `sidecar/daemon/`.)
 
-The main thread reads lines and dispatches them; work runs on a thread pool; answers and
-notifications go out through one writer. Ending:
+Threads take turns reading lines and dispatching them (the reader of a work request runs it and
+passes reading on: sidecar/protocol/turns.py) while the main thread waits for the end, so that a
+signal reaches it; answers and notifications go out through one writer. Ending:
 - `shutdown` (request): stop taking work, let running requests finish (cancelling them
   after `--shutdown-grace` seconds), answer null; then `exit` (notification) ends the process.
 - EOF on stdin: no new work; running requests finish (each within its own timeout) and
@@ -75,10 +76,7 @@ class Server:
         log.info("bmad-data sidecar %s ready (pid %d)", __version__, os.getpid())
         drain = True
         try:
-            for line in read_lines(self.stdin):
-                self.dispatcher.handle_line(line)
-                if self.session.exit_requested.is_set():
-                    break
+            self.dispatcher.serve(read_lines(self.stdin), self.session.exit_requested)
         except (KeyboardInterrupt, SystemExit):
             log.info("stopping on a signal")
             drain = False

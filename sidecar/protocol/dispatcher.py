@@ -1,8 +1,9 @@
 """From a decoded line to one method call, and from its outcome to one answer.
 
 Cheap methods (`system.resources`, `config.get`, `$/cancelRequest`) are served inline on
-the reader thread, so they are never queued behind a long query; work methods run on a
-thread pool. Every bad line gets its error and the next line is served normally. A request's
+the reader thread, so they are never queued behind a long query. Work methods run on the thread
+that read them when lines are read by `serve` (it passes reading on: `turns.py`), else (a batch's
+members, more requests at once than the limit) on a thread pool. Every bad line gets its error and the next line is served normally. A request's
 `Call` and the method table live in `calls.py` (named here too, where the methods import them
 from), the checks on values no method can take in `checks.py`.
 """
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import msgspec
 
@@ -31,6 +32,7 @@ from sidecar.protocol.calls import Call, MethodSpec, Registry
 from sidecar.protocol.checks import check_values, path_error
 from sidecar.protocol.framing import MAX_LINE_BYTES, LineTooLong, MessageWriter, error_message
 from sidecar.protocol.messages import CancelParams
+from sidecar.protocol.turns import Turns
 
 __all__ = ["Call", "MethodSpec", "Registry", "Dispatcher", "error_message"]
 
@@ -81,8 +83,15 @@ class Dispatcher:
         self.accepting = True
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._max_workers = max_workers
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
         self._decoder = msgspec.json.Decoder()
+        self._turns: Turns | None = None
+
+    def serve(self, lines: Iterator[bytes | LineTooLong], stop: threading.Event) -> None:
+        """Serve `lines` until they end or `stop` is set, reading on threads that take turns."""
+        self._turns = Turns(lines, self.handle_line, stop=stop, max_threads=self._max_workers)
+        self._turns.serve()
 
     # -- lines ---------------------------------------------------------------------------
 
@@ -124,7 +133,7 @@ class Dispatcher:
         if isinstance(message, list):
             self._handle_batch(message)
         else:
-            self._handle_one(message, self._send)
+            self._handle_one(message, self._send, may_keep=True)
 
     def _send(self, response: dict[str, Any] | None) -> None:
         if response is not None:
@@ -163,11 +172,12 @@ class Dispatcher:
 
     # -- one request ---------------------------------------------------------------------
 
-    def _handle_one(self, message: Any, reply: Reply) -> None:
-        """Serve one request or notification; `reply` is called exactly once, whatever happens."""
+    def _handle_one(self, message: Any, reply: Reply, *, may_keep: bool = False) -> None:
+        """Serve one request or notification; `reply` is called exactly once, whatever happens.
+        `may_keep`: a work request may run on this thread, if it is reading and can pass that on."""
         once = _Once(reply)
         try:
-            self._serve_one(message, once)
+            self._serve_one(message, once, may_keep)
         except Exception as exc:  # a bug: answer it with a stable code, and keep serving
             log.exception("internal error while dispatching a request")
             id = message.get("id") if isinstance(message, dict) else None
@@ -183,7 +193,7 @@ class Dispatcher:
                 err = InternalError(f"internal error while dispatching: {type(exc).__name__}: {exc}")
                 once(error_message(id, err))
 
-    def _serve_one(self, message: Any, reply: Reply) -> None:
+    def _serve_one(self, message: Any, reply: Reply, may_keep: bool) -> None:
         if not isinstance(message, dict):
             reply(
                 error_message(None, InvalidRequest(f"expected a JSON object, got {type(message).__name__}"))
@@ -203,7 +213,7 @@ class Dispatcher:
             reply(None if is_notification else {"jsonrpc": "2.0", "id": id, "result": None})
             return
         answer: Reply = (lambda response: reply(None)) if is_notification else reply
-        if spec.inline:
+        if spec.inline or (may_keep and self._turns is not None and self._turns.pass_turn()):
             self._run(call, spec, params, answer)
         else:
             call.future = self._pool.submit(self._run, call, spec, params, answer)
