@@ -44,10 +44,17 @@ def test_json_and_markdown_reports_hold_the_tables(sc: SidecarProcess, data_dir:
         assert c["report"]["charts"] == 0 and "matplotlib" in c["report"]["warnings"][0] and "[bench]" in text
 
 
-def test_a_report_outside_the_allowed_directories_is_refused(sc: SidecarProcess, tmp_path: Path) -> None:
-    with pytest.raises(RpcError) as err:
-        sc.request("bench.run", {**RUN, "report": {"path": "/etc/report.md"}}, timeout=240)
-    assert err.value.code == "ACCESS_DENIED"
+def test_a_report_that_cannot_be_written_is_refused_before_anything_runs(sc: SidecarProcess, data_dir: Path) -> None:
+    # a 1 GB run takes minutes: learning at its end that the report path was wrong loses them
+    for path, code in [("/etc/report.md", "ACCESS_DENIED"), (str(data_dir / "report.txt"), "INVALID_PARAMS"),
+                       (str(data_dir / "missing" / "report.md"), "INPUT_ERROR")]:  # fmt: skip
+        with pytest.raises(RpcError) as err:
+            sc.request("bench.run", {**RUN, "report": {"path": path}}, timeout=240)
+        assert err.value.code == code, path
+        with pytest.raises(RpcError) as err:
+            sc.request("bench.compare", {"baseline": "nothing-yet", "report": {"path": path}}, timeout=240)
+        assert err.value.code == code, path
+    assert sc.request("bench.list", {})["runs"] == []
 
 
 @pytest.mark.skipif(not have_matplotlib(), reason=NEEDS_EXTRA)

@@ -185,6 +185,8 @@ def run(call: Call, p: BenchRunParams) -> BenchRunResult:
     call.session.require()
     questions = questions_for(p.suite, p.questions)
     sizes = _sizes(p.sizes if p.sizes is not None else list(DEFAULT_SIZES[p.suite]))
+    if p.report is not None:
+        _report_target(call, p.report)  # a report that cannot be written is refused before the run
     store = _store(call)
     with _OneAtATime():
         ctx = _context(call, p.settings, p.seed, p.timeout_ms)
@@ -263,6 +265,8 @@ def _remeasure(call: Call, store: ResultStore, base: RunInfo, cand: RunInfo, sus
 def compare(call: Call, p: BenchCompareParams) -> BenchCompareResult:
     """Judge a candidate run against a baseline by the regression rule, re-measuring suspects first."""
     call.session.require()
+    if p.report is not None:
+        _report_target(call, p.report)  # before any re-measuring
     store = _store(call)
     base = store.resolve(p.baseline)
     cand = store.resolve(p.candidate) if p.candidate is not None else next(
@@ -302,9 +306,8 @@ def compare(call: Call, p: BenchCompareParams) -> BenchCompareResult:
     return msgspec.structs.replace(result, report=_write_report(call, p.report, cand, cases, result, result))
 
 
-def _write_report(call: Call, spec: ReportSpec, run: RunInfo, cases: list[CaseSummary],
-                  cmp: BenchCompareResult | None, whole: Any) -> ReportInfo:  # fmt: skip
-    """Write the report atomically (a temporary name, then a rename) inside the allowed directories."""
+def _report_target(call: Call, spec: ReportSpec) -> tuple[Path, str]:
+    """Where the report goes and in which format; checked before a run, which can take hours."""
     path = Path(spec.path).expanduser().resolve()
     allowed = [Path(d).resolve() for d in call.session.settings.allowed_directories]
     if not any(path.parent == d or d in path.parent.parents for d in allowed):
@@ -318,6 +321,13 @@ def _write_report(call: Call, spec: ReportSpec, run: RunInfo, cases: list[CaseSu
                             hint="Name it report.md, report.html or report.json, or pass format.")  # fmt: skip
     if not path.parent.is_dir():
         raise InputError(f"the directory of report {spec.path!r} does not exist", hint="Create it first.")
+    return path, fmt
+
+
+def _write_report(call: Call, spec: ReportSpec, run: RunInfo, cases: list[CaseSummary],
+                  cmp: BenchCompareResult | None, whole: Any) -> ReportInfo:  # fmt: skip
+    """Write the report atomically (a temporary name, then a rename) inside the allowed directories."""
+    path, fmt = _report_target(call, spec)
     data = [msgspec.to_builtins(x) for x in (run, cases, cmp)]
     warnings = [] if fmt == "json" or render.have_matplotlib() else [f"no charts: {render.CHARTS_EXTRA}"]
     drawn = 0
