@@ -156,24 +156,28 @@ class Worker:
                 )
             else:
                 raise InternalError(f"a {message.kind} job arrived without its spec")
-            self.send(Done(message.job, msgspec.to_builtins(result)))
+            answer: Done | Failed = Done(message.job, msgspec.to_builtins(result))
         except SidecarError as err:
-            self.send(Failed(message.job, err.code, err.message, err.hint, _plain(err.details)))
+            answer = Failed(message.job, err.code, err.message, err.hint, _plain(err.details))
         except Exception as exc:  # a bug in the engine: report it, keep the worker serving
             log.exception("job %d failed unexpectedly", message.job)
-            self.send(
-                Failed(message.job, "INTERNAL", f"{type(exc).__name__}: {exc}", InternalError.default_hint)
-            )
-        finally:
-            self.jobs.pop(message.job, None)
-            # An idle worker should hold next to nothing: admission control counts only running
-            # jobs. Reading RSS costs microseconds; shrinking DuckDB's limit costs a little more,
-            # so it happens only when there is something to give back.
-            if self._rss() > IDLE_RSS_BYTES:
-                try:
-                    self.engine.idle()
-                except Exception:
-                    log.warning("could not release cached memory after job %d", message.job, exc_info=True)
+            answer = Failed(message.job, "INTERNAL", f"{type(exc).__name__}: {exc}", InternalError.default_hint)
+        # Done before the answer goes: the sidecar sends the next job as soon as it has it, and
+        # that job must find this one gone (else it would run on a thread of its own) and the
+        # memory given back (else the release could shrink DuckDB's limit under it).
+        self.jobs.pop(message.job, None)
+        self._give_back(message.job)
+        self.send(answer)
+
+    def _give_back(self, number: int) -> None:
+        """An idle worker should hold next to nothing: admission control counts only running jobs.
+        Reading RSS costs microseconds; shrinking DuckDB's limit costs a little more, so it
+        happens only when there is something to give back."""
+        if self._rss() > IDLE_RSS_BYTES:
+            try:
+                self.engine.idle()
+            except Exception:
+                log.warning("could not release cached memory after job %d", number, exc_info=True)
 
 
 def _plain(details: dict[str, Any]) -> dict[str, Any]:
