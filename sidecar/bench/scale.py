@@ -2,7 +2,7 @@
 
     python -m sidecar.bench.scale [--sizes 1,3,10] [--dir /tmp/bmad-scale] [--budget 1GiB] [--threads 2]
                                   [--executors serial,local,ray] [--plain 1GiB,4GiB] [--queries q1,...]
-                                  [--parts 8] [--ray-address host:6379] [--json results.json]
+                                  [--parts 8|auto] [--timeout 600] [--ray-address host:6379] [--json results.json]
 
 For each size (GB of the groupby table, ~22.6 bytes a row in DuckDB's Parquet) it writes the data
 once (sidecar.bench.h2o_partitioned.prepare_all), then runs each question through the sidecar at
@@ -11,8 +11,8 @@ the budget (`settings.memory_limit`, a hard ceiling) with each executor, and pla
 - `serial`: a sidecar with one job at a time (BMAD_DATA_MAX_CONCURRENT_JOBS=1): parts one after another;
 - `local`: the default, parts that only read files run at once on free workers;
 - `ray`: `executor: {kind: ray}`: a local Ray head the sidecar starts, or `--ray-address`.
-Questions in SPLIT run with `partition: {parts: --parts}` so every executor really runs parts; the
-others as the estimate and the ladder decide. It prints one table per size, then per executor the
+Questions in SPLIT run with `partition: {parts: --parts}` so every executor really runs parts
+(`--parts auto`: as the estimate and the ladder decide, as the others always do). It prints one table per size, then per executor the
 exponent b of `time = a * size^b` fitted over the sizes (1 is linear), and the parallel model:
 from serial time T1 and local time T2 on this machine's C cores, the parallel share
 p = (1 - T2/T1) / (1 - 1/C) and the modelled time at N cores T1 * ((1 - p) + p / N).
@@ -75,24 +75,24 @@ def _start(root: Path, executor: str, budget: int) -> Any:
 
 
 def _sidecar(sc: Any, executor: str, sql: str, out: Path, budget: int, args: argparse.Namespace, split: bool) -> dict[str, Any]:
-    params: dict[str, Any] = {"sql": sql, "timeout_ms": TIMEOUT_S * 1000,
+    params: dict[str, Any] = {"sql": sql, "timeout_ms": args.timeout * 1000,
                               "settings": {"memory_limit": duckdb_size(budget), "threads": args.threads},
                               "output": {"path": str(out), "format": "parquet", "overwrite": True}}  # fmt: skip
-    if split:
-        params["partition"] = {"parts": args.parts}
+    if split and args.parts != "auto":
+        params["partition"] = {"parts": int(args.parts)}
     if executor == "ray":
         params["executor"] = {"kind": "ray", **({"address": args.ray_address} if args.ray_address else {})}
-    report = sampled_request(sc, params, budget + 1 * GiB, TIMEOUT_S + 60)
+    report = sampled_request(sc, params, budget + 1 * GiB, args.timeout + 60)
     stats = report.pop("stats")
     report.update(partitions=stats.get("partitions"), at_once=stats.get("parts_at_once"), nodes=len(stats.get("nodes") or {}))
     return report
 
 
-def _plain(root: Path, data: Path, limit: int, threads: int, sql: str, out: Path) -> dict[str, Any]:
+def _plain(root: Path, data: Path, limit: int, threads: int, sql: str, out: Path, timeout_s: int) -> dict[str, Any]:
     """Plain DuckDB at `limit` in a fresh child (sidecar.bench.headroom.run_one samples and guards it)."""
     spec = {"memory_limit": duckdb_size(limit), "threads": threads, "temp_directory": str(root / "spill-plain"),
             "max_temp_directory_size": "40GiB", "data": str(data), "sql": f"COPY ({sql}) TO '{out}' (FORMAT parquet)"}  # fmt: skip
-    return run_one(spec, limit, TIMEOUT_S)
+    return run_one(spec, limit, timeout_s)
 
 
 def _cell(r: dict[str, Any] | None) -> str:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> None:
                     if not row[executor]["sidecar_alive"]:
                         sidecars[executor] = _start(root, executor, budget)
                 for limit in plains:
-                    row[f"plain {limit}"] = _plain(root, x, parse_size(limit), args.threads, sql, out)
+                    row[f"plain {limit}"] = _plain(root, x, parse_size(limit), args.threads, sql, out, args.timeout)
                     sys.stderr.write(f"{size:g} GB {query} plain {limit}: {_cell(row[f'plain {limit}'])}\n")
                 out.unlink(missing_ok=True)
                 rows.append(row)
@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", default="/tmp/bmad-scale")
     parser.add_argument("--budget", default="1GiB")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", type=int, default=8)
+    parser.add_argument("--parts", default="8", help='parts for the SPLIT questions, or "auto": the estimate decides')
+    parser.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds per question and side")
     parser.add_argument("--executors", default=",".join(EXECUTORS))
     parser.add_argument("--plain", default="1GiB,4GiB", help="plain DuckDB memory limits")
     parser.add_argument("--queries", default=",".join(QUERIES))
