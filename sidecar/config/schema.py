@@ -18,6 +18,7 @@ __all__ = [
     "DuckDBConfig",
     "SpillingConfig",
     "ProfileMonitoring",
+    "ExecutionConfig",
     "Profile",
     "MemoryTemplates",
     "DuckDBMemoryThresholds",
@@ -85,12 +86,18 @@ class OutputConfig(_Shape):
     compression: str | None = None
 
 
+class ExecutionConfig(_Shape):
+    executor: str | None = None
+    """Where split parts run when a request names no `executor`: "local", "ray" or "ray:<address>"."""
+
+
 class Profile(_Shape):
     description: str | None = None
     system_requirements: Any = None
     duckdb_config: DuckDBConfig = DuckDBConfig()
     spilling_config: SpillingConfig = SpillingConfig()
     output: OutputConfig = OutputConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     monitoring: ProfileMonitoring = ProfileMonitoring()
 
 

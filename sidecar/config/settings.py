@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from sidecar.config.diagnostics import Diagnostic
+from sidecar.errors import did_you_mean
 
 __all__ = [
     "Settings",
@@ -62,7 +63,7 @@ def to_executor(value: object) -> str:
     kind, _, address = text.partition(":")
     if kind.lower() in ("local", "ray") and not (kind.lower() == "local" and address):
         return kind.lower() + (f":{address}" if address else "")
-    raise ValueError("expected local, ray, or ray:<address>")
+    raise ValueError(f"expected local, ray, or ray:<address>{did_you_mean(kind.lower(), ('local', 'ray'))}")
 
 
 def steady_spill_size(room: int) -> int:
@@ -202,3 +203,4 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     executor: str = "local"
     """`execution.executor`: where split parts run when a request names no `executor`: "local",
     "ray" (a local Ray head) or "ray:<address>" (docs/architecture/distributed-execution.md)."""
+
