@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from sidecar.config.settings import HandOff
+
 __all__ = [
     "MemoryLimit",
     "DuckDBConfig",
@@ -192,6 +194,9 @@ class ResourceThresholds(_Shape):
     notification_channels: Any = None
     scaling_triggers: Any = None
     """Plain data here; sidecar.monitor.triggers re-reads it (and degradation_procedures) with its lines."""
+    hand_off: HandOff | None = None
+    """`scaling_triggers.executor_scaling`, read by sidecar.config.hand_off: a rule for the job
+    runner, not an alert."""
     degradation_procedures: Any = None
     environment_overrides: dict[str, EnvironmentOverride] = {}
 
