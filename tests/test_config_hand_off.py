@@ -13,6 +13,7 @@ from sidecar.monitor.config import monitor_config
 from sidecar.resources import detect_resources
 
 THRESHOLDS = "data/resource-thresholds-config.yaml"
+DOC = Path(__file__).parents[1] / "docs" / "architecture" / "distributed-execution.md"
 COMMENTED = "# scaling_triggers:"
 
 
@@ -49,6 +50,17 @@ def test_the_shipped_group_uncommented_is_the_setting_with_its_line(pack_dir: Pa
     config = monitor_config(pack, str(tmp_path / "state"))
     assert not [r.name for r in config.rules.rules if r.name.startswith("executor_scaling")]
     assert not [d for d in config.diagnostics if "executor_scaling" in d.path]
+
+
+def test_the_documented_group_is_the_shipped_one(pack_dir: Path) -> None:
+    text = DOC.read_text()
+    section = text[text.index("## Handing jobs to Ray automatically") :]
+    block = section[section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml\n") + 8)]
+    path = pack_dir / THRESHOLDS
+    path.write_text(path.read_text() + "\n" + block)
+    pack = load_pack(pack_dir, env={})
+    assert pack.ok and pack.thresholds is not None, pack.errors
+    assert pack.thresholds.hand_off == HandOff(max_local_parts=16, max_machine_percent=100.0, address="head:6379")
 
 
 def test_the_smallest_number_of_a_measure_wins_and_ray_alone_is_a_local_head(pack_dir: Path) -> None:

@@ -129,3 +129,42 @@ def test_without_the_ray_package_a_hand_off_stays_here_and_the_attempt_says_why(
     while not any("not handed to Ray" in line for line in sidecar.stderr_tail):
         assert time.monotonic() < deadline, list(sidecar.stderr_tail)[-10:]
         time.sleep(0.1)
+
+
+HOLISTIC = (
+    "SELECT g, median(v) AS m, list(v) AS l FROM "
+    "(SELECT i % 400000 AS g, hash(i) % 1000 AS v FROM range(4000000) t(i)) GROUP BY g"
+)
+"""Too big for a 128 MiB budget whole (tests/test_ray_executor.py runs it on Ray at that budget)."""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_job_whose_estimate_outgrows_the_machine_share_goes_to_ray(
+    start: Callable[..., SidecarProcess], cluster: Any  # noqa: F811
+) -> None:
+    rule = f"      - {{condition: estimate_machine_percent > 5, action: run_on_ray, address: 'ray:{cluster.address}'}}\n"
+    sidecar = start(rule, BMAD_DATA_MACHINE_BUDGET="2GiB")
+    request = {"sql": HOLISTIC, "max_rows": 3, "settings": {"memory_limit": "256MiB"}}
+    result = sidecar.request("query.run", request, timeout=500)
+    estimate = result["stats"]["estimate"]
+    assert estimate["parts"] >= 2 and estimate["bytes"] > 2 * 1024**3 * 5 // 100, estimate
+    executor, why = _where(result)
+    assert executor == f"ray:{cluster.address}" and why.startswith("estimate_machine_percent "), why
+    assert result["row_count"] == 3 and all(len(row[2]) == 10 for row in result["rows"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_ladders_split_rung_after_an_out_of_memory_goes_to_ray(
+    start: Callable[..., SidecarProcess], cluster: Any  # noqa: F811
+) -> None:
+    sidecar = start(f"      - {{condition: split_parts > 1, action: run_on_ray, address: 'ray:{cluster.address}'}}\n")
+    request = {"sql": HOLISTIC, "max_rows": 3, "settings": {"memory_limit": "128MiB"}, "partition": {"parts": 0}}
+    result = sidecar.request("query.run", request, timeout=500)
+    attempts = result["stats"]["attempts"]
+    assert attempts[0]["outcome"] != "ok" and attempts[0]["executor"] is None, attempts  # whole: no parts to hand off
+    last = attempts[-1]
+    assert last["rung"] == "partition" and last["executor"] == f"ray:{cluster.address}", attempts
+    assert last["hand_off"] == f"split_parts {result['stats']['partitions']} > 1"
+    assert result["row_count"] == 3 and all(len(row[2]) == 10 for row in result["rows"])
