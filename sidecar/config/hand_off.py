@@ -23,7 +23,14 @@ from sidecar.config.validate import Ctx
 from sidecar.config.yamlload import MarkedDict, MarkedList
 from sidecar.errors import did_you_mean
 
-__all__ = ["HAND_OFF_ACTIONS", "HAND_OFF_GROUP", "HAND_OFF_MEASURES", "HAND_OFF_PATH", "parse_hand_off_condition", "read_hand_off"]
+__all__ = [
+    "HAND_OFF_ACTIONS",
+    "HAND_OFF_GROUP",
+    "HAND_OFF_MEASURES",
+    "HAND_OFF_PATH",
+    "parse_hand_off_condition",
+    "read_hand_off",
+]
 
 HAND_OFF_GROUP = "executor_scaling"
 """The group of `scaling_triggers` that holds the hand-off rule (and nothing the monitor reads)."""
@@ -76,10 +83,12 @@ def read_hand_off(scaling: Any, ctx: Ctx) -> HandOff | None:
     group = scaling[HAND_OFF_GROUP]
     for key in group if isinstance(group, MarkedDict) else ():
         if key != _LIST:
-            ctx.add("error", group.key_pos[key], f"{path}.{key}", f"unknown key '{key}'{did_you_mean(key, [_LIST])}", _HINT)
+            unknown = f"unknown key '{key}'{did_you_mean(key, [_LIST])}"
+            ctx.add("error", group.key_pos[key], f"{path}.{key}", unknown, _HINT)
     items = group.get(_LIST) if isinstance(group, MarkedDict) else None
     if not isinstance(items, MarkedList):
-        ctx.add("error", scaling.value_pos[HAND_OFF_GROUP], path, f"expected `{_LIST}:` with a list of triggers", _HINT)
+        expected = f"expected `{_LIST}:` with a list of triggers"
+        ctx.add("error", scaling.value_pos[HAND_OFF_GROUP], path, expected, _HINT)
         return None
     found: dict[str, float] = {}
     addresses: dict[str | None, str] = {}
@@ -90,16 +99,17 @@ def read_hand_off(scaling: Any, ctx: Ctx) -> HandOff | None:
             continue
         for key in item:
             if key not in _KEYS:
-                ctx.add("error", item.key_pos[key], f"{where}.{key}", f"unknown key '{key}'{did_you_mean(key, _KEYS)}",
-                        f"A hand-off trigger takes {', '.join(_KEYS)}.")
+                unknown = f"unknown key '{key}'{did_you_mean(key, _KEYS)}"
+                ctx.add("error", item.key_pos[key], f"{where}.{key}", unknown, f"A trigger takes {', '.join(_KEYS)}.")
         action = str(item["action"])
         if action not in HAND_OFF_ACTIONS:
             ctx.add("error", item.value_pos["action"], f"{where}.action",
                     f"unknown hand-off action '{action}'{did_you_mean(action, HAND_OFF_ACTIONS)}", _HINT)
         parsed = parse_hand_off_condition(str(item["condition"]))
         if isinstance(parsed, str):
+            measures = "; ".join(f"{k}: {v}" for k, v in HAND_OFF_MEASURES.items())
             ctx.add("error", item.value_pos["condition"], f"{where}.condition", f"hand-off not applied: {parsed}",
-                    f"The measures: {'; '.join(f'{k}: {v}' for k, v in HAND_OFF_MEASURES.items())}.")
+                    f"The measures: {measures}.")
         else:
             measure, number = parsed
             found[measure] = min(number, found.get(measure, number))  # the first to fire decides
