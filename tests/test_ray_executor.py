@@ -146,11 +146,11 @@ def test_a_full_order_by_to_a_file_on_ray_comes_out_in_order(
     assert written == duckdb.connect().execute(sql).fetchall()
 
 
-@pytest.mark.timeout(120)
-def test_without_the_ray_package_the_request_is_refused_naming_the_extra(tmp_path: Path) -> None:
-    blocker = tmp_path / "blocker"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(
+def ray_blocker(directory: Path) -> Path:
+    """A directory whose sitecustomize.py makes `import ray` fail: on a child's PYTHONPATH, the
+    child runs as if the `ray` extra were not installed."""
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(
         "import sys\n"
         "class _NoRay:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
@@ -158,6 +158,12 @@ def test_without_the_ray_package_the_request_is_refused_naming_the_extra(tmp_pat
         "            raise ImportError('No module named ray (blocked by the test)')\n"
         "sys.meta_path.insert(0, _NoRay())\n"
     )
+    return directory
+
+
+@pytest.mark.timeout(120)
+def test_without_the_ray_package_the_request_is_refused_naming_the_extra(tmp_path: Path) -> None:
+    blocker = ray_blocker(tmp_path / "blocker")
     (tmp_path / "data").mkdir()
     process = _start(tmp_path, PYTHONPATH=str(blocker))
     try:

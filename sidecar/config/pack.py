@@ -17,6 +17,7 @@ import msgspec
 import sidecar.config.rules as rules
 from sidecar.config.diagnostics import Diagnostic, Severity
 from sidecar.config.flags import Flags, build_flags
+from sidecar.config.hand_off import read_hand_off
 from sidecar.config.schema import (
     CliIntegration,
     FeatureFlagsFile,
@@ -216,6 +217,8 @@ def _load_file(role: str, path: Path, env: Mapping[str, str], diagnostics: list[
         value = _walk_templates(doc, ctx)
     else:
         value = walk(_FILE_SPECS[role], doc, ctx, "", None)
+    if role == "thresholds" and value is not MISSING:  # the one group of scaling_triggers the runner reads
+        value = msgspec.structs.replace(value, hand_off=read_hand_off(doc.get("scaling_triggers"), ctx))
     diagnostics.extend(ctx.diagnostics)
     if value is MISSING:
         return None

@@ -69,6 +69,7 @@ class ProfileFields:
                 add(key, f"duckdb_config.{key}", getattr(duck, key))
             add("log_level", "monitoring.log_level", mon.log_level)
             add("output_compression", "output.compression", prof.output.compression)
+            add("executor", "execution.executor", prof.execution.executor)
         th = pack.thresholds
         if th is not None and th.performance_thresholds.query_execution.timeout_threshold is not None:
             key_path = "performance_thresholds.query_execution.timeout_threshold"

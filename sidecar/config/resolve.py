@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 from sidecar.config.budget import auto_budget, job_budget, job_threads, memory_origin, warn_at
 from sidecar.config.diagnostics import Diagnostic
+from sidecar.config.hand_off import HAND_OFF_PATH
 from sidecar.config.pack import Pack
 from sidecar.config.profile_layer import ProfileFields, find_profile
 from sidecar.config.settings import (
@@ -186,6 +187,12 @@ def resolve_settings(
     sources["allowed_directories"] = "auto: cwd, state dir, temp dir, database dir" + (
         f" + env:{ALLOWED_DIRS_ENV}" if env.get(ALLOWED_DIRS_ENV) else ""
     )
+    hand_off = pack.thresholds.hand_off if pack.thresholds is not None else None
+    sources["hand_off"] = (
+        f"file:{pack.thresholds.path}:{pack.thresholds.positions[HAND_OFF_PATH][0]}"
+        if pack.thresholds is not None and hand_off is not None
+        else "auto: off (no scaling_triggers.executor_scaling in the thresholds file)"
+    )
     sources["state_directory"] = state_src
     sources["effective_memory_bytes"] = memory_origin(resources)
     return Settings(
@@ -220,6 +227,7 @@ def resolve_settings(
         ),
         output_compression=pick("output_compression", "output_compression", lambda: ("auto", "snappy")),
         executor=pick("executor", "executor", lambda: ("auto: this machine's workers", "local")),
+        hand_off=hand_off,
         sources=sources,
         diagnostics=diags,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import sidecar.config.schema as s
+from sidecar.config.settings import to_executor
 from sidecar.config.validate import (
     INFO,
     Ctx,
@@ -165,6 +166,7 @@ PROFILE = Section(
             },
         ),
         "output": Section(s.OutputConfig, {"compression": Leaf(to_compression)}),
+        "execution": Section(s.ExecutionConfig, {"executor": Leaf(to_executor)}),
         "monitoring": Section(
             s.ProfileMonitoring,
             {

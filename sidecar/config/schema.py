@@ -13,11 +13,14 @@ from typing import Any
 
 import msgspec
 
+from sidecar.config.settings import HandOff
+
 __all__ = [
     "MemoryLimit",
     "DuckDBConfig",
     "SpillingConfig",
     "ProfileMonitoring",
+    "ExecutionConfig",
     "Profile",
     "MemoryTemplates",
     "DuckDBMemoryThresholds",
@@ -85,12 +88,18 @@ class OutputConfig(_Shape):
     compression: str | None = None
 
 
+class ExecutionConfig(_Shape):
+    executor: str | None = None
+    """Where split parts run when a request names no `executor`: "local", "ray" or "ray:<address>"."""
+
+
 class Profile(_Shape):
     description: str | None = None
     system_requirements: Any = None
     duckdb_config: DuckDBConfig = DuckDBConfig()
     spilling_config: SpillingConfig = SpillingConfig()
     output: OutputConfig = OutputConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     monitoring: ProfileMonitoring = ProfileMonitoring()
 
 
@@ -185,6 +194,9 @@ class ResourceThresholds(_Shape):
     notification_channels: Any = None
     scaling_triggers: Any = None
     """Plain data here; sidecar.monitor.triggers re-reads it (and degradation_procedures) with its lines."""
+    hand_off: HandOff | None = None
+    """`scaling_triggers.executor_scaling`, read by sidecar.config.hand_off: a rule for the job
+    runner, not an alert."""
     degradation_procedures: Any = None
     environment_overrides: dict[str, EnvironmentOverride] = {}
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import msgspec
 
 from sidecar.config.diagnostics import Diagnostic
+from sidecar.errors import did_you_mean
 
 __all__ = [
+    "HandOff",
     "Settings",
     "Thresholds",
     "RESERVE_BYTES",
@@ -62,7 +64,7 @@ def to_executor(value: object) -> str:
     kind, _, address = text.partition(":")
     if kind.lower() in ("local", "ray") and not (kind.lower() == "local" and address):
         return kind.lower() + (f":{address}" if address else "")
-    raise ValueError("expected local, ray, or ray:<address>")
+    raise ValueError(f"expected local, ray, or ray:<address>{did_you_mean(kind.lower(), ('local', 'ray'))}")
 
 
 def steady_spill_size(room: int) -> int:
@@ -171,6 +173,19 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
     spill_critical_bytes: int = 0
 
 
+class HandOff(msgspec.Struct, frozen=True, kw_only=True):
+    """When a split job leaves this machine for Ray: the thresholds file's
+    `scaling_triggers.executor_scaling.hand_off_triggers` (docs/architecture/distributed-execution.md)."""
+
+    max_local_parts: int | None = None
+    """`split_parts > N`: an attempt split into more than N parts runs its parts on Ray."""
+    max_machine_percent: float | None = None
+    """`estimate_machine_percent > P`: a job whose estimate needs more than P% of the machine budget
+    runs its parts on Ray."""
+    address: str | None = None
+    """The Ray cluster to join ("head:6379", "ray://head:10001"); None: a local head this sidecar starts."""
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything one job runs with, and where each value came from (`sources`)."""
 
@@ -202,3 +217,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     executor: str = "local"
     """`execution.executor`: where split parts run when a request names no `executor`: "local",
     "ray" (a local Ray head) or "ray:<address>" (docs/architecture/distributed-execution.md)."""
+    hand_off: HandOff | None = None
+    """When a job the local executor would run goes to Ray instead; None: never (the default)."""

@@ -30,6 +30,7 @@ from sidecar.engine.outputs import pid_alive
 from sidecar.errors import SidecarError
 from sidecar.jobs.estimate import estimate
 from sidecar.jobs.executors import ParallelParts
+from sidecar.jobs.hand_off import hand_off_split
 from sidecar.jobs.kept import job_directory, read_record, schema_plan_sql, scratch_schema
 from sidecar.jobs.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
 from sidecar.jobs.ray_executor import RayCluster, RayParts, import_ray
@@ -112,6 +113,8 @@ class JobRunner:
         if guess is not None and guess.parts > 0:
             log.info("job %s: split up front into %d parts (%s)", call.id, guess.parts, guess.basis)
         up_front = parts if parts else guess.parts if guess is not None else 0
+        if executor is None:  # the request named none and the config's is local: the hand-off rule may apply
+            split = hand_off_split(settings, guess.bytes if guess is not None else None, self.split, self.ray)
         result = self._run(
             "query",
             spec,

@@ -115,6 +115,12 @@ class Attempt(msgspec.Struct, frozen=True):
     """Set when the watchdog grew the ceiling in place during this attempt."""
     skipped: dict[str, str] = {}
     """After a failure: why each rung of the retry ladder it passed over could not help."""
+    executor: str | None = None
+    """A split attempt under a hand-off rule (`scaling_triggers.executor_scaling`): where its parts
+    ran, "local", "ray" (a local head) or "ray:<address>"; None when no rule was in force."""
+    hand_off: str | None = None
+    """Why the rule sent the parts to Ray ("split_parts 8 > 4"), and, when they stayed here all
+    the same, why they did (no `ray` package, parts that read tables of the database)."""
 
 
 class Estimate(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -8,6 +8,7 @@ same hysteresis), is delivered and acts like any alert, its actions named in `ac
   info. Scaling up a sidecar means new jobs start with `scale_factor` times their memory ceiling
   (up to `max_memory` and the machine budget) or more of them run at once (up to
   `max_connections`); the watchdog already grows a running job in place when the machine has room.
+- `scaling_triggers.executor_scaling` is skipped: it hands jobs to Ray (sidecar.config.hand_off).
 - `degradation_procedures.memory_pressure.stage_<n>_<pct>_percent` (`actions`, `message`): rule
   `memory_pressure_stage_<n>` on the machine's used memory (`system_memory_percent`) at `<pct>`,
   severity warning, critical, emergency by stage.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sidecar.config.hand_off import HAND_OFF_GROUP
 from sidecar.config.validate import Ctx
 from sidecar.config.yamlload import MarkedDict, MarkedList
 from sidecar.errors import did_you_mean
@@ -134,6 +136,10 @@ def _size(raw: Any) -> int | None:
 def _scaling(raw: MarkedDict, ctx: Ctx, file: str) -> list[AlertRule]:
     rules = []
     for group, kinds in raw.items():
+        if group == HAND_OFF_GROUP:
+            # the hand-off to Ray is a rule for the job runner, read (and checked at its lines) with
+            # the thresholds file by sidecar.config.hand_off: no alert rule, and no warning here
+            continue
         if not isinstance(kinds, MarkedDict):
             ctx.add("warning", raw.value_pos[group], f"scaling_triggers.{group}", "expected a mapping of *_triggers lists")
             continue
