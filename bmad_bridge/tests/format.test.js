@@ -115,3 +115,13 @@ test('a big result reaches stdout in writes of about 1 MiB, never as one string'
     if (json) assert.deepEqual(JSON.parse(text), { type: 'result', command: 'query', data });
   }
 });
+
+test('the split line says where the parts ran and which hand-off rule sent them (stats.attempts, issue 16)', () => {
+  const { splitLine } = require('../lib/cli/commands/query');
+  const attempt = (extra) => ({ number: 1, rung: 'partition', outcome: 'ok', ...extra });
+  const ray = { partitions: 8, attempts: [attempt({ executor: 'ray', hand_off: 'split_parts 8 > 4' })] };
+  assert.equal(splitLine(ray), '🧩 Ran in 8 parts on Ray (as asked); hand-off rule: split_parts 8 > 4');
+  const stayed = { partitions: 8, attempts: [attempt({ executor: 'local', hand_off: 'split_parts 8 > 4; stayed here: no ray package' })] };
+  assert.equal(splitLine(stayed), '🧩 Ran in 8 parts (as asked); hand-off rule: split_parts 8 > 4; stayed here: no ray package');
+  assert.equal(splitLine({ partitions: 2, attempts: [attempt({})] }), '🧩 Ran in 2 parts (as asked)');
+});

@@ -157,7 +157,10 @@ function splitLine(stats) {
   const extra = [];
   if (stats.reused_parts) extra.push(`${stats.reused_parts} reused`);
   if (stats.resplit_parts) extra.push(`${stats.resplit_parts} split again`);
-  return `🧩 Ran in ${stats.partitions} parts (${why})${extra.length ? `; ${extra.join(', ')}` : ''}`;
+  const last = (stats.attempts || [])[(stats.attempts || []).length - 1] || {};
+  const where = last.executor && last.executor !== 'local' ? ` on ${last.executor === 'ray' ? 'Ray' : last.executor}` : '';
+  if (last.hand_off) extra.push(`hand-off rule: ${last.hand_off}`);
+  return `🧩 Ran in ${stats.partitions} parts${where} (${why})${extra.length ? `; ${extra.join(', ')}` : ''}`;
 }
 
 module.exports = { register, statsLine, splitLine };
