@@ -249,11 +249,10 @@ def sample_sql(plan: Plan) -> str | None:
     both errors are safe: keys clustered in file order make the estimate too low (the ladder then
     splits after a failed attempt, as it always did), unique runs make it too high (a split that
     was not needed)."""
-    select = parse_select(plan.sql)
-    if select.args.get("joins") or select.args.get("from_") is None or not plan.key_exprs:
+    outer = parse_select(plan.sql)
+    select = outer if plan.shape == "global_aggregate" else _keys_scope(outer)
+    if select is None or select.args.get("joins") or select.args.get("from_") is None or not plan.key_exprs:
         return None
-    if plan.shape != "global_aggregate" and not _splits_itself(select):
-        return None  # split through a subquery or CTE: its keys are not in this query's scope
     keys = [exp.maybe_parse(k, dialect="duckdb") for k in plan.key_exprs]
     if any(k.find(exp.Star) is not None or "COLUMNS" in k.sql("duckdb").upper() for k in keys):
         return None
@@ -261,12 +260,42 @@ def sample_sql(plan: Plan) -> str | None:
     for arg in ("with_", "from_", "where"):
         if select.args.get(arg) is not None:
             inner.set(arg, select.args[arg].copy())
+    if inner.args.get("with_") is None and select is not outer and outer.args.get("with_") is not None:
+        inner.set("with_", outer.args["with_"].copy())  # a CTE's body may read the CTEs before it
     inner.set("limit", exp.Limit(expression=exp.Literal.number(GROUP_SAMPLE_ROWS)))
     names = ", ".join(f'"__k{i}"' for i in range(len(keys)))
     return (
         "SELECT count(*) AS d, count(*) FILTER (WHERE c = 1) AS f1, count(*) FILTER (WHERE c = 2) AS f2, "
         f"coalesce(sum(c), 0) AS n FROM (SELECT count(*) AS c FROM ({inner.sql('duckdb')}) GROUP BY {names})"
     )
+
+
+def _keys_scope(select: exp.Select) -> exp.Select | None:
+    """The SELECT whose GROUP BY, DISTINCT or window holds the keys: this one, or the one that a
+    chain of single subqueries or CTEs in FROM leads to (the top-n written over a windowed
+    subquery, a GROUP BY in a CTE the outer query only filters); None past a join or anything else.
+
+    >>> _keys_scope(parse_select("SELECT * FROM (SELECT k, row_number() OVER (PARTITION BY k) AS r FROM x) WHERE r <= 2")).sql()
+    'SELECT k, ROW_NUMBER() OVER (PARTITION BY k) AS r FROM x'
+    >>> _keys_scope(parse_select("WITH g AS (SELECT k, sum(v) AS s FROM x GROUP BY k) SELECT * FROM g WHERE s > 0")).sql()
+    'SELECT k, SUM(v) AS s FROM x GROUP BY k'
+    >>> _keys_scope(parse_select("SELECT * FROM a JOIN (SELECT k FROM b GROUP BY k) USING (k)")) is None
+    True
+    """
+    with_ = select.args.get("with_")
+    ctes = {c.alias_or_name: c.this for c in with_.expressions} if with_ is not None else {}
+    for _ in range(16):  # deeper chains are not looked into: the EXPLAIN alone decides
+        if _splits_itself(select):
+            return select
+        source = select.args.get("from_")
+        node = source.this if source is not None and not select.args.get("joins") else None
+        if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Select):
+            select = node.this
+        elif isinstance(node, exp.Table) and not node.db and isinstance(ctes.get(node.name), exp.Select):
+            select = ctes[node.name]
+        else:
+            return None
+    return None
 
 
 def _splits_itself(select: exp.Select) -> bool:
