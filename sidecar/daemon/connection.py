@@ -61,18 +61,13 @@ class Connection:
         return client.get("name") if isinstance(client, dict) else None
 
     def serve(self) -> None:
-        reason = "disconnect"
+        """Serve the client's lines as the stdio sidecar does (threads taking turns to read, the
+        reader of a work request running it) until it disconnects, is dropped or says `exit`."""
         try:
             with self.sock.makefile("rb") as stream:
-                for line in read_lines(stream):
-                    self.dispatcher.handle_line(line)
-                    if self.session.exit_requested.is_set():
-                        reason = "exit"
-                        break
-        except OSError as exc:  # a reset, or `drop` closed the socket under the reader
-            log.debug("client %d: %s", self.number, exc)
+                self.dispatcher.serve(read_lines(stream), self.session.exit_requested)
         finally:
-            self.close(reason)
+            self.close("exit" if self.session.exit_requested.is_set() else "disconnect")
 
     def drop(self) -> None:
         """End the connection from any thread (a client that reads nothing): the reader wakes on EOF."""

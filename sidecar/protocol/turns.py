@@ -90,6 +90,9 @@ class Turns:
             return
         try:
             line = next(self._lines, None)
+        except OSError as exc:  # a reset connection, or a socket shut down under the reader
+            log.debug("reading requests ended: %s", exc)
+            line = None
         except Exception:
             log.exception("reading requests failed; taking it as the end of input")
             line = None
