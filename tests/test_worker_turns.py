@@ -70,3 +70,13 @@ def test_two_jobs_at_once_still_leave_a_reader_for_their_interrupts(worker, tmp_
     assert found[2].error.code == "CANCELLED"
     worker.start(run(tmp_path, 3, "SELECT 3 AS n"))  # and the worker serves on
     assert outcomes(worker, [3], timeout=30)[3].result["rows"] == [[3]]
+
+
+def test_a_frame_that_does_not_decode_ends_the_worker_so_the_sidecar_replaces_it(worker):
+    # whichever of the two threads reads it, the worker stops (exit code 0) rather than
+    # serving on with one thread, where nobody would read an interrupt while a job runs
+    from sidecar.workers.protocol import write_frame
+
+    with worker._lock:
+        write_frame(worker.proc.stdin, b"\xc1 not msgpack")  # a raw frame no decoder accepts
+    assert worker.proc.wait(timeout=30) == 0

@@ -90,7 +90,14 @@ class Worker:
         """Read commands while it is this thread's turn; run the job that ends the turn; repeat."""
         while True:
             with self._reading:
-                item = None if self._stopping else self._read_until_job()
+                try:
+                    item = None if self._stopping else self._read_until_job()
+                except Exception:  # a frame that does not decode: the stream is broken, end the
+                    # worker (both threads) so the sidecar sees it die and starts another
+                    log.exception("unreadable command; stopping")
+                    self._stopping, item = True, None
+                    for running in list(self.jobs.values()):
+                        running.cancel("shutdown")
             if item is None:
                 return
             message, job = item
