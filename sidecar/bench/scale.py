@@ -164,13 +164,20 @@ def run(args: argparse.Namespace) -> None:
         sys.stdout.write(f"- parallel model at {size:g} GB: p = {p:.2f}; {model} (a model, not measured)\n")
 
 
+def _parts(value: str) -> str:
+    """`--parts`: "auto" or a number of parts from 2 to 256, checked before any data is written."""
+    if value != "auto" and not (value.isdigit() and 2 <= int(value) <= 256):
+        raise argparse.ArgumentTypeError(f'{value!r}: give "auto" or a number of parts from 2 to 256')
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="1,3,10", help="GB of Parquet, comma-separated")
     parser.add_argument("--dir", default="/tmp/bmad-scale")
     parser.add_argument("--budget", default="1GiB")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", default="8", help='parts for the SPLIT questions, or "auto": the estimate decides')
+    parser.add_argument("--parts", default="8", type=_parts, help='parts for the SPLIT questions, or "auto": the estimate decides')
     parser.add_argument("--timeout", type=int, default=TIMEOUT_S, help="seconds per question and side")
     parser.add_argument("--executors", default=",".join(EXECUTORS))
     parser.add_argument("--plain", default="1GiB,4GiB", help="plain DuckDB memory limits")
