@@ -82,7 +82,9 @@ class Session:
         self._lock = threading.Lock()
         self._watch = watch
         self._watcher: Any = None
-        self.pack, self.settings = self._load(self.config_dir, strict=False)
+        # a daemon's sessions start from its engine's settings, so their auto spill sizes agree
+        start = engine.settings if engine is not None else None
+        self.pack, self.settings = self._load(self.config_dir, strict=False, previous=start)
         self.owns_engine = engine is None
         self.engine = JobRunner(self.settings, self.env) if engine is None else engine
         if self.owns_engine:
@@ -91,15 +93,23 @@ class Session:
 
     # -- config --------------------------------------------------------------------------
 
-    def _load(self, config_dir: Path, *, strict: bool) -> tuple[Pack, Settings]:
-        """Load and resolve; with `strict`, a config with errors raises instead of being kept."""
+    def _load(
+        self, config_dir: Path, *, strict: bool, previous: Settings | None = None
+    ) -> tuple[Pack, Settings]:
+        """Load and resolve; with `strict`, a config with errors raises instead of being kept.
+        `previous` keeps an auto spill size steady (`steady_spill_size`)."""
         pack = self._load_pack(config_dir, self.env)
         if strict and not pack.ok:
             raise _invalid(pack)
         if not pack.ok:
             log.error("config in %s has errors; data methods will answer CONFIG_INVALID", config_dir)
         settings = resolve_settings(
-            pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env
+            pack,
+            self.resources,
+            profile=self.profile,
+            overrides=self.overrides,
+            env=self.env,
+            previous=previous,
         )
         return pack, settings
 
@@ -122,7 +132,7 @@ class Session:
             self.profile = profile if profile is not None else self.profile
             self.overrides = dict(overrides) if overrides is not None else self.overrides
             try:
-                self.pack, self.settings = self._load(self.config_dir, strict=False)
+                self.pack, self.settings = self._load(self.config_dir, strict=False, previous=self.settings)
             except Exception:
                 self.config_dir, self.profile, self.overrides, self.env = previous
                 raise
@@ -132,7 +142,7 @@ class Session:
     def reload(self) -> Pack:
         """Re-read the files; keep the last good config when the new one has errors."""
         with self._lock:
-            pack, settings = self._load(self.config_dir, strict=True)
+            pack, settings = self._load(self.config_dir, strict=True, previous=self.settings)
             self.pack, self.settings = pack, settings
         self._settle(settings)
         return pack
@@ -159,7 +169,12 @@ class Session:
         try:
             with self._lock:
                 settings = resolve_settings(
-                    pack, self.resources, profile=self.profile, overrides=self.overrides, env=self.env
+                    pack,
+                    self.resources,
+                    profile=self.profile,
+                    overrides=self.overrides,
+                    env=self.env,
+                    previous=self.settings,
                 )
                 self.pack, self.settings = pack, settings
             self._settle(settings)
@@ -204,6 +219,7 @@ class Session:
             overrides=self.overrides,
             env=self.env,
             request=request,
+            previous=self.settings,
         )
 
     def refresh_resources(self) -> Resources:

@@ -60,9 +60,11 @@ def resolve_settings(
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     request: Mapping[str, Any] | None = None,
+    previous: Settings | None = None,
 ) -> Settings:
     """Build one job's frozen Settings; InvalidParams for a bad request/override, ConfigInvalid
-    for an unknown profile or a bad environment variable."""
+    for an unknown profile or a bad environment variable. `previous`, the settings in force, keeps
+    an auto spill size steady while the free disk moves a little (`steady_spill_size`)."""
     env = os.environ if env is None else env
     req = parse_user_settings(request, "request")
     ovr = parse_user_settings(overrides, "overrides")
@@ -175,7 +177,11 @@ def resolve_settings(
             f"auto: free disk {format_size(free)} minus reserve {format_size(reserve)} "
             f"(max of {SPILL_RESERVE_SHARE:.0%} of disk, {format_size(SPILL_RESERVE_MIN_BYTES)}), rounded"
         )
-        return src, steady_spill_size(free - reserve)
+        kept = None
+        if previous is not None and previous.temp_directory == temp:
+            if previous.sources.get("max_temp_directory_size_bytes", "").startswith("auto: free disk"):
+                kept = previous.max_temp_directory_size_bytes
+        return src, steady_spill_size(free - reserve, previous=kept)
 
     spill_size = pick("max_temp_directory_size_bytes", "max_temp_directory_size", auto_spill_size)
     database = pick("database_path", "database_path", lambda: ("auto", ":memory:"))

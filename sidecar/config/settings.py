@@ -67,16 +67,24 @@ def to_executor(value: object) -> str:
     raise ValueError(f"expected local, ray, or ray:<address>{did_you_mean(kind.lower(), ('local', 'ray'))}")
 
 
-def steady_spill_size(room: int) -> int:
+def steady_spill_size(room: int, previous: int | None = None) -> int:
     """The auto `max_temp_directory_size` for `room` bytes of free disk beyond the reserve, rounded
     down to a whole GiB (64 MiB below 4 GiB), so it does not change with every file written on the
     disk: a request's settings that differ from its database's take the database exclusively and
     set every DuckDB setting twice (issue 15: 2 ms per job, on every benchmark request).
 
+    Rounding alone still flips at a step's edge, so a `previous` auto size is kept while the room
+    stays within a step below it and two steps above it; the reserve (at least 2 GiB) covers the
+    step below.
+
     >>> [steady_spill_size(n) // MiB for n in (-5, 100 * MiB + 5, 5 * GiB + 300 * MiB)]
     [0, 64, 5120]
+    >>> [steady_spill_size(n, previous=18 * GiB) // GiB for n in (17 * GiB + 1, 19 * GiB, 20 * GiB, 16 * GiB)]
+    [18, 18, 20, 16]
     """
     step = GiB if room >= 4 * GiB else 64 * MiB
+    if previous is not None and previous - step < room < previous + 2 * step:
+        return previous
     return max(0, room) // step * step
 
 
