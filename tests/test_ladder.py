@@ -10,6 +10,7 @@ import pytest
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
+from sidecar.config.settings import duckdb_limit_for
 from sidecar.errors import OutOfMemory, SidecarError, SqlError, WorkerCrashed
 from sidecar.jobs.ladder import DEFAULT_LADDER, FIRST_PARTS, MEMORY_FAILURES, Failure, JobState, RetryLadder
 from sidecar.jobs.retry import Tried, climb
@@ -94,7 +95,7 @@ def test_grow_comes_before_the_cheap_rungs_when_there_is_room():
     )
     rung, after = RetryLadder().next(Failure("MEMORY_CEILING", machine_room=3000 * MiB), state, ())
     assert rung.name == "grow" and 512 * MiB < after.ceiling <= 4096 * MiB
-    assert [r.name for r in DEFAULT_LADDER] == ["retry", "grow", "insertion_order", "fewer_threads", "partition"]
+    assert [r.name for r in DEFAULT_LADDER] == ["retry", "grow", "insertion_order", "fewer_threads", "partition", "smaller_limit"]
 
 
 def test_a_crash_is_retried_once():
@@ -358,3 +359,43 @@ def test_a_whole_failure_of_a_splittable_query_is_split_and_the_attempt_says_why
     assert result == "answer" and [a.rung for a in attempts] == ["first", "partition"]
     assert list(attempts[0].skipped) == ["retry", "grow", "insertion_order", "fewer_threads"]
     assert attempts[1].skipped == {}
+
+
+def unsplittable_near_ceiling(threads: int) -> JobState:
+    """A top-N with a large offset (nothing to split by) at a 250 MB ceiling, as the memory suite asks it."""
+    ceiling = 250_000_000
+    return dataclasses.replace(
+        splittable_read(),
+        ceiling=ceiling,
+        most=ceiling,
+        threads=threads,
+        duckdb_limit=duckdb_limit_for(ceiling),
+        splittable=False,
+        unsplittable="limit_without_aggregate: nothing to split by",
+    )
+
+
+def test_what_cannot_split_and_neared_its_ceiling_gets_a_smaller_duckdb_limit():
+    script = Script(["MEMORY_EMERGENCY", "MEMORY_EMERGENCY", "ok"], room=0)
+    result, attempts = climb(RetryLadder(), unsplittable_near_ceiling(threads=2), script)
+    assert result == "answer"
+    assert [(rung, s.threads, s.duckdb_limit) for s, rung in script.seen] == [
+        ("first", 2, 125_000_000),
+        ("fewer_threads", 1, 125_000_000),
+        ("smaller_limit", 1, int(125_000_000 * 2 / 3)),
+    ]
+    assert attempts[1].skipped["partition"].startswith("the planner cannot split it")
+
+
+def test_a_smaller_limit_is_not_tried_when_duckdb_ran_out_of_its_own_and_is_cut_twice_at_most():
+    with pytest.raises(SidecarError) as err:
+        climb(RetryLadder(), unsplittable_near_ceiling(threads=1), Script(["OUT_OF_MEMORY"], room=0))
+    assert "smaller_limit: DuckDB ran out of its own limit; a smaller one runs out sooner" in (err.value.hint or "")
+    script = Script(["MEMORY_CEILING"] * 4, room=0)
+    with pytest.raises(SidecarError) as err:
+        climb(RetryLadder(), unsplittable_near_ceiling(threads=1), script)
+    assert [rung for _, rung in script.seen] == ["first", "smaller_limit", "smaller_limit"]
+    assert "smaller_limit: DuckDB's limit was already cut twice" in (err.value.hint or "")
+    holistic = dataclasses.replace(unsplittable_near_ceiling(threads=1), holistic=True)
+    step, skipped = RetryLadder().decide(Failure("MEMORY_EMERGENCY"), holistic, ())
+    assert step is None and skipped["smaller_limit"].startswith("a holistic aggregate")

@@ -88,13 +88,17 @@ def steady_spill_size(room: int, previous: int | None = None) -> int:
     return max(0, room) // step * step
 
 
-def duckdb_limit_for(budget: int) -> int:
-    """DuckDB's memory_limit for a job whose whole process may take `budget` bytes.
+def duckdb_limit_for(budget: int, share: float = 1.0) -> int:
+    """DuckDB's memory_limit for a job whose whole process may take `budget` bytes; `share` below
+    1 leaves more of it to the memory DuckDB does not count (the ladder's `smaller_limit` rung).
 
     >>> [duckdb_limit_for(b * MiB) // MiB for b in (512, 1024, 6144)]
     [256, 698, 5352]
+    >>> duckdb_limit_for(240 * MiB, share=2 / 3) // MiB, duckdb_limit_for(24 * MiB, share=0.1) // MiB
+    (80, 16)
     """
-    return max(MIN_DUCKDB_LIMIT_BYTES, budget // 2, int((budget - RESERVE_BYTES) / RSS_PER_LIMIT_BYTE))
+    full = max(MIN_DUCKDB_LIMIT_BYTES, budget // 2, int((budget - RESERVE_BYTES) / RSS_PER_LIMIT_BYTE))
+    return max(MIN_DUCKDB_LIMIT_BYTES, int(full * share))
 
 
 # auto budget: half the effective memory leaves the other half to the OS, page cache, the client

@@ -11,8 +11,13 @@ cost 15-50 s, while more memory or splitting the work did. So the ladder climbs 
 - `fewer_threads`: only when memory per thread is what ran out (under 256 MiB per thread),
   and never for shapes it is known not to help (holistic aggregates);
 - `partition`: run a read-only SELECT the planner can split as independent parts and an exact
-  combine (sidecar.jobs.split): 8 parts, then 4x as many when that still failed.
-The first four adjust a whole attempt. An attempt that ran split (`parts` > 0) already ran each
+  combine (sidecar.jobs.split): 8 parts, then 4x as many when that still failed;
+- `smaller_limit`: for what cannot split, when the process neared its ceiling (not when DuckDB ran
+  out of its own limit): DuckDB's limit cut to 2/3, twice at most, so it spills sooner and leaves
+  room for the memory it does not count. A top-N whose offset is half a 1 GB table, at a 250 MB
+  ceiling on a worker warm from earlier jobs, failed on `first` and `fewer_threads` and completes
+  on this rung (docs/performance/benchmarks.md).
+The others adjust a whole attempt. An attempt that ran split (`parts` > 0) already ran each
 step with them, and re-split a part that alone ran out, so after it fails only more parts can help.
 The ladder never answers with an approximation. A shape recognised as one that will not fit
 skips the rungs that cannot help.
@@ -23,11 +28,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from sidecar.config.settings import MIN_DUCKDB_LIMIT_BYTES
+
 __all__ = ["JobState", "Failure", "Rung", "RetryLadder", "DEFAULT_LADDER", "MEMORY_FAILURES"]
 
 MEMORY_FAILURES = frozenset({"OUT_OF_MEMORY", "MEMORY_CEILING", "MEMORY_EMERGENCY"})
 MIN_MEMORY_PER_THREAD = 256 * 1024**2
 FIRST_PARTS = 8
+SMALLER_SHARE = 2 / 3
+"""The `smaller_limit` rung's cut of DuckDB's share of the ceiling, each time it runs."""
+NEAR_CEILING = frozenset({"MEMORY_CEILING", "MEMORY_EMERGENCY"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class JobState:
     """Why the planner refuses to split it ("" when it can, or before it was asked)."""
     parts: int = 0
     """Run split in this many parts (0: run whole); set up front (estimate, `partition.parts`) or by the `partition` rung."""
+    duckdb_share: float = 1.0
+    """The part of `duckdb_limit_for(ceiling)` DuckDB gets (cut by the `smaller_limit` rung)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,18 @@ def _partition_why_not(f: Failure, s: JobState, tried: tuple[str, ...]) -> str:
     )
 
 
+def _smaller_limit_why_not(f: Failure, s: JobState, tried: tuple[str, ...]) -> str:
+    return _first(
+        _not_memory(f),
+        (f.code not in NEAR_CEILING, "DuckDB ran out of its own limit; a smaller one runs out sooner"),
+        _split_already(s),
+        _not_repeatable(s),
+        (s.holistic, "a holistic aggregate holds whole groups; a smaller limit cannot hold them"),
+        (tried.count("smaller_limit") >= 2, "DuckDB's limit was already cut twice"),
+        (s.duckdb_limit * SMALLER_SHARE < MIN_DUCKDB_LIMIT_BYTES, "DuckDB's limit is at its minimum"),
+    )
+
+
 DEFAULT_LADDER: tuple[Rung, ...] = (
     Rung(
         "retry",
@@ -188,6 +212,13 @@ DEFAULT_LADDER: tuple[Rung, ...] = (
         "the query splits into independent parts that combine exactly; each part needs a fraction of the memory",
         _partition_why_not,
         lambda f, s: replace(s, parts=FIRST_PARTS if s.parts == 0 else s.parts * 4),
+    ),
+    Rung(
+        "smaller_limit",
+        "the process neared its ceiling with DuckDB inside its limit; a smaller limit spills sooner "
+        "and leaves room for the memory DuckDB does not count",
+        _smaller_limit_why_not,
+        lambda f, s: replace(s, duckdb_share=s.duckdb_share * SMALLER_SHARE),
     ),
 )
 

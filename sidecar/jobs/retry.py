@@ -83,7 +83,7 @@ def climb(
         if step is None:
             raise final_error(ladder, outcome.error, failure, state, attempts)
         next_rung, state = step
-        state = replace(state, duckdb_limit=duckdb_limit_for(state.ceiling))
+        state = replace(state, duckdb_limit=duckdb_limit_for(state.ceiling, state.duckdb_share))
         tried += (next_rung.name,)
         rung = next_rung.name
         if on_retry is not None:

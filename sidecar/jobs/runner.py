@@ -255,7 +255,12 @@ class JobRunner:
                 )
             job = Job(kind, spec, database, settings, number, rung)  # type: ignore[arg-type]
             limits = Limits(
-                state.ceiling, state.most, state.threads, state.preserve_insertion_order, state.idempotent
+                state.ceiling,
+                state.most,
+                state.threads,
+                state.preserve_insertion_order,
+                state.idempotent,
+                state.duckdb_share,
             )
             outcome = self.supervisor.attempt(job, limits, call, on_sample)
             failure = Failure(outcome.failure, outcome.machine_room) if outcome.failure else None

@@ -101,7 +101,7 @@ class Attempt(msgspec.Struct, frozen=True):
 
     number: int
     rung: str
-    """"first", or the retry ladder's rung: retry, grow, insertion_order, fewer_threads, partition."""
+    """"first", or the retry ladder's rung: retry, grow, insertion_order, fewer_threads, partition, smaller_limit."""
     ceiling_bytes: int
     """The memory ceiling the attempt started with."""
     duckdb_memory_limit_bytes: int

@@ -9,6 +9,7 @@ knows nothing of retries, splits or estimates; this package never imports job po
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -73,6 +74,8 @@ class Limits:
     preserve_insertion_order: bool
     growable: bool
     """Whether the watchdog may grow the ceiling in place (only for work that is safe to repeat)."""
+    duckdb_share: float = 1.0
+    """The part of `duckdb_limit_for(ceiling)` DuckDB gets (the ladder's `smaller_limit` rung)."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,8 @@ class Supervisor:
         try:
             handle = self.pool.acquire(job.database)
             number = next(self._jobs)
-            engine_settings = self._engine_settings(job.settings, limits, reservation)
+            limit_for = functools.partial(duckdb_limit_for, share=limits.duckdb_share)
+            engine_settings = self._engine_settings(job.settings, limits, reservation, limit_for)
             run = Run(
                 job=number,
                 kind=job.kind,
@@ -163,7 +167,7 @@ class Supervisor:
                 handle,
                 number,
                 reservation,
-                duckdb_limit_for,
+                limit_for,
                 job.settings.thresholds.duckdb_memory_emergency,
                 deadline=None if not timeout else time.monotonic() + timeout / 1000,
                 stall_s=job.settings.stall_timeout_ms / 1000 if job.settings.stall_timeout_ms else None,
@@ -195,7 +199,7 @@ class Supervisor:
                 job.number,
                 job.rung,
                 limits.ceiling if grown is None else min(limits.ceiling, grown),
-                duckdb_limit_for(grown) if grown is not None else engine_settings.memory_limit_bytes,
+                limit_for(grown) if grown is not None else engine_settings.memory_limit_bytes,
                 limits.threads,
                 "ok",
                 int((time.monotonic() - started) * 1000),
@@ -232,13 +236,15 @@ class Supervisor:
         watch.interrupted_at = time.monotonic()
         watch.handle.interrupt(watch.job, watch.interrupted_for)
 
-    def _engine_settings(self, settings: Settings, limits: Limits, reservation: Reservation) -> EngineSettings:
+    def _engine_settings(
+        self, settings: Settings, limits: Limits, reservation: Reservation, limit_for: Callable[[int], int]
+    ) -> EngineSettings:
         spill_cap = settings.max_temp_directory_size_bytes
         if settings.sources.get("max_temp_directory_size_bytes", "auto").startswith("auto"):
             # the disk's spill allowance is shared: each of the jobs that may run at once gets its part
             spill_cap //= max(1, settings.max_concurrent_jobs)
         return EngineSettings(
-            memory_limit_bytes=duckdb_limit_for(reservation.bytes),
+            memory_limit_bytes=limit_for(reservation.bytes),
             threads=limits.threads,
             temp_directory=settings.temp_directory,
             max_temp_directory_size_bytes=spill_cap,
