@@ -148,7 +148,7 @@ class SidecarClient extends EventEmitter {
     connection.replaced = true;
     connection.socket.end();
     let fresh = null;
-    if (info && info.clients <= 1 && await daemons.waitGone(connection.paths.socket)) fresh = await this._openDaemon();
+    if (info && info.clients <= 1 && await daemons.waitGone(connection.paths.socket, { pid: info.pid })) fresh = await this._openDaemon();
     this._attach(fresh || this._spawnChild());
     this.via = fresh ? 'daemon' : 'private';
     const again = await this._send('initialize', this._initParams(), {});

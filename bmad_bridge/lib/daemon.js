@@ -116,15 +116,31 @@ async function ensureDaemon(options) {
   return { socket: await startDaemon(options), started: true };
 }
 
-/** Resolve once nothing listens on `socketPath` any more (a daemon asked to stop), or after `timeoutMs`. */
-async function waitGone(socketPath, timeoutMs = 10000) {
+/** Whether process `pid` still exists (a daemon that closed its socket may still be releasing its lock). */
+function processAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+/**
+ * Resolve true once nothing listens on `socketPath` any more and the daemon's process `pid` (when
+ * known) has ended: a daemon closes its socket first and releases its lock last, and a new daemon
+ * started before that exits at once (EXIT_RUNNING). False after `timeoutMs`.
+ */
+async function waitGone(socketPath, { pid = null, timeoutMs = 20000 } = {}) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    let listening = true;
     try {
       (await connectSocket(socketPath, 500)).destroy();
     } catch (err) {
-      if (ABSENT.has(err.code)) return true;
+      if (ABSENT.has(err.code)) listening = false;
     }
+    if (!listening && !(pid && processAlive(pid))) return true;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return false;

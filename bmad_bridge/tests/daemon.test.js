@@ -103,11 +103,19 @@ test('a daemon killed mid-request: SIDECAR_EXITED with a hint, and the next comm
 });
 
 /** Start a daemon that says it is version 0.0.1 (a copy of the sidecar package, edited). */
-async function oldDaemon(p) {
+/** A daemon of version 0.0.1 (a copy of the sidecar); `slowRelease` makes it hold its lock 3 s after closing its socket. */
+async function oldDaemon(p, { slowRelease = false } = {}) {
   const root = tempDir('bmad-data-old-');
   fs.cpSync(path.join(REPO, 'sidecar'), path.join(root, 'sidecar'), { recursive: true, filter: (src) => !src.includes('__pycache__') });
   const init = path.join(root, 'sidecar', '__init__.py');
   fs.writeFileSync(init, fs.readFileSync(init, 'utf8').replace(/^__version__ = .*$/m, '__version__ = "0.0.1"'));
+  if (slowRelease) {
+    const service = path.join(root, 'sidecar', 'daemon', 'service.py');
+    const text = fs.readFileSync(service, 'utf8');
+    const slowed = text.replace(/( +)def _release_lock\(self\) -> None:\n/, (m, indent) => `${m}${indent}    time.sleep(3)\n`);
+    assert.notEqual(slowed, text, 'the old daemon could not be slowed');
+    fs.writeFileSync(service, slowed);
+  }
   const python = process.env.BMAD_DATA_PYTHON || path.join(REPO, '.venv', 'bin', 'python');
   const child = spawn(python, ['-P', '-m', 'sidecar', 'daemon'], { cwd: p.cwd, env: { ...process.env, ...p.env, PYTHONPATH: root }, stdio: 'ignore', detached: true });
   child.unref();
@@ -126,6 +134,15 @@ test('a daemon of another version: replaced when idle, left to its clients when 
   assert.equal(fresh.version, require('../package.json').version);
   await runCli(['daemon', 'stop'], { cwd: p.cwd, env: p.env });
   assert.ok(await waitFor(() => !alive(fresh.pid), { timeoutMs: 20000 }));
+
+  const slow = await oldDaemon(p, { slowRelease: true }); // its socket goes 3 s before its lock
+  const after = await runCli(['query', 'SELECT 9 AS x', '--json'], { cwd: p.cwd, env: p.env });
+  assert.equal(after.code, 0, after.stdout);
+  assert.ok(!alive(slow), 'the command waited for the old daemon to end');
+  const replaced = await status(p);
+  assert.equal(replaced.version, require('../package.json').version, 'a fresh daemon replaced the slow one');
+  await runCli(['daemon', 'stop'], { cwd: p.cwd, env: p.env });
+  assert.ok(await waitFor(() => !alive(replaced.pid), { timeoutMs: 20000 }));
 
   const busy = await oldDaemon(p);
   const other = await daemons.connectSocket(p.paths.socket); // another client of the old daemon

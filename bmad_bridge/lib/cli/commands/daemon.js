@@ -70,7 +70,7 @@ async function handle(action, { client, reporter }) {
     if (action === 'status') return report(reporter, await daemon.request('daemon.status'));
     const stopped = await daemon.request('daemon.stop', {});
     await daemon.close().catch(() => {});
-    const gone = await daemons.waitGone(paths.socket, 30000);
+    const gone = await daemons.waitGone(paths.socket, { pid: stopped.pid, timeoutMs: 30000 });
     reporter.result('daemon', { running: !gone, stopped: gone, pid: stopped.pid, socket: paths.socket }, (d, r) => r.print(d.stopped ? `Stopped the daemon (pid ${d.pid}).` : `The daemon (pid ${d.pid}) is still stopping.`));
     return undefined;
   } finally {
