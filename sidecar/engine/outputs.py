@@ -26,6 +26,7 @@ __all__ = [
     "atomic_target",
     "copy_options",
     "inside",
+    "require_inside",
     "remove_orphaned_outputs",
     "pid_alive",
 ]
@@ -65,6 +66,22 @@ def inside(path: Path, directories: list[str]) -> bool:
     return False
 
 
+OUTSIDE_HINT = (
+    "Use a path inside one of the allowed directories (config.get -> settings.allowed_directories), "
+    "or add its directory to BMAD_DATA_ALLOWED_DIRECTORIES (separated by ':') and restart the sidecar."
+)
+
+
+def require_inside(path: Path, directories: list[str], what: str) -> None:
+    """ACCESS_DENIED naming `what` (e.g. "output path '/x/y.parquet'") unless `path` lies inside `directories`."""
+    if not inside(path, directories):
+        raise AccessDenied(
+            f"{what} is outside the allowed directories",
+            hint=OUTSIDE_HINT,
+            details={"path": str(path), "allowed_directories": [str(d) for d in directories]},
+        )
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -79,12 +96,7 @@ def atomic_target(path_text: str, *, overwrite: bool, allowed: list[str], journa
     target = Path(path_text).expanduser()
     if not target.is_absolute():
         target = Path.cwd() / target
-    if not inside(target, allowed):
-        raise AccessDenied(
-            f"output path {str(target)!r} is outside the allowed directories",
-            hint="Write inside one of the allowed directories (see `config.get` -> settings.allowed_directories).",
-            details={"path": str(target), "allowed_directories": allowed},
-        )
+    require_inside(target, allowed, f"output path {str(target)!r}")
     if target.is_dir():
         raise InputError(
             f"output path {str(target)!r} is a directory", hint="Give a file path, e.g. out/result.parquet."

@@ -22,7 +22,8 @@ from sidecar.bench.suite.runner import Arm, BenchProgress, Case, RunContext, ben
 from sidecar.bench.suite.sides import REPO
 from sidecar.bench.suite.store import ResultStore, RunInfo, SettingValue, git_commit, machine_info, versions
 from sidecar.bench.suite.summary import CaseSummary, summarize
-from sidecar.errors import AccessDenied, InputError, InvalidParams
+from sidecar.engine.outputs import require_inside
+from sidecar.errors import InputError, InvalidParams
 from sidecar.methods import registry
 from sidecar.protocol.dispatcher import Call
 from sidecar.units import parse_size
@@ -309,10 +310,7 @@ def compare(call: Call, p: BenchCompareParams) -> BenchCompareResult:
 def _report_target(call: Call, spec: ReportSpec) -> tuple[Path, str]:
     """Where the report goes and in which format; checked before a run, which can take hours."""
     path = Path(spec.path).expanduser().resolve()
-    allowed = [Path(d).resolve() for d in call.session.settings.allowed_directories]
-    if not any(path.parent == d or d in path.parent.parents for d in allowed):
-        raise AccessDenied(f"report path {spec.path!r} is outside the allowed directories",
-                           details={"path": str(path), "allowed_directories": [str(d) for d in allowed]})  # fmt: skip
+    require_inside(path.parent, list(call.session.settings.allowed_directories), f"report path {spec.path!r}")
     fmt = spec.format or {".md": "md", ".html": "html", ".htm": "html", ".json": "json"}.get(
         path.suffix.lower()
     )

@@ -18,8 +18,8 @@ import msgspec
 
 from sidecar.engine.analyze import format_of
 from sidecar.jobs.types import OutputSpec, QuerySpec
-from sidecar.engine.outputs import inside
-from sidecar.errors import AccessDenied, InputError, InternalError
+from sidecar.engine.outputs import require_inside
+from sidecar.errors import InputError, InternalError
 from sidecar.methods import registry
 from sidecar.methods.progress import progress_listener
 from sidecar.protocol.dispatcher import Call
@@ -107,11 +107,7 @@ def convert(call: Call, p: ConvertParams) -> ConvertResult:
     settings = session.settings_for(p.settings)
     files = input_files(p.input)
     for file in files:
-        if not inside(Path(file), list(settings.allowed_directories)):
-            raise AccessDenied(
-                f"input '{file}' is outside the allowed directories",
-                details={"allowed_directories": settings.allowed_directories},
-            )
+        require_inside(Path(file), list(settings.allowed_directories), f"input '{file}'")
     listener = progress_listener(call)
     done: list[ConvertedFile] = []
     for file, target in _targets(files, p.output):

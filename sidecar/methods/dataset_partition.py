@@ -22,8 +22,8 @@ import msgspec
 
 from sidecar.engine.analyze import format_of
 from sidecar.jobs.types import QuerySpec
-from sidecar.engine.outputs import inside
-from sidecar.errors import AccessDenied, InputError, InvalidParams
+from sidecar.engine.outputs import require_inside
+from sidecar.errors import InputError, InvalidParams
 from sidecar.methods import registry
 from sidecar.methods.convert import READERS, input_files
 from sidecar.methods.progress import progress_listener
@@ -97,8 +97,7 @@ def partition(call: Call, p: PartitionParams) -> PartitionResult:
     out = Path(p.output_dir).expanduser().resolve()
     allowed = list(settings.allowed_directories)
     for path in [*files, str(out)]:
-        if not inside(Path(path), allowed):
-            raise AccessDenied(f"'{path}' is outside the allowed directories", details={"allowed_directories": allowed})
+        require_inside(Path(path), allowed, f"'{path}'")
     if out.exists() and not out.is_dir():
         raise InputError(f"output_dir '{out}' is a file", hint="Give a directory (it is created if missing).")
     out.mkdir(parents=True, exist_ok=True)
