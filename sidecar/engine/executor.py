@@ -119,7 +119,8 @@ class Engine:
         with db.lease(settings):
             cursor = db.acquire_cursor()
             deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
-            run = _Run(db, cursor, JobWatch(job, db.memory, cursor, on_sample, deadline))
+            watch = JobWatch(job, db.memory, cursor, on_sample, deadline, limit=settings.memory_limit_bytes)
+            run = _Run(db, cursor, watch)
             self.sampler.watch(run.watch)
             unregister = job.on_cancel(cursor.interrupt)
             try:

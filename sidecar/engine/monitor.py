@@ -5,6 +5,13 @@ peaks (process RSS, DuckDB buffer memory, spill bytes), reads DuckDB's progress 
 job's cursor, hands a sample to the job's listener a few times a second, and stops a job
 whose deadline has passed. Short queries never wait for it: each job takes one sample of
 its own when it ends.
+
+Reading DuckDB's memory tables is a query of its own, which wakes DuckDB's threads; ten of them
+a second put the Node bridge's event-loop delay at 1.4-1.6x the in-process anchor's p99
+(docs/performance/latency.md). While the process holds under half of DuckDB's limit, DuckDB's
+buffers cannot be near that limit (they live in the process's memory), so they are read once a
+second and the samples between reuse the figures; above it, every sample reads them, as the
+watchdog grows a job from its buffer use.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 0.1
 REPORT_INTERVAL_S = 0.25
+FULL_SAMPLE_EVERY_S = 1.0
+"""DuckDB's memory tables are read at least this often..."""
+FULL_SAMPLE_RSS_SHARE = 0.5
+"""...and at every sample once the process's RSS reaches this share of DuckDB's limit."""
 
 
 class JobContext(Protocol):
@@ -105,9 +116,13 @@ class JobWatch:
         cursor: duckdb.DuckDBPyConnection | None,
         listener: Callable[[Sample], None] | None,
         deadline: float | None,
+        limit: int | None = None,
     ) -> None:
         self.job = job
         self.memory = memory
+        self.limit = limit
+        """DuckDB's memory limit at the job's start (the watchdog only grows it, so reading the
+        tables from half of it on is never late); None: read them at every sample."""
         self.cursor = cursor
         self.listener = listener
         self.deadline = deadline
@@ -121,6 +136,7 @@ class JobWatch:
         self.last_report = 0.0
         self.last_buffer = 0
         self.last_spill = 0
+        self.last_full = 0.0
         self.lock = threading.Lock()
 
     def set_phase(self, phase: str) -> None:
@@ -141,12 +157,16 @@ class JobWatch:
         self.best_percent = max(self.best_percent, value)
         return self.best_percent
 
-    def sample(self, rss_bytes: Callable[[], int], *, light: bool = False) -> Sample:
-        """Take a sample; `light` skips DuckDB's memory tables (about 0.5 ms) and reuses the last figures."""
+    def sample(self, rss_bytes: Callable[[], int], *, light: bool = False, now: float | None = None) -> Sample:
+        """Take a sample; `light` skips DuckDB's memory tables (about 0.5 ms) and reuses the last
+        figures; with `now`, the sampler's periodic sample, they are skipped while `needs_full` says so."""
         rss = rss_bytes()
+        if now is not None:
+            light = not self.needs_full(rss, now)
         if light:
             buffer, spill = self.last_buffer, self.last_spill
         else:
+            self.last_full = time.monotonic()
             try:
                 buffer, spill = self.memory()
             except duckdb.Error:
@@ -160,6 +180,18 @@ class JobWatch:
             self.percent = percent
         elapsed = int((time.monotonic() - self.started) * 1000)
         return Sample(self.phase, percent, elapsed, rss, buffer, spill)
+
+    def needs_full(self, rss: int, now: float) -> bool:
+        """Whether a periodic sample at `now`, the process at `rss` bytes, must read DuckDB's memory tables.
+
+        >>> watch = JobWatch(None, lambda: (0, 0), None, None, None, limit=1000)
+        >>> watch.last_full = 10.0
+        >>> watch.needs_full(400, 10.5), watch.needs_full(500, 10.5), watch.needs_full(400, 11.0)
+        (False, True, True)
+        """
+        if self.limit is None or now - self.last_full >= FULL_SAMPLE_EVERY_S:
+            return True
+        return rss >= FULL_SAMPLE_RSS_SHARE * self.limit
 
     def report(self, sample: Sample) -> None:
         if self.listener is not None:
@@ -244,7 +276,7 @@ class Sampler:
                 ):
                     log.info("job ran past its deadline; stopping it")
                     watch.job.cancel("timeout")
-                sample = watch.sample(self._rss)
+                sample = watch.sample(self._rss, now=now)
                 if watch.listener is not None and now - watch.last_report >= REPORT_INTERVAL_S:
                     watch.last_report = now
                     watch.report(sample)
