@@ -36,7 +36,7 @@ from sidecar.jobs.ladder import MEMORY_FAILURES, Failure, JobState, RetryLadder
 from sidecar.jobs.ray_executor import RayCluster, RayParts, import_ray
 from sidecar.jobs.retry import Tried, climb
 from sidecar.jobs.split import LocalSplit, SplitExecutor, split_refusal
-from sidecar.jobs.statements import JobShape, holistic, shape_of
+from sidecar.jobs.statements import JobShape, holistic, input_bytes, shape_of
 from sidecar.jobs.steps import SplitRun
 from sidecar.jobs.types import Attempt, Estimate, ExecutorSpec, QueryResult, QuerySpec
 from sidecar.partition import Plan
@@ -47,6 +47,10 @@ from sidecar.workers.supervisor import Job, Limits, Supervisor
 __all__ = ["JobRunner"]
 
 log = logging.getLogger(__name__)
+
+SMALL_INPUT_FACTOR = 64
+"""A SELECT reading only files whose bytes on disk, times this, stay under DuckDB's limit gets no
+up-front estimate: Parquet decompresses 2-10x and a hash table adds a few times more."""
 
 PROBE_ROWS = 100_000
 """Rows a look before the query may return: DESCRIBE of a wide query has a row per column."""
@@ -182,12 +186,17 @@ class JobRunner:
         The planner is asked only when the EXPLAIN says a split could be needed."""
         if not shape.may_split:
             return None
+        limit = duckdb_limit_for(_most(settings))
+        size = input_bytes(spec.sql, Path.cwd())
+        if size is not None and size * SMALL_INPUT_FACTOR < limit:
+            # nothing to look at: the looks cost a 1 MB file's GROUP BY 1.2-2.3 ms of its 3.4-6.0
+            # (docs/performance/benchmarks.md); a wrong guess costs one attempt, then the ladder splits
+            return None
 
         def probe(sql: str, params: Any) -> list[list[Any]]:
             return self._probe(spec, settings, call, database, sql, params)
 
         try:
-            limit = duckdb_limit_for(_most(settings))
             plan = functools.partial(how_to_split, spec.sql, 2)
             return estimate(probe, plan, shape.holistic, spec.sql, spec.params, limit, settings.threads)
         except SidecarError as error:

@@ -12,17 +12,29 @@ JSON tree serialized once, however many of these questions a request asks
 from __future__ import annotations
 
 import functools
+import glob
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 import duckdb
 from sqlglot import exp, parse_one
 from sqlglot.errors import ParseError
 
-__all__ = ["JobShape", "shape_of", "holistic", "may_split", "reads_only_files", "HOLISTIC_FUNCTIONS"]
+__all__ = [
+    "JobShape",
+    "shape_of",
+    "holistic",
+    "may_split",
+    "reads_only_files",
+    "input_files",
+    "input_bytes",
+    "HOLISTIC_FUNCTIONS",
+]
 
 HOLISTIC_FUNCTIONS = frozenset(
     {
@@ -219,6 +231,70 @@ def reads_only_files(sql: str) -> bool:
         if name.name not in ctes:
             return False
     return True
+
+
+FILE_READERS = frozenset({
+    "readparquet", "readcsv", "read_parquet", "parquet_scan", "read_csv", "read_csv_auto",
+    "read_json", "read_json_auto", "read_ndjson", "read_ndjson_auto",
+})  # fmt: skip
+"""Table functions whose first argument names the files they read (sqlglot names two by class)."""
+
+
+@_remembered
+def input_files(sql: str) -> tuple[str, ...] | None:
+    """The file paths or globs a single SELECT reads, when it reads nothing else (no table, view,
+    or other table function such as range(): nothing whose size a file listing tells); else None.
+
+    >>> input_files("WITH c AS (SELECT * FROM 'a.csv') SELECT * FROM c JOIN read_parquet(['b/*.parquet', 'c.parquet']) USING (k)")
+    ('b/*.parquet', 'c.parquet', 'a.csv')
+    >>> input_files("SELECT * FROM read_csv('a.csv', header = true)"), input_files("SELECT * FROM t")
+    (('a.csv',), None)
+    >>> input_files("SELECT * FROM range(10)"), input_files("SELECT * FROM read_parquet(getenv('X'))")
+    (None, None)
+    """
+    try:
+        tree = parse_one(sql, read="duckdb")
+    except ParseError:
+        return None
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    files: list[str] = []
+    for table in tree.find_all(exp.Table):
+        name = table.this
+        if isinstance(name, exp.Identifier):
+            if table.db or table.catalog:
+                return None
+            if name.quoted and ("." in name.name or "/" in name.name):
+                files.append(name.name)
+            elif name.name not in ctes:
+                return None
+            continue
+        function = (name.name if isinstance(name, exp.Anonymous) else type(name).__name__).lower()
+        first = name.this if isinstance(name, exp.Expression) and isinstance(name.this, exp.Expression) else None
+        if first is None and isinstance(name, exp.Expression) and name.expressions:
+            first = name.expressions[0]
+        paths = first.expressions if isinstance(first, exp.Array) else [first]
+        if function not in FILE_READERS or not all(isinstance(p, exp.Literal) and p.is_string for p in paths):
+            return None
+        files.extend(p.this for p in paths)
+    return tuple(files) if files else None
+
+
+def input_bytes(sql: str, cwd: Path) -> int | None:
+    """The bytes on disk of every file a SELECT reads (`input_files`, globs expanded from `cwd`);
+    None when it reads anything else, or a path matches no file (the query reports that itself)."""
+    files = input_files(sql)
+    if files is None:
+        return None
+    total = 0
+    for pattern in files:
+        path = Path(pattern).expanduser()
+        text = str(path if path.is_absolute() else cwd / path)
+        matches = glob.glob(text, recursive=True) if glob.has_magic(text) else [text]
+        sizes = [os.stat(m).st_size for m in matches if os.path.isfile(m)]
+        if not sizes:
+            return None
+        total += sum(sizes)
+    return total
 
 
 def _type_name(statement: duckdb.Statement) -> str:
