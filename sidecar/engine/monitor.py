@@ -7,7 +7,7 @@ whose deadline has passed. Short queries never wait for it: each job takes one s
 its own when it ends.
 
 Reading DuckDB's memory tables is a query of its own, which wakes DuckDB's threads; ten of them
-a second put the Node bridge's event-loop delay at 1.4-1.6x the in-process anchor's p99
+a second put the Node bridge's event-loop delay at 1.4-1.8x the in-process anchor's p99
 (docs/performance/latency.md). While the process holds under half of DuckDB's limit, DuckDB's
 buffers cannot be near that limit (they live in the process's memory), so they are read once a
 second and the samples between reuse the figures; above it, every sample reads them, as the

@@ -279,9 +279,19 @@ def input_files(sql: str) -> tuple[str, ...] | None:
     return tuple(files) if files else None
 
 
-def input_bytes(sql: str, cwd: Path) -> int | None:
+def input_bytes(sql: str, cwd: Path, enough: int | None = None) -> int | None:
     """The bytes on disk of every file a SELECT reads (`input_files`, globs expanded from `cwd`);
-    None when it reads anything else, or a path matches no file (the query reports that itself)."""
+    None when it reads anything else, or a path matches no file (the query reports that itself).
+    With `enough`, the count stops once it passes that many bytes (a glob over thousands of files
+    need not be summed to know it is large).
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "a.csv").write_text("x" * 10)
+    >>> _ = (d / "b.csv").write_text("x" * 5)
+    >>> input_bytes("SELECT * FROM 'a.csv'", d), input_bytes(f"SELECT * FROM read_csv('{d}/*.csv')", Path("/"))
+    (10, 15)
+    >>> input_bytes("SELECT * FROM read_csv('*.csv')", d, enough=4) in (5, 10), input_bytes("SELECT * FROM 'c.csv'", d)
+    (True, None)
+    """
     files = input_files(sql)
     if files is None:
         return None
@@ -289,11 +299,16 @@ def input_bytes(sql: str, cwd: Path) -> int | None:
     for pattern in files:
         path = Path(pattern).expanduser()
         text = str(path if path.is_absolute() else cwd / path)
-        matches = glob.glob(text, recursive=True) if glob.has_magic(text) else [text]
-        sizes = [os.stat(m).st_size for m in matches if os.path.isfile(m)]
-        if not sizes:
+        matches = glob.iglob(text, recursive=True) if glob.has_magic(text) else iter([text])
+        found = False
+        for match in matches:
+            if os.path.isfile(match):
+                found = True
+                total += os.stat(match).st_size
+                if enough is not None and total > enough:
+                    return total
+        if not found:
             return None
-        total += sum(sizes)
     return total
 
 
