@@ -8,10 +8,12 @@ its own when it ends.
 
 Reading DuckDB's memory tables is a query of its own, which wakes DuckDB's threads; ten of them
 a second put the Node bridge's event-loop delay at 1.4-1.8x the in-process anchor's p99
-(docs/performance/latency.md). While the process holds under half of DuckDB's limit, DuckDB's
-buffers cannot be near that limit (they live in the process's memory), so they are read once a
-second and the samples between reuse the figures; above it, every sample reads them, as the
-watchdog grows a job from its buffer use.
+(docs/performance/latency.md). DuckDB's buffers live in the process's memory, so while the
+process's RSS holds steady and under half of DuckDB's limit they cannot have moved much, nor be
+near that limit: they are read once a second and the samples between reuse the figures. When
+the RSS moves by 16 MiB or more since the last read, or reaches half the limit, every sample
+reads them (the watchdog grows a job from its buffer use; the monitor's duckdb_memory alerts
+read them too).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ REPORT_INTERVAL_S = 0.25
 FULL_SAMPLE_EVERY_S = 1.0
 """DuckDB's memory tables are read at least this often..."""
 FULL_SAMPLE_RSS_SHARE = 0.5
-"""...and at every sample once the process's RSS reaches this share of DuckDB's limit."""
+"""...and at every sample once the process's RSS reaches this share of DuckDB's limit..."""
+FULL_SAMPLE_RSS_MOVE = 16 * 1024**2
+"""...or has moved by this much since the last read."""
 
 
 class JobContext(Protocol):
@@ -137,6 +141,7 @@ class JobWatch:
         self.last_buffer = 0
         self.last_spill = 0
         self.last_full = 0.0
+        self.last_full_rss = 0
         self.lock = threading.Lock()
 
     def set_phase(self, phase: str) -> None:
@@ -166,7 +171,7 @@ class JobWatch:
         if light:
             buffer, spill = self.last_buffer, self.last_spill
         else:
-            self.last_full = time.monotonic()
+            self.last_full, self.last_full_rss = time.monotonic(), rss
             try:
                 buffer, spill = self.memory()
             except duckdb.Error:
@@ -184,12 +189,17 @@ class JobWatch:
     def needs_full(self, rss: int, now: float) -> bool:
         """Whether a periodic sample at `now`, the process at `rss` bytes, must read DuckDB's memory tables.
 
-        >>> watch = JobWatch(None, lambda: (0, 0), None, None, None, limit=1000)
-        >>> watch.last_full = 10.0
-        >>> watch.needs_full(400, 10.5), watch.needs_full(500, 10.5), watch.needs_full(400, 11.0)
+        >>> MiB = 1024**2
+        >>> watch = JobWatch(None, lambda: (0, 0), None, None, None, limit=1000 * MiB)
+        >>> watch.last_full, watch.last_full_rss = 10.0, 400 * MiB
+        >>> watch.needs_full(410 * MiB, 10.5), watch.needs_full(500 * MiB, 10.5), watch.needs_full(400 * MiB, 11.0)
         (False, True, True)
+        >>> watch.needs_full(417 * MiB, 10.5), watch.needs_full(383 * MiB, 10.5)
+        (True, True)
         """
         if self.limit is None or now - self.last_full >= FULL_SAMPLE_EVERY_S:
+            return True
+        if abs(rss - self.last_full_rss) >= FULL_SAMPLE_RSS_MOVE:
             return True
         return rss >= FULL_SAMPLE_RSS_SHARE * self.limit
 

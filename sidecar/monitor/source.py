@@ -16,7 +16,6 @@ from typing import Callable
 
 import psutil
 
-from sidecar.config.settings import duckdb_limit_for
 from sidecar.resources import detect_resources, effective_memory_bytes
 from sidecar.workers.admission import Hold
 from sidecar.workers.supervisor import Supervisor
@@ -54,7 +53,7 @@ class SupervisorSource:
                     unmanaged_bytes=max(rss - watch.buffer_bytes, 0),
                     spilled_bytes=watch.spill_bytes,
                     ceiling_bytes=ceiling,
-                    duckdb_limit_bytes=duckdb_limit_for(ceiling),
+                    duckdb_limit_bytes=watch.duckdb_limit_for(ceiling),
                     elapsed_ms=int((now - watch.started) * 1000),
                     query_hash=hashlib.sha256(watch.query.encode()).hexdigest()[:12] if watch.query else "-",
                 )
