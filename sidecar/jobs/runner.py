@@ -187,7 +187,9 @@ class JobRunner:
         if not shape.may_split:
             return None
         limit = duckdb_limit_for(_most(settings))
-        size = input_bytes(spec.sql, Path.cwd(), enough=limit // SMALL_INPUT_FACTOR)
+        size = input_bytes(
+            spec.sql, Path.cwd(), list(settings.allowed_directories), enough=limit // SMALL_INPUT_FACTOR
+        )
         if size is not None and size * SMALL_INPUT_FACTOR < limit:
             # nothing to look at: the looks cost a 1 MB file's GROUP BY 1.2-2.3 ms of its 3.4-6.0
             # (docs/performance/benchmarks.md); a wrong guess costs one attempt, then the ladder splits

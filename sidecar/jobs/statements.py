@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import itertools
 import json
 import os
 import threading
@@ -24,6 +25,8 @@ from typing import Any, Iterator, NamedTuple
 import duckdb
 from sqlglot import exp, parse_one
 from sqlglot.errors import ParseError
+
+from sidecar.engine.outputs import inside
 
 __all__ = [
     "JobShape",
@@ -279,18 +282,23 @@ def input_files(sql: str) -> tuple[str, ...] | None:
     return tuple(files) if files else None
 
 
-def input_bytes(sql: str, cwd: Path, enough: int | None = None) -> int | None:
+def input_bytes(sql: str, cwd: Path, allowed: list[str], enough: int | None = None) -> int | None:
     """The bytes on disk of every file a SELECT reads (`input_files`, globs expanded from `cwd`);
-    None when it reads anything else, or a path matches no file (the query reports that itself).
+    None when it reads anything else, a path matches no file or cannot be read (the query reports
+    that itself), or a pattern reaches outside the `allowed` directories (the worker's guard
+    refuses it; nothing is walked first, so `read_parquet('/**/*.parquet')` costs nothing here).
     With `enough`, the count stops once it passes that many bytes (a glob over thousands of files
     need not be summed to know it is large).
 
     >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / "a.csv").write_text("x" * 10)
     >>> _ = (d / "b.csv").write_text("x" * 5)
-    >>> input_bytes("SELECT * FROM 'a.csv'", d), input_bytes(f"SELECT * FROM read_csv('{d}/*.csv')", Path("/"))
+    >>> ok = [str(d)]
+    >>> input_bytes("SELECT * FROM 'a.csv'", d, ok), input_bytes(f"SELECT * FROM read_csv('{d}/*.csv')", Path("/"), ok)
     (10, 15)
-    >>> input_bytes("SELECT * FROM read_csv('*.csv')", d, enough=4) in (5, 10), input_bytes("SELECT * FROM 'c.csv'", d)
+    >>> input_bytes("SELECT * FROM read_csv('*.csv')", d, ok, enough=4) in (5, 10), input_bytes("SELECT * FROM 'c.csv'", d, ok)
     (True, None)
+    >>> input_bytes("SELECT * FROM read_csv('/**/*.csv')", d, ok), input_bytes("SELECT * FROM 'a.csv'", d, ["/elsewhere"])
+    (None, None)
     """
     files = input_files(sql)
     if files is None:
@@ -298,15 +306,21 @@ def input_bytes(sql: str, cwd: Path, enough: int | None = None) -> int | None:
     total = 0
     for pattern in files:
         path = Path(pattern).expanduser()
-        text = str(path if path.is_absolute() else cwd / path)
-        matches = glob.iglob(text, recursive=True) if glob.has_magic(text) else iter([text])
+        path = path if path.is_absolute() else cwd / path
+        fixed = Path(*[part for part in itertools.takewhile(lambda p: not glob.has_magic(p), path.parts)])
+        if not inside(fixed, allowed):
+            return None
+        matches = glob.iglob(str(path), recursive=True) if glob.has_magic(str(path)) else iter([str(path)])
         found = False
-        for match in matches:
-            if os.path.isfile(match):
-                found = True
-                total += os.stat(match).st_size
-                if enough is not None and total > enough:
-                    return total
+        try:
+            for match in matches:
+                if os.path.isfile(match):
+                    found = True
+                    total += os.stat(match).st_size
+                    if enough is not None and total > enough:
+                        return total
+        except OSError:  # gone or unreadable between the listing and the stat: the query will say
+            return None
         if not found:
             return None
     return total
